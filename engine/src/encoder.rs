@@ -1,0 +1,173 @@
+//! H.264 encoding with openh264, tuned for low-latency WebRTC.
+//!
+//! Constrained baseline, rate control by bitrate, no scene-change or periodic
+//! IDRs (an IDR only when asked, since a viewer asks when it needs one), slices
+//! capped near one RTP packet so a lost datagram costs one slice, not a frame.
+//! Pure computation: the caller decides which thread runs it.
+
+use std::fmt;
+
+use openh264::encoder::{
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Profile,
+    RateControlMode, SpsPpsStrategy, UsageType,
+};
+use openh264::formats::YUVSlices;
+use openh264::OpenH264API;
+
+use crate::pattern::I420;
+
+/// Largest slice the encoder is asked to produce, in bytes (fits a 1200-byte RTP payload).
+pub const MAX_SLICE_BYTES: u32 = 1100;
+
+/// How an encoder is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderSettings {
+    /// Picture width (even).
+    pub width: u32,
+    /// Picture height (even).
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Target bitrate in bits per second.
+    pub bitrate_bps: u32,
+    /// Encoder worker threads inside openh264 (1 = encode on the caller's thread only).
+    pub threads: u16,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> Self {
+        EncoderSettings {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            bitrate_bps: 2_000_000,
+            threads: 1,
+        }
+    }
+}
+
+/// Why encoding failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EncoderError {
+    /// openh264 refused the configuration or a frame.
+    OpenH264(String),
+    /// A frame's size differs from the configured one.
+    WrongSize {
+        /// Configured (width, height).
+        expected: (u32, u32),
+        /// The frame's (width, height).
+        got: (usize, usize),
+    },
+}
+
+impl fmt::Display for EncoderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncoderError::OpenH264(e) => write!(f, "openh264: {e}"),
+            EncoderError::WrongSize { expected, got } => write!(
+                f,
+                "frame is {}x{}, encoder is set up for {}x{}",
+                got.0, got.1, expected.0, expected.1
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EncoderError {}
+
+/// What one `encode` call produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoded {
+    /// An IDR picture (SPS + PPS + IDR slices) was appended to the output.
+    Keyframe,
+    /// A P picture was appended.
+    Delta,
+    /// Rate control skipped the frame: nothing was written, send nothing.
+    Skipped,
+}
+
+/// An openh264 encoder for one source.
+pub struct H264Encoder {
+    settings: EncoderSettings,
+    inner: Encoder,
+    frames: u64,
+}
+
+impl fmt::Debug for H264Encoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("H264Encoder")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl H264Encoder {
+    /// Creates an encoder; the first frame it encodes is an IDR.
+    pub fn new(settings: EncoderSettings) -> Result<Self, EncoderError> {
+        let config = EncoderConfig::new()
+            .usage_type(UsageType::CameraVideoRealTime)
+            .profile(Profile::Baseline)
+            .complexity(Complexity::Low)
+            .bitrate(BitRate::from_bps(settings.bitrate_bps))
+            .max_frame_rate(FrameRate::from_hz(settings.fps as f32))
+            .rate_control_mode(RateControlMode::Bitrate)
+            .skip_frames(true)
+            .debug(false)
+            .scene_change_detect(false)
+            .intra_frame_period(IntraFramePeriod::from_num_frames(0))
+            .sps_pps_strategy(SpsPpsStrategy::ConstantId)
+            .max_slice_len(MAX_SLICE_BYTES)
+            .num_threads(settings.threads.max(1));
+        let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
+            .map_err(|e| EncoderError::OpenH264(e.to_string()))?;
+        Ok(H264Encoder {
+            settings,
+            inner,
+            frames: 0,
+        })
+    }
+
+    /// The settings this encoder was made with.
+    pub fn settings(&self) -> EncoderSettings {
+        self.settings
+    }
+
+    /// Encodes one picture, appending Annex-B NAL units to `out`; `force_idr` asks for a keyframe.
+    pub fn encode(
+        &mut self,
+        pic: &I420<'_>,
+        force_idr: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<Encoded, EncoderError> {
+        let expected = (self.settings.width, self.settings.height);
+        if (pic.width, pic.height) != (expected.0 as usize, expected.1 as usize) {
+            return Err(EncoderError::WrongSize {
+                expected,
+                got: (pic.width, pic.height),
+            });
+        }
+        if force_idr {
+            self.inner.force_intra_frame();
+        }
+        let src = YUVSlices::new((pic.y, pic.u, pic.v), (pic.width, pic.height), pic.strides);
+        // Timestamps drive openh264's rate control: feed it the nominal frame time.
+        let ts_ms = self.frames * 1000 / u64::from(self.settings.fps.max(1));
+        self.frames += 1;
+        let bits = self
+            .inner
+            .encode_at(&src, openh264::Timestamp::from_millis(ts_ms))
+            .map_err(|e| EncoderError::OpenH264(e.to_string()))?;
+        let kind = match bits.frame_type() {
+            FrameType::Skip | FrameType::Invalid => return Ok(Encoded::Skipped),
+            FrameType::IDR => Encoded::Keyframe,
+            _ => Encoded::Delta,
+        };
+        let before = out.len();
+        bits.write_vec(out);
+        if out.len() == before {
+            return Ok(Encoded::Skipped);
+        }
+        Ok(kind)
+    }
+}

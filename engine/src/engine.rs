@@ -1,0 +1,715 @@
+//! The engine: sessions, signaling, demux and fan-out, driven by its caller.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
+use str0m::media::{Frequency, MediaTime};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, IceCreds, Input, Rtc, RtcConfig};
+
+use crate::address::{AddressError, SocketSpec, SocketTable};
+use crate::demux::{Demux, Route, SessionKey};
+use crate::ids::{AvatarId, ConnId, SocketId};
+use crate::keyframe::{KeyframeLimiter, DEFAULT_KEYFRAME_INTERVAL};
+use crate::media::AccessUnit;
+use crate::offer::OfferSummary;
+use crate::session::{DrainCtx, EndReason, Phase, Session, SessionInfo};
+use crate::signaling::{self, ClientMessage, Offer, SignalError};
+
+/// How the engine behaves; validated by [`Engine::new`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The UDP sockets and the public address announced for each.
+    pub sockets: Vec<SocketSpec>,
+    /// Avatars viewers may ask for.
+    pub avatars: Vec<AvatarId>,
+    /// Avatar served when an offer names an unknown one; `None` refuses with `unknown_avatar`.
+    pub fallback_avatar: Option<AvatarId>,
+    /// Most sessions alive at once.
+    pub max_sessions: usize,
+    /// Largest SDP offer accepted, in bytes.
+    pub max_sdp_bytes: usize,
+    /// A session ends after this long without a valid STUN check from its viewer.
+    pub consent_timeout: Duration,
+    /// A session ends if ICE + DTLS are not up this long after the answer.
+    pub connect_timeout: Duration,
+    /// Minimum time between two keyframe requests sent to one avatar's encoder.
+    pub keyframe_interval: Duration,
+    /// RTP packets kept per viewer for NACK resends.
+    pub resend_buffer_packets: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            sockets: Vec::new(),
+            avatars: vec![AvatarId::new("test-pattern")],
+            fallback_avatar: None,
+            max_sessions: 200,
+            max_sdp_bytes: 64 * 1024,
+            consent_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(20),
+            keyframe_interval: DEFAULT_KEYFRAME_INTERVAL,
+            resend_buffer_packets: 300,
+        }
+    }
+}
+
+/// Errors building an engine.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The socket table is unusable.
+    Address(AddressError),
+    /// The DTLS certificate could not be generated.
+    Certificate,
+    /// A setting is out of range.
+    Config(String),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Address(e) => write!(f, "sockets: {e}"),
+            EngineError::Certificate => write!(f, "could not generate the DTLS certificate"),
+            EngineError::Config(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// A datagram that arrived on one of the daemon's sockets.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram<'a> {
+    /// Socket it arrived on.
+    pub socket: SocketId,
+    /// Sender address as the socket saw it (behind FRP: the forwarder).
+    pub from: SocketAddr,
+    /// Payload.
+    pub bytes: &'a [u8],
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Socket to send it from.
+    pub socket: SocketId,
+    /// Destination.
+    pub to: SocketAddr,
+    /// Payload.
+    pub bytes: Vec<u8>,
+}
+
+/// Something the driver must do, from [`Engine::poll_output`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Send a datagram.
+    Transmit(Transmit),
+    /// Send a text frame on a WebSocket.
+    Signal {
+        /// The connection.
+        conn: ConnId,
+        /// JSON text.
+        text: String,
+    },
+    /// Ask an avatar's encoder for an IDR.
+    KeyframeRequest {
+        /// The avatar.
+        avatar: AvatarId,
+    },
+    /// A session ended; unless the WebSocket is what closed, the driver closes it.
+    SessionClosed {
+        /// Its connection.
+        conn: ConnId,
+        /// Its session id.
+        session_id: String,
+        /// Why it ended (`EndReason::code`).
+        reason: &'static str,
+    },
+    /// Nothing more to do until this instant (or new input).
+    Timeout(Instant),
+}
+
+/// Counters kept by the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Offers received.
+    pub offers: u64,
+    /// Answers sent.
+    pub answers: u64,
+    /// Errors sent to peers, by code.
+    pub errors: HashMap<&'static str, u64>,
+    /// Sessions ended, by reason.
+    pub ended: HashMap<&'static str, u64>,
+    /// Datagrams handed in.
+    pub datagrams_in: u64,
+    /// Datagrams dropped: STUN naming an unknown ufrag.
+    pub drop_unknown_ufrag: u64,
+    /// Datagrams dropped: not STUN and from an unknown pair.
+    pub drop_unknown_source: u64,
+    /// Datagrams dropped: not a WebRTC packet kind, or unparsable.
+    pub drop_malformed: u64,
+    /// Frames written to viewers (one per viewer per frame).
+    pub frames_written: u64,
+    /// Frames held back from a viewer waiting for its first keyframe.
+    pub frames_held: u64,
+    /// Keyframe requests sent to encoders.
+    pub keyframe_requests: u64,
+}
+
+struct Conn {
+    url_session_id: String,
+    session: Option<SessionKey>,
+}
+
+struct Avatar {
+    viewers: Vec<SessionKey>,
+    limiter: KeyframeLimiter,
+}
+
+/// The sans-IO core: feed it input with `handle_*`, take output with `poll_output`.
+pub struct Engine {
+    config: EngineConfig,
+    sockets: SocketTable,
+    cert: DtlsCert,
+    conns: HashMap<ConnId, Conn>,
+    sessions: HashMap<SessionKey, Session>,
+    avatars: HashMap<AvatarId, Avatar>,
+    demux: Demux,
+    out: VecDeque<Output>,
+    next_key: u64,
+    socket_load: Vec<usize>,
+    stats: EngineStats,
+    last_now: Option<Instant>,
+}
+
+impl Engine {
+    /// Validates the config and generates the DTLS certificate shared by all sessions.
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let sockets = SocketTable::new(config.sockets.clone()).map_err(EngineError::Address)?;
+        if config.max_sessions == 0 {
+            return Err(EngineError::Config(
+                "max_sessions must be at least 1".into(),
+            ));
+        }
+        if let Some(f) = &config.fallback_avatar {
+            if !config.avatars.contains(f) {
+                return Err(EngineError::Config(format!(
+                    "fallback avatar '{f}' is not a configured avatar"
+                )));
+            }
+        }
+        // One certificate for every session: generating one costs ~0.7 ms,
+        // which would dominate offer-to-answer time.
+        let cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .ok_or(EngineError::Certificate)?;
+        let avatars = config
+            .avatars
+            .iter()
+            .map(|a| {
+                (
+                    a.clone(),
+                    Avatar {
+                        viewers: Vec::new(),
+                        limiter: KeyframeLimiter::new(config.keyframe_interval),
+                    },
+                )
+            })
+            .collect();
+        Ok(Engine {
+            socket_load: vec![0; sockets.len()],
+            sockets,
+            cert,
+            conns: HashMap::new(),
+            sessions: HashMap::new(),
+            avatars,
+            demux: Demux::new(),
+            out: VecDeque::new(),
+            next_key: 1,
+            stats: EngineStats::default(),
+            last_now: None,
+            config,
+        })
+    }
+
+    /// Registers a new WebSocket opened at `/ws/{url_session_id}`.
+    pub fn open_connection(&mut self, conn: ConnId, url_session_id: &str) {
+        self.conns.insert(
+            conn,
+            Conn {
+                url_session_id: url_session_id.to_string(),
+                session: None,
+            },
+        );
+    }
+
+    /// A WebSocket closed: its session (if any) ends and everything it held is freed.
+    pub fn close_connection(&mut self, now: Instant, conn: ConnId) {
+        self.touch(now);
+        if let Some(c) = self.conns.remove(&conn) {
+            if let Some(key) = c.session {
+                self.end_session(now, key, EndReason::WebSocketClosed);
+            }
+        }
+    }
+
+    /// Ends every session (daemon shutdown); each viewer gets a `bye`.
+    pub fn shutdown(&mut self, now: Instant) {
+        let keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
+        for key in keys {
+            self.end_session(now, key, EndReason::Shutdown);
+        }
+    }
+
+    /// Handles one text frame from a viewer's WebSocket.
+    pub fn handle_signal(&mut self, now: Instant, conn: ConnId, text: &str) {
+        self.touch(now);
+        let result = match signaling::parse_client_message(text) {
+            Ok(ClientMessage::Offer(offer)) => {
+                self.stats.offers += 1;
+                self.accept_offer(now, conn, offer)
+            }
+            Ok(ClientMessage::ClientStats(v)) => {
+                self.store_client_stats(conn, v);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            log::info!("{conn}: refused message: {} ({e})", e.code());
+            *self.stats.errors.entry(e.code()).or_default() += 1;
+            self.out.push_back(Output::Signal {
+                conn,
+                text: e.to_json(),
+            });
+        }
+    }
+
+    /// Handles one datagram from a socket.
+    pub fn handle_datagram(&mut self, now: Instant, d: Datagram<'_>) {
+        self.touch(now);
+        self.stats.datagrams_in += 1;
+        let key = match self.demux.route(d.socket, d.from, d.bytes) {
+            Route::Session(k) => k,
+            Route::UnknownUfrag => {
+                self.stats.drop_unknown_ufrag += 1;
+                return;
+            }
+            Route::UnknownSource => {
+                self.stats.drop_unknown_source += 1;
+                return;
+            }
+            Route::NotWebRtc => {
+                self.stats.drop_malformed += 1;
+                return;
+            }
+        };
+        let Some(destination) = self.sockets.receive_destination(d.socket) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let Ok(recv) = Receive::new(Protocol::Udp, d.from, destination, d.bytes) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        let is_stun = d.bytes.first().is_some_and(|b| *b < 2);
+        if let Err(e) = session.rtc.handle_input(Input::Receive(now, recv)) {
+            log::debug!(
+                "session {}: datagram from {} refused: {e}",
+                session.id,
+                d.from
+            );
+        }
+        self.drain_session(now, key, is_stun.then_some(d.from));
+    }
+
+    /// Fans one encoded picture of `avatar` out to its viewers.
+    pub fn handle_access_unit(&mut self, now: Instant, avatar: &AvatarId, au: &AccessUnit) {
+        self.touch(now);
+        let Some(a) = self.avatars.get(avatar) else {
+            log::debug!("access unit for unknown avatar {avatar} dropped");
+            return;
+        };
+        let viewers = a.viewers.clone();
+        let rtp_time = MediaTime::new(au.rtp_time, Frequency::NINETY_KHZ);
+        for key in viewers {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            if s.phase != Phase::Streaming {
+                continue;
+            }
+            if s.needs_keyframe && !au.keyframe {
+                s.frames_held += 1;
+                self.stats.frames_held += 1;
+                continue;
+            }
+            let (Some(mid), Some(pt)) = (s.mid, s.pt) else {
+                continue;
+            };
+            let Some(writer) = s.rtc.writer(mid) else {
+                continue;
+            };
+            match writer.write(pt, au.captured_at, rtp_time, au.data.clone()) {
+                Ok(()) => {
+                    s.needs_keyframe = false;
+                    s.frames_sent += 1;
+                    self.stats.frames_written += 1;
+                }
+                Err(e) => log::debug!("session {}: write failed: {e}", s.id),
+            }
+            self.drain_session(now, key, None);
+        }
+    }
+
+    /// Advances time: str0m timers, consent and connect deadlines, delayed keyframe requests.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.touch(now);
+        let (consent, connect) = (self.config.consent_timeout, self.config.connect_timeout);
+        let due: Vec<SessionKey> = self
+            .sessions
+            .values()
+            .filter(|s| s.deadline(consent, connect) <= now)
+            .map(|s| s.key)
+            .collect();
+        for key in due {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            if s.phase == Phase::Negotiated && now >= s.created + connect {
+                self.end_session(now, key, EndReason::ConnectTimeout);
+                continue;
+            }
+            if s.phase != Phase::Negotiated && now >= s.last_consent + consent {
+                self.end_session(now, key, EndReason::ConsentExpired);
+                continue;
+            }
+            if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
+                log::debug!("session {}: timeout handling failed: {e}", s.id);
+            }
+            self.drain_session(now, key, None);
+        }
+        let mut due_avatars = Vec::new();
+        for (id, a) in self.avatars.iter_mut() {
+            if a.limiter.poll(now) {
+                due_avatars.push(id.clone());
+            }
+        }
+        for avatar in due_avatars {
+            self.stats.keyframe_requests += 1;
+            self.out.push_back(Output::KeyframeRequest { avatar });
+        }
+    }
+
+    /// Next thing to do; `Output::Timeout` means drained until that instant.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        Output::Timeout(self.next_deadline())
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Facts about every live session.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.sessions.values().map(Session::info).collect()
+    }
+
+    /// Sizes of the demux tables (ufrags, pairs): zero when no session lives.
+    pub fn demux_table_sizes(&self) -> (usize, usize) {
+        self.demux.table_sizes()
+    }
+
+    /// Number of signaling connections the engine knows.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The socket table.
+    pub fn sockets(&self) -> &SocketTable {
+        &self.sockets
+    }
+
+    /// The configured avatars.
+    pub fn avatars(&self) -> Vec<AvatarId> {
+        let mut v: Vec<AvatarId> = self.avatars.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The last `client_stats` message a session's page reported.
+    pub fn client_stats(&self, session_id: &str) -> Option<&Value> {
+        self.sessions
+            .values()
+            .find(|s| s.id == session_id)
+            .and_then(|s| s.client_stats.as_ref())
+    }
+
+    fn touch(&mut self, now: Instant) {
+        self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let (consent, connect) = (self.config.consent_timeout, self.config.connect_timeout);
+        // With nothing scheduled, still wake once a second: cheap, and it
+        // bounds the damage of any missed deadline.
+        let idle = self.last_now.unwrap_or_else(Instant::now) + Duration::from_secs(1);
+        let sessions = self.sessions.values().map(|s| s.deadline(consent, connect));
+        let avatars = self.avatars.values().filter_map(|a| a.limiter.deadline());
+        sessions.chain(avatars).fold(idle, Instant::min)
+    }
+
+    fn accept_offer(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        offer: Offer,
+    ) -> Result<(), SignalError> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Err(SignalError::OfferRejected("unknown connection".into()));
+        };
+        if c.session.is_some() {
+            return Err(SignalError::AlreadyNegotiated);
+        }
+        if c.url_session_id != offer.session_id {
+            return Err(SignalError::SessionIdMismatch {
+                url: c.url_session_id.clone(),
+                message: offer.session_id,
+            });
+        }
+        if self.sessions.values().any(|s| s.id == offer.session_id) {
+            return Err(SignalError::SessionInUse(offer.session_id));
+        }
+        if offer.sdp.len() > self.config.max_sdp_bytes {
+            return Err(SignalError::SdpTooLarge {
+                size: offer.sdp.len(),
+                max: self.config.max_sdp_bytes,
+            });
+        }
+        let avatar = self.resolve_avatar(&offer.avatar_id)?;
+        if self.sessions.len() >= self.config.max_sessions {
+            return Err(SignalError::TooManySessions(self.config.max_sessions));
+        }
+        let choice = OfferSummary::parse(&offer.sdp)?.choose_h264()?;
+        let sdp_offer = SdpOffer::from_sdp_string(&offer.sdp)
+            .map_err(|e| SignalError::InvalidSdp(e.to_string()))?;
+
+        let socket = self.pick_socket();
+        let public = self
+            .sockets
+            .receive_destination(socket)
+            .ok_or_else(|| SignalError::OfferRejected("no socket".into()))?;
+        let creds = IceCreds::new();
+        let mut cfg = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_dtls_cert(self.cert.clone())
+            .set_local_ice_credentials(creds.clone())
+            .set_send_buffer_video(self.config.resend_buffer_packets)
+            .clear_codecs();
+        cfg.codec_config().add_h264(
+            choice.format.pt.into(),
+            choice.format.rtx.map(Into::into),
+            true,
+            choice.format.profile_level_id.unwrap_or(0x42e01f),
+        );
+        let mut rtc: Rtc = cfg.build(now);
+        let candidate = Candidate::host(public, "udp")
+            .map_err(|e| SignalError::OfferRejected(format!("candidate {public}: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(sdp_offer)
+            .map_err(|e| SignalError::OfferRejected(e.to_string()))?;
+        let answer_sdp = answer.to_sdp_string();
+
+        let key = SessionKey(self.next_key);
+        self.next_key += 1;
+        let session = Session {
+            key,
+            conn,
+            id: offer.session_id.clone(),
+            user: offer.user_id.clone(),
+            avatar: avatar.clone(),
+            rtc,
+            socket,
+            local_ufrag: creds.ufrag.clone(),
+            phase: Phase::Negotiated,
+            mid: None,
+            pt: None,
+            needs_keyframe: true,
+            created: now,
+            last_consent: now,
+            rtc_timeout: now,
+            remote: None,
+            frames_sent: 0,
+            frames_held: 0,
+            client_stats: None,
+        };
+        self.demux.add_session(key, &creds.ufrag);
+        self.socket_load[socket.0] += 1;
+        if let Some(a) = self.avatars.get_mut(&avatar) {
+            a.viewers.push(key);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = Some(key);
+        }
+        self.sessions.insert(key, session);
+        self.stats.answers += 1;
+        log::info!(
+            "session {} started: user={} avatar={} h264_pt={} profile={:06x} port={} public={} {conn}",
+            offer.session_id,
+            offer.user_id.as_deref().unwrap_or("-"),
+            avatar,
+            choice.format.pt,
+            choice.format.profile_level_id.unwrap_or(0),
+            socket,
+            public,
+        );
+        self.out.push_back(Output::Signal {
+            conn,
+            text: signaling::server_answer(&answer_sdp),
+        });
+        self.drain_session(now, key, None);
+        Ok(())
+    }
+
+    fn resolve_avatar(&self, requested: &str) -> Result<AvatarId, SignalError> {
+        let id = AvatarId::new(requested);
+        if self.avatars.contains_key(&id) {
+            return Ok(id);
+        }
+        match &self.config.fallback_avatar {
+            Some(f) => Ok(f.clone()),
+            None => Err(SignalError::UnknownAvatar {
+                requested: requested.to_string(),
+                available: self.avatars().into_iter().map(|a| a.0).collect(),
+            }),
+        }
+    }
+
+    /// The socket with the fewest sessions, lowest index first.
+    fn pick_socket(&self) -> SocketId {
+        let best = (0..self.socket_load.len())
+            .min_by_key(|i| (self.socket_load[*i], *i))
+            .unwrap_or(0);
+        SocketId(best)
+    }
+
+    fn store_client_stats(&mut self, conn: ConnId, v: Value) {
+        let key = self.conns.get(&conn).and_then(|c| c.session);
+        match key.and_then(|k| self.sessions.get_mut(&k)) {
+            Some(s) => {
+                log::debug!("session {} client_stats: {v}", s.id);
+                s.client_stats = Some(v);
+            }
+            None => log::debug!("{conn}: client_stats before any session, ignored"),
+        }
+    }
+
+    fn drain_session(&mut self, now: Instant, key: SessionKey, stun_from: Option<SocketAddr>) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let mut ctx = DrainCtx {
+            sockets: &self.sockets,
+            demux: &mut self.demux,
+            out: &mut self.out,
+            stun_from,
+            now,
+        };
+        let fx = s.drain(&mut ctx);
+        if fx.keyframe_wanted {
+            let avatar = s.avatar.clone();
+            self.request_keyframe(now, &avatar);
+        }
+        if let Some(reason) = fx.end {
+            self.end_session(now, key, reason);
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, avatar: &AvatarId) {
+        if let Some(a) = self.avatars.get_mut(avatar) {
+            if a.limiter.request(now) {
+                self.stats.keyframe_requests += 1;
+                self.out.push_back(Output::KeyframeRequest {
+                    avatar: avatar.clone(),
+                });
+            }
+        }
+    }
+
+    fn end_session(&mut self, now: Instant, key: SessionKey, reason: EndReason) {
+        let Some(mut s) = self.sessions.remove(&key) else {
+            return;
+        };
+        // Tell the browser at once (RTCP BYE + DTLS close_notify) instead of
+        // letting it find out from silence.
+        if s.rtc.is_connected() {
+            let _ = s.rtc.close();
+            let mut ctx = DrainCtx {
+                sockets: &self.sockets,
+                demux: &mut self.demux,
+                out: &mut self.out,
+                stun_from: None,
+                now,
+            };
+            let _ = s.drain(&mut ctx);
+        }
+        self.demux.remove_session(key, &s.local_ufrag);
+        if let Some(load) = self.socket_load.get_mut(s.socket.0) {
+            *load = load.saturating_sub(1);
+        }
+        if let Some(a) = self.avatars.get_mut(&s.avatar) {
+            a.viewers.retain(|k| *k != key);
+        }
+        if let Some(c) = self.conns.get_mut(&s.conn) {
+            if c.session == Some(key) {
+                c.session = None;
+            }
+        }
+        *self.stats.ended.entry(reason.code()).or_default() += 1;
+        log::info!(
+            "session {} ended: reason={} user={} remote={} port={} duration={:.1}s frames_sent={}",
+            s.id,
+            reason,
+            s.user.as_deref().unwrap_or("-"),
+            s.remote
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into()),
+            s.socket,
+            now.saturating_duration_since(s.created).as_secs_f64(),
+            s.frames_sent
+        );
+        if reason != EndReason::WebSocketClosed {
+            self.out.push_back(Output::Signal {
+                conn: s.conn,
+                text: signaling::server_bye(reason.code()),
+            });
+        }
+        self.out.push_back(Output::SessionClosed {
+            conn: s.conn,
+            session_id: s.id,
+            reason: reason.code(),
+        });
+    }
+}

@@ -1,0 +1,82 @@
+//! portcast-engine: the sans-IO core of portcast.
+//!
+//! The engine answers WebRTC offers as an ICE-lite H.264 sender, finds which
+//! session each datagram belongs to when many sessions share a few UDP ports,
+//! announces the forwarder's public address instead of the bound one, and fans
+//! each encoded picture of an avatar out to all of its viewers. It owns no
+//! socket, no clock and no thread: the caller feeds it input with `handle_*`,
+//! passing the current `Instant`, and takes output with [`Engine::poll_output`]
+//! until it returns [`Output::Timeout`]. The `portcast-net` crate drives it
+//! with a mio loop; tests drive it in memory with a fake clock.
+//!
+//! # The drive loop
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use portcast_engine::{ConnId, Datagram, Engine, EngineConfig, Output, SocketId, SocketSpec};
+//!
+//! let mut engine = Engine::new(EngineConfig {
+//!     sockets: vec![SocketSpec {
+//!         local: "127.0.0.1:10111".parse().unwrap(),
+//!         public: "198.18.0.1:10111".parse().unwrap(),
+//!     }],
+//!     ..EngineConfig::default()
+//! })
+//! .unwrap();
+//!
+//! let mut now = Instant::now();
+//! let conn = ConnId(1);
+//! engine.open_connection(conn, "session-123");
+//! engine.handle_signal(now, conn, r#"{"type":"webrtc_offer","session_id":"session-123"}"#);
+//! engine.handle_datagram(now, Datagram {
+//!     socket: SocketId(0),
+//!     from: "198.18.0.7:40000".parse().unwrap(),
+//!     bytes: &[0x80, 0x60, 0, 1],
+//! });
+//!
+//! // Drain after every input.
+//! loop {
+//!     match engine.poll_output() {
+//!         Output::Transmit(t) => { /* socket[t.socket].send_to(&t.bytes, t.to) */ }
+//!         Output::Signal { conn, text } => {
+//!             // The offer above lacks its avatar and SDP: the peer gets an error.
+//!             assert!(text.contains(r#""code":"missing_field""#));
+//!         }
+//!         Output::KeyframeRequest { avatar } => { /* tell that avatar's encoder */ }
+//!         Output::SessionClosed { .. } => { /* close the WebSocket */ }
+//!         Output::Timeout(at) => {
+//!             // Sleep until `at` or the next input, then:
+//!             now = at.max(now);
+//!             engine.handle_timeout(now);
+//!             break;
+//!         }
+//!         _ => {}
+//!     }
+//! }
+//! # let _ = Duration::ZERO;
+//! ```
+//!
+//! Encoded pictures come in with [`Engine::handle_access_unit`]; the
+//! [`encoder`] and [`pattern`] modules make them from the built-in test
+//! pattern (pure computation, run on whatever thread the caller picks).
+
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod demux;
+pub mod encoder;
+mod engine;
+mod ids;
+pub mod keyframe;
+pub mod media;
+pub mod offer;
+pub mod pattern;
+mod session;
+pub mod signaling;
+
+pub use address::{SocketSpec, SocketTable};
+pub use engine::{Datagram, Engine, EngineConfig, EngineError, EngineStats, Output, Transmit};
+pub use ids::{AvatarId, ConnId, SocketId};
+pub use media::AccessUnit;
+pub use session::{EndReason, Phase, SessionInfo};
+pub use signaling::SignalError;

@@ -1,0 +1,35 @@
+//! Encoded video as it travels from a source to the engine.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One encoded H.264 picture (Annex-B byte stream), shared by every viewer.
+#[derive(Debug, Clone)]
+pub struct AccessUnit {
+    /// Annex-B NAL units (start codes included) of one picture.
+    pub data: Arc<[u8]>,
+    /// RTP timestamp in the 90 kHz clock.
+    pub rtp_time: u64,
+    /// True for an IDR picture (with SPS/PPS): a viewer can start decoding here.
+    pub keyframe: bool,
+    /// When the raw frame was handed to the encoder (for latency accounting).
+    pub captured_at: Instant,
+    /// The source's frame number.
+    pub frame_index: u64,
+}
+
+/// Whether an Annex-B access unit holds an IDR slice (NAL type 5).
+pub fn annexb_has_idr(data: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 3 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            if data[i + 3] & 0x1f == 5 {
+                return true;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}

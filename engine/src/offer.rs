@@ -1,0 +1,389 @@
+//! A typed look at an SDP offer, taken before str0m sees it.
+//!
+//! str0m parses the full SDP. This pass only extracts what the engine decides
+//! on (is there video, which H.264 format can the encoder serve, are the ICE and
+//! DTLS attributes there) so a refusal can say exactly what is wrong.
+
+use crate::signaling::SignalError;
+
+/// H.264 `profile_idc` of (constrained) baseline, which openh264 produces.
+const PROFILE_IDC_BASELINE: u8 = 0x42;
+
+/// One H.264 format offered on the video m-line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H264Format {
+    /// Payload type.
+    pub pt: u8,
+    /// `profile-level-id` as a 24-bit number (0x42e01f), if given.
+    pub profile_level_id: Option<u32>,
+    /// `packetization-mode` (0 when absent, as RFC 6184 says).
+    pub packetization_mode: u8,
+    /// The RTX payload type whose `apt` points at `pt`, if any.
+    pub rtx: Option<u8>,
+}
+
+impl H264Format {
+    /// Whether openh264's constrained-baseline, packetization-mode 1 stream suits this format.
+    pub fn servable(&self) -> bool {
+        self.packetization_mode == 1
+            && self
+                .profile_level_id
+                .is_some_and(|p| (p >> 16) as u8 == PROFILE_IDC_BASELINE)
+    }
+
+    fn describe(&self) -> String {
+        match self.profile_level_id {
+            Some(p) => format!("pt {} {:06x} mode {}", self.pt, p, self.packetization_mode),
+            None => format!("pt {} no profile mode {}", self.pt, self.packetization_mode),
+        }
+    }
+}
+
+/// One m-line of the offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSection {
+    /// `audio`, `video`, `application`, ...
+    pub kind: String,
+    /// The port field (0 means the offerer already rejected it).
+    pub port: u16,
+    /// `a=mid`, if present.
+    pub mid: Option<String>,
+    /// H.264 formats in the offerer's order of preference.
+    pub h264: Vec<H264Format>,
+}
+
+/// What the engine needs to know of an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferSummary {
+    /// The m-lines in order.
+    pub media: Vec<MediaSection>,
+}
+
+/// The H.264 format the engine will answer with, on which m-line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H264Choice {
+    /// Index of the video m-line.
+    pub mline: usize,
+    /// Its mid.
+    pub mid: Option<String>,
+    /// The chosen format.
+    pub format: H264Format,
+}
+
+impl OfferSummary {
+    /// Reads an offer; refuses one that lacks what ICE and DTLS need.
+    pub fn parse(sdp: &str) -> Result<Self, SignalError> {
+        let mut media: Vec<MediaSection> = Vec::new();
+        // Attributes are collected per section; index 0 is the session level.
+        let mut sections: Vec<Vec<(&str, &str)>> = vec![Vec::new()];
+        let mut saw_version = false;
+        for (n, raw) in sdp.split('\n').enumerate() {
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            if line.is_empty() {
+                continue;
+            }
+            let bytes = line.as_bytes();
+            if bytes.len() < 2 || bytes[1] != b'=' {
+                return Err(SignalError::InvalidSdp(format!(
+                    "line {} is not of the form x=...: {:?}",
+                    n + 1,
+                    short(line)
+                )));
+            }
+            let value = &line[2..];
+            match bytes[0] {
+                b'v' => saw_version = true,
+                b'm' => {
+                    media.push(parse_mline(value, n + 1)?);
+                    sections.push(Vec::new());
+                }
+                b'a' => {
+                    let (name, val) = value.split_once(':').unwrap_or((value, ""));
+                    if let Some(s) = sections.last_mut() {
+                        s.push((name, val));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !saw_version {
+            return Err(SignalError::InvalidSdp("no v= line".into()));
+        }
+        if media.is_empty() {
+            return Err(SignalError::InvalidSdp("no m= line".into()));
+        }
+        let session = &sections[0];
+        for (i, m) in media.iter_mut().enumerate() {
+            let attrs = &sections[i + 1];
+            let has = |name: &str| {
+                attrs.iter().any(|(n, _)| *n == name) || session.iter().any(|(n, _)| *n == name)
+            };
+            if m.port != 0 {
+                for required in ["ice-ufrag", "ice-pwd"] {
+                    if !has(required) {
+                        return Err(SignalError::InvalidSdp(format!(
+                            "m-line {} ({}) has no a={required}",
+                            i + 1,
+                            m.kind
+                        )));
+                    }
+                }
+                check_fingerprint(attrs, session, i + 1)?;
+            }
+            m.mid = attrs
+                .iter()
+                .find(|(n, _)| *n == "mid")
+                .map(|(_, v)| v.to_string());
+            if m.kind == "video" {
+                m.h264 = h264_formats(attrs);
+            }
+        }
+        Ok(OfferSummary { media })
+    }
+
+    /// Picks the offerer's most preferred H.264 format the encoder can serve.
+    pub fn choose_h264(&self) -> Result<H264Choice, SignalError> {
+        let videos: Vec<(usize, &MediaSection)> = self
+            .media
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.kind == "video" && m.port != 0)
+            .collect();
+        if videos.is_empty() {
+            return Err(SignalError::NoVideo);
+        }
+        let mut offered = Vec::new();
+        for (i, m) in &videos {
+            if let Some(f) = m.h264.iter().find(|f| f.servable()) {
+                return Ok(H264Choice {
+                    mline: *i,
+                    mid: m.mid.clone(),
+                    format: *f,
+                });
+            }
+            offered.extend(m.h264.iter().map(H264Format::describe));
+        }
+        if offered.is_empty() {
+            Err(SignalError::NoH264)
+        } else {
+            Err(SignalError::NoH264Profile(offered.join(", ")))
+        }
+    }
+}
+
+fn parse_mline(value: &str, line_no: usize) -> Result<MediaSection, SignalError> {
+    let mut parts = value.split(' ');
+    let kind = parts.next().unwrap_or("");
+    let port = parts
+        .next()
+        .and_then(|p| p.split('/').next()?.parse::<u16>().ok());
+    let proto = parts.next();
+    match (kind.is_empty(), port, proto) {
+        (false, Some(port), Some(_)) => Ok(MediaSection {
+            kind: kind.to_string(),
+            port,
+            mid: None,
+            h264: Vec::new(),
+        }),
+        _ => Err(SignalError::InvalidSdp(format!(
+            "line {line_no}: malformed m= line {:?}",
+            short(value)
+        ))),
+    }
+}
+
+fn check_fingerprint(
+    attrs: &[(&str, &str)],
+    session: &[(&str, &str)],
+    mline: usize,
+) -> Result<(), SignalError> {
+    let found = attrs
+        .iter()
+        .chain(session.iter())
+        .filter(|(n, _)| *n == "fingerprint")
+        .map(|(_, v)| *v)
+        .collect::<Vec<_>>();
+    if found.is_empty() {
+        return Err(SignalError::InvalidSdp(format!(
+            "m-line {mline} has no a=fingerprint (DTLS needs it)"
+        )));
+    }
+    for fp in found {
+        let (hash, hex) = fp.split_once(' ').unwrap_or((fp, ""));
+        let want = match hash.to_ascii_lowercase().as_str() {
+            "sha-1" => 20,
+            "sha-224" => 28,
+            "sha-256" => 32,
+            "sha-384" => 48,
+            "sha-512" => 64,
+            _ => {
+                return Err(SignalError::InvalidSdp(format!(
+                    "a=fingerprint uses unknown hash {:?}",
+                    short(hash)
+                )))
+            }
+        };
+        let bytes: Vec<&str> = hex.trim().split(':').collect();
+        let ok = bytes.len() == want
+            && bytes
+                .iter()
+                .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()));
+        if !ok {
+            return Err(SignalError::InvalidSdp(format!(
+                "a=fingerprint:{} is not a complete {hash} digest",
+                short(fp)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn h264_formats(attrs: &[(&str, &str)]) -> Vec<H264Format> {
+    let mut out = Vec::new();
+    let mut rtx_apt: Vec<(u8, u8)> = Vec::new();
+    for (name, val) in attrs {
+        if *name != "rtpmap" {
+            continue;
+        }
+        let Some((pt, enc)) = val.split_once(' ') else {
+            continue;
+        };
+        let Ok(pt) = pt.parse::<u8>() else { continue };
+        let codec = enc.split('/').next().unwrap_or("");
+        if codec.eq_ignore_ascii_case("H264") {
+            out.push(H264Format {
+                pt,
+                profile_level_id: None,
+                packetization_mode: 0,
+                rtx: None,
+            });
+        }
+    }
+    for (name, val) in attrs {
+        if *name != "fmtp" {
+            continue;
+        }
+        let Some((pt, params)) = val.split_once(' ') else {
+            continue;
+        };
+        let Ok(pt) = pt.parse::<u8>() else { continue };
+        for kv in params.split(';') {
+            let (k, v) = kv.trim().split_once('=').unwrap_or((kv.trim(), ""));
+            match k {
+                "apt" => {
+                    if let Ok(apt) = v.parse::<u8>() {
+                        rtx_apt.push((pt, apt));
+                    }
+                }
+                "profile-level-id" => {
+                    if let Some(f) = out.iter_mut().find(|f| f.pt == pt) {
+                        f.profile_level_id = u32::from_str_radix(v, 16)
+                            .ok()
+                            .filter(|p| *p <= 0xFF_FFFF && v.len() == 6);
+                    }
+                }
+                "packetization-mode" => {
+                    if let Some(f) = out.iter_mut().find(|f| f.pt == pt) {
+                        f.packetization_mode = v.parse().unwrap_or(u8::MAX);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for (rtx, apt) in rtx_apt {
+        if let Some(f) = out.iter_mut().find(|f| f.pt == apt) {
+            f.rtx = Some(rtx);
+        }
+    }
+    out
+}
+
+fn short(s: &str) -> String {
+    let mut end = s.len().min(60);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FP: &str = "sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99";
+
+    fn offer(video_fmts: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96 97 98\r\nc=IN IP4 0.0.0.0\r\n\
+             a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=fingerprint:{FP}\r\n\
+             a=setup:actpass\r\na=mid:0\r\na=recvonly\r\n{video_fmts}"
+        )
+    }
+
+    #[test]
+    fn picks_first_constrained_baseline_mode_1_and_its_rtx() {
+        let sdp = offer(
+            "a=rtpmap:96 VP8/90000\r\na=rtpmap:97 H264/90000\r\n\
+             a=fmtp:97 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f\r\n\
+             a=rtpmap:98 H264/90000\r\n\
+             a=fmtp:98 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+             a=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=98\r\n",
+        );
+        let c = OfferSummary::parse(&sdp).unwrap().choose_h264().unwrap();
+        assert_eq!(c.format.pt, 98);
+        assert_eq!(c.format.rtx, Some(99));
+        assert_eq!(c.format.profile_level_id, Some(0x42e01f));
+        assert_eq!(c.mid.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn vp8_only_is_no_h264_and_high_profile_only_is_no_profile() {
+        let vp8 = offer("a=rtpmap:96 VP8/90000\r\n");
+        assert_eq!(
+            OfferSummary::parse(&vp8).unwrap().choose_h264(),
+            Err(SignalError::NoH264)
+        );
+        let high = offer(
+            "a=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1;profile-level-id=64001f\r\n",
+        );
+        let err = OfferSummary::parse(&high)
+            .unwrap()
+            .choose_h264()
+            .unwrap_err();
+        assert_eq!(err.code(), "no_h264_profile");
+        assert!(err.to_string().contains("64001f"), "{err}");
+    }
+
+    #[test]
+    fn missing_ice_or_dtls_attributes_are_named() {
+        let sdp = offer("a=rtpmap:97 H264/90000\r\n");
+        let no_ufrag = sdp.replace("a=ice-ufrag:abcd\r\n", "");
+        let e = OfferSummary::parse(&no_ufrag).unwrap_err();
+        assert!(e.to_string().contains("ice-ufrag"), "{e}");
+        let cut_fp = sdp.replace(FP, "sha-256 AA:BB:C");
+        let e = OfferSummary::parse(&cut_fp).unwrap_err();
+        assert!(e.to_string().contains("fingerprint"), "{e}");
+    }
+
+    #[test]
+    fn lf_only_line_endings_parse_like_crlf() {
+        let sdp = offer(
+            "a=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1;profile-level-id=42001f\r\n",
+        );
+        let lf = sdp.replace("\r\n", "\n");
+        assert_eq!(
+            OfferSummary::parse(&sdp).unwrap(),
+            OfferSummary::parse(&lf).unwrap()
+        );
+    }
+
+    #[test]
+    fn garbage_is_invalid_sdp() {
+        for junk in ["", "hello", "v=0\r\n", "v=0\r\nm=video\r\n", "\u{0}\u{1}"] {
+            let e = OfferSummary::parse(junk).unwrap_err();
+            assert_eq!(e.code(), "invalid_sdp", "{junk:?}");
+        }
+    }
+}

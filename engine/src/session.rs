@@ -1,0 +1,249 @@
+//! One viewer's WebRTC session: a str0m `Rtc` plus what the engine tracks about it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use str0m::format::Codec;
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::{Event, IceConnectionState, Output as RtcOutput, Rtc};
+
+use crate::address::SocketTable;
+use crate::demux::{Demux, SessionKey};
+use crate::ids::{AvatarId, ConnId, SocketId};
+use crate::Output;
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The viewer's WebSocket closed.
+    WebSocketClosed,
+    /// No valid STUN consent check from the viewer within the consent timeout.
+    ConsentExpired,
+    /// ICE + DTLS did not complete within the connect timeout after the answer.
+    ConnectTimeout,
+    /// DTLS (or another part of the WebRTC stack) failed.
+    DtlsFailed(String),
+    /// The viewer closed DTLS (close_notify).
+    PeerClosed,
+    /// The daemon is shutting down.
+    Shutdown,
+}
+
+impl EndReason {
+    /// A stable snake_case name for logs, metrics and the `bye` message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EndReason::WebSocketClosed => "websocket_closed",
+            EndReason::ConsentExpired => "consent_expired",
+            EndReason::ConnectTimeout => "connect_timeout",
+            EndReason::DtlsFailed(_) => "dtls_failed",
+            EndReason::PeerClosed => "peer_closed",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::DtlsFailed(e) => write!(f, "dtls_failed ({e})"),
+            other => f.write_str(other.code()),
+        }
+    }
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Answer sent; waiting for ICE and DTLS.
+    Negotiated,
+    /// DTLS is up; waiting for str0m to announce the video media.
+    Connected,
+    /// Media is ready: frames are written to it.
+    Streaming,
+}
+
+/// Public facts about a live session.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The session id from the URL and the offer.
+    pub session_id: String,
+    /// Its signaling connection.
+    pub conn: ConnId,
+    /// Avatar watched.
+    pub avatar: AvatarId,
+    /// Socket serving it.
+    pub socket: SocketId,
+    /// Remote address learned from its checks, if any yet.
+    pub remote: Option<SocketAddr>,
+    /// Phase.
+    pub phase: Phase,
+    /// Frames written to it.
+    pub frames_sent: u64,
+}
+
+pub(crate) struct Session {
+    pub key: SessionKey,
+    pub conn: ConnId,
+    pub id: String,
+    pub user: Option<String>,
+    pub avatar: AvatarId,
+    pub rtc: Rtc,
+    pub socket: SocketId,
+    pub local_ufrag: String,
+    pub phase: Phase,
+    pub mid: Option<Mid>,
+    pub pt: Option<Pt>,
+    pub needs_keyframe: bool,
+    pub created: Instant,
+    pub last_consent: Instant,
+    pub rtc_timeout: Instant,
+    pub remote: Option<SocketAddr>,
+    pub frames_sent: u64,
+    pub frames_held: u64,
+    pub client_stats: Option<Value>,
+}
+
+/// What a drain asks the engine to do besides transmitting.
+#[derive(Debug, Default)]
+pub(crate) struct DrainEffects {
+    pub keyframe_wanted: bool,
+    pub end: Option<EndReason>,
+}
+
+pub(crate) struct DrainCtx<'a> {
+    pub sockets: &'a SocketTable,
+    pub demux: &'a mut Demux,
+    pub out: &'a mut VecDeque<Output>,
+    /// Remote of the STUN binding request being handled, if any: a reply to it proves consent.
+    pub stun_from: Option<SocketAddr>,
+    pub now: Instant,
+}
+
+impl Session {
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            session_id: self.id.clone(),
+            conn: self.conn,
+            avatar: self.avatar.clone(),
+            socket: self.socket,
+            remote: self.remote,
+            phase: self.phase,
+            frames_sent: self.frames_sent,
+        }
+    }
+
+    /// The earliest instant this session needs `handle_timeout`.
+    pub fn deadline(&self, consent_timeout: Duration, connect_timeout: Duration) -> Instant {
+        let own = if self.phase == Phase::Negotiated {
+            self.created + connect_timeout
+        } else {
+            self.last_consent + consent_timeout
+        };
+        own.min(self.rtc_timeout)
+    }
+
+    /// Polls str0m until it is drained, turning its output into engine output.
+    pub fn drain(&mut self, ctx: &mut DrainCtx<'_>) -> DrainEffects {
+        let mut fx = DrainEffects::default();
+        loop {
+            match self.rtc.poll_output() {
+                Ok(RtcOutput::Timeout(t)) => {
+                    self.rtc_timeout = t;
+                    break;
+                }
+                Ok(RtcOutput::Transmit(t)) => {
+                    let Some(socket) = ctx.sockets.socket_for_transmit(t.source) else {
+                        log::warn!(
+                            "session {}: str0m sent from {} which is no configured public address; dropped",
+                            self.id,
+                            t.source
+                        );
+                        continue;
+                    };
+                    ctx.demux.learn_pair(self.key, socket, t.destination);
+                    if ctx.stun_from == Some(t.destination) {
+                        // str0m answers a binding request only when its
+                        // MESSAGE-INTEGRITY checks out: that is consent.
+                        self.last_consent = ctx.now;
+                        if self.remote != Some(t.destination) {
+                            self.remote = Some(t.destination);
+                        }
+                    }
+                    ctx.out.push_back(Output::Transmit(crate::Transmit {
+                        socket,
+                        to: t.destination,
+                        bytes: t.contents.into(),
+                    }));
+                }
+                Ok(RtcOutput::Event(e)) => self.on_event(e, &mut fx),
+                Err(e) => {
+                    fx.end = Some(EndReason::DtlsFailed(e.to_string()));
+                    break;
+                }
+            }
+        }
+        if fx.end.is_none() && !self.rtc.is_alive() {
+            fx.end = Some(match self.phase {
+                Phase::Negotiated => {
+                    EndReason::DtlsFailed("WebRTC stack closed before connecting".into())
+                }
+                _ => EndReason::PeerClosed,
+            });
+        }
+        fx
+    }
+
+    fn on_event(&mut self, e: Event, fx: &mut DrainEffects) {
+        match e {
+            Event::Connected => {
+                if self.phase == Phase::Negotiated {
+                    self.phase = Phase::Connected;
+                    log::info!(
+                        "session {} connected: remote={} port={}",
+                        self.id,
+                        self.remote
+                            .map(|r| r.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        self.socket
+                    );
+                }
+            }
+            Event::MediaAdded(m) if m.kind == MediaKind::Video && self.mid.is_none() => {
+                let pt = self.rtc.writer(m.mid).and_then(|w| {
+                    w.payload_params()
+                        .find(|p| p.spec().codec == Codec::H264)
+                        .map(|p| p.pt())
+                });
+                self.mid = Some(m.mid);
+                self.pt = pt;
+                if pt.is_some() {
+                    self.phase = Phase::Streaming;
+                    self.needs_keyframe = true;
+                    fx.keyframe_wanted = true;
+                } else {
+                    fx.end = Some(EndReason::DtlsFailed(
+                        "negotiated video has no H.264 payload type".into(),
+                    ));
+                }
+            }
+            Event::KeyframeRequest(_) => {
+                self.needs_keyframe = self.needs_keyframe || self.phase != Phase::Streaming;
+                fx.keyframe_wanted = true;
+            }
+            Event::IceConnectionStateChange(s) => {
+                log::debug!("session {}: ICE {:?}", self.id, s);
+                if s == IceConnectionState::Disconnected && self.phase != Phase::Negotiated {
+                    // str0m gave up on every pair; the consent timer decides the end.
+                    log::debug!("session {}: no live ICE pair", self.id);
+                }
+            }
+            Event::Closed => fx.end = Some(EndReason::PeerClosed),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The engine against str0m viewers in memory: ICE, DTLS, SRTP and H.264, no sockets.
+
+mod util;
+
+use std::time::Duration;
+
+use portcast_engine::{EngineConfig, Phase};
+use util::*;
+
+fn config(public_ip: &str, public_base: u16) -> EngineConfig {
+    EngineConfig {
+        sockets: sockets(public_ip, public_base),
+        ..EngineConfig::default()
+    }
+}
+
+fn candidate_lines(sdp: &str) -> Vec<String> {
+    sdp.lines()
+        .filter(|l| l.starts_with("a=candidate"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn viewer_decodes_advancing_frames_from_the_test_pattern() {
+    let mut w = World::new(config("127.0.0.1", 10111), 320, 180);
+    let v = w.add_viewer("session-1", addr("127.0.0.1:40000"));
+    w.run(Duration::from_secs(3));
+    let viewer = &w.viewers[v];
+    assert!(viewer.connected, "ICE + DTLS completed");
+    assert!(viewer.errors.is_empty(), "{:?}", viewer.errors);
+    let answer = viewer.answer_sdp.as_deref().unwrap();
+    assert!(answer.contains("a=ice-lite"), "answer is ICE-lite");
+    assert!(answer.contains("a=sendonly"), "answer sends video");
+    assert!(
+        viewer.counters.len() >= 60,
+        "decoded only {} frames",
+        viewer.counters.len()
+    );
+    assert!(viewer.counters_advance(), "counters {:?}", viewer.counters);
+    assert_eq!(viewer.decode_errors, 0);
+    let info = &w.engine.sessions()[0];
+    assert_eq!(info.phase, Phase::Streaming);
+    assert_eq!(info.remote, Some(addr("127.0.0.1:40000")));
+}
+
+#[test]
+fn viewer_decodes_when_the_public_address_differs_from_the_local_one() {
+    let mut w = World::new(config("198.18.0.1", 20111), 320, 180);
+    let v = w.add_viewer("session-nat", addr("198.18.7.7:40000"));
+    let answer = w.viewers[v].answer_sdp.clone().unwrap();
+    let cands = candidate_lines(&answer);
+    assert_eq!(cands.len(), 1, "one host candidate: {cands:?}");
+    assert!(
+        cands[0].contains("198.18.0.1 20111 typ host"),
+        "{}",
+        cands[0]
+    );
+    assert!(
+        !answer.contains("127.0.0.1"),
+        "the bound address never leaks into the answer"
+    );
+    w.run(Duration::from_secs(2));
+    let viewer = &w.viewers[v];
+    assert!(viewer.connected);
+    assert!(
+        viewer.counters.len() >= 40,
+        "decoded {}",
+        viewer.counters.len()
+    );
+    assert!(viewer.counters_advance());
+    // Every datagram reached the viewer from the announced public address.
+    assert!(viewer
+        .heard_from
+        .iter()
+        .all(|a| *a == addr("198.18.0.1:20111")));
+}
+
+#[test]
+fn fifty_viewers_behind_one_forwarder_share_five_ports_and_one_encoder() {
+    let mut w = World::new(config("198.18.0.1", 10111), 256, 144);
+    // FRP hides the clients: all come from the forwarder's ip, each its own port.
+    for i in 0..50u16 {
+        w.add_viewer(
+            &format!("s{i}"),
+            std::net::SocketAddr::from(([198, 18, 0, 2], 40000 + i)),
+        );
+        w.run(Duration::from_millis(20));
+    }
+    let encodes_before = w.source.encodes;
+    w.run(Duration::from_secs(2));
+    // One encoder: one encode per frame time, whatever the number of viewers.
+    let encodes = w.source.encodes - encodes_before;
+    assert!((58..=62).contains(&encodes), "{encodes} encodes in 2 s");
+    let mut per_port = std::collections::HashMap::new();
+    for v in &w.viewers {
+        assert!(v.connected, "{} connected", v.session_id);
+        assert!(
+            v.counters.len() >= 40,
+            "{} decoded {}",
+            v.session_id,
+            v.counters.len()
+        );
+        assert!(v.counters_advance(), "{} in order", v.session_id);
+        assert_eq!(v.decode_errors, 0, "{} decode errors", v.session_id);
+        let port = v.heard_from[0];
+        assert!(
+            v.heard_from.iter().all(|a| *a == port),
+            "{} heard from one port only",
+            v.session_id
+        );
+        *per_port.entry(port).or_insert(0) += 1;
+    }
+    assert_eq!(per_port.len(), 5, "all five ports used");
+    assert!(
+        per_port.values().all(|n| *n == 10),
+        "balanced: {per_port:?}"
+    );
+    let s = w.engine.stats();
+    assert_eq!(
+        (s.drop_unknown_source, s.drop_unknown_ufrag),
+        (0, 0),
+        "no datagram lost its way"
+    );
+    // Joining viewers were merged into far fewer IDRs than viewers.
+    assert!(
+        w.source.keyframes < 50,
+        "{} keyframes for 50 joins",
+        w.source.keyframes
+    );
+}
+
+#[test]
+fn a_new_viewer_gets_a_keyframe_quickly_and_pli_asks_the_source_again() {
+    let mut w = World::new(config("127.0.0.1", 10111), 320, 180);
+    w.add_viewer("first", addr("127.0.0.1:40000"));
+    w.run(Duration::from_secs(2));
+    let idr_before = w.source.keyframes;
+    let requests_before = w.keyframe_requests;
+    let late = w.add_viewer("late", addr("127.0.0.1:40001"));
+    w.run(Duration::from_millis(700));
+    assert!(
+        w.keyframe_requests > requests_before,
+        "joining asks for a keyframe"
+    );
+    assert!(w.source.keyframes > idr_before, "the source made an IDR");
+    assert!(
+        !w.viewers[late].counters.is_empty(),
+        "late viewer decodes within 0.7 s"
+    );
+    // A PLI from the viewer reaches the source.
+    let requests = w.keyframe_requests;
+    let mid = w.viewers[late].mid.unwrap();
+    w.run(Duration::from_millis(600)); // leave the rate-limit window
+    w.viewers[late]
+        .rtc
+        .direct_api()
+        .stream_rx_by_mid(mid, None)
+        .expect("receive stream")
+        .request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+    w.run(Duration::from_millis(300));
+    assert!(
+        w.keyframe_requests > requests,
+        "PLI became a keyframe request"
+    );
+}
+
+#[test]
+fn closing_the_websocket_frees_every_trace_of_the_session() {
+    let mut w = World::new(config("127.0.0.1", 10111), 256, 144);
+    let v = w.add_viewer("bye-now", addr("127.0.0.1:40000"));
+    w.run(Duration::from_secs(1));
+    assert_eq!(w.engine.session_count(), 1);
+    assert_eq!(w.engine.demux_table_sizes(), (1, 1));
+    let conn = w.viewers[v].conn;
+    w.engine.close_connection(w.now, conn);
+    w.pump();
+    assert_eq!(w.engine.session_count(), 0);
+    assert_eq!(w.engine.demux_table_sizes(), (0, 0));
+    assert_eq!(w.engine.connection_count(), 0);
+    assert_eq!(
+        w.closed,
+        vec![(conn, "bye-now".to_string(), "websocket_closed")]
+    );
+    // The session id is free again for a new connection.
+    w.add_viewer("bye-now", addr("127.0.0.1:40001"));
+    w.run(Duration::from_secs(1));
+    assert!(!w.viewers[1].counters.is_empty());
+}
+
+#[test]
+fn a_silent_viewer_loses_its_session_after_the_consent_timeout() {
+    let cfg = EngineConfig {
+        consent_timeout: Duration::from_secs(3),
+        ..config("127.0.0.1", 10111)
+    };
+    let mut w = World::new(cfg, 256, 144);
+    let v = w.add_viewer("gone", addr("127.0.0.1:40000"));
+    w.run(Duration::from_secs(1));
+    assert!(w.viewers[v].connected);
+    w.viewers[v].online = false; // its datagrams stop reaching the daemon
+    w.run(Duration::from_millis(2500));
+    assert_eq!(w.engine.session_count(), 1, "still inside the timeout");
+    w.run(Duration::from_secs(2));
+    assert_eq!(w.engine.session_count(), 0);
+    assert_eq!(w.engine.demux_table_sizes(), (0, 0));
+    assert_eq!(w.closed[0].2, "consent_expired");
+    assert_eq!(
+        w.viewers[v].byes.len(),
+        1,
+        "the page is told: {:?}",
+        w.viewers[v].byes
+    );
+    assert_eq!(w.viewers[v].byes[0]["reason"], "consent_expired");
+    assert_eq!(w.engine.stats().ended.get("consent_expired"), Some(&1));
+}
+
+#[test]
+fn a_viewer_that_never_connects_is_dropped_after_the_connect_timeout() {
+    let cfg = EngineConfig {
+        connect_timeout: Duration::from_secs(2),
+        ..config("127.0.0.1", 10111)
+    };
+    let mut w = World::new(cfg, 256, 144);
+    let mut v = Viewer::new(1, "never", addr("127.0.0.1:40000"), w.now);
+    let sdp = v.make_offer();
+    w.engine.open_connection(v.conn, "never");
+    w.engine
+        .handle_signal(w.now, v.conn, &offer_message("never", "test-pattern", &sdp));
+    // The answer is sent, but the viewer never sends a single check.
+    w.pump();
+    w.run(Duration::from_millis(2100));
+    assert_eq!(w.engine.session_count(), 0);
+    assert_eq!(w.closed[0].2, "connect_timeout");
+}

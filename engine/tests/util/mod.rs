@@ -1,0 +1,366 @@
+//! An in-memory world: one `Engine`, str0m client viewers, a fake clock and a
+//! test-pattern encoder, wired together without sockets (like quinn's `Pair`).
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openh264::decoder::Decoder;
+use openh264::formats::YUVSource;
+use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
+use portcast_engine::pattern::{read_frame_counter, TestPattern, I420};
+use portcast_engine::{
+    AccessUnit, AvatarId, ConnId, Datagram, Engine, EngineConfig, Output, SocketId, SocketSpec,
+};
+use serde_json::Value;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
+
+pub const FRAME: Duration = Duration::from_micros(33_333);
+pub const TICK: Duration = Duration::from_millis(5);
+
+pub fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Five sockets bound on 127.0.0.1:10111.. announced as `public_ip:public_base+i`.
+pub fn sockets(public_ip: &str, public_base: u16) -> Vec<SocketSpec> {
+    (0..5)
+        .map(|i| SocketSpec {
+            local: SocketAddr::from(([127, 0, 0, 1], 10111 + i)),
+            public: SocketAddr::new(public_ip.parse().unwrap(), public_base + i),
+        })
+        .collect()
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = format!("{}/../fixtures/offers/{name}", env!("CARGO_MANIFEST_DIR"));
+    String::from_utf8(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+pub fn offer_message(session: &str, avatar: &str, sdp: &str) -> String {
+    serde_json::json!({
+        "type": "webrtc_offer", "session_id": session, "user_id": 5,
+        "avatar_id": avatar, "sdp": sdp,
+    })
+    .to_string()
+}
+
+/// A browser-like viewer: a str0m `Rtc` offering recvonly H.264, plus a decoder.
+pub struct Viewer {
+    pub conn: ConnId,
+    pub session_id: String,
+    pub addr: SocketAddr,
+    pub rtc: Rtc,
+    pending: Option<SdpPendingOffer>,
+    pub answer_sdp: Option<String>,
+    pub errors: Vec<Value>,
+    pub byes: Vec<Value>,
+    pub connected: bool,
+    decoder: Decoder,
+    pub counters: Vec<u64>,
+    pub decode_errors: usize,
+    /// Public addresses this viewer's datagrams came from.
+    pub heard_from: Vec<SocketAddr>,
+    /// When false, the viewer's outgoing datagrams are lost (it "went away").
+    pub online: bool,
+    /// The mid of the video transceiver.
+    pub mid: Option<str0m::media::Mid>,
+}
+
+impl Viewer {
+    pub fn new(conn: u64, session_id: &str, addr: SocketAddr, now: Instant) -> Self {
+        let mut rtc = Rtc::builder().build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        Viewer {
+            conn: ConnId(conn),
+            session_id: session_id.to_string(),
+            addr,
+            rtc,
+            pending: None,
+            answer_sdp: None,
+            errors: Vec::new(),
+            byes: Vec::new(),
+            connected: false,
+            decoder: Decoder::new().unwrap(),
+            counters: Vec::new(),
+            decode_errors: 0,
+            heard_from: Vec::new(),
+            online: true,
+            mid: None,
+        }
+    }
+
+    /// Creates the recvonly video offer, as a browser's `addTransceiver('video', recvonly)`.
+    pub fn make_offer(&mut self) -> String {
+        let mut api = self.rtc.sdp_api();
+        self.mid = Some(api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None));
+        let (offer, pending) = api.apply().unwrap();
+        self.pending = Some(pending);
+        offer.to_sdp_string()
+    }
+
+    fn on_signal(&mut self, text: &str) {
+        let v: Value = serde_json::from_str(text).expect("server sent JSON");
+        match v["type"].as_str() {
+            Some("webrtc_answer") => {
+                let sdp = v["sdp"].as_str().unwrap().to_string();
+                let answer = SdpAnswer::from_sdp_string(&sdp).expect("answer parses");
+                let pending = self.pending.take().expect("an offer was pending");
+                self.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+                self.answer_sdp = Some(sdp);
+            }
+            Some("error") => self.errors.push(v),
+            Some("bye") => self.byes.push(v),
+            other => panic!("unexpected server message {other:?}"),
+        }
+    }
+
+    fn drain(&mut self, now: Instant, to_engine: &mut VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(RtcOutput::Timeout(_)) => break,
+                Ok(RtcOutput::Transmit(t)) => {
+                    if self.online {
+                        to_engine.push_back((t.source, t.destination, t.contents.into()));
+                    }
+                }
+                Ok(RtcOutput::Event(e)) => match e {
+                    Event::Connected => self.connected = true,
+                    Event::MediaData(m) => self.decode(&m.data),
+                    _ => {}
+                },
+                Err(e) => panic!("viewer rtc error: {e}"),
+            }
+        }
+        let _ = now;
+    }
+
+    fn decode(&mut self, data: &[u8]) {
+        match self.decoder.decode(data) {
+            Ok(Some(pic)) => {
+                let (w, h) = pic.dimensions();
+                let strides = pic.strides();
+                let view = I420 {
+                    y: pic.y(),
+                    u: pic.u(),
+                    v: pic.v(),
+                    width: w,
+                    height: h,
+                    strides,
+                };
+                if let Some(c) = read_frame_counter(&view) {
+                    self.counters.push(c);
+                }
+            }
+            Ok(None) => {}
+            Err(_) => self.decode_errors += 1,
+        }
+    }
+
+    /// Counters decoded so far are strictly increasing (frames arrive in order, none repeated).
+    pub fn counters_advance(&self) -> bool {
+        self.counters.windows(2).all(|w| w[1] > w[0])
+    }
+}
+
+/// The test-pattern source, encoding in the test thread.
+pub struct Source {
+    pub avatar: AvatarId,
+    pattern: TestPattern,
+    encoder: H264Encoder,
+    pub index: u64,
+    fps: u64,
+    pub force_idr: bool,
+    pub keyframes: u64,
+    pub encodes: u64,
+    buf: Vec<u8>,
+}
+
+impl Source {
+    pub fn new(avatar: &str, width: u32, height: u32) -> Self {
+        let settings = EncoderSettings {
+            width,
+            height,
+            fps: 30,
+            bitrate_bps: 1_000_000,
+            threads: 1,
+        };
+        Source {
+            avatar: AvatarId::new(avatar),
+            pattern: TestPattern::new(width as usize, height as usize).unwrap(),
+            encoder: H264Encoder::new(settings).unwrap(),
+            index: 0,
+            fps: 30,
+            force_idr: false,
+            keyframes: 0,
+            encodes: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn next(&mut self, now: Instant) -> Option<AccessUnit> {
+        let pic = self.pattern.render(self.index, 0);
+        self.buf.clear();
+        let kind = self
+            .encoder
+            .encode(&pic, std::mem::take(&mut self.force_idr), &mut self.buf)
+            .unwrap();
+        let index = self.index;
+        self.index += 1;
+        self.encodes += 1;
+        let keyframe = match kind {
+            Encoded::Skipped => return None,
+            Encoded::Keyframe => true,
+            Encoded::Delta => false,
+        };
+        self.keyframes += u64::from(keyframe);
+        Some(AccessUnit {
+            data: Arc::from(&self.buf[..]),
+            rtp_time: index * 90_000 / self.fps,
+            keyframe,
+            captured_at: now,
+            frame_index: index,
+        })
+    }
+}
+
+/// Engine + viewers + one source, advanced by a fake clock.
+pub struct World {
+    pub engine: Engine,
+    pub now: Instant,
+    pub viewers: Vec<Viewer>,
+    pub source: Source,
+    next_frame: Instant,
+    public_to_socket: HashMap<SocketAddr, SocketId>,
+    pub keyframe_requests: u64,
+    pub closed: Vec<(ConnId, String, &'static str)>,
+    pub signals: Vec<(ConnId, String)>,
+}
+
+impl World {
+    pub fn new(config: EngineConfig, width: u32, height: u32) -> Self {
+        let public_to_socket = config
+            .sockets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.public, SocketId(i)))
+            .collect();
+        let now = Instant::now();
+        World {
+            engine: Engine::new(config).unwrap(),
+            now,
+            viewers: Vec::new(),
+            source: Source::new("test-pattern", width, height),
+            next_frame: now,
+            public_to_socket,
+            keyframe_requests: 0,
+            closed: Vec::new(),
+            signals: Vec::new(),
+        }
+    }
+
+    /// Adds a viewer at `addr` and sends its offer; returns its index.
+    pub fn add_viewer(&mut self, session_id: &str, addr: SocketAddr) -> usize {
+        let conn = self.viewers.len() as u64 + 1000;
+        let mut v = Viewer::new(conn, session_id, addr, self.now);
+        let sdp = v.make_offer();
+        self.engine.open_connection(v.conn, session_id);
+        let msg = offer_message(session_id, "test-pattern", &sdp);
+        self.engine.handle_signal(self.now, v.conn, &msg);
+        self.viewers.push(v);
+        self.pump();
+        self.viewers.len() - 1
+    }
+
+    /// Moves packets and signals around until nobody has anything more to say.
+    pub fn pump(&mut self) {
+        for _ in 0..10_000 {
+            let mut to_engine = VecDeque::new();
+            let mut moved = false;
+            loop {
+                match self.engine.poll_output() {
+                    Output::Timeout(_) => break,
+                    Output::Transmit(t) => {
+                        moved = true;
+                        let public = self.engine.sockets().get(t.socket).unwrap().public;
+                        if let Some(v) = self.viewers.iter_mut().find(|v| v.addr == t.to) {
+                            v.heard_from.push(public);
+                            let recv =
+                                Receive::new(Protocol::Udp, public, v.addr, &t.bytes).unwrap();
+                            v.rtc.handle_input(Input::Receive(self.now, recv)).unwrap();
+                            v.drain(self.now, &mut to_engine);
+                        }
+                    }
+                    Output::Signal { conn, text } => {
+                        moved = true;
+                        self.signals.push((conn, text.clone()));
+                        if let Some(v) = self.viewers.iter_mut().find(|v| v.conn == conn) {
+                            v.on_signal(&text);
+                            v.drain(self.now, &mut to_engine);
+                        }
+                    }
+                    Output::KeyframeRequest { avatar } => {
+                        assert_eq!(avatar, self.source.avatar);
+                        self.keyframe_requests += 1;
+                        self.source.force_idr = true;
+                    }
+                    Output::SessionClosed {
+                        conn,
+                        session_id,
+                        reason,
+                    } => {
+                        self.closed.push((conn, session_id, reason));
+                    }
+                    other => panic!("unexpected output {other:?}"),
+                }
+            }
+            for v in self.viewers.iter_mut() {
+                v.drain(self.now, &mut to_engine);
+            }
+            while let Some((from, dst, bytes)) = to_engine.pop_front() {
+                moved = true;
+                let Some(socket) = self.public_to_socket.get(&dst).copied() else {
+                    continue;
+                };
+                self.engine.handle_datagram(
+                    self.now,
+                    Datagram {
+                        socket,
+                        from,
+                        bytes: &bytes,
+                    },
+                );
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("pump did not settle");
+    }
+
+    /// Runs the world for `d` of fake time: timers, frames, packets.
+    pub fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += TICK;
+            self.engine.handle_timeout(self.now);
+            for v in self.viewers.iter_mut() {
+                v.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+            }
+            if self.now >= self.next_frame {
+                self.next_frame += FRAME;
+                if let Some(au) = self.source.next(self.now) {
+                    let avatar = self.source.avatar.clone();
+                    self.engine.handle_access_unit(self.now, &avatar, &au);
+                }
+            }
+            self.pump();
+        }
+    }
+}
