@@ -1,0 +1,251 @@
+//! Every refusal the signaling protocol defines, with its code, and the engine
+//! still serving a fresh viewer afterwards.
+
+mod util;
+
+use std::time::Duration;
+
+use portcast_engine::{ConnId, EngineConfig};
+use serde_json::Value;
+use util::*;
+
+fn world(max_sessions: usize) -> World {
+    let cfg = EngineConfig {
+        sockets: sockets("127.0.0.1", 10111),
+        max_sessions,
+        ..EngineConfig::default()
+    };
+    World::new(cfg, 256, 144)
+}
+
+/// Sends `text` on a fresh connection opened at `/ws/{url_id}`; returns the reply.
+fn reply(w: &mut World, conn: u64, url_id: &str, text: &str) -> Value {
+    let conn = ConnId(conn);
+    w.engine.open_connection(conn, url_id);
+    w.signals.clear();
+    w.engine.handle_signal(w.now, conn, text);
+    w.pump();
+    let (_, text) = w
+        .signals
+        .iter()
+        .find(|(c, _)| *c == conn)
+        .expect("a reply")
+        .clone();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn assert_error(v: &Value, code: &str) {
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["code"], code, "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.len() > 20, "message says what to do: {message}");
+}
+
+fn assert_fresh_viewer_still_works(w: &mut World, id: &str) {
+    let v = w.add_viewer(id, addr("127.0.0.1:45000"));
+    w.run(Duration::from_secs(1));
+    assert!(w.viewers[v].connected, "fresh viewer connects");
+    assert!(!w.viewers[v].counters.is_empty(), "fresh viewer decodes");
+}
+
+#[test]
+fn malformed_and_incomplete_messages_get_their_codes() {
+    let mut w = world(10);
+    let good = fixture("chromium156_video_recvonly_nocand.sdp");
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".into(), "malformed_json"),
+        ("\"just a string\"".into(), "malformed_json"),
+        (r#"{"type":"subscribe"}"#.into(), "unknown_type"),
+        (r#"{"session_id":"s"}"#.into(), "missing_field"),
+        (
+            serde_json::json!({"type":"webrtc_offer","session_id":"s","user_id":5,"avatar_id":"test-pattern"}).to_string(),
+            "missing_field",
+        ),
+        (
+            serde_json::json!({"type":"webrtc_offer","session_id":"s","user_id":5,"sdp":good}).to_string(),
+            "missing_field",
+        ),
+        (
+            serde_json::json!({"type":"webrtc_offer","session_id":"s","user_id":{"a":1},"avatar_id":"test-pattern","sdp":good}).to_string(),
+            "invalid_field",
+        ),
+    ];
+    for (i, (text, code)) in cases.iter().enumerate() {
+        let v = reply(&mut w, i as u64 + 1, "s", text);
+        assert_error(&v, code);
+    }
+    assert_eq!(w.engine.session_count(), 0);
+    assert_fresh_viewer_still_works(&mut w, "after-bad-json");
+}
+
+#[test]
+fn session_id_differing_from_the_url_is_refused() {
+    let mut w = world(10);
+    let sdp = fixture("chromium156_video_recvonly_nocand.sdp");
+    let v = reply(
+        &mut w,
+        1,
+        "url-id",
+        &offer_message("other-id", "test-pattern", &sdp),
+    );
+    assert_error(&v, "session_id_mismatch");
+    assert!(v["message"].as_str().unwrap().contains("url-id"));
+    assert_fresh_viewer_still_works(&mut w, "url-id");
+}
+
+#[test]
+fn unusable_offers_from_real_peers_are_refused_with_the_reason() {
+    let mut w = world(10);
+    let cases = [
+        ("chromium156_no_h264_codecprefs_gathered.sdp", "no_h264"),
+        ("derived_no_video_mline.sdp", "no_video"),
+        ("derived_truncated_midline.sdp", "invalid_sdp"),
+        ("derived_missing_ice_ufrag.sdp", "invalid_sdp"),
+        ("derived_missing_fingerprint.sdp", "invalid_sdp"),
+        ("derived_junk_200kb.sdp", "sdp_too_large"),
+    ];
+    for (i, (file, code)) in cases.iter().enumerate() {
+        let id = format!("s{i}");
+        let v = reply(
+            &mut w,
+            i as u64 + 1,
+            &id,
+            &offer_message(&id, "test-pattern", &fixture(file)),
+        );
+        assert_error(&v, code);
+    }
+    let v = reply(
+        &mut w,
+        50,
+        "junk",
+        &offer_message("junk", "test-pattern", "v=0\r\nthis is not sdp"),
+    );
+    assert_error(&v, "invalid_sdp");
+    assert_eq!(w.engine.session_count(), 0);
+    assert_eq!(w.engine.demux_table_sizes(), (0, 0));
+    assert_fresh_viewer_still_works(&mut w, "after-bad-sdp");
+}
+
+#[test]
+fn a_second_offer_on_a_live_session_is_refused_and_the_first_keeps_streaming() {
+    let mut w = world(10);
+    let v = w.add_viewer("live", addr("127.0.0.1:40000"));
+    w.run(Duration::from_secs(1));
+    let conn = w.viewers[v].conn;
+    w.signals.clear();
+    let again = offer_message(
+        "live",
+        "test-pattern",
+        &fixture("chromium156_ice_restart_gathered.sdp"),
+    );
+    w.engine.handle_signal(w.now, conn, &again);
+    let before = w.viewers[v].counters.len();
+    w.pump();
+    let reply: Value = serde_json::from_str(&w.signals[0].1).unwrap();
+    // The viewer's harness records errors; the refusal names renegotiation.
+    assert_error(&reply, "already_negotiated");
+    w.run(Duration::from_secs(1));
+    assert!(
+        w.viewers[v].counters.len() > before + 20,
+        "the first session keeps streaming"
+    );
+}
+
+#[test]
+fn unknown_avatar_is_refused_unless_a_fallback_is_configured() {
+    let mut w = world(10);
+    let sdp = fixture("chromium156_video_recvonly_nocand.sdp");
+    let v = reply(
+        &mut w,
+        1,
+        "a1",
+        &offer_message("a1", "avatar_tutor_13", &sdp),
+    );
+    assert_error(&v, "unknown_avatar");
+    assert!(
+        v["message"].as_str().unwrap().contains("test-pattern"),
+        "lists what exists"
+    );
+
+    let cfg = EngineConfig {
+        sockets: sockets("127.0.0.1", 10111),
+        fallback_avatar: Some(portcast_engine::AvatarId::new("test-pattern")),
+        ..EngineConfig::default()
+    };
+    let mut w = World::new(cfg, 256, 144);
+    let v = reply(
+        &mut w,
+        1,
+        "a2",
+        &offer_message("a2", "avatar_tutor_13", &sdp),
+    );
+    assert_eq!(v["type"], "webrtc_answer", "{v}");
+}
+
+#[test]
+fn over_the_session_limit_is_refused_until_a_session_ends() {
+    let mut w = world(2);
+    w.add_viewer("one", addr("127.0.0.1:40001"));
+    w.add_viewer("two", addr("127.0.0.1:40002"));
+    let sdp = fixture("chromium156_video_recvonly_nocand.sdp");
+    let v = reply(
+        &mut w,
+        99,
+        "three",
+        &offer_message("three", "test-pattern", &sdp),
+    );
+    assert_error(&v, "too_many_sessions");
+    let first = w.viewers[0].conn;
+    w.engine.close_connection(w.now, first);
+    w.pump();
+    assert_fresh_viewer_still_works(&mut w, "three");
+}
+
+#[test]
+fn a_session_id_in_use_on_another_connection_is_refused() {
+    let mut w = world(10);
+    w.add_viewer("dup", addr("127.0.0.1:40001"));
+    let sdp = fixture("chromium156_video_recvonly_nocand.sdp");
+    let v = reply(
+        &mut w,
+        77,
+        "dup",
+        &offer_message("dup", "test-pattern", &sdp),
+    );
+    assert_error(&v, "session_in_use");
+    assert_eq!(w.engine.session_count(), 1);
+}
+
+#[test]
+fn every_real_offer_that_should_be_answered_is_answered() {
+    let mut w = world(50);
+    let files = [
+        "chromium156_video_recvonly_nocand.sdp",
+        "chromium156_video_recvonly_gathered.sdp",
+        "chromium156_video_audio_recvonly_nocand.sdp",
+        "chromium156_video_audio_recvonly_gathered.sdp",
+        "chromium156_video_audio_dc_gathered.sdp",
+        "chromium156_ice_restart_gathered.sdp",
+        "aiortc1.16_video_recvonly.sdp",
+        "aiortc1.16_video_audio_recvonly.sdp",
+        "derived_lf_only_line_endings.sdp",
+        "derived_setup_passive.sdp",
+    ];
+    for (i, file) in files.iter().enumerate() {
+        let id = format!("ok{i}");
+        let v = reply(
+            &mut w,
+            i as u64 + 1,
+            &id,
+            &offer_message(&id, "test-pattern", &fixture(file)),
+        );
+        assert_eq!(v["type"], "webrtc_answer", "{file}: {v}");
+        let sdp = v["sdp"].as_str().unwrap();
+        assert!(sdp.contains("a=ice-lite"), "{file}");
+        assert!(sdp.contains("H264/90000"), "{file}");
+        assert!(
+            sdp.contains("127.0.0.1 1011"),
+            "{file}: candidate at the public address"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! portcast-net: the single-threaded mio loop that drives the portcast engine.
+//!
+//! It owns the UDP media sockets (bound once at start), the TCP signaling
+//! listener (HTTP parsed with httparse, WebSocket via tungstenite on
+//! non-blocking streams), and the channel through which source threads hand in
+//! encoded access units. It never blocks and never encodes.
+
+#![warn(missing_docs)]
+
+pub mod conn;
+pub mod http;
+pub mod server;
+pub mod source;
+pub mod udp;
+
+pub use conn::ConnLimits;
+pub use server::{
+    AvatarSpec, NetError, Server, ServerConfig, ShutdownHandle, UdpPortSpec, VIEWER_PAGE,
+};

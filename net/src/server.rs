@@ -1,0 +1,512 @@
+//! The event loop: one thread, one mio `Poll`, owning the UDP sockets, the
+//! signaling listener and every connection, driving the engine.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use portcast_engine::encoder::EncoderSettings;
+use portcast_engine::{
+    AvatarId, ConnId, Datagram, Engine, EngineConfig, Output, SocketId, SocketSpec,
+};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::conn::{Conn, ConnEvent, ConnLimits};
+use crate::source::{self, SourceEvent, SourceHandle, CHANNEL_DEPTH};
+use crate::udp::UdpPort;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const SIGNALS: Token = Token(2);
+const UDP_BASE: usize = 16;
+const CONN_BASE: usize = 1 << 20;
+
+/// The viewer page served at `/`.
+pub const VIEWER_PAGE: &str = include_str!("viewer.html");
+
+/// One UDP port: the local port bound, the public address announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpPortSpec {
+    /// Local port (bound on the bind ip).
+    pub local_port: u16,
+    /// Public address announced in candidates.
+    pub public: SocketAddr,
+}
+
+/// An avatar and how its built-in test pattern is encoded.
+#[derive(Debug, Clone)]
+pub struct AvatarSpec {
+    /// Its name.
+    pub name: AvatarId,
+    /// Encoder settings.
+    pub encoder: EncoderSettings,
+}
+
+/// Everything the loop needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address every socket binds to.
+    pub bind_ip: IpAddr,
+    /// TCP port for HTTP + WebSocket signaling (0 picks a free one).
+    pub signal_port: u16,
+    /// UDP sockets.
+    pub udp_ports: Vec<UdpPortSpec>,
+    /// Avatars with built-in sources.
+    pub avatars: Vec<AvatarSpec>,
+    /// Engine settings (its `sockets` and `avatars` are filled from the above).
+    pub engine: EngineConfig,
+    /// Most TCP connections at once.
+    pub max_connections: usize,
+    /// Time allowed to send a complete HTTP request head.
+    pub head_timeout: Duration,
+    /// Per-connection limits.
+    pub limits: ConnLimits,
+    /// How long shutdown waits for goodbyes to flush.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind_ip: IpAddr::from([0, 0, 0, 0]),
+            signal_port: 9000,
+            udp_ports: Vec::new(),
+            avatars: Vec::new(),
+            engine: EngineConfig::default(),
+            max_connections: 1024,
+            head_timeout: Duration::from_secs(5),
+            limits: ConnLimits {
+                max_head: 8 * 1024,
+                max_message: 256 * 1024,
+                max_write_buffer: 1024 * 1024,
+            },
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Errors starting the server.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NetError {
+    /// A socket could not be bound.
+    Bind(SocketAddr, io::Error),
+    /// The engine refused the configuration.
+    Engine(portcast_engine::EngineError),
+    /// A source could not start.
+    Source(String, io::Error),
+    /// Poll, waker or signal registration failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for NetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetError::Bind(a, e) => write!(f, "cannot bind {a}: {e}"),
+            NetError::Engine(e) => write!(f, "{e}"),
+            NetError::Source(a, e) => write!(f, "avatar {a}: {e}"),
+            NetError::Io(e) => write!(f, "event loop: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NetError {}
+
+impl From<io::Error> for NetError {
+    fn from(e: io::Error) -> Self {
+        NetError::Io(e)
+    }
+}
+
+/// A handle that stops a running server from another thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the loop to stop; it says goodbye to viewers and returns.
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
+    }
+}
+
+/// The bound, ready-to-run daemon.
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    udp: Vec<UdpPort>,
+    engine: Engine,
+    conns: HashMap<Token, Conn>,
+    next_conn: usize,
+    sources: HashMap<AvatarId, SourceHandle>,
+    frames: Receiver<SourceEvent>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    signals: Option<Signals>,
+    config: ServerConfig,
+    recv_buf: Box<[u8]>,
+    signal_addr: SocketAddr,
+}
+
+impl Server {
+    /// Binds every socket (once, at start), starts the sources, and builds the engine.
+    pub fn bind(mut config: ServerConfig) -> Result<Server, NetError> {
+        let poll = Poll::new()?;
+        let signal_addr = SocketAddr::new(config.bind_ip, config.signal_port);
+        let mut listener =
+            TcpListener::bind(signal_addr).map_err(|e| NetError::Bind(signal_addr, e))?;
+        let signal_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut udp = Vec::new();
+        let mut specs = Vec::new();
+        for (i, p) in config.udp_ports.iter().enumerate() {
+            let local = SocketAddr::new(config.bind_ip, p.local_port);
+            let mut port = UdpPort::bind(local).map_err(|e| NetError::Bind(local, e))?;
+            poll.registry().register(
+                &mut port.socket,
+                Token(UDP_BASE + i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            // With port 0 (tests) the public port follows the bound one.
+            let public = if p.public.port() == 0 {
+                SocketAddr::new(p.public.ip(), port.local.port())
+            } else {
+                p.public
+            };
+            specs.push(SocketSpec {
+                local: port.local,
+                public,
+            });
+            udp.push(port);
+        }
+        config.engine.sockets = specs;
+        config.engine.avatars = config.avatars.iter().map(|a| a.name.clone()).collect();
+        let engine = Engine::new(config.engine.clone()).map_err(NetError::Engine)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, frames): (SyncSender<SourceEvent>, _) = mpsc::sync_channel(CHANNEL_DEPTH);
+        let mut sources = HashMap::new();
+        for a in &config.avatars {
+            let h =
+                source::spawn_test_pattern(a.name.clone(), a.encoder, tx.clone(), waker.clone())
+                    .map_err(|e| NetError::Source(a.name.to_string(), e))?;
+            sources.insert(a.name.clone(), h);
+        }
+        Ok(Server {
+            poll,
+            listener,
+            udp,
+            engine,
+            conns: HashMap::new(),
+            next_conn: CONN_BASE,
+            sources,
+            frames,
+            stop: Arc::new(AtomicBool::new(false)),
+            waker,
+            signals: None,
+            config,
+            recv_buf: vec![0u8; 2048].into_boxed_slice(),
+            signal_addr,
+        })
+    }
+
+    /// Also stop on SIGINT and SIGTERM (the daemon wants this; in-process tests do not).
+    pub fn handle_signals(&mut self) -> Result<(), NetError> {
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// The address the signaling listener is bound to.
+    pub fn signal_addr(&self) -> SocketAddr {
+        self.signal_addr
+    }
+
+    /// The UDP sockets: (local, public).
+    pub fn udp_addrs(&self) -> Vec<SocketSpec> {
+        self.engine.sockets().specs().to_vec()
+    }
+
+    /// A handle to stop the loop from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            flag: self.stop.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Runs until shutdown (signal or handle), then says goodbye and returns.
+    pub fn run(mut self) -> Result<(), NetError> {
+        let mut events = Events::with_capacity(1024);
+        let mut deadline = Instant::now();
+        let ports: Vec<String> = self.udp.iter().map(|u| u.local.to_string()).collect();
+        log::info!(
+            "portcast listening: signaling http://{} (viewer page at /, WebSocket at /ws/{{session_id}}), media udp {}, public {}",
+            self.signal_addr,
+            ports.join(" "),
+            self.engine
+                .sockets()
+                .specs()
+                .iter()
+                .map(|s| s.public.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let mut wait = deadline.saturating_duration_since(now);
+            if self.conns.values().any(Conn::reading_head) {
+                wait = wait.min(Duration::from_millis(500));
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => {}
+                    SIGNALS => self.on_signal(),
+                    Token(t) if (UDP_BASE..UDP_BASE + self.udp.len()).contains(&t) => {
+                        let i = t - UDP_BASE;
+                        if ev.is_writable() {
+                            self.udp[i].flush();
+                        }
+                        if ev.is_readable() {
+                            self.read_udp(now, i);
+                        }
+                    }
+                    token => self.on_conn_ready(now, token, ev.is_writable()),
+                }
+            }
+            self.drain_frames(now);
+            if now >= deadline {
+                self.engine.handle_timeout(now);
+            }
+            self.expire_heads(now);
+            deadline = self.drain_engine();
+            self.reap_conns(now);
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    fn on_signal(&mut self) {
+        if let Some(s) = self.signals.as_mut() {
+            for sig in s.pending() {
+                log::info!("signal {sig} received: shutting down");
+                self.stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    if self.conns.len() >= self.config.max_connections {
+                        log::warn!("refusing {peer}: {} connections open", self.conns.len());
+                        continue; // dropping the stream closes it
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let token = Token(self.next_conn);
+                    self.next_conn += 1;
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::warn!("cannot register {peer}: {e}");
+                        continue;
+                    }
+                    self.conns.insert(
+                        token,
+                        Conn::new(stream, now, self.config.limits, VIEWER_PAGE),
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and wait for the next event.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_udp(&mut self, now: Instant, i: usize) {
+        let socket = SocketId(i);
+        loop {
+            match self.udp[i].socket.recv_from(&mut self.recv_buf) {
+                Ok((n, from)) => {
+                    let bytes = &self.recv_buf[..n];
+                    self.engine.handle_datagram(
+                        now,
+                        Datagram {
+                            socket,
+                            from,
+                            bytes,
+                        },
+                    );
+                    // Send replies as they come so a long burst does not pile up output.
+                    self.drain_engine();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // ICMP port unreachable from an earlier send shows up here.
+                    log::debug!("udp {}: recv: {e}", self.udp[i].local);
+                }
+            }
+        }
+    }
+
+    fn on_conn_ready(&mut self, now: Instant, token: Token, writable: bool) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let id = ConnId(token.0 as u64);
+        if writable {
+            conn.flush();
+        }
+        let mut events = Vec::new();
+        conn.on_ready(&mut events);
+        for e in events {
+            match e {
+                ConnEvent::Opened(session_id) => {
+                    log::debug!("{id}: websocket open for session {session_id}");
+                    self.engine.open_connection(id, &session_id);
+                }
+                ConnEvent::Text(text) => self.engine.handle_signal(now, id, &text),
+                ConnEvent::Binary => {
+                    if let Some(c) = self.conns.get_mut(&token) {
+                        c.send_text(portcast_engine::signaling::server_error(
+                            "binary_not_supported",
+                            "send JSON text frames, not binary frames",
+                        ));
+                    }
+                }
+                ConnEvent::TooLarge => {}
+            }
+        }
+    }
+
+    fn drain_frames(&mut self, now: Instant) {
+        loop {
+            match self.frames.try_recv() {
+                Ok((avatar, au)) => self.engine.handle_access_unit(now, &avatar, &au),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Carries out the engine's output; returns its next deadline.
+    fn drain_engine(&mut self) -> Instant {
+        loop {
+            match self.engine.poll_output() {
+                Output::Timeout(at) => return at,
+                Output::Transmit(t) => {
+                    if let Some(port) = self.udp.get_mut(t.socket.0) {
+                        port.send(t.to, t.bytes);
+                    }
+                }
+                Output::Signal { conn, text } => {
+                    if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {
+                        c.send_text(text);
+                    }
+                }
+                Output::KeyframeRequest { avatar } => {
+                    if let Some(s) = self.sources.get(&avatar) {
+                        s.request_keyframe();
+                    }
+                }
+                Output::SessionClosed { conn, .. } => {
+                    if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {
+                        c.close();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn expire_heads(&mut self, now: Instant) {
+        let timeout = self.config.head_timeout;
+        for c in self.conns.values_mut() {
+            if c.reading_head() && now.saturating_duration_since(c.accepted) > timeout {
+                log::info!("closing a connection that sent no complete request in {timeout:?}");
+                c.abort();
+            }
+        }
+    }
+
+    fn reap_conns(&mut self, now: Instant) {
+        let done: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_done())
+            .map(|(t, _)| *t)
+            .collect();
+        for token in done {
+            if let Some(mut c) = self.conns.remove(&token) {
+                if let Some(s) = c.stream_mut() {
+                    let _ = self.poll.registry().deregister(s);
+                }
+            }
+            self.engine.close_connection(now, ConnId(token.0 as u64));
+        }
+        if !self.conns.is_empty() || self.engine.connection_count() > 0 {
+            // Closing a connection may have produced output (DTLS close_notify).
+            self.drain_engine();
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let now = Instant::now();
+        log::info!(
+            "stopping: {} sessions, {} connections",
+            self.engine.session_count(),
+            self.conns.len()
+        );
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        self.engine.shutdown(now);
+        self.drain_engine();
+        let until = now + self.config.shutdown_grace;
+        let mut events = Events::with_capacity(256);
+        // Give goodbyes and close frames a bounded time to leave.
+        while Instant::now() < until
+            && (self.conns.values().any(|c| !c.is_done())
+                || self.udp.iter().any(|u| u.pending() > 0))
+        {
+            let _ = self.poll.poll(&mut events, Some(Duration::from_millis(20)));
+            for u in self.udp.iter_mut() {
+                u.flush();
+            }
+            let tokens: Vec<Token> = self.conns.keys().copied().collect();
+            for t in tokens {
+                self.on_conn_ready(Instant::now(), t, true);
+            }
+        }
+        for s in self.sources.values_mut() {
+            s.stop();
+        }
+        log::info!("stopped");
+    }
+}

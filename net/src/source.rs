@@ -1,0 +1,229 @@
+//! Video sources: each runs on its own thread with its own encoder and hands
+//! encoded access units to the loop through a bounded channel and a `Waker`.
+//! The loop thread never encodes.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::Waker;
+use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
+use portcast_engine::pattern::TestPattern;
+use portcast_engine::{AccessUnit, AvatarId};
+
+/// Access units waiting for the loop; when full, the source drops and asks itself for an IDR.
+pub const CHANNEL_DEPTH: usize = 16;
+
+/// What a source sends to the loop.
+pub type SourceEvent = (AvatarId, AccessUnit);
+
+/// Control messages from the loop to a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Make the next picture an IDR.
+    Keyframe,
+}
+
+/// Counters a source thread keeps, readable from any thread.
+#[derive(Debug, Default)]
+pub struct SourceCounters {
+    /// Pictures encoded.
+    pub frames: AtomicU64,
+    /// IDR pictures encoded.
+    pub keyframes: AtomicU64,
+    /// Frames not rendered because the thread fell behind its clock.
+    pub late_skips: AtomicU64,
+    /// Access units dropped because the loop's channel was full.
+    pub channel_drops: AtomicU64,
+    /// Total encode time in microseconds.
+    pub encode_us: AtomicU64,
+}
+
+/// The loop's handle on a running source thread.
+#[derive(Debug)]
+pub struct SourceHandle {
+    /// The avatar it feeds.
+    pub avatar: AvatarId,
+    control: Sender<Control>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Its counters.
+    pub counters: Arc<SourceCounters>,
+}
+
+impl SourceHandle {
+    /// Asks the source for an IDR.
+    pub fn request_keyframe(&self) {
+        let _ = self.control.send(Control::Keyframe);
+    }
+
+    /// Whether its thread is still running.
+    pub fn is_alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("source {}: thread panicked", self.avatar);
+            }
+        }
+    }
+}
+
+impl Drop for SourceHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts the built-in test pattern for `avatar` on a new thread.
+pub fn spawn_test_pattern(
+    avatar: AvatarId,
+    settings: EncoderSettings,
+    tx: SyncSender<SourceEvent>,
+    waker: Arc<Waker>,
+) -> std::io::Result<SourceHandle> {
+    let pattern =
+        TestPattern::new(settings.width as usize, settings.height as usize).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "test pattern cannot be {}x{}",
+                    settings.width, settings.height
+                ),
+            )
+        })?;
+    let encoder = H264Encoder::new(settings)
+        .map_err(|e| std::io::Error::other(format!("encoder for {avatar}: {e}")))?;
+    let (control, control_rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new(SourceCounters::default());
+    let worker = Worker {
+        avatar: avatar.clone(),
+        fps: settings.fps.max(1),
+        pattern,
+        encoder,
+        tx,
+        waker,
+        control: control_rx,
+        stop: stop.clone(),
+        counters: counters.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("src-{avatar}"))
+        .spawn(move || worker.run())?;
+    Ok(SourceHandle {
+        avatar,
+        control,
+        stop,
+        thread: Some(thread),
+        counters,
+    })
+}
+
+struct Worker {
+    avatar: AvatarId,
+    fps: u32,
+    pattern: TestPattern,
+    encoder: H264Encoder,
+    tx: SyncSender<SourceEvent>,
+    waker: Arc<Waker>,
+    control: Receiver<Control>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<SourceCounters>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let frame = Duration::from_secs(1) / self.fps;
+        let start = Instant::now();
+        let mut index: u64 = 0;
+        let mut force_idr = false;
+        let mut buf = Vec::with_capacity(256 * 1024);
+        log::info!(
+            "source {}: test pattern {}x{} @ {} fps, {} kbit/s",
+            self.avatar,
+            self.pattern.width(),
+            self.pattern.height(),
+            self.fps,
+            self.encoder.settings().bitrate_bps / 1000
+        );
+        while !self.stop.load(Ordering::Relaxed) {
+            let due = start + frame * index as u32;
+            let now = Instant::now();
+            if due > now {
+                // Short sleeps keep shutdown prompt.
+                std::thread::sleep((due - now).min(Duration::from_millis(50)));
+                continue;
+            }
+            // Behind by more than a frame: skip to the newest frame rather than queue delay.
+            let behind = (now - due).as_nanos() / frame.as_nanos().max(1);
+            if behind >= 1 {
+                index += behind as u64;
+                self.counters
+                    .late_skips
+                    .fetch_add(behind as u64, Ordering::Relaxed);
+            }
+            while let Ok(c) = self.control.try_recv() {
+                match c {
+                    Control::Keyframe => force_idr = true,
+                }
+            }
+            let clock_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            let captured_at = Instant::now();
+            let pic = self.pattern.render(index, clock_ms);
+            buf.clear();
+            let result = self.encoder.encode(&pic, force_idr, &mut buf);
+            let encode_us = captured_at.elapsed().as_micros() as u64;
+            self.counters
+                .encode_us
+                .fetch_add(encode_us, Ordering::Relaxed);
+            let kind = match result {
+                Ok(k) => k,
+                Err(e) => {
+                    log::error!("source {}: encoding failed, stopping: {e}", self.avatar);
+                    return;
+                }
+            };
+            let frame_index = index;
+            index += 1;
+            let keyframe = match kind {
+                Encoded::Skipped => continue,
+                Encoded::Keyframe => true,
+                Encoded::Delta => false,
+            };
+            force_idr = false;
+            self.counters.frames.fetch_add(1, Ordering::Relaxed);
+            if keyframe {
+                self.counters.keyframes.fetch_add(1, Ordering::Relaxed);
+            }
+            let au = AccessUnit {
+                data: Arc::from(&buf[..]),
+                rtp_time: frame_index * 90_000 / u64::from(self.fps),
+                keyframe,
+                captured_at,
+                frame_index,
+            };
+            match self.tx.try_send((self.avatar.clone(), au)) {
+                Ok(()) => {
+                    let _ = self.waker.wake();
+                }
+                Err(TrySendError::Full(_)) => {
+                    // The loop is behind: a lost P-frame breaks the chain, so
+                    // the next picture must be an IDR.
+                    self.counters.channel_drops.fetch_add(1, Ordering::Relaxed);
+                    force_idr = true;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}

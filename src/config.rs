@@ -1,0 +1,1354 @@
+//! Daemon configuration: defaults, TOML file, flags and `PORTCAST_*` environment, merged and validated.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::Cli;
+
+const DEFAULT_PUBLIC_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const DEFAULT_BIND_IP: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+const DEFAULT_SIGNAL_PORT: u16 = 9000;
+const DEFAULT_PORT_MIN: u16 = 10111;
+const DEFAULT_PORT_MAX: u16 = 10115;
+const DEFAULT_MAX_SESSIONS: u16 = 200;
+const DEFAULT_CONSENT_TIMEOUT_SECS: u16 = 30;
+const DEFAULT_AVATAR_NAME: &str = "test-pattern";
+const DEFAULT_WIDTH: u32 = 1280;
+const DEFAULT_HEIGHT: u32 = 720;
+const DEFAULT_FPS: u32 = 30;
+const DEFAULT_BITRATE_KBPS: u32 = 2000;
+const DEFAULT_ENCODER_THREADS: u16 = 1;
+
+const MAX_UDP_PORTS: i64 = 64;
+const MAX_SESSIONS: i64 = 10_000;
+// Bounded so the network loop can add the timeout to an `Instant` without overflowing.
+const MAX_CONSENT_TIMEOUT_SECS: i64 = 86_400;
+const MAX_AVATAR_NAME_LEN: usize = 64;
+
+/// Resolved daemon configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address announced in ICE candidates.
+    pub public_ip: IpAddr,
+    /// Address the signaling listener and the UDP sockets bind.
+    pub bind_ip: IpAddr,
+    /// TCP port for HTTP and WebSocket signaling.
+    pub signal_port: u16,
+    /// One entry per local UDP port, ascending by local port.
+    pub udp_ports: Vec<PortPair>,
+    /// Maximum number of concurrent viewer sessions.
+    pub max_sessions: usize,
+    /// Time without STUN consent from a viewer before its session ends.
+    pub consent_timeout: Duration,
+    /// Avatar served for an unknown `avatar_id`; `None` refuses such offers with `unknown_avatar`.
+    pub fallback_avatar: Option<String>,
+    /// Configured avatars, names unique, never empty.
+    pub avatars: Vec<AvatarConfig>,
+}
+
+/// A local UDP port and the port announced for it in ICE candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortPair {
+    /// Port the UDP socket binds.
+    pub local: u16,
+    /// Port announced to viewers (differs from `local` behind a port-rewriting forwarder).
+    pub public: u16,
+}
+
+/// Encoding parameters of one avatar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvatarConfig {
+    /// Name matched against the `avatar_id` of an offer.
+    pub name: String,
+    /// Frame width in pixels (even).
+    pub width: u32,
+    /// Frame height in pixels (even).
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// H.264 target bitrate in bits per second.
+    pub bitrate_bps: u32,
+    /// Number of H.264 encoder threads.
+    pub encoder_threads: u16,
+}
+
+impl Default for AvatarConfig {
+    fn default() -> Self {
+        AvatarConfig {
+            name: DEFAULT_AVATAR_NAME.to_string(),
+            width: DEFAULT_WIDTH,
+            height: DEFAULT_HEIGHT,
+            fps: DEFAULT_FPS,
+            bitrate_bps: DEFAULT_BITRATE_KBPS * 1000,
+            encoder_threads: DEFAULT_ENCODER_THREADS,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            public_ip: DEFAULT_PUBLIC_IP,
+            bind_ip: DEFAULT_BIND_IP,
+            signal_port: DEFAULT_SIGNAL_PORT,
+            udp_ports: (DEFAULT_PORT_MIN..=DEFAULT_PORT_MAX)
+                .map(|port| PortPair {
+                    local: port,
+                    public: port,
+                })
+                .collect(),
+            max_sessions: DEFAULT_MAX_SESSIONS.into(),
+            consent_timeout: Duration::from_secs(DEFAULT_CONSENT_TIMEOUT_SECS.into()),
+            fallback_avatar: None,
+            avatars: vec![AvatarConfig::default()],
+        }
+    }
+}
+
+/// Where a configuration value came from, so an error points at the value to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Built-in default of the named setting.
+    Default(&'static str),
+    /// A key of the config file.
+    File {
+        /// Path of the file as given on the command line.
+        path: PathBuf,
+        /// Dotted key, e.g. `port_map.10111` or `avatar[0].width`.
+        key: String,
+    },
+    /// A command-line flag such as `--udp-ports`.
+    Flag(&'static str),
+    /// An environment variable such as `PORTCAST_SIGNAL_PORT`.
+    Env(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default(key) => write!(f, "built-in default for '{key}'"),
+            Origin::File { path, key } => write!(f, "{}: key '{key}'", path.display()),
+            Origin::Flag(flag) => f.write_str(flag),
+            Origin::Env(var) => write!(f, "environment {var}"),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded; the message names the source and the key.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    Read {
+        /// Path of the file as given on the command line.
+        path: PathBuf,
+        /// Underlying I/O error.
+        error: io::Error,
+    },
+    /// The config file is not valid TOML, has an unknown key or a value of the wrong type.
+    Parse {
+        /// Path of the file as given on the command line.
+        path: PathBuf,
+        /// Parser error, carrying line and column.
+        error: Box<toml::de::Error>,
+    },
+    /// A value is malformed, out of range or inconsistent with another value.
+    Invalid {
+        /// Where the offending value came from.
+        origin: Origin,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => {
+                // The "(os error N)" suffix means nothing to an operator fixing a path.
+                let text = error.to_string();
+                let text = text.split(" (os error").next().unwrap_or(&text);
+                write!(
+                    f,
+                    "config file {} could not be read: {text}",
+                    path.display()
+                )
+            }
+            ConfigError::Parse { path, error } => {
+                write!(
+                    f,
+                    "config file {}: {}",
+                    path.display(),
+                    error.to_string().trim_end()
+                )
+            }
+            ConfigError::Invalid { origin, message } => write!(f, "{origin}: {message}"),
+        }
+    }
+}
+
+// No `source()`: the cause is already part of the message, and error-chain printers would
+// otherwise repeat it.
+impl std::error::Error for ConfigError {}
+
+/// Resolves the configuration: defaults < TOML file (`--config`) < command-line flags < `PORTCAST_*` environment.
+///
+/// A layer that sets the UDP range or the port map replaces the lower layer's value as a
+/// whole; flags `--width` etc. modify the avatar named `test-pattern`. Every value given is
+/// syntax-checked even if a higher layer overrides it; ranges and cross-field rules are
+/// checked once, on the merged result. `env` is `|k| std::env::var(k).ok()` outside tests;
+/// an empty variable counts as unset.
+pub fn load(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let mut draft = Draft::defaults();
+    if let Some(path) = &cli.config {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        let file: FileConfig = toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.clone(),
+            error: Box::new(error),
+        })?;
+        draft.apply_file(path, file)?;
+    }
+    draft.apply_flags(cli)?;
+    draft.apply_env(env)?;
+    draft.validate()
+}
+
+/// The TOML file as written; integers stay `i64` so range errors carry our message, not serde's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    webrtc_public_ip: Option<String>,
+    webrtc_port_min: Option<i64>,
+    webrtc_port_max: Option<i64>,
+    signal_port: Option<i64>,
+    bind_ip: Option<String>,
+    port_map: Option<BTreeMap<String, i64>>,
+    max_sessions: Option<i64>,
+    consent_timeout_secs: Option<i64>,
+    fallback_avatar: Option<String>,
+    avatar: Option<Vec<FileAvatar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAvatar {
+    name: Option<String>,
+    width: Option<i64>,
+    height: Option<i64>,
+    fps: Option<i64>,
+    bitrate_kbps: Option<i64>,
+    encoder_threads: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct Sourced<T> {
+    value: T,
+    origin: Origin,
+}
+
+impl<T> Sourced<T> {
+    fn new(value: T, origin: Origin) -> Self {
+        Sourced { value, origin }
+    }
+}
+
+/// Settings given as text (flags and environment share one parser per setting).
+#[derive(Debug, Clone, Copy)]
+enum Setting {
+    PublicIp,
+    BindIp,
+    SignalPort,
+    UdpPorts,
+    PortMap,
+    MaxSessions,
+    ConsentTimeout,
+    FallbackAvatar,
+}
+
+/// Merged but not yet validated values, each remembering its origin.
+struct Draft {
+    public_ip: Sourced<IpAddr>,
+    bind_ip: Sourced<IpAddr>,
+    signal_port: Sourced<i64>,
+    port_min: Sourced<i64>,
+    port_max: Sourced<i64>,
+    port_map: Vec<Sourced<(i64, i64)>>,
+    max_sessions: Sourced<i64>,
+    consent_timeout_secs: Sourced<i64>,
+    fallback_avatar: Option<Sourced<String>>,
+    avatars: Sourced<Vec<AvatarDraft>>,
+}
+
+struct AvatarDraft {
+    name: Sourced<String>,
+    width: Sourced<i64>,
+    height: Sourced<i64>,
+    fps: Sourced<i64>,
+    bitrate_kbps: Sourced<i64>,
+    encoder_threads: Sourced<i64>,
+}
+
+impl AvatarDraft {
+    fn defaults() -> Self {
+        AvatarDraft {
+            name: Sourced::new(
+                DEFAULT_AVATAR_NAME.to_string(),
+                Origin::Default("avatar.name"),
+            ),
+            width: Sourced::new(DEFAULT_WIDTH.into(), Origin::Default("avatar.width")),
+            height: Sourced::new(DEFAULT_HEIGHT.into(), Origin::Default("avatar.height")),
+            fps: Sourced::new(DEFAULT_FPS.into(), Origin::Default("avatar.fps")),
+            bitrate_kbps: Sourced::new(
+                DEFAULT_BITRATE_KBPS.into(),
+                Origin::Default("avatar.bitrate_kbps"),
+            ),
+            encoder_threads: Sourced::new(
+                DEFAULT_ENCODER_THREADS.into(),
+                Origin::Default("avatar.encoder_threads"),
+            ),
+        }
+    }
+
+    fn from_file(path: &Path, index: usize, file: FileAvatar) -> Self {
+        let origin = |field: &str| file_origin(path, format!("avatar[{index}].{field}"));
+        let mut draft = AvatarDraft::defaults();
+        // A defaulted name can only clash with another entry, so blame this table, not the default.
+        draft.name = match file.name {
+            Some(name) => Sourced::new(name, origin("name")),
+            None => Sourced::new(
+                draft.name.value,
+                file_origin(path, format!("avatar[{index}]")),
+            ),
+        };
+        let numbers = [
+            (file.width, &mut draft.width, "width"),
+            (file.height, &mut draft.height, "height"),
+            (file.fps, &mut draft.fps, "fps"),
+            (file.bitrate_kbps, &mut draft.bitrate_kbps, "bitrate_kbps"),
+            (
+                file.encoder_threads,
+                &mut draft.encoder_threads,
+                "encoder_threads",
+            ),
+        ];
+        for (value, slot, field) in numbers {
+            if let Some(value) = value {
+                *slot = Sourced::new(value, origin(field));
+            }
+        }
+        draft
+    }
+}
+
+fn file_origin(path: &Path, key: impl Into<String>) -> Origin {
+    Origin::File {
+        path: path.to_path_buf(),
+        key: key.into(),
+    }
+}
+
+fn invalid(origin: Origin, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        origin,
+        message: message.into(),
+    }
+}
+
+impl Draft {
+    fn defaults() -> Self {
+        Draft {
+            public_ip: Sourced::new(DEFAULT_PUBLIC_IP, Origin::Default("webrtc_public_ip")),
+            bind_ip: Sourced::new(DEFAULT_BIND_IP, Origin::Default("bind_ip")),
+            signal_port: Sourced::new(DEFAULT_SIGNAL_PORT.into(), Origin::Default("signal_port")),
+            port_min: Sourced::new(DEFAULT_PORT_MIN.into(), Origin::Default("webrtc_port_min")),
+            port_max: Sourced::new(DEFAULT_PORT_MAX.into(), Origin::Default("webrtc_port_max")),
+            port_map: Vec::new(),
+            max_sessions: Sourced::new(
+                DEFAULT_MAX_SESSIONS.into(),
+                Origin::Default("max_sessions"),
+            ),
+            consent_timeout_secs: Sourced::new(
+                DEFAULT_CONSENT_TIMEOUT_SECS.into(),
+                Origin::Default("consent_timeout_secs"),
+            ),
+            fallback_avatar: None,
+            avatars: Sourced::new(vec![AvatarDraft::defaults()], Origin::Default("avatar")),
+        }
+    }
+
+    fn apply_file(&mut self, path: &Path, file: FileConfig) -> Result<(), ConfigError> {
+        let origin = |key: &str| file_origin(path, key);
+        if let Some(text) = file.webrtc_public_ip {
+            let origin = origin("webrtc_public_ip");
+            self.public_ip = Sourced::new(
+                parse_ip(&text).map_err(|m| invalid(origin.clone(), m))?,
+                origin,
+            );
+        }
+        if let Some(text) = file.bind_ip {
+            let origin = origin("bind_ip");
+            self.bind_ip = Sourced::new(
+                parse_ip(&text).map_err(|m| invalid(origin.clone(), m))?,
+                origin,
+            );
+        }
+        let numbers = [
+            (file.signal_port, &mut self.signal_port, "signal_port"),
+            (file.webrtc_port_min, &mut self.port_min, "webrtc_port_min"),
+            (file.webrtc_port_max, &mut self.port_max, "webrtc_port_max"),
+            (file.max_sessions, &mut self.max_sessions, "max_sessions"),
+            (
+                file.consent_timeout_secs,
+                &mut self.consent_timeout_secs,
+                "consent_timeout_secs",
+            ),
+        ];
+        for (value, slot, key) in numbers {
+            if let Some(value) = value {
+                *slot = Sourced::new(value, origin(key));
+            }
+        }
+        if let Some(map) = file.port_map {
+            let mut entries = Vec::with_capacity(map.len());
+            for (local, public) in map {
+                let origin = origin(&format!("port_map.{local}"));
+                let local = parse_integer(&local).ok_or_else(|| {
+                    invalid(origin.clone(), format!("'{local}' is not a port number"))
+                })?;
+                entries.push(Sourced::new((local, public), origin));
+            }
+            self.port_map = entries;
+        }
+        if let Some(name) = file.fallback_avatar {
+            self.fallback_avatar = Some(Sourced::new(name, origin("fallback_avatar")));
+        }
+        if let Some(avatars) = file.avatar {
+            let avatars = avatars
+                .into_iter()
+                .enumerate()
+                .map(|(index, avatar)| AvatarDraft::from_file(path, index, avatar))
+                .collect();
+            self.avatars = Sourced::new(avatars, origin("avatar"));
+        }
+        Ok(())
+    }
+
+    fn apply_flags(&mut self, cli: &Cli) -> Result<(), ConfigError> {
+        let texts = [
+            (Setting::PublicIp, cli.public_ip.as_deref(), "--public-ip"),
+            (Setting::BindIp, cli.bind_ip.as_deref(), "--bind-ip"),
+            (
+                Setting::SignalPort,
+                cli.signal_port.as_deref(),
+                "--signal-port",
+            ),
+            (Setting::UdpPorts, cli.udp_ports.as_deref(), "--udp-ports"),
+            (
+                Setting::MaxSessions,
+                cli.max_sessions.as_deref(),
+                "--max-sessions",
+            ),
+            (
+                Setting::ConsentTimeout,
+                cli.consent_timeout_secs.as_deref(),
+                "--consent-timeout-secs",
+            ),
+            (
+                Setting::FallbackAvatar,
+                cli.fallback_avatar.as_deref(),
+                "--fallback-avatar",
+            ),
+        ];
+        for (setting, text, flag) in texts {
+            if let Some(text) = text {
+                self.apply_text(setting, text, Origin::Flag(flag))?;
+            }
+        }
+        if !cli.port_map.is_empty() {
+            // Each occurrence may itself be a comma list, like the environment variable.
+            self.apply_text(
+                Setting::PortMap,
+                &cli.port_map.join(","),
+                Origin::Flag("--port-map"),
+            )?;
+        }
+        self.apply_avatar_flags(cli)
+    }
+
+    fn apply_avatar_flags(&mut self, cli: &Cli) -> Result<(), ConfigError> {
+        let flags = [
+            (cli.width.as_deref(), "--width"),
+            (cli.height.as_deref(), "--height"),
+            (cli.fps.as_deref(), "--fps"),
+            (cli.bitrate_kbps.as_deref(), "--bitrate-kbps"),
+            (cli.encoder_threads.as_deref(), "--encoder-threads"),
+        ];
+        let Some(first_flag) = flags.iter().find(|(text, _)| text.is_some()).map(|f| f.1) else {
+            return Ok(());
+        };
+        let Some(avatar) = self
+            .avatars
+            .value
+            .iter_mut()
+            .find(|avatar| avatar.name.value == DEFAULT_AVATAR_NAME)
+        else {
+            // Silently adding the avatar back would change which avatars are served.
+            return Err(invalid(
+                Origin::Flag(first_flag),
+                format!(
+                    "no avatar named '{DEFAULT_AVATAR_NAME}' is configured to apply it to \
+                     (the [[avatar]] list of the config file replaces the built-in one)"
+                ),
+            ));
+        };
+        let slots = [
+            &mut avatar.width,
+            &mut avatar.height,
+            &mut avatar.fps,
+            &mut avatar.bitrate_kbps,
+            &mut avatar.encoder_threads,
+        ];
+        for ((text, flag), slot) in flags.into_iter().zip(slots) {
+            if let Some(text) = text {
+                let origin = Origin::Flag(flag);
+                let value = parse_integer(text).ok_or_else(|| {
+                    invalid(origin.clone(), format!("'{text}' is not a whole number"))
+                })?;
+                *slot = Sourced::new(value, origin);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let vars = [
+            (Setting::PublicIp, "PORTCAST_PUBLIC_IP"),
+            (Setting::BindIp, "PORTCAST_BIND_IP"),
+            (Setting::SignalPort, "PORTCAST_SIGNAL_PORT"),
+            (Setting::UdpPorts, "PORTCAST_UDP_PORTS"),
+            (Setting::PortMap, "PORTCAST_PORT_MAP"),
+            (Setting::MaxSessions, "PORTCAST_MAX_SESSIONS"),
+            (Setting::ConsentTimeout, "PORTCAST_CONSENT_TIMEOUT_SECS"),
+            (Setting::FallbackAvatar, "PORTCAST_FALLBACK_AVATAR"),
+        ];
+        for (setting, var) in vars {
+            // Container templates often define variables as empty rather than leaving them out.
+            if let Some(text) = env(var).filter(|text| !text.trim().is_empty()) {
+                self.apply_text(setting, &text, Origin::Env(var))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_text(
+        &mut self,
+        setting: Setting,
+        text: &str,
+        origin: Origin,
+    ) -> Result<(), ConfigError> {
+        let fail = |message: String| invalid(origin.clone(), message);
+        let number =
+            |what: &str| parse_integer(text).ok_or_else(|| fail(format!("'{text}' is not {what}")));
+        match setting {
+            Setting::PublicIp => {
+                self.public_ip = Sourced::new(parse_ip(text).map_err(fail)?, origin)
+            }
+            Setting::BindIp => self.bind_ip = Sourced::new(parse_ip(text).map_err(fail)?, origin),
+            Setting::SignalPort => {
+                self.signal_port = Sourced::new(number("a port number")?, origin)
+            }
+            Setting::MaxSessions => {
+                self.max_sessions = Sourced::new(number("a whole number")?, origin)
+            }
+            Setting::ConsentTimeout => {
+                self.consent_timeout_secs =
+                    Sourced::new(number("a whole number of seconds")?, origin)
+            }
+            Setting::UdpPorts => {
+                let (min, max) = parse_port_range(text).map_err(fail)?;
+                self.port_min = Sourced::new(min, origin.clone());
+                self.port_max = Sourced::new(max, origin);
+            }
+            Setting::PortMap => {
+                self.port_map = parse_port_map(text)
+                    .map_err(fail)?
+                    .into_iter()
+                    .map(|pair| Sourced::new(pair, origin.clone()))
+                    .collect();
+            }
+            Setting::FallbackAvatar => {
+                self.fallback_avatar = Some(Sourced::new(text.trim().to_string(), origin))
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(self) -> Result<Config, ConfigError> {
+        let public_ip = self.public_ip.value;
+        if public_ip.is_unspecified() {
+            return Err(invalid(
+                self.public_ip.origin,
+                format!(
+                    "{public_ip} is unspecified; ICE candidates need an address viewers can reach"
+                ),
+            ));
+        }
+        let signal_port = port(&self.signal_port)?;
+        let udp_ports = self.udp_ports()?;
+
+        let avatars = self.avatars()?;
+        let fallback_avatar = match self.fallback_avatar {
+            Some(name) if !avatars.iter().any(|avatar| avatar.name == name.value) => {
+                let known: Vec<&str> = avatars.iter().map(|a| a.name.as_str()).collect();
+                return Err(invalid(
+                    name.origin,
+                    format!(
+                        "no avatar named '{}' is configured (configured: {})",
+                        name.value,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            other => other.map(|name| name.value),
+        };
+
+        Ok(Config {
+            public_ip,
+            bind_ip: self.bind_ip.value,
+            signal_port,
+            udp_ports,
+            max_sessions: ranged(&self.max_sessions, 1, MAX_SESSIONS, "")?,
+            consent_timeout: Duration::from_secs(ranged(
+                &self.consent_timeout_secs,
+                1,
+                MAX_CONSENT_TIMEOUT_SECS,
+                " seconds",
+            )?),
+            fallback_avatar,
+            avatars,
+        })
+    }
+
+    fn udp_ports(&self) -> Result<Vec<PortPair>, ConfigError> {
+        let (min_v, max_v) = (&self.port_min, &self.port_max);
+        let min = port(min_v)?;
+        let max = port(max_v)?;
+        let count = i64::from(max) - i64::from(min) + 1;
+        let problem = if min > max {
+            Some("has min > max".to_string())
+        } else if count > MAX_UDP_PORTS {
+            Some(format!(
+                "has {count} ports; at most {MAX_UDP_PORTS} are supported"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            if min_v.origin == max_v.origin {
+                return Err(invalid(
+                    min_v.origin.clone(),
+                    format!("'{min}-{max}' {problem}"),
+                ));
+            }
+            // Blame the layer the operator actually wrote, not the default it combined with.
+            let blamed = match min_v.origin {
+                Origin::Default(_) => max_v.origin.clone(),
+                _ => min_v.origin.clone(),
+            };
+            return Err(invalid(
+                blamed,
+                format!(
+                    "port range {min}-{max} {problem} (min from {}, max from {})",
+                    min_v.origin, max_v.origin
+                ),
+            ));
+        }
+
+        let mut mapped: BTreeMap<u16, Sourced<u16>> = BTreeMap::new();
+        for entry in &self.port_map {
+            let (local, public) = entry.value;
+            let origin = &entry.origin;
+            let local = u16::try_from(local)
+                .ok()
+                .filter(|port| *port != 0)
+                .ok_or_else(|| {
+                    invalid(
+                        origin.clone(),
+                        format!("local port {local} is not a valid port (1-65535)"),
+                    )
+                })?;
+            let public = u16::try_from(public)
+                .ok()
+                .filter(|port| *port != 0)
+                .ok_or_else(|| {
+                    invalid(
+                        origin.clone(),
+                        format!("public port {public} is not a valid port (1-65535)"),
+                    )
+                })?;
+            if !(min..=max).contains(&local) {
+                return Err(invalid(
+                    origin.clone(),
+                    format!("local port {local} is outside the UDP port range {min}-{max}"),
+                ));
+            }
+            if mapped
+                .insert(local, Sourced::new(public, origin.clone()))
+                .is_some()
+            {
+                return Err(invalid(
+                    origin.clone(),
+                    format!("local port {local} is mapped more than once"),
+                ));
+            }
+        }
+
+        let mut pairs = Vec::with_capacity(usize::from(max - min) + 1);
+        let mut owner_of_public: HashMap<u16, u16> = HashMap::new();
+        for local in min..=max {
+            let public = mapped.get(&local).map_or(local, |entry| entry.value);
+            if let Some(previous) = owner_of_public.insert(public, local) {
+                // Identity entries are distinct, so at least one side of a clash is a map entry.
+                let origin = mapped
+                    .get(&local)
+                    .or_else(|| mapped.get(&previous))
+                    .map_or(Origin::Default("port_map"), |entry| entry.origin.clone());
+                return Err(invalid(
+                    origin,
+                    format!("public port {public} would be announced for both local ports {previous} and {local}"),
+                ));
+            }
+            pairs.push(PortPair { local, public });
+        }
+        Ok(pairs)
+    }
+
+    fn avatars(&self) -> Result<Vec<AvatarConfig>, ConfigError> {
+        if self.avatars.value.is_empty() {
+            return Err(invalid(
+                self.avatars.origin.clone(),
+                "at least one avatar must be configured",
+            ));
+        }
+        let mut avatars: Vec<AvatarConfig> = Vec::with_capacity(self.avatars.value.len());
+        for draft in &self.avatars.value {
+            let name = &draft.name.value;
+            let valid_name = (1..=MAX_AVATAR_NAME_LEN).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+            if !valid_name {
+                return Err(invalid(
+                    draft.name.origin.clone(),
+                    format!("'{name}' is not a valid avatar name (1-64 characters from A-Z a-z 0-9 _ . -)"),
+                ));
+            }
+            if avatars.iter().any(|other| &other.name == name) {
+                return Err(invalid(
+                    draft.name.origin.clone(),
+                    format!("avatar name '{name}' is used more than once"),
+                ));
+            }
+            let kbps: u32 = ranged(&draft.bitrate_kbps, 100, 50_000, " kbps")?;
+            avatars.push(AvatarConfig {
+                name: name.clone(),
+                width: dimension(&draft.width, 3840)?,
+                height: dimension(&draft.height, 2160)?,
+                fps: ranged(&draft.fps, 1, 60, "")?,
+                bitrate_bps: kbps * 1000,
+                encoder_threads: ranged(&draft.encoder_threads, 1, 8, "")?,
+            });
+        }
+        Ok(avatars)
+    }
+}
+
+fn port(value: &Sourced<i64>) -> Result<u16, ConfigError> {
+    u16::try_from(value.value)
+        .ok()
+        .filter(|port| *port != 0)
+        .ok_or_else(|| {
+            invalid(
+                value.origin.clone(),
+                format!("{} is not a valid port (1-65535)", value.value),
+            )
+        })
+}
+
+fn ranged<T: TryFrom<i64>>(
+    value: &Sourced<i64>,
+    min: i64,
+    max: i64,
+    unit: &str,
+) -> Result<T, ConfigError> {
+    let error = || {
+        invalid(
+            value.origin.clone(),
+            format!("{} is out of range ({min}-{max}{unit})", value.value),
+        )
+    };
+    if !(min..=max).contains(&value.value) {
+        return Err(error());
+    }
+    T::try_from(value.value).map_err(|_| error())
+}
+
+fn dimension(value: &Sourced<i64>, max: i64) -> Result<u32, ConfigError> {
+    let pixels = ranged(value, 16, max, " pixels")?;
+    // 4:2:0 chroma subsampling halves both dimensions, so the encoder needs even ones.
+    if pixels % 2 != 0 {
+        return Err(invalid(
+            value.origin.clone(),
+            format!("{pixels} must be even"),
+        ));
+    }
+    Ok(pixels)
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not an IP address"))
+}
+
+/// Overflow is reported as "not a number" so the message echoes what the operator typed.
+fn parse_integer(text: &str) -> Option<i64> {
+    text.trim().parse().ok()
+}
+
+fn parse_port_range(text: &str) -> Result<(i64, i64), String> {
+    let bad = || format!("'{text}' is not a port range (expected A-B or a single port)");
+    match text.trim().split_once('-') {
+        Some((min, max)) => Ok((
+            parse_integer(min).ok_or_else(bad)?,
+            parse_integer(max).ok_or_else(bad)?,
+        )),
+        None => {
+            let port = parse_integer(text).ok_or_else(bad)?;
+            Ok((port, port))
+        }
+    }
+}
+
+fn parse_port_map(text: &str) -> Result<Vec<(i64, i64)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let bad = || format!("'{item}' is not a LOCAL:PUBLIC port pair");
+            let (local, public) = item.split_once(':').ok_or_else(bad)?;
+            Ok((
+                parse_integer(local).ok_or_else(bad)?,
+                parse_integer(public).ok_or_else(bad)?,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+    use std::net::Ipv6Addr;
+
+    /// A TOML file in the temp dir, removed when dropped.
+    struct TempToml(PathBuf);
+
+    impl TempToml {
+        fn new(name: &str, text: &str) -> Self {
+            let path =
+                std::env::temp_dir().join(format!("portcast-{}-{name}.toml", std::process::id()));
+            std::fs::write(&path, text).expect("write temp config");
+            TempToml(path)
+        }
+
+        fn arg(&self) -> String {
+            self.0.display().to_string()
+        }
+    }
+
+    impl Drop for TempToml {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("portcast").chain(args.iter().copied()))
+            .expect("valid test args")
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn env_of(pairs: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs = pairs.to_vec();
+        move |key| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn pairs(list: &[(u16, u16)]) -> Vec<PortPair> {
+        list.iter()
+            .map(|&(local, public)| PortPair { local, public })
+            .collect()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("test IP")
+    }
+
+    #[test]
+    fn defaults_are_the_documented_values() {
+        let config = Config::default();
+        assert_eq!(config.public_ip, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(config.bind_ip, IpAddr::V4(Ipv4Addr::new(0, 0, 0, 0)));
+        assert_eq!(config.signal_port, 9000);
+        assert_eq!(
+            config.udp_ports,
+            pairs(&[
+                (10111, 10111),
+                (10112, 10112),
+                (10113, 10113),
+                (10114, 10114),
+                (10115, 10115)
+            ])
+        );
+        assert_eq!(config.max_sessions, 200);
+        assert_eq!(config.consent_timeout, Duration::from_secs(30));
+        assert_eq!(config.fallback_avatar, None);
+        assert_eq!(
+            config.avatars,
+            vec![AvatarConfig {
+                name: "test-pattern".into(),
+                width: 1280,
+                height: 720,
+                fps: 30,
+                bitrate_bps: 2_000_000,
+                encoder_threads: 1,
+            }]
+        );
+        assert_eq!(load(&cli(&[]), &no_env).expect("defaults load"), config);
+    }
+
+    #[test]
+    fn help_states_every_default_and_the_precedence() {
+        let help = Cli::command().render_help().to_string();
+        for needle in [
+            "[default: 127.0.0.1]",
+            "[default: 0.0.0.0]",
+            "[default: 9000]",
+            "[default: 10111-10115]",
+            "[default: the local port]",
+            "[default: 200]",
+            "[default: 30]",
+            "[default: none, error \"unknown_avatar\"]",
+            "[default: 1280]",
+            "[default: 720]",
+            "[default: 2000]",
+            "[default: 1]",
+            "built-in defaults < config file (--config) < command-line flags < environment variables",
+            "PORTCAST_CONSENT_TIMEOUT_SECS",
+        ] {
+            assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
+        }
+    }
+
+    #[test]
+    fn seed_toml_keys_parse_into_config() {
+        let file = TempToml::new(
+            "seed",
+            r#"
+webrtc_public_ip = "203.0.113.7"
+webrtc_port_min = 20000
+webrtc_port_max = 20002
+signal_port = 8443
+bind_ip = "10.0.0.5"
+max_sessions = 50
+consent_timeout_secs = 12
+fallback_avatar = "test-pattern"
+
+[port_map]
+20001 = 30001
+"#,
+        );
+        let config = load(&cli(&["--config", &file.arg()]), &no_env).expect("seed config loads");
+        assert_eq!(
+            config,
+            Config {
+                public_ip: ip("203.0.113.7"),
+                bind_ip: ip("10.0.0.5"),
+                signal_port: 8443,
+                udp_ports: pairs(&[(20000, 20000), (20001, 30001), (20002, 20002)]),
+                max_sessions: 50,
+                consent_timeout: Duration::from_secs(12),
+                fallback_avatar: Some("test-pattern".into()),
+                avatars: vec![AvatarConfig::default()],
+            }
+        );
+    }
+
+    #[test]
+    fn avatar_tables_replace_the_default_list_and_fill_missing_keys() {
+        let file = TempToml::new(
+            "avatars",
+            r#"
+fallback_avatar = "lobby"
+[[avatar]]
+name = "lobby"
+width = 640
+height = 360
+[[avatar]]
+name = "hd.main_1"
+fps = 60
+bitrate_kbps = 6000
+encoder_threads = 4
+"#,
+        );
+        let config = load(&cli(&["--config", &file.arg()]), &no_env).expect("avatars load");
+        assert_eq!(
+            config.avatars,
+            vec![
+                AvatarConfig {
+                    name: "lobby".into(),
+                    width: 640,
+                    height: 360,
+                    ..AvatarConfig::default()
+                },
+                AvatarConfig {
+                    name: "hd.main_1".into(),
+                    fps: 60,
+                    bitrate_bps: 6_000_000,
+                    encoder_threads: 4,
+                    ..AvatarConfig::default()
+                },
+            ]
+        );
+        assert_eq!(config.fallback_avatar.as_deref(), Some("lobby"));
+    }
+
+    #[test]
+    fn avatar_flags_modify_the_test_pattern_avatar() {
+        let args = [
+            "--width",
+            "1920",
+            "--height",
+            "1080",
+            "--fps",
+            "25",
+            "--bitrate-kbps",
+            "4500",
+            "--encoder-threads",
+            "2",
+        ];
+        let config = load(&cli(&args), &no_env).expect("avatar flags load");
+        assert_eq!(
+            config.avatars,
+            vec![AvatarConfig {
+                name: "test-pattern".into(),
+                width: 1920,
+                height: 1080,
+                fps: 25,
+                bitrate_bps: 4_500_000,
+                encoder_threads: 2,
+            }]
+        );
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = TempToml::new(
+            "flags-over-file",
+            r#"
+webrtc_public_ip = "203.0.113.7"
+bind_ip = "10.0.0.5"
+signal_port = 8443
+webrtc_port_min = 20000
+webrtc_port_max = 20001
+max_sessions = 50
+consent_timeout_secs = 12
+[port_map]
+20000 = 30000
+20001 = 30001
+[[avatar]]
+name = "test-pattern"
+width = 640
+fps = 10
+[[avatar]]
+name = "other"
+"#,
+        );
+        let args = [
+            "--config",
+            &file.arg(),
+            "--public-ip",
+            "198.51.100.1",
+            "--bind-ip",
+            "::",
+            "--signal-port",
+            "9443",
+            "--udp-ports",
+            "40000-40002",
+            "--port-map",
+            "40000:50000",
+            "--port-map",
+            "40001:50001",
+            "--max-sessions",
+            "7",
+            "--consent-timeout-secs",
+            "5",
+            "--fallback-avatar",
+            "other",
+            "--width",
+            "800",
+        ];
+        let config = load(&cli(&args), &no_env).expect("flags over file load");
+        assert_eq!(config.public_ip, ip("198.51.100.1"));
+        assert_eq!(config.bind_ip, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(config.signal_port, 9443);
+        // The flag's port map replaces the file's map as a whole.
+        assert_eq!(
+            config.udp_ports,
+            pairs(&[(40000, 50000), (40001, 50001), (40002, 40002)])
+        );
+        assert_eq!(config.max_sessions, 7);
+        assert_eq!(config.consent_timeout, Duration::from_secs(5));
+        assert_eq!(config.fallback_avatar.as_deref(), Some("other"));
+        // Only the flagged field changes; the file's other avatar fields survive.
+        assert_eq!((config.avatars[0].width, config.avatars[0].fps), (800, 10));
+        assert_eq!(config.avatars[1].name, "other");
+    }
+
+    #[test]
+    fn env_overrides_flags() {
+        let args = [
+            "--public-ip",
+            "198.51.100.1",
+            "--bind-ip",
+            "10.0.0.5",
+            "--signal-port",
+            "9443",
+            "--udp-ports",
+            "40000-40002",
+            "--port-map",
+            "40000:50000",
+            "--max-sessions",
+            "7",
+            "--consent-timeout-secs",
+            "5",
+            "--fallback-avatar",
+            "nope",
+        ];
+        let env = env_of(&[
+            ("PORTCAST_PUBLIC_IP", "2001:db8::1"),
+            ("PORTCAST_BIND_IP", "192.0.2.9"),
+            ("PORTCAST_SIGNAL_PORT", "7000"),
+            ("PORTCAST_UDP_PORTS", "10111"),
+            ("PORTCAST_PORT_MAP", "10111:20111, "),
+            ("PORTCAST_MAX_SESSIONS", "3"),
+            ("PORTCAST_CONSENT_TIMEOUT_SECS", "60"),
+            ("PORTCAST_FALLBACK_AVATAR", "test-pattern"),
+        ]);
+        let config = load(&cli(&args), &env).expect("env over flags load");
+        assert_eq!(
+            config,
+            Config {
+                public_ip: ip("2001:db8::1"),
+                bind_ip: ip("192.0.2.9"),
+                signal_port: 7000,
+                udp_ports: pairs(&[(10111, 20111)]),
+                max_sessions: 3,
+                consent_timeout: Duration::from_secs(60),
+                fallback_avatar: Some("test-pattern".into()),
+                avatars: vec![AvatarConfig::default()],
+            }
+        );
+    }
+
+    #[test]
+    fn env_overrides_file_and_empty_env_is_unset() {
+        let file = TempToml::new("env-over-file", "signal_port = 8443\nmax_sessions = 50\n");
+        let env = env_of(&[
+            ("PORTCAST_SIGNAL_PORT", "7000"),
+            ("PORTCAST_MAX_SESSIONS", "  "),
+        ]);
+        let config = load(&cli(&["--config", &file.arg()]), &env).expect("env over file load");
+        assert_eq!((config.signal_port, config.max_sessions), (7000, 50));
+    }
+
+    #[test]
+    fn port_map_flag_accepts_comma_lists() {
+        let config = load(
+            &cli(&[
+                "--port-map",
+                "10111:20111,10112:20112",
+                "--port-map",
+                "10115:20115",
+            ]),
+            &no_env,
+        )
+        .expect("port map loads");
+        assert_eq!(
+            config.udp_ports,
+            pairs(&[
+                (10111, 20111),
+                (10112, 20112),
+                (10113, 10113),
+                (10114, 10114),
+                (10115, 20115)
+            ])
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_the_problem() {
+        let missing = Path::new("/nonexistent-portcast/y.toml");
+        let err = load(&cli(&["--config", "/nonexistent-portcast/y.toml"]), &no_env)
+            .expect_err("missing file");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "config file {} could not be read: No such file or directory",
+                missing.display()
+            )
+        );
+
+        let file = TempToml::new("unknown-key", "signal_port = 1\nwebrtc_port_mn = 5\n");
+        let err = load(&cli(&["--config", &file.arg()]), &no_env)
+            .expect_err("unknown key")
+            .to_string();
+        assert!(
+            err.starts_with(&format!("config file {}: ", file.arg())),
+            "{err}"
+        );
+        assert!(err.contains("unknown field `webrtc_port_mn`"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+
+        let file = TempToml::new(
+            "unknown-avatar-key",
+            "[[avatar]]\nname = \"a\"\ncolour = \"red\"\n",
+        );
+        let err = load(&cli(&["--config", &file.arg()]), &no_env)
+            .expect_err("unknown avatar key")
+            .to_string();
+        assert!(err.contains("unknown field `colour`"), "{err}");
+
+        let file = TempToml::new("syntax", "signal_port = \n");
+        let err = load(&cli(&["--config", &file.arg()]), &no_env)
+            .expect_err("syntax")
+            .to_string();
+        assert!(
+            err.starts_with(&format!("config file {}: ", file.arg())),
+            "{err}"
+        );
+        assert!(err.contains("line 1, column"), "{err}");
+
+        let file = TempToml::new("wrong-type", "max_sessions = \"many\"\n");
+        let err = load(&cli(&["--config", &file.arg()]), &no_env)
+            .expect_err("wrong type")
+            .to_string();
+        assert!(
+            err.contains("line 1") && err.contains("max_sessions"),
+            "{err}"
+        );
+    }
+
+    /// (TOML file or "" for none, flags, environment, expected message prefix; `{file}` is the path)
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+
+    // One case per line reads better than rustfmt's vertical layout.
+    #[rustfmt::skip]
+    const INVALID_CASES: &[Case] = &[
+        ("webrtc_port_min = 70000", &[], &[], "{file}: key 'webrtc_port_min': 70000 is not a valid port (1-65535)"),
+        ("webrtc_port_max = 0", &[], &[], "{file}: key 'webrtc_port_max': 0 is not a valid port (1-65535)"),
+        ("webrtc_port_min = -3", &[], &[], "{file}: key 'webrtc_port_min': -3 is not a valid port (1-65535)"),
+        ("", &["--udp-ports", "10115-10111"], &[], "--udp-ports: '10115-10111' has min > max"),
+        ("", &["--udp-ports", "0-5"], &[], "--udp-ports: 0 is not a valid port (1-65535)"),
+        ("", &["--udp-ports", "ten"], &[], "--udp-ports: 'ten' is not a port range (expected A-B or a single port)"),
+        ("", &[], &[("PORTCAST_UDP_PORTS", "10000-10064")], "environment PORTCAST_UDP_PORTS: '10000-10064' has 65 ports; at most 64 are supported"),
+        ("webrtc_port_min = 20000", &[], &[], "{file}: key 'webrtc_port_min': port range 20000-10115 has min > max (min from {file}: key 'webrtc_port_min', max from built-in default for 'webrtc_port_max')"),
+        ("webrtc_port_min = 10116\nwebrtc_port_max = 10111", &[], &[], "{file}: key 'webrtc_port_min': port range 10116-10111 has min > max"),
+        ("", &["--signal-port", "0"], &[], "--signal-port: 0 is not a valid port (1-65535)"),
+        ("", &[], &[("PORTCAST_SIGNAL_PORT", "abc")], "environment PORTCAST_SIGNAL_PORT: 'abc' is not a port number"),
+        ("signal_port = 65536", &[], &[], "{file}: key 'signal_port': 65536 is not a valid port (1-65535)"),
+        ("[port_map]\n10200 = 20200", &[], &[], "{file}: key 'port_map.10200': local port 10200 is outside the UDP port range 10111-10115"),
+        ("[port_map]\nabc = 20200", &[], &[], "{file}: key 'port_map.abc': 'abc' is not a port number"),
+        ("[port_map]\n10111 = 70000", &[], &[], "{file}: key 'port_map.10111': public port 70000 is not a valid port (1-65535)"),
+        ("", &["--port-map", "10111:10112"], &[], "--port-map: public port 10112 would be announced for both local ports 10111 and 10112"),
+        ("", &["--port-map", "10111:1", "--port-map", "10111:2"], &[], "--port-map: local port 10111 is mapped more than once"),
+        ("", &[], &[("PORTCAST_PORT_MAP", "10111=20111")], "environment PORTCAST_PORT_MAP: '10111=20111' is not a LOCAL:PUBLIC port pair"),
+        ("", &["--public-ip", "0.0.0.0"], &[], "--public-ip: 0.0.0.0 is unspecified; ICE candidates need an address viewers can reach"),
+        ("webrtc_public_ip = \"::\"", &[], &[], "{file}: key 'webrtc_public_ip': :: is unspecified"),
+        ("", &[], &[("PORTCAST_PUBLIC_IP", "example.com")], "environment PORTCAST_PUBLIC_IP: 'example.com' is not an IP address"),
+        ("bind_ip = \"10.0.0\"", &[], &[], "{file}: key 'bind_ip': '10.0.0' is not an IP address"),
+        ("max_sessions = 0", &[], &[], "{file}: key 'max_sessions': 0 is out of range (1-10000)"),
+        ("", &["--max-sessions", "10001"], &[], "--max-sessions: 10001 is out of range (1-10000)"),
+        ("", &[], &[("PORTCAST_MAX_SESSIONS", "-1")], "environment PORTCAST_MAX_SESSIONS: -1 is out of range (1-10000)"),
+        ("", &["--consent-timeout-secs", "0"], &[], "--consent-timeout-secs: 0 is out of range (1-86400 seconds)"),
+        ("", &[], &[("PORTCAST_CONSENT_TIMEOUT_SECS", "1.5")], "environment PORTCAST_CONSENT_TIMEOUT_SECS: '1.5' is not a whole number of seconds"),
+        ("", &["--fallback-avatar", "ghost"], &[], "--fallback-avatar: no avatar named 'ghost' is configured (configured: test-pattern)"),
+        ("fallback_avatar = \"ghost\"", &[], &[], "{file}: key 'fallback_avatar': no avatar named 'ghost' is configured"),
+        ("avatar = []", &[], &[], "{file}: key 'avatar': at least one avatar must be configured"),
+        ("[[avatar]]\nname = \"a b\"", &[], &[], "{file}: key 'avatar[0].name': 'a b' is not a valid avatar name (1-64 characters from A-Z a-z 0-9 _ . -)"),
+        ("[[avatar]]\nname = \"\"", &[], &[], "{file}: key 'avatar[0].name': '' is not a valid avatar name"),
+        ("[[avatar]]\nname = \"a\"\n[[avatar]]\nname = \"a\"", &[], &[], "{file}: key 'avatar[1].name': avatar name 'a' is used more than once"),
+        ("[[avatar]]\n[[avatar]]", &[], &[], "{file}: key 'avatar[1]': avatar name 'test-pattern' is used more than once"),
+        ("[[avatar]]\nwidth = 1281", &[], &[], "{file}: key 'avatar[0].width': 1281 must be even"),
+        ("[[avatar]]\nwidth = 3842", &[], &[], "{file}: key 'avatar[0].width': 3842 is out of range (16-3840 pixels)"),
+        ("", &["--height", "2162"], &[], "--height: 2162 is out of range (16-2160 pixels)"),
+        ("", &["--height", "8"], &[], "--height: 8 is out of range (16-2160 pixels)"),
+        ("", &["--fps", "61"], &[], "--fps: 61 is out of range (1-60)"),
+        ("[[avatar]]\nfps = 0", &[], &[], "{file}: key 'avatar[0].fps': 0 is out of range (1-60)"),
+        ("", &["--bitrate-kbps", "99"], &[], "--bitrate-kbps: 99 is out of range (100-50000 kbps)"),
+        ("[[avatar]]\nbitrate_kbps = 50001", &[], &[], "{file}: key 'avatar[0].bitrate_kbps': 50001 is out of range (100-50000 kbps)"),
+        ("", &["--encoder-threads", "9"], &[], "--encoder-threads: 9 is out of range (1-8)"),
+        ("", &["--encoder-threads", "x"], &[], "--encoder-threads: 'x' is not a whole number"),
+        ("[[avatar]]\nname = \"lobby\"", &["--fps", "20"], &[], "--fps: no avatar named 'test-pattern' is configured"),
+    ];
+
+    #[test]
+    fn validation_errors_name_source_and_key() {
+        for (index, &(toml_text, args, env, expected)) in INVALID_CASES.iter().enumerate() {
+            let file = TempToml::new(&format!("case{index}"), toml_text);
+            let mut full: Vec<&str> = Vec::new();
+            let path = file.arg();
+            if !toml_text.is_empty() {
+                full.extend(["--config", &path]);
+            }
+            full.extend(args);
+            let lookup = env_of(env);
+            let expected = expected.replace("{file}", &path);
+            match load(&cli(&full), &lookup) {
+                Ok(config) => panic!("case {index}: expected error {expected:?}, got {config:?}"),
+                Err(err) => {
+                    let message = err.to_string();
+                    assert!(
+                        message.starts_with(&expected),
+                        "case {index}: {message:?} does not start with {expected:?}"
+                    );
+                    assert!(
+                        matches!(err, ConfigError::Invalid { .. }),
+                        "case {index}: {err:?}"
+                    );
+                }
+            }
+        }
+    }
+}
