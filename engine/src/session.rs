@@ -200,18 +200,14 @@ impl Session {
 
     fn on_event(&mut self, e: Event, fx: &mut DrainEffects) {
         match e {
-            Event::Connected => {
-                if self.phase == Phase::Negotiated {
-                    self.phase = Phase::Connected;
-                    log::info!(
-                        "session {} connected: remote={} port={}",
-                        self.id,
-                        self.remote
-                            .map(|r| r.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        self.socket
-                    );
-                }
+            Event::Connected if self.phase == Phase::Negotiated => {
+                self.phase = Phase::Connected;
+                log::info!(
+                    "session {} connected: remote={} port={}",
+                    self.id,
+                    self.remote.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                    self.socket
+                );
             }
             Event::MediaAdded(m) if m.kind == MediaKind::Video && self.mid.is_none() => {
                 let pt = self.rtc.writer(m.mid).and_then(|w| {

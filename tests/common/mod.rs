@@ -1,0 +1,254 @@
+//! A real-network viewer for daemon tests: a WebSocket for signaling and a
+//! str0m `Rtc` on a loopback UDP socket, decoding what arrives with openh264.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use openh264::decoder::Decoder;
+use openh264::formats::YUVSource;
+use portcast_engine::pattern::{read_frame_counter, I420};
+use serde_json::Value;
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tungstenite::{Message, WebSocket};
+
+/// Ports that were free a moment ago (bind to 0, read, release).
+pub fn free_udp_ports(n: usize) -> Vec<u16> {
+    loop {
+        let first = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if first > 60000 {
+            continue;
+        }
+        let range: Vec<u16> = (first..first + n as u16).collect();
+        if range.iter().all(|p| UdpSocket::bind(("127.0.0.1", *p)).is_ok()) {
+            return range;
+        }
+    }
+}
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The daemon binary running as a child process; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub signal_port: u16,
+    pub udp_ports: Vec<u16>,
+    pub log_path: std::path::PathBuf,
+}
+
+impl Daemon {
+    pub fn start(extra: &[&str]) -> Daemon {
+        let signal_port = free_tcp_port();
+        let udp_ports = free_udp_ports(5);
+        let log_path = std::env::temp_dir().join(format!("portcast-test-{signal_port}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcast"));
+        cmd.args([
+            "--bind-ip",
+            "127.0.0.1",
+            "--public-ip",
+            "127.0.0.1",
+            "--signal-port",
+            &signal_port.to_string(),
+            "--udp-ports",
+            &format!("{}-{}", udp_ports[0], udp_ports[4]),
+            "--width",
+            "320",
+            "--height",
+            "180",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PORTCAST_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd.spawn().expect("daemon starts");
+        let d = Daemon { child, signal_port, udp_ports, log_path };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", signal_port)).is_err() {
+            assert!(Instant::now() < deadline, "daemon did not listen: {}", d.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn connect_ws(port: u16, session: &str) -> WebSocket<TcpStream> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let url = format!("ws://127.0.0.1:{port}/ws/{session}");
+    let (ws, _) = tungstenite::client::client(url.as_str(), stream).expect("websocket upgrade");
+    ws
+}
+
+pub fn send_recv(ws: &mut WebSocket<TcpStream>, text: &str) -> Value {
+    ws.send(Message::text(text)).unwrap();
+    loop {
+        match ws.read().expect("reply") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            _ => continue,
+        }
+    }
+}
+
+/// A viewer over real sockets.
+pub struct NetViewer {
+    pub ws: WebSocket<TcpStream>,
+    pub rtc: Rtc,
+    pub udp: UdpSocket,
+    pub local: SocketAddr,
+    pub answer: Value,
+    pub counters: Vec<u64>,
+    pub connected_at: Option<Instant>,
+    pub first_frame_at: Option<Instant>,
+    pub started: Instant,
+    decoder: Decoder,
+    pub remote_addrs: Vec<SocketAddr>,
+}
+
+impl NetViewer {
+    /// Connects, offers and applies the answer (or returns the error reply).
+    pub fn connect(port: u16, session: &str, avatar: &str) -> Result<NetViewer, Value> {
+        let started = Instant::now();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = udp.local_addr().unwrap();
+        let mut rtc = Rtc::builder().build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let mut ws = connect_ws(port, session);
+        let msg = serde_json::json!({
+            "type": "webrtc_offer", "session_id": session, "user_id": 5,
+            "avatar_id": avatar, "sdp": offer.to_sdp_string(),
+        });
+        let answer = send_recv(&mut ws, &msg.to_string());
+        if answer["type"] != "webrtc_answer" {
+            return Err(answer);
+        }
+        let sdp = SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap()).unwrap();
+        rtc.sdp_api().accept_answer(pending, sdp).unwrap();
+        // Reads never block the WebSocket: we only watch for server messages between UDP polls.
+        ws.get_mut().set_nonblocking(true).unwrap();
+        Ok(NetViewer {
+            ws,
+            rtc,
+            udp,
+            local,
+            answer,
+            counters: Vec::new(),
+            connected_at: None,
+            first_frame_at: None,
+            started,
+            decoder: Decoder::new().unwrap(),
+            remote_addrs: Vec::new(),
+        })
+    }
+
+    /// Runs the client until `frames` pictures decoded or `limit` passed.
+    pub fn run_until_frames(&mut self, frames: usize, limit: Duration) {
+        let end = Instant::now() + limit;
+        let mut buf = vec![0u8; 2048];
+        while Instant::now() < end && self.counters.len() < frames {
+            let timeout = self.drain();
+            let wait = timeout
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), Duration::from_millis(20));
+            self.udp.set_read_timeout(Some(wait)).unwrap();
+            match self.udp.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    if !self.remote_addrs.contains(&from) {
+                        self.remote_addrs.push(from);
+                    }
+                    if let Ok(r) = Receive::new(Protocol::Udp, from, self.local, &buf[..n]) {
+                        let _ = self.rtc.handle_input(Input::Receive(Instant::now(), r));
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    let _ = self.rtc.handle_input(Input::Timeout(Instant::now()));
+                }
+                Err(e) => panic!("udp: {e}"),
+            }
+        }
+    }
+
+    fn drain(&mut self) -> Instant {
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(t) => return t,
+                Output::Transmit(t) => {
+                    let _ = self.udp.send_to(&t.contents, t.destination);
+                }
+                Output::Event(Event::Connected) => self.connected_at = Some(Instant::now()),
+                Output::Event(Event::MediaData(m)) => {
+                    if let Ok(Some(pic)) = self.decoder.decode(&m.data) {
+                        let (width, height) = pic.dimensions();
+                        let view = I420 {
+                            y: pic.y(),
+                            u: pic.u(),
+                            v: pic.v(),
+                            width,
+                            height,
+                            strides: pic.strides(),
+                        };
+                        if let Some(c) = read_frame_counter(&view) {
+                            self.first_frame_at.get_or_insert_with(Instant::now);
+                            self.counters.push(c);
+                        }
+                    }
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    /// Server messages received on the WebSocket so far (non-blocking).
+    pub fn server_messages(&mut self) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(m) = self.ws.read() {
+            if let Message::Text(t) = m {
+                if let Ok(v) = serde_json::from_str(t.as_str()) {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+}
