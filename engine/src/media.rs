@@ -12,8 +12,10 @@ pub struct AccessUnit {
     pub rtp_time: u64,
     /// True for an IDR picture (with SPS/PPS): a viewer can start decoding here.
     pub keyframe: bool,
-    /// When the raw frame was handed to the encoder (for latency accounting).
+    /// When the raw frame was handed to the encoder (t0 of latency accounting).
     pub captured_at: Instant,
+    /// When the encoder returned this access unit (t1).
+    pub encoded_at: Instant,
     /// The source's frame number.
     pub frame_index: u64,
 }

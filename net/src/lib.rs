@@ -9,11 +9,13 @@
 
 pub mod conn;
 pub mod http;
+pub mod probe;
 pub mod server;
 pub mod source;
 pub mod udp;
 
 pub use conn::ConnLimits;
+pub use probe::FrameTiming;
 pub use server::{
     AvatarSpec, NetError, Server, ServerConfig, ShutdownHandle, UdpPortSpec, VIEWER_PAGE,
 };

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -19,6 +19,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::conn::{Conn, ConnEvent, ConnLimits};
+use crate::probe::FrameTiming;
 use crate::source::{self, SourceEvent, SourceHandle, CHANNEL_DEPTH};
 use crate::udp::UdpPort;
 
@@ -70,6 +71,8 @@ pub struct ServerConfig {
     pub limits: ConnLimits,
     /// How long shutdown waits for goodbyes to flush.
     pub shutdown_grace: Duration,
+    /// Per-frame timing reports (benchmarks); `None` in the daemon.
+    pub frame_probe: Option<SyncSender<FrameTiming>>,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +91,7 @@ impl Default for ServerConfig {
                 max_write_buffer: 1024 * 1024,
             },
             shutdown_grace: Duration::from_secs(2),
+            frame_probe: None,
         }
     }
 }
@@ -156,6 +160,7 @@ pub struct Server {
     config: ServerConfig,
     recv_buf: Box<[u8]>,
     signal_addr: SocketAddr,
+    datagrams_sent: u64,
 }
 
 impl Server {
@@ -217,6 +222,7 @@ impl Server {
             config,
             recv_buf: vec![0u8; 2048].into_boxed_slice(),
             signal_addr,
+            datagrams_sent: 0,
         })
     }
 
@@ -238,6 +244,16 @@ impl Server {
     /// The UDP sockets: (local, public).
     pub fn udp_addrs(&self) -> Vec<SocketSpec> {
         self.engine.sockets().specs().to_vec()
+    }
+
+    /// Counters of every source thread.
+    pub fn source_counters(&self) -> Vec<(AvatarId, Arc<source::SourceCounters>)> {
+        self.sources.iter().map(|(a, h)| (a.clone(), h.counters.clone())).collect()
+    }
+
+    /// Datagrams handed to the kernel (or queued) so far.
+    pub fn datagrams_sent(&self) -> u64 {
+        self.datagrams_sent
     }
 
     /// A handle to stop the loop from another thread.
@@ -411,7 +427,26 @@ impl Server {
     fn drain_frames(&mut self, now: Instant) {
         loop {
             match self.frames.try_recv() {
-                Ok((avatar, au)) => self.engine.handle_access_unit(now, &avatar, &au),
+                Ok((avatar, au)) => {
+                    let dequeued_at = Instant::now();
+                    let sent_before = self.datagrams_sent;
+                    self.engine.handle_access_unit(dequeued_at.max(now), &avatar, &au);
+                    self.drain_engine();
+                    if let Some(probe) = &self.config.frame_probe {
+                        let _ = probe.try_send(FrameTiming {
+                            avatar,
+                            frame_index: au.frame_index,
+                            keyframe: au.keyframe,
+                            bytes: au.data.len(),
+                            captured_at: au.captured_at,
+                            encoded_at: au.encoded_at,
+                            dequeued_at,
+                            sent_at: Instant::now(),
+                            sent_wall: SystemTime::now(),
+                            datagrams: self.datagrams_sent - sent_before,
+                        });
+                    }
+                }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }
@@ -425,6 +460,7 @@ impl Server {
                 Output::Transmit(t) => {
                     if let Some(port) = self.udp.get_mut(t.socket.0) {
                         port.send(t.to, t.bytes);
+                        self.datagrams_sent += 1;
                     }
                 }
                 Output::Signal { conn, text } => {

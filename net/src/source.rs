@@ -182,7 +182,8 @@ impl Worker {
             let pic = self.pattern.render(index, clock_ms);
             buf.clear();
             let result = self.encoder.encode(&pic, force_idr, &mut buf);
-            let encode_us = captured_at.elapsed().as_micros() as u64;
+            let encoded_at = Instant::now();
+            let encode_us = encoded_at.duration_since(captured_at).as_micros() as u64;
             self.counters
                 .encode_us
                 .fetch_add(encode_us, Ordering::Relaxed);
@@ -210,6 +211,7 @@ impl Worker {
                 rtp_time: frame_index * 90_000 / u64::from(self.fps),
                 keyframe,
                 captured_at,
+                encoded_at,
                 frame_index,
             };
             match self.tx.try_send((self.avatar.clone(), au)) {

@@ -225,6 +225,7 @@ impl Source {
             rtp_time: index * 90_000 / self.fps,
             keyframe,
             captured_at: now,
+            encoded_at: now,
             frame_index: index,
         })
     }

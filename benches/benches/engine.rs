@@ -1,0 +1,186 @@
+//! Micro-benchmarks of the engine alone: one 720p P-frame and one IDR through
+//! write + packetize + SRTP + drain for one viewer, and the demux lookup with
+//! 1, 100 and 1000 sessions.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use portcast_engine::demux::{Demux, SessionKey};
+use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
+use portcast_engine::pattern::TestPattern;
+use portcast_engine::{
+    AccessUnit, AvatarId, ConnId, Datagram, Engine, EngineConfig, Output, SocketId, SocketSpec,
+};
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Input, Output as RtcOutput, Rtc};
+
+/// An engine with one viewer that completed ICE + DTLS and is streaming.
+fn streaming_engine(now: &mut Instant) -> Engine {
+    let public: SocketAddr = "127.0.0.1:10111".parse().unwrap();
+    let mut engine = Engine::new(EngineConfig {
+        sockets: vec![SocketSpec { local: public, public }],
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let client_addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let mut client = Rtc::builder().build(*now);
+    client.add_local_candidate(Candidate::host(client_addr, "udp").unwrap());
+    let mut api = client.sdp_api();
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    engine.open_connection(ConnId(1), "bench");
+    let msg = serde_json::json!({"type":"webrtc_offer","session_id":"bench","avatar_id":"test-pattern","sdp":offer.to_sdp_string()});
+    engine.handle_signal(*now, ConnId(1), &msg.to_string());
+    let mut pending = Some(pending);
+    for _ in 0..400 {
+        *now += Duration::from_millis(5);
+        engine.handle_timeout(*now);
+        let _ = client.handle_input(Input::Timeout(*now));
+        let mut to_engine = VecDeque::new();
+        loop {
+            match engine.poll_output() {
+                Output::Timeout(_) => break,
+                Output::Signal { text, .. } => {
+                    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    if let (Some(sdp), Some(p)) = (v["sdp"].as_str(), pending.take()) {
+                        client.sdp_api().accept_answer(p, SdpAnswer::from_sdp_string(sdp).unwrap()).unwrap();
+                    }
+                }
+                Output::Transmit(t) => {
+                    let r = Receive::new(Protocol::Udp, public, client_addr, &t.bytes).unwrap();
+                    let _ = client.handle_input(Input::Receive(*now, r));
+                }
+                _ => {}
+            }
+        }
+        while let Ok(o) = client.poll_output() {
+            match o {
+                RtcOutput::Timeout(_) => break,
+                RtcOutput::Transmit(t) => to_engine.push_back(Vec::from(t.contents)),
+                RtcOutput::Event(_) => {}
+            }
+        }
+        for bytes in to_engine {
+            engine.handle_datagram(*now, Datagram { socket: SocketId(0), from: client_addr, bytes: &bytes });
+        }
+        if engine.sessions().first().is_some_and(|s| s.phase == portcast_engine::Phase::Streaming) {
+            return engine;
+        }
+    }
+    panic!("the viewer did not reach streaming");
+}
+
+fn encoded_720p() -> (AccessUnit, AccessUnit) {
+    let mut pattern = TestPattern::new(1280, 720).unwrap();
+    let mut enc = H264Encoder::new(EncoderSettings { bitrate_bps: 2_000_000, ..EncoderSettings::default() }).unwrap();
+    let mut idr = None;
+    let mut p = None;
+    let now = Instant::now();
+    for i in 0..10u64 {
+        let mut buf = Vec::new();
+        let kind = enc.encode(&pattern.render(i, 0), false, &mut buf).unwrap();
+        let au = AccessUnit {
+            data: Arc::from(buf),
+            rtp_time: i * 3000,
+            keyframe: kind == Encoded::Keyframe,
+            captured_at: now,
+            encoded_at: now,
+            frame_index: i,
+        };
+        match kind {
+            Encoded::Keyframe if idr.is_none() => idr = Some(au),
+            Encoded::Delta => p = Some(au),
+            _ => {}
+        }
+    }
+    (idr.unwrap(), p.unwrap())
+}
+
+fn drain(engine: &mut Engine) -> usize {
+    let mut n = 0;
+    loop {
+        match engine.poll_output() {
+            Output::Timeout(_) => return n,
+            Output::Transmit(_) => n += 1,
+            _ => {}
+        }
+    }
+}
+
+fn frame_through_engine(c: &mut Criterion) {
+    let mut now = Instant::now();
+    let mut engine = streaming_engine(&mut now);
+    let (idr, p) = encoded_720p();
+    let avatar = AvatarId::new("test-pattern");
+    // The first write must be a keyframe for the viewer.
+    engine.handle_access_unit(now, &avatar, &idr);
+    drain(&mut engine);
+    let mut rtp = 100u64;
+    let mut group = c.benchmark_group("engine");
+    group.bench_function(format!("720p P-frame {} B write+SRTP+drain", p.data.len()), |b| {
+        b.iter(|| {
+            rtp += 3000;
+            now += Duration::from_millis(33);
+            let au = AccessUnit { rtp_time: rtp, ..p.clone() };
+            engine.handle_access_unit(now, &avatar, &au);
+            drain(&mut engine)
+        })
+    });
+    group.bench_function(format!("720p IDR {} B write+SRTP+drain", idr.data.len()), |b| {
+        b.iter(|| {
+            rtp += 3000;
+            now += Duration::from_millis(33);
+            let au = AccessUnit { rtp_time: rtp, ..idr.clone() };
+            engine.handle_access_unit(now, &avatar, &au);
+            drain(&mut engine)
+        })
+    });
+    group.finish();
+}
+
+fn stun_request(ufrag: &str) -> Vec<u8> {
+    let user = format!("{ufrag}:client");
+    let mut attr = Vec::new();
+    attr.extend_from_slice(&6u16.to_be_bytes());
+    attr.extend_from_slice(&(user.len() as u16).to_be_bytes());
+    attr.extend_from_slice(user.as_bytes());
+    while attr.len() % 4 != 0 {
+        attr.push(0);
+    }
+    let mut m = vec![0, 1];
+    m.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    m.extend_from_slice(&[9; 12]);
+    m.extend_from_slice(&attr);
+    m
+}
+
+fn demux_lookup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("demux");
+    for n in [1usize, 100, 1000] {
+        let mut d = Demux::new();
+        for i in 0..n {
+            d.add_session(SessionKey(i as u64), &format!("ufrag{i:08}"));
+            d.learn_pair(SessionKey(i as u64), SocketId(i % 5), SocketAddr::from(([198, 18, 0, 2], 1024 + i as u16)));
+        }
+        let stun = stun_request(&format!("ufrag{:08}", n / 2));
+        let srtp = [0x80u8, 0x66, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        let from = SocketAddr::from(([198, 18, 0, 2], 1024 + (n / 2) as u16));
+        group.bench_function(format!("stun by ufrag, {n} sessions"), |b| {
+            b.iter(|| d.route(SocketId(0), from, std::hint::black_box(&stun)))
+        });
+        group.bench_function(format!("srtp by pair, {n} sessions"), |b| {
+            b.iter(|| d.route(SocketId((n / 2) % 5), from, std::hint::black_box(&srtp)))
+        });
+    }
+    group.finish();
+    let _ = BatchSize::SmallInput;
+}
+
+criterion_group!(benches, frame_through_engine, demux_lookup);
+criterion_main!(benches);

@@ -1,0 +1,181 @@
+//! The daemon's loop running in this process, with the frame probe on, and
+//! the viewer process started beside it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use portcast_engine::encoder::EncoderSettings;
+use portcast_engine::{AvatarId, EngineConfig};
+use portcast_net::source::SourceCounters;
+use portcast_net::{AvatarSpec, FrameTiming, Server, ServerConfig, ShutdownHandle, UdpPortSpec};
+
+use crate::viewers::ViewerReport;
+
+/// A running in-process daemon.
+pub struct Daemon {
+    /// Its signaling address.
+    pub signal: SocketAddr,
+    /// Per-frame timings.
+    pub probe: Receiver<FrameTiming>,
+    /// Thread id of the loop thread (for its CPU time).
+    pub loop_tid: u32,
+    /// Source counters.
+    pub sources: Vec<(AvatarId, Arc<SourceCounters>)>,
+    shutdown: ShutdownHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts a loop with `avatars` (name, settings) on five loopback ports.
+    pub fn start(avatars: &[(String, EncoderSettings)], max_sessions: usize) -> Result<Daemon, String> {
+        let (tx, probe) = mpsc::sync_channel(1 << 16);
+        let config = ServerConfig {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            signal_port: 0,
+            udp_ports: (0..5)
+                .map(|_| UdpPortSpec {
+                    local_port: 0,
+                    public: SocketAddr::from(([127, 0, 0, 1], 0)),
+                })
+                .collect(),
+            avatars: avatars
+                .iter()
+                .map(|(n, s)| AvatarSpec { name: AvatarId::new(n), encoder: *s })
+                .collect(),
+            engine: EngineConfig { max_sessions, ..EngineConfig::default() },
+            max_connections: max_sessions * 2 + 64,
+            frame_probe: Some(tx),
+            ..ServerConfig::default()
+        };
+        let server = Server::bind(config).map_err(|e| e.to_string())?;
+        let signal = server.signal_addr();
+        let shutdown = server.shutdown_handle();
+        let sources = server.source_counters();
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("portcast-loop".into())
+            .spawn(move || {
+                let _ = tid_tx.send(current_tid());
+                if let Err(e) = server.run() {
+                    eprintln!("loop failed: {e}");
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        let loop_tid = tid_rx.recv_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        Ok(Daemon { signal, probe, loop_tid, sources, shutdown, thread: Some(thread) })
+    }
+
+    /// Everything the probe reported so far.
+    pub fn timings(&self) -> Vec<FrameTiming> {
+        self.probe.try_iter().collect()
+    }
+
+    /// Stops the loop and waits for it.
+    pub fn stop(&mut self) {
+        self.shutdown.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn current_tid() -> u32 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The viewer process, started from this same binary (`portcast-bench viewers ...`).
+pub struct ViewerProcess {
+    child: Child,
+    out: std::path::PathBuf,
+}
+
+impl ViewerProcess {
+    /// Starts `count` clients against `signal`, receiving for `seconds` after connecting.
+    pub fn start(
+        signal: SocketAddr,
+        count: usize,
+        avatars: &[String],
+        seconds: f64,
+        fps: u32,
+    ) -> Result<ViewerProcess, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let out = std::env::temp_dir().join(format!(
+            "portcast-viewers-{}-{}.json",
+            std::process::id(),
+            signal.port()
+        ));
+        let child = Command::new(exe)
+            .args([
+                "viewers",
+                "--signal",
+                &signal.to_string(),
+                "--count",
+                &count.to_string(),
+                "--avatars",
+                &avatars.join(","),
+                "--seconds",
+                &seconds.to_string(),
+                "--fps",
+                &fps.to_string(),
+                "--out",
+            ])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        Ok(ViewerProcess { child, out })
+    }
+
+    /// Whether the process has exited.
+    pub fn finished(&self) -> bool {
+        // try_wait needs &mut; a zero-cost peek through /proc avoids reaping here.
+        !std::path::Path::new(&format!("/proc/{}", self.child.id())).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+                .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+                .unwrap_or(true)
+    }
+
+    /// Waits (bounded) for the report.
+    pub fn wait(mut self, limit: Duration) -> Result<ViewerReport, String> {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => break,
+                Ok(Some(status)) => return Err(format!("viewer process failed: {status}")),
+                Ok(None) if std::time::Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err("viewer process did not finish in time".into());
+                }
+            }
+        }
+        let text = std::fs::read_to_string(&self.out).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&self.out);
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for ViewerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

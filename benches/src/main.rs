@@ -1,0 +1,110 @@
+//! portcast-bench: measures frame-to-packet latency, fan-out, many sources and
+//! session setup of portcast on this machine, over loopback.
+//!
+//! Every scenario prints a table and writes JSON under `benches/results/` (or
+//! `--out DIR`). The daemon's loop runs in this process with its per-frame
+//! probe on; viewers are light str0m clients in a second process (this same
+//! binary, `viewers` subcommand) doing real ICE, DTLS and SRTP.
+
+mod daemon;
+mod scenarios;
+mod stats;
+mod viewers;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "portcast-bench", about = "Latency and scale harness for portcast")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    /// Seconds of streaming per measurement
+    #[arg(long, global = true, default_value_t = 10.0)]
+    seconds: f64,
+    /// Where JSON results go
+    #[arg(long, global = true, default_value = "benches/results")]
+    out: PathBuf,
+    /// A few seconds per scenario, small sizes: proves the harness works (used by the test suite)
+    #[arg(long, global = true)]
+    smoke: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One viewer; t0 encode in, t1 encode out, t2 last datagram sent, t3 last packet received
+    Latency,
+    /// One 720p avatar to N viewers (1, 10, 50, 100, 200, 400; stops when it breaks)
+    Fanout {
+        /// Viewer counts to try, comma separated
+        #[arg(long, value_delimiter = ',')]
+        viewers: Option<Vec<usize>>,
+    },
+    /// N independent 360p30 avatars with one viewer each
+    Sources {
+        /// Source counts to try, comma separated
+        #[arg(long, value_delimiter = ',')]
+        counts: Option<Vec<usize>>,
+    },
+    /// Offer-to-answer time and sessions established per second
+    Setup {
+        /// Offers through the engine
+        #[arg(long, default_value_t = 1000)]
+        offers: usize,
+    },
+    /// Every scenario in turn
+    All,
+    /// (internal) the viewer process
+    #[command(hide = true)]
+    Viewers {
+        #[arg(long)]
+        signal: std::net::SocketAddr,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, value_delimiter = ',')]
+        avatars: Vec<String>,
+        #[arg(long)]
+        fps: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let opts = scenarios::Opts { seconds: cli.seconds, out: cli.out.clone(), smoke: cli.smoke };
+    let result = match cli.command {
+        Cmd::Latency => scenarios::latency(&opts),
+        Cmd::Fanout { viewers } => scenarios::fanout(&opts, viewers),
+        Cmd::Sources { counts } => scenarios::sources(&opts, counts),
+        Cmd::Setup { offers } => scenarios::setup(&opts, offers),
+        Cmd::All => scenarios::latency(&opts)
+            .and_then(|_| scenarios::fanout(&opts, None))
+            .and_then(|_| scenarios::sources(&opts, None))
+            .and_then(|_| scenarios::setup(&opts, 1000)),
+        Cmd::Viewers { signal, count, avatars, fps, out } => {
+            let job = viewers::ViewerJob {
+                signal,
+                count,
+                avatars,
+                seconds: cli.seconds,
+                fps,
+                prefix: format!("bench{}", std::process::id()),
+            };
+            viewers::run(&job).and_then(|r| {
+                let text = serde_json::to_string(&r).map_err(|e| e.to_string())?;
+                std::fs::write(&out, text).map_err(|e| e.to_string())
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcast-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

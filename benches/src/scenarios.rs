@@ -1,0 +1,378 @@
+//! The scenarios: each measures, prints a table, and writes JSON.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use portcast_engine::encoder::EncoderSettings;
+use portcast_engine::{ConnId, Engine, EngineConfig, Output, SocketSpec};
+use portcast_net::FrameTiming;
+use serde_json::json;
+use str0m::media::{Direction, MediaKind};
+use str0m::{Candidate, RtcConfig};
+
+use crate::daemon::{Daemon, ViewerProcess};
+use crate::stats::{fmt_us, summarize, Summary};
+use crate::viewers::{rss_bytes, thread_cpu_seconds, ViewerReport};
+
+/// Options common to all scenarios.
+pub struct Opts {
+    /// Seconds of streaming per measurement.
+    pub seconds: f64,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Short run with small sizes.
+    pub smoke: bool,
+}
+
+impl Opts {
+    fn secs(&self) -> f64 {
+        if self.smoke {
+            self.seconds.min(2.0)
+        } else {
+            self.seconds
+        }
+    }
+
+    fn write(&self, name: &str, value: &serde_json::Value) -> Result<(), String> {
+        std::fs::create_dir_all(&self.out).map_err(|e| format!("{}: {e}", self.out.display()))?;
+        let path = self.out.join(format!("{name}.json"));
+        let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+        Ok(())
+    }
+}
+
+fn settings(width: u32, height: u32, bitrate_bps: u32, threads: u16) -> EncoderSettings {
+    EncoderSettings { width, height, fps: 30, bitrate_bps, threads }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn wall_ns(t: std::time::SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+/// Streams for `seconds` to the viewer process; returns (probe timings, viewer report, loop CPU s/s).
+fn stream(
+    avatars: &[(String, EncoderSettings)],
+    viewers: usize,
+    seconds: f64,
+) -> Result<(Daemon, Vec<FrameTiming>, ViewerReport, f64, u64), String> {
+    let mut d = Daemon::start(avatars, viewers + 16)?;
+    let rss_before = rss_bytes();
+    let names: Vec<String> = avatars.iter().map(|(n, _)| n.clone()).collect();
+    let vp = ViewerProcess::start(d.signal, viewers, &names, seconds, 30)?;
+    // Sample the loop thread's CPU time; the rate over the steady part is what counts.
+    let start = Instant::now();
+    let mut samples = vec![(start, thread_cpu_seconds(d.loop_tid))];
+    let mut timings = Vec::new();
+    let limit = Duration::from_secs_f64(seconds + 60.0 + viewers as f64 * 0.05);
+    let mut peak_rss = rss_before;
+    let report = loop {
+        std::thread::sleep(Duration::from_millis(250));
+        timings.extend(d.timings());
+        samples.push((Instant::now(), thread_cpu_seconds(d.loop_tid)));
+        peak_rss = peak_rss.max(rss_bytes());
+        if samples.len() % 4 == 0 && start.elapsed() > limit {
+            return Err("viewer process overran its time".into());
+        }
+        if vp_finished(&vp) {
+            break vp.wait(Duration::from_secs(10))?;
+        }
+    };
+    timings.extend(d.timings());
+    d.stop();
+    // Steady window: the last `seconds * 0.8` of the run.
+    let end = samples.last().map_or(start, |s| s.0);
+    let from = end - Duration::from_secs_f64(seconds * 0.8);
+    let a = samples.iter().find(|s| s.0 >= from).copied().unwrap_or(samples[0]);
+    let b = samples[samples.len() - 1];
+    let cpu_rate = (b.1 - a.1) / b.0.duration_since(a.0).as_secs_f64().max(0.001);
+    Ok((d, timings, report, cpu_rate, peak_rss.saturating_sub(rss_before)))
+}
+
+fn vp_finished(vp: &ViewerProcess) -> bool {
+    vp.finished()
+}
+
+/// Scenario 1.
+pub fn latency(o: &Opts) -> Result<(), String> {
+    let cases: Vec<(&str, u32, u32, u32)> = if o.smoke {
+        vec![("360p", 640, 360, 1_000_000)]
+    } else {
+        vec![
+            ("360p", 640, 360, 1_000_000),
+            ("720p", 1280, 720, 2_500_000),
+            ("1080p", 1920, 1080, 4_000_000),
+        ]
+    };
+    let threads: &[u16] = if o.smoke { &[1] } else { &[1, 2] };
+    println!("\n## latency: one avatar, one viewer over loopback, 30 fps ({} s each)", o.secs());
+    println!(
+        "{:<6} {:>3} {:<4} {:>5} | {:>28} | {:>28} | {:>28} | {:>10}",
+        "res", "thr", "kind", "n", "encode t1-t0 p50/p99/p99.9/max", "engine+send t2-t1", "frame-to-packet t2-t0", "t3-t2 p50"
+    );
+    let mut rows = Vec::new();
+    for (label, w, h, bps) in &cases {
+        for &t in threads {
+            let avatars = vec![("bench".to_string(), settings(*w, *h, *bps, t))];
+            let (_d, timings, report, cpu, _) = stream(&avatars, 1, o.secs())?;
+            let arrivals: HashMap<u64, u128> =
+                report.frames.iter().map(|(_, idx, first, _, _)| (*idx, *first)).collect();
+            let delivered: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
+            for kind in ["IDR", "P"] {
+                let sel: Vec<&&FrameTiming> =
+                    delivered.iter().filter(|t| t.keyframe == (kind == "IDR")).collect();
+                let enc = summarize(&sel.iter().map(|t| us(t.encoded_at - t.captured_at)).collect::<Vec<_>>());
+                let eng = summarize(&sel.iter().map(|t| us(t.sent_at - t.encoded_at)).collect::<Vec<_>>());
+                let f2p = summarize(&sel.iter().map(|t| us(t.sent_at - t.captured_at)).collect::<Vec<_>>());
+                let net: Vec<f64> = sel
+                    .iter()
+                    .filter_map(|t| {
+                        let a = *arrivals.get(&t.frame_index)?;
+                        Some((a as f64 - wall_ns(t.sent_wall) as f64) / 1000.0)
+                    })
+                    .collect();
+                let net = summarize(&net);
+                println!(
+                    "{:<6} {:>3} {:<4} {:>5} | {:>28} | {:>28} | {:>28} | {:>10}",
+                    label,
+                    t,
+                    kind,
+                    enc.n,
+                    quad(&enc),
+                    quad(&eng),
+                    quad(&f2p),
+                    fmt_us(net.p50)
+                );
+                rows.push(json!({
+                    "resolution": label, "threads": t, "kind": kind, "bitrate_bps": bps,
+                    "encode_us": enc, "engine_send_us": eng, "frame_to_packet_us": f2p,
+                    "send_to_receive_us": net, "loop_cpu_per_s": cpu,
+                    "frames_received": report.clients.first().map_or(0, |c| c.frames),
+                }));
+            }
+        }
+    }
+    o.write("latency", &json!({ "scenario": "latency", "seconds": o.secs(), "rows": rows }))
+}
+
+fn quad(s: &Summary) -> String {
+    format!("{}/{}/{}/{}", fmt_us(s.p50), fmt_us(s.p99), fmt_us(s.p999), fmt_us(s.max))
+}
+
+/// Scenario 2.
+pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
+    let counts = counts.unwrap_or_else(|| {
+        if o.smoke {
+            vec![1, 10]
+        } else {
+            vec![1, 10, 50, 100, 200, 400]
+        }
+    });
+    let (w, h) = if o.smoke { (640, 360) } else { (1280, 720) };
+    println!("\n## fanout: one {w}x{h} 2 Mbit/s avatar to N viewers ({} s each)", o.secs());
+    println!(
+        "{:>5} {:>9} {:>10} {:>12} {:>9} {:>12} {:>12} {:>14}",
+        "N", "connected", "pkts/s", "loop cpu/s", "loss %", "spread p99", "f2p p99", "RSS/viewer KiB"
+    );
+    let mut rows = Vec::new();
+    for n in counts {
+        let avatars = vec![("bench".to_string(), settings(w, h, 2_000_000, 1))];
+        let (_d, timings, report, cpu, rss_delta) = stream(&avatars, n, o.secs())?;
+        let connected = report.clients.iter().filter(|c| c.connected).count();
+        let (got, expected) = report
+            .clients
+            .iter()
+            .fold((0u64, 0u64), |a, c| (a.0 + c.packets, a.1 + c.expected_packets));
+        let loss = if expected > 0 { 100.0 * (1.0 - got as f64 / expected as f64) } else { 100.0 };
+        let steady: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
+        let span = match (steady.first(), steady.last()) {
+            (Some(a), Some(b)) => b.sent_at.duration_since(a.sent_at).as_secs_f64().max(0.001),
+            _ => 1.0,
+        };
+        let pps = steady.iter().map(|t| t.datagrams).sum::<u64>() as f64 / span;
+        let spread = summarize(
+            &report
+                .frames
+                .iter()
+                .filter(|f| f.4 as usize == n)
+                .map(|f| (f.3 - f.2) as f64 / 1000.0)
+                .collect::<Vec<_>>(),
+        );
+        let f2p = summarize(&steady.iter().map(|t| us(t.sent_at - t.captured_at)).collect::<Vec<_>>());
+        let rss_per = rss_delta as f64 / n as f64 / 1024.0;
+        println!(
+            "{:>5} {:>9} {:>10.0} {:>12.3} {:>9.3} {:>12} {:>12} {:>14.0}",
+            n,
+            connected,
+            pps,
+            cpu,
+            loss,
+            fmt_us(spread.p99),
+            fmt_us(f2p.p99),
+            rss_per
+        );
+        rows.push(json!({
+            "viewers": n, "connected": connected, "packets_per_s": pps,
+            "loop_cpu_s_per_s": cpu, "loss_percent": loss, "spread_us": spread,
+            "frame_to_packet_us": f2p, "rss_per_viewer_bytes": rss_per * 1024.0,
+            "viewer_process_cpu_s": report.cpu_seconds,
+        }));
+        if connected < n || loss > 1.0 {
+            println!("stopping: {connected}/{n} connected, {loss:.2}% loss");
+            break;
+        }
+    }
+    o.write("fanout", &json!({ "scenario": "fanout", "seconds": o.secs(), "rows": rows }))
+}
+
+/// Scenario 3.
+pub fn sources(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
+    let counts = counts.unwrap_or_else(|| {
+        if o.smoke {
+            vec![1, 2]
+        } else {
+            vec![1, 5, 10, 20, 30, 40, 50, 60]
+        }
+    });
+    println!("\n## sources: N 640x360 30 fps avatars, one viewer each ({} s each)", o.secs());
+    println!("{:>4} {:>12} {:>12} {:>10} {:>10} {:>6}", "N", "f2p p50", "f2p p99", "skipped", "received", "ok");
+    let mut rows = Vec::new();
+    let mut best = 0;
+    for n in counts {
+        let avatars: Vec<(String, EncoderSettings)> =
+            (0..n).map(|i| (format!("src{i}"), settings(640, 360, 1_000_000, 1))).collect();
+        let (d, timings, report, _cpu, _) = stream(&avatars, n, o.secs())?;
+        let steady: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
+        let f2p = summarize(&steady.iter().map(|t| us(t.sent_at - t.captured_at)).collect::<Vec<_>>());
+        let skipped: u64 = d
+            .sources
+            .iter()
+            .map(|(_, c)| {
+                c.late_skips.load(std::sync::atomic::Ordering::Relaxed)
+                    + c.channel_drops.load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum();
+        let received: u64 = report.clients.iter().map(|c| c.frames).sum();
+        let all_connected = report.clients.iter().all(|c| c.connected);
+        let ok = all_connected && skipped == 0 && f2p.p99 < 33_333.0;
+        if ok {
+            best = best.max(n);
+        }
+        println!(
+            "{:>4} {:>12} {:>12} {:>10} {:>10} {:>6}",
+            n,
+            fmt_us(f2p.p50),
+            fmt_us(f2p.p99),
+            skipped,
+            received,
+            ok
+        );
+        rows.push(json!({
+            "sources": n, "frame_to_packet_us": f2p, "skipped_frames": skipped,
+            "frames_received": received, "all_connected": all_connected, "within_bound": ok,
+        }));
+        if !ok {
+            break;
+        }
+    }
+    println!("largest N within the 33 ms p99 bound with no dropped frame: {best}");
+    o.write("sources", &json!({ "scenario": "sources", "seconds": o.secs(), "largest_ok": best, "rows": rows }))
+}
+
+/// Scenario 4.
+pub fn setup(o: &Opts, offers: usize) -> Result<(), String> {
+    let offers = if o.smoke { offers.min(50) } else { offers };
+    println!("\n## setup: {offers} offers through the engine, then sessions over loopback");
+    // Offers from str0m clients, made before timing starts.
+    let cert = str0m::crypto::from_feature_flags()
+        .dtls_provider
+        .generate_certificate()
+        .ok_or("no certificate")?;
+    let now = Instant::now();
+    let sdps: Vec<String> = (0..offers)
+        .map(|i| {
+            let mut rtc = RtcConfig::new().set_dtls_cert(cert.clone()).build(now);
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 20000 + (i % 40000) as u16));
+            if let Ok(c) = Candidate::host(addr, "udp") {
+                rtc.add_local_candidate(c);
+            }
+            let mut api = rtc.sdp_api();
+            api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+            api.apply().map(|(o, _)| o.to_sdp_string()).unwrap_or_default()
+        })
+        .collect();
+    let mut engine = Engine::new(EngineConfig {
+        sockets: (0..5)
+            .map(|i| SocketSpec {
+                local: std::net::SocketAddr::from(([127, 0, 0, 1], 10111 + i)),
+                public: std::net::SocketAddr::from(([198, 18, 0, 1], 10111 + i)),
+            })
+            .collect(),
+        max_sessions: offers + 1,
+        ..EngineConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let mut times = Vec::with_capacity(offers);
+    for (i, sdp) in sdps.iter().enumerate() {
+        let conn = ConnId(i as u64);
+        let id = format!("s{i}");
+        let msg = json!({"type":"webrtc_offer","session_id":id,"user_id":5,"avatar_id":"test-pattern","sdp":sdp})
+            .to_string();
+        engine.open_connection(conn, &id);
+        let t = Instant::now();
+        engine.handle_signal(t, conn, &msg);
+        let mut answered = false;
+        loop {
+            match engine.poll_output() {
+                Output::Timeout(_) => break,
+                Output::Signal { text, .. } => answered = text.contains("webrtc_answer"),
+                _ => {}
+            }
+        }
+        times.push(us(t.elapsed()));
+        if !answered {
+            return Err(format!("offer {i} was not answered"));
+        }
+    }
+    let answer = summarize(&times);
+    println!(
+        "engine offer-to-answer ({} sessions live at the end): p50 {} p99 {} max {}",
+        engine.session_count(),
+        fmt_us(answer.p50),
+        fmt_us(answer.p99),
+        fmt_us(answer.max)
+    );
+    // Real sessions: WebSocket offer, ICE, DTLS, over loopback.
+    let n = if o.smoke { 10 } else { 200 };
+    let avatars = vec![("bench".to_string(), settings(320, 180, 300_000, 1))];
+    let (_d, _timings, report, _, _) = stream(&avatars, n, 3.0)?;
+    let ws_answer = summarize(&report.clients.iter().map(|c| c.answer_ms * 1000.0).collect::<Vec<_>>());
+    let connect = summarize(
+        &report.clients.iter().filter_map(|c| c.connect_ms).map(|m| m * 1000.0).collect::<Vec<_>>(),
+    );
+    let connected = report.clients.iter().filter(|c| c.connected).count();
+    // Clients offer one after another, then all run ICE + DTLS at once: the
+    // slowest connect time bounds how long the daemon took to set them all up.
+    let per_s = connected as f64 / (connect.max / 1e6).max(0.001);
+    println!(
+        "{n} sessions over loopback: {connected} connected; offer-to-answer over WebSocket p50 {} p99 {}; offer-to-DTLS-connected p50 {} p99 {}; ~{per_s:.0} sessions established/s",
+        fmt_us(ws_answer.p50),
+        fmt_us(ws_answer.p99),
+        fmt_us(connect.p50),
+        fmt_us(connect.p99)
+    );
+    o.write(
+        "setup",
+        &json!({
+            "scenario": "setup", "offers": offers, "engine_offer_to_answer_us": answer,
+            "sessions": n, "connected": connected, "ws_offer_to_answer_us": ws_answer,
+            "offer_to_connected_us": connect, "sessions_per_s": per_s,
+        }),
+    )
+}

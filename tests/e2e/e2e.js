@@ -1,0 +1,303 @@
+// End-to-end scenarios: headless Chromium opens the viewer page served by a running portcast
+// daemon and checks the live stream. run.sh sets up the network and the daemon, then runs this
+// file (inside the client namespace in netns mode). Configuration comes from the environment.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { chromium } = require('playwright-core');
+
+const env = process.env;
+const MODE = env.PORTCAST_E2E_MODE || 'loopback';
+const PAGE = env.PORTCAST_E2E_URL; // e.g. http://198.18.1.1:10110/
+const PUBLIC_IP = env.PORTCAST_E2E_PUBLIC_IP;
+const UDP_MIN = Number(env.PORTCAST_E2E_UDP_MIN);
+const UDP_MAX = Number(env.PORTCAST_E2E_UDP_MAX);
+const DAEMON_LOG = env.PORTCAST_E2E_DAEMON_LOG;
+const WIDTH = Number(env.PORTCAST_E2E_WIDTH || 1280);
+const HEIGHT = Number(env.PORTCAST_E2E_HEIGHT || 720);
+const OUT = env.PORTCAST_E2E_OUT || path.join(__dirname, 'out');
+const CHROMIUM = env.PORTCAST_E2E_CHROMIUM || '/usr/bin/chromium';
+const TOTAL_BUDGET_MS = Number(env.PORTCAST_E2E_BUDGET_MS || 180000);
+
+for (const [name, value] of Object.entries({ PAGE, PUBLIC_IP, UDP_MIN, UDP_MAX, DAEMON_LOG })) {
+  if (value === undefined || value === '' || Number.isNaN(value)) {
+    console.error(`e2e.js: missing setting ${name} (run it through run.sh)`);
+    process.exit(2);
+  }
+}
+
+const pageHost = new URL(PAGE).hostname;
+const CHROMIUM_ARGS = [
+  '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+  // Nothing but the page's own host may be resolved or reached.
+  `--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE ${pageHost}`,
+];
+// Loopback is never the default route, so Chromium only gathers a 127.0.0.1 candidate with both
+// flags AND camera/microphone permission granted to the page (measured: without the permission
+// it gathers nothing in a loopback-only namespace). run.sh keeps loopback mode inside a private
+// network namespace holding only `lo`, so no other interface can be gathered.
+const CONTEXT_OPTIONS = { viewport: { width: 1280, height: 900 } };
+if (MODE === 'loopback') {
+  CHROMIUM_ARGS.push('--allow-loopback-in-peer-connection',
+    '--disable-features=WebRtcHideLocalIpsWithMdns');
+  CONTEXT_OPTIONS.permissions = ['camera', 'microphone'];
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const rid = (tag) => `e2e-${tag}-${Math.random().toString(16).slice(2, 10)}`;
+const pageUrl = (query) => `${PAGE}${PAGE.endsWith('/') ? '' : '/'}?${new URLSearchParams(query)}`;
+
+class Failure extends Error {}
+function check(cond, what) { if (!cond) throw new Failure(what); }
+
+let browser;
+const pageErrors = new Map(); // page -> [messages]
+const openPages = new Set();
+
+async function openPage(query) {
+  const ctx = await browser.newContext(CONTEXT_OPTIONS);
+  const page = await ctx.newPage();
+  const errors = [];
+  pageErrors.set(page, errors);
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
+  openPages.add(page);
+  page.on('close', () => { openPages.delete(page); ctx.close().catch(() => {}); });
+  await page.goto(pageUrl(query), { timeout: 10000 });
+  return page;
+}
+
+const stats = (page) => page.evaluate(() => window.portcastStats);
+
+async function waitFrames(page, n, timeout) {
+  try {
+    await page.waitForFunction((k) => window.portcastStats && window.portcastStats.frames_decoded > k,
+      n, { timeout, polling: 200 });
+  } catch (e) {
+    const s = await stats(page).catch(() => null);
+    const err = await page.evaluate(() => window.portcastError).catch(() => null);
+    throw new Failure(`framesDecoded did not pass ${n} within ${timeout} ms; stats=${JSON.stringify(s)}`
+      + ` error=${JSON.stringify(err)} pageErrors=${JSON.stringify(pageErrors.get(page))}`);
+  }
+  return stats(page);
+}
+
+async function firstFrameMs(page, timeout) {
+  await page.waitForFunction(() => window.portcastTimings.firstFrame !== null, null,
+    { timeout, polling: 20 });
+  return page.evaluate(() => window.portcastTimings.firstFrame - window.portcastTimings.connectClicked);
+}
+
+// Mean luma and variance of the current picture, and how much it changes over `gapMs`.
+function measurePicture(page, gapMs) {
+  return page.evaluate(async (gap) => {
+    const v = document.getElementById('video');
+    const w = 320, h = 180;
+    const c = Object.assign(document.createElement('canvas'), { width: w, height: h });
+    const g = c.getContext('2d', { willReadFrequently: true });
+    const grab = () => {
+      g.drawImage(v, 0, 0, w, h);
+      const d = g.getImageData(0, 0, w, h).data;
+      const y = new Float32Array(w * h);
+      for (let i = 0; i < y.length; i++) y[i] = 0.299 * d[4 * i] + 0.587 * d[4 * i + 1] + 0.114 * d[4 * i + 2];
+      return y;
+    };
+    const a = grab();
+    await new Promise((r) => setTimeout(r, gap));
+    const b = grab();
+    let sum = 0, sq = 0, changed = 0;
+    for (let i = 0; i < a.length; i++) { sum += a[i]; sq += a[i] * a[i]; if (Math.abs(a[i] - b[i]) > 24) changed++; }
+    const mean = sum / a.length;
+    return { mean, variance: sq / a.length - mean * mean, changedPct: (100 * changed) / a.length,
+             videoWidth: v.videoWidth, videoHeight: v.videoHeight };
+  }, gapMs);
+}
+
+function readLog() { try { return fs.readFileSync(DAEMON_LOG, 'utf8'); } catch (_) { return ''; } }
+
+async function waitLog(needle, timeoutMs) {
+  const t0 = Date.now();
+  while (Date.now() - t0 < timeoutMs) {
+    const line = readLog().split('\n').find((l) => l.includes(needle));
+    if (line) return { line: line.trim(), ms: Date.now() - t0 };
+    await sleep(100);
+  }
+  return null;
+}
+
+function candidateOk(addr) {
+  if (!addr) return false;
+  const i = addr.lastIndexOf(':');
+  const port = Number(addr.slice(i + 1));
+  return addr.slice(0, i) === PUBLIC_IP && port >= UDP_MIN && port <= UDP_MAX;
+}
+
+function noPageErrors(page) {
+  const errs = (pageErrors.get(page) || []).filter((e) => !/favicon/.test(e));
+  check(errs.length === 0, `page reported errors: ${errs.join(' | ')}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+const scenarios = [
+  ['a. one tab streams the test pattern through the public address', async () => {
+    const id = rid('a');
+    const page = await openPage({ session: id });
+    await page.click('#connect');
+    const s = await waitFrames(page, 60, 30000);
+    const t = await page.evaluate(() => window.portcastTimings);
+    const pic = await measurePicture(page, 700);
+    fs.mkdirSync(OUT, { recursive: true });
+    await page.screenshot({ path: path.join(OUT, 'viewer.png') });
+    const last = await stats(page);
+    console.log(`    state=${s.connection_state}/${s.ice_state} local=${s.local_candidate} remote=${s.remote_candidate}`);
+    console.log(`    codec=${last.codec} ${last.codec_fmtp} ${last.width}x${last.height} fps=${last.fps}`
+      + ` decoded=${last.frames_decoded} dropped=${last.frames_dropped} lost=${last.packets_lost}`
+      + ` jitter=${last.jitter}s bitrate=${last.bitrate_kbps}kbit/s rtt=${last.rtt_ms}ms`);
+    console.log(`    picture: mean luma=${pic.mean.toFixed(1)} variance=${pic.variance.toFixed(0)}`
+      + ` changed over 700 ms=${pic.changedPct.toFixed(2)}% of pixels`);
+    console.log(`    connect click -> first frame: ${(t.firstFrame - t.connectClicked).toFixed(0)} ms`);
+    console.log(`    screenshot: ${path.join(OUT, 'viewer.png')}`);
+    check(s.connection_state === 'connected', `connection state ${s.connection_state}`);
+    check(candidateOk(s.remote_candidate),
+      `remote candidate ${s.remote_candidate} is not ${PUBLIC_IP}:${UDP_MIN}..${UDP_MAX}`);
+    check(/h264/i.test(last.codec || ''), `codec ${last.codec}`);
+    check(last.width === WIDTH && last.height === HEIGHT, `resolution ${last.width}x${last.height}, want ${WIDTH}x${HEIGHT}`);
+    check(pic.mean > 20, `picture is black (mean luma ${pic.mean.toFixed(1)})`);
+    check(pic.variance > 200, `picture is flat (luma variance ${pic.variance.toFixed(0)})`);
+    check(pic.changedPct > 0, 'picture did not change over 700 ms (frozen)');
+    check(t.firstFrame !== null, 'no first-frame timing');
+    noPageErrors(page);
+    await page.close();
+  }],
+
+  ['b. connect-to-first-frame, 5 fresh pages', async () => {
+    const times = [];
+    for (let i = 0; i < 5; i++) {
+      const page = await openPage({ session: rid(`b${i}`) });
+      await page.click('#connect');
+      let ms;
+      try { ms = await firstFrameMs(page, 15000); } catch (e) {
+        throw new Failure(`run ${i + 1}: no first frame within 15 s; stats=${JSON.stringify(await stats(page))}`);
+      }
+      times.push(ms);
+      console.log(`    run ${i + 1}: ${ms.toFixed(0)} ms`);
+      await page.close();
+    }
+    console.log(`    median: ${median(times).toFixed(0)} ms`);
+  }],
+
+  ['c. four tabs at once, different sessions', async () => {
+    const pages = await Promise.all([1, 2, 3, 4].map((i) => openPage({ session: rid(`c${i}`), autoconnect: '1' })));
+    const results = await Promise.all(pages.map((p) => waitFrames(p, 30, 30000)));
+    results.forEach((s, i) => console.log(`    tab ${i + 1}: decoded=${s.frames_decoded} fps=${s.fps}`
+      + ` ${s.width}x${s.height} remote=${s.remote_candidate} local=${s.local_candidate}`));
+    const remotes = new Set(results.map((s) => s.remote_candidate));
+    console.log(`    server addresses used: ${[...remotes].join(', ')}`);
+    await Promise.all(pages.map((p) => p.close()));
+  }],
+
+  ['d. closing a tab ends its session within 10 s', async () => {
+    const id = rid('d');
+    const page = await openPage({ session: id, autoconnect: '1' });
+    await waitFrames(page, 0, 20000);
+    const started = await waitLog(`session ${id} started`, 5000);
+    check(started, `daemon log has no "session ${id} started"`);
+    console.log(`    ${started.line}`);
+    await page.close();
+    const ended = await waitLog(`session ${id} ended`, 10000);
+    check(ended, `daemon log has no "session ${id} ended" 10 s after the tab closed`);
+    console.log(`    after ${ended.ms} ms: ${ended.line}`);
+  }],
+
+  ['e. an offer without H.264 gets a clear error', async () => {
+    const page = await openPage({ session: rid('e'), autoconnect: '1', h264: '0' });
+    try {
+      await page.waitForFunction(() => window.portcastError !== null, null, { timeout: 10000, polling: 50 });
+    } catch (e) {
+      throw new Failure(`no error shown; received=${JSON.stringify(await page.evaluate(() => window.portcastReceived))}`);
+    }
+    const err = await page.evaluate(() => window.portcastError);
+    const received = await page.evaluate(() => window.portcastReceived);
+    const box = page.locator('#error');
+    const visible = await box.isVisible();
+    const text = (await box.innerText()).replace(/\s+/g, ' ');
+    const color = await box.evaluate((el) => getComputedStyle(el).backgroundColor);
+    console.log(`    error=${JSON.stringify(err)}`);
+    console.log(`    shown (${visible ? 'visible' : 'hidden'}, ${color}): "${text}"; messages received: ${received.join(',')}`);
+    await page.screenshot({ path: path.join(OUT, 'error.png') });
+    check(err.code === 'no_h264', `error code ${err.code}, want no_h264`);
+    check(visible && text.length > 0, 'error not visible on the page');
+    check(!received.includes('webrtc_answer'), 'the daemon sent an answer anyway');
+    await page.close();
+    // The daemon is still serving afterwards.
+    const res = await fetch(PAGE, { signal: AbortSignal.timeout(5000) });
+    check(res.status === 200, `GET / after the error: HTTP ${res.status}`);
+  }],
+
+  ['f. the Disconnect button ends the session', async () => {
+    const id = rid('f');
+    const page = await openPage({ session: id, autoconnect: '1' });
+    await waitFrames(page, 0, 20000);
+    check(await waitLog(`session ${id} started`, 5000), `daemon log has no "session ${id} started"`);
+    await page.click('#disconnect');
+    const ended = await waitLog(`session ${id} ended`, 10000);
+    check(ended, `daemon log has no "session ${id} ended" 10 s after Disconnect`);
+    const status = await page.locator('#status').innerText();
+    console.log(`    page says "${status}"; after ${ended.ms} ms: ${ended.line}`);
+    check(status === 'disconnected', `status line "${status}"`);
+    noPageErrors(page);
+    await page.close();
+  }],
+];
+
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    interrupted = true;
+    console.log(`interrupted (${sig})`);
+    setTimeout(() => process.exit(130), 3000).unref();
+    (browser ? browser.close() : Promise.resolve()).catch(() => {}).finally(() => process.exit(130));
+  });
+}
+
+(async () => {
+  const hardStop = setTimeout(() => {
+    console.error(`e2e.js: overall budget of ${TOTAL_BUDGET_MS} ms exceeded`);
+    process.exit(3);
+  }, TOTAL_BUDGET_MS);
+  console.log(`mode: ${MODE}  page: ${PAGE}  public: ${PUBLIC_IP}:${UDP_MIN}-${UDP_MAX}  expect ${WIDTH}x${HEIGHT}`);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30000 });
+  console.log(`browser: Chromium ${browser.version()}`);
+  const only = env.PORTCAST_E2E_ONLY ? env.PORTCAST_E2E_ONLY.split(',') : null;
+  let passed = 0, failed = 0;
+  for (const [name, fn] of scenarios) {
+    if (interrupted) break;
+    if (only && !only.includes(name[0])) continue;
+    console.log(`--- ${name}`);
+    const t0 = Date.now();
+    try {
+      await fn();
+      passed++;
+      console.log(`PASS ${name} (${Date.now() - t0} ms)`);
+    } catch (e) {
+      if (interrupted) break;
+      failed++;
+      console.log(`FAIL ${name}: ${e instanceof Failure ? e.message : e.stack}`);
+    }
+    // A failed scenario must not leave sessions streaming into the next one.
+    await Promise.all([...openPages].map((p) => p.close().catch(() => {})));
+  }
+  await browser.close().catch(() => {});
+  clearTimeout(hardStop);
+  console.log(`${passed} passed, ${failed} failed${interrupted ? ' (interrupted)' : ''}`);
+  process.exit(interrupted ? 130 : failed ? 1 : 0);
+})().catch(async (e) => {
+  console.log(`FAIL setup: ${e.stack}`);
+  if (browser) await browser.close().catch(() => {});
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+});
