@@ -31,7 +31,10 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts a loop with `avatars` (name, settings) on five loopback ports.
-    pub fn start(avatars: &[(String, EncoderSettings)], max_sessions: usize) -> Result<Daemon, String> {
+    pub fn start(
+        avatars: &[(String, EncoderSettings)],
+        max_sessions: usize,
+    ) -> Result<Daemon, String> {
         let (tx, probe) = mpsc::sync_channel(1 << 16);
         let config = ServerConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -44,9 +47,15 @@ impl Daemon {
                 .collect(),
             avatars: avatars
                 .iter()
-                .map(|(n, s)| AvatarSpec { name: AvatarId::new(n), encoder: *s })
+                .map(|(n, s)| AvatarSpec {
+                    name: AvatarId::new(n),
+                    encoder: *s,
+                })
                 .collect(),
-            engine: EngineConfig { max_sessions, ..EngineConfig::default() },
+            engine: EngineConfig {
+                max_sessions,
+                ..EngineConfig::default()
+            },
             max_connections: max_sessions * 2 + 64,
             frame_probe: Some(tx),
             ..ServerConfig::default()
@@ -65,8 +74,17 @@ impl Daemon {
                 }
             })
             .map_err(|e| e.to_string())?;
-        let loop_tid = tid_rx.recv_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
-        Ok(Daemon { signal, probe, loop_tid, sources, shutdown, thread: Some(thread) })
+        let loop_tid = tid_rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        Ok(Daemon {
+            signal,
+            probe,
+            loop_tid,
+            sources,
+            shutdown,
+            thread: Some(thread),
+        })
     }
 
     /// Everything the probe reported so far.
@@ -144,7 +162,10 @@ impl ViewerProcess {
         // try_wait needs &mut; a zero-cost peek through /proc avoids reaping here.
         !std::path::Path::new(&format!("/proc/{}", self.child.id())).exists()
             || std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-                .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+                .map(|s| {
+                    s.rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                })
                 .unwrap_or(true)
     }
 

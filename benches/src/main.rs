@@ -17,7 +17,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "portcast-bench", about = "Latency and scale harness for portcast")]
+#[command(
+    name = "portcast-bench",
+    about = "Latency and scale harness for portcast"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -75,7 +78,11 @@ enum Cmd {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    let opts = scenarios::Opts { seconds: cli.seconds, out: cli.out.clone(), smoke: cli.smoke };
+    let opts = scenarios::Opts {
+        seconds: cli.seconds,
+        out: cli.out.clone(),
+        smoke: cli.smoke,
+    };
     let result = match cli.command {
         Cmd::Latency => scenarios::latency(&opts),
         Cmd::Fanout { viewers } => scenarios::fanout(&opts, viewers),
@@ -85,7 +92,13 @@ fn main() -> ExitCode {
             .and_then(|_| scenarios::fanout(&opts, None))
             .and_then(|_| scenarios::sources(&opts, None))
             .and_then(|_| scenarios::setup(&opts, 1000)),
-        Cmd::Viewers { signal, count, avatars, fps, out } => {
+        Cmd::Viewers {
+            signal,
+            count,
+            avatars,
+            fps,
+            out,
+        } => {
             let job = viewers::ViewerJob {
                 signal,
                 count,

@@ -45,7 +45,13 @@ impl Opts {
 }
 
 fn settings(width: u32, height: u32, bitrate_bps: u32, threads: u16) -> EncoderSettings {
-    EncoderSettings { width, height, fps: 30, bitrate_bps, threads }
+    EncoderSettings {
+        width,
+        height,
+        fps: 30,
+        bitrate_bps,
+        threads,
+    }
 }
 
 fn us(d: Duration) -> f64 {
@@ -89,10 +95,20 @@ fn stream(
     // Steady window: the last `seconds * 0.8` of the run.
     let end = samples.last().map_or(start, |s| s.0);
     let from = end - Duration::from_secs_f64(seconds * 0.8);
-    let a = samples.iter().find(|s| s.0 >= from).copied().unwrap_or(samples[0]);
+    let a = samples
+        .iter()
+        .find(|s| s.0 >= from)
+        .copied()
+        .unwrap_or(samples[0]);
     let b = samples[samples.len() - 1];
     let cpu_rate = (b.1 - a.1) / b.0.duration_since(a.0).as_secs_f64().max(0.001);
-    Ok((d, timings, report, cpu_rate, peak_rss.saturating_sub(rss_before)))
+    Ok((
+        d,
+        timings,
+        report,
+        cpu_rate,
+        peak_rss.saturating_sub(rss_before),
+    ))
 }
 
 fn vp_finished(vp: &ViewerProcess) -> bool {
@@ -111,25 +127,57 @@ pub fn latency(o: &Opts) -> Result<(), String> {
         ]
     };
     let threads: &[u16] = if o.smoke { &[1] } else { &[1, 2] };
-    println!("\n## latency: one avatar, one viewer over loopback, 30 fps ({} s each)", o.secs());
+    println!(
+        "\n## latency: one avatar, one viewer over loopback, 30 fps ({} s each)",
+        o.secs()
+    );
     println!(
         "{:<6} {:>3} {:<4} {:>5} | {:>28} | {:>28} | {:>28} | {:>10}",
-        "res", "thr", "kind", "n", "encode t1-t0 p50/p99/p99.9/max", "engine+send t2-t1", "frame-to-packet t2-t0", "t3-t2 p50"
+        "res",
+        "thr",
+        "kind",
+        "n",
+        "encode t1-t0 p50/p99/p99.9/max",
+        "engine+send t2-t1",
+        "frame-to-packet t2-t0",
+        "t3-t2 p50"
     );
     let mut rows = Vec::new();
     for (label, w, h, bps) in &cases {
         for &t in threads {
             let avatars = vec![("bench".to_string(), settings(*w, *h, *bps, t))];
             let (_d, timings, report, cpu, _) = stream(&avatars, 1, o.secs())?;
-            let arrivals: HashMap<u64, u128> =
-                report.frames.iter().map(|(_, idx, first, _, _)| (*idx, *first)).collect();
+            let arrivals: HashMap<u64, u128> = report
+                .frames
+                .iter()
+                .map(|(_, idx, first, _, _)| (*idx, *first))
+                .collect();
             let delivered: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
+            log::info!(
+                "{} timings, {} with datagrams",
+                timings.len(),
+                delivered.len()
+            );
             for kind in ["IDR", "P"] {
-                let sel: Vec<&&FrameTiming> =
-                    delivered.iter().filter(|t| t.keyframe == (kind == "IDR")).collect();
-                let enc = summarize(&sel.iter().map(|t| us(t.encoded_at - t.captured_at)).collect::<Vec<_>>());
-                let eng = summarize(&sel.iter().map(|t| us(t.sent_at - t.encoded_at)).collect::<Vec<_>>());
-                let f2p = summarize(&sel.iter().map(|t| us(t.sent_at - t.captured_at)).collect::<Vec<_>>());
+                let sel: Vec<&&FrameTiming> = delivered
+                    .iter()
+                    .filter(|t| t.keyframe == (kind == "IDR"))
+                    .collect();
+                let enc = summarize(
+                    &sel.iter()
+                        .map(|t| us(t.encoded_at - t.captured_at))
+                        .collect::<Vec<_>>(),
+                );
+                let eng = summarize(
+                    &sel.iter()
+                        .map(|t| us(t.sent_at - t.encoded_at))
+                        .collect::<Vec<_>>(),
+                );
+                let f2p = summarize(
+                    &sel.iter()
+                        .map(|t| us(t.sent_at - t.captured_at))
+                        .collect::<Vec<_>>(),
+                );
                 let net: Vec<f64> = sel
                     .iter()
                     .filter_map(|t| {
@@ -158,11 +206,20 @@ pub fn latency(o: &Opts) -> Result<(), String> {
             }
         }
     }
-    o.write("latency", &json!({ "scenario": "latency", "seconds": o.secs(), "rows": rows }))
+    o.write(
+        "latency",
+        &json!({ "scenario": "latency", "seconds": o.secs(), "rows": rows }),
+    )
 }
 
 fn quad(s: &Summary) -> String {
-    format!("{}/{}/{}/{}", fmt_us(s.p50), fmt_us(s.p99), fmt_us(s.p999), fmt_us(s.max))
+    format!(
+        "{}/{}/{}/{}",
+        fmt_us(s.p50),
+        fmt_us(s.p99),
+        fmt_us(s.p999),
+        fmt_us(s.max)
+    )
 }
 
 /// Scenario 2.
@@ -175,21 +232,34 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
         }
     });
     let (w, h) = if o.smoke { (640, 360) } else { (1280, 720) };
-    println!("\n## fanout: one {w}x{h} 2 Mbit/s avatar to N viewers ({} s each)", o.secs());
+    println!(
+        "\n## fanout: one {w}x{h} 2 Mbit/s avatar to N viewers ({} s each)",
+        o.secs()
+    );
     println!(
         "{:>5} {:>9} {:>10} {:>12} {:>9} {:>12} {:>12} {:>14}",
-        "N", "connected", "pkts/s", "loop cpu/s", "loss %", "spread p99", "f2p p99", "RSS/viewer KiB"
+        "N",
+        "connected",
+        "pkts/s",
+        "loop cpu/s",
+        "loss %",
+        "spread p99",
+        "f2p p99",
+        "RSS/viewer KiB"
     );
     let mut rows = Vec::new();
     for n in counts {
         let avatars = vec![("bench".to_string(), settings(w, h, 2_000_000, 1))];
         let (_d, timings, report, cpu, rss_delta) = stream(&avatars, n, o.secs())?;
         let connected = report.clients.iter().filter(|c| c.connected).count();
-        let (got, expected) = report
-            .clients
-            .iter()
-            .fold((0u64, 0u64), |a, c| (a.0 + c.packets, a.1 + c.expected_packets));
-        let loss = if expected > 0 { 100.0 * (1.0 - got as f64 / expected as f64) } else { 100.0 };
+        let (got, expected) = report.clients.iter().fold((0u64, 0u64), |a, c| {
+            (a.0 + c.packets, a.1 + c.expected_packets)
+        });
+        let loss = if expected > 0 {
+            100.0 * (1.0 - got as f64 / expected as f64)
+        } else {
+            100.0
+        };
         let steady: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
         let span = match (steady.first(), steady.last()) {
             (Some(a), Some(b)) => b.sent_at.duration_since(a.sent_at).as_secs_f64().max(0.001),
@@ -204,7 +274,12 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
                 .map(|f| (f.3 - f.2) as f64 / 1000.0)
                 .collect::<Vec<_>>(),
         );
-        let f2p = summarize(&steady.iter().map(|t| us(t.sent_at - t.captured_at)).collect::<Vec<_>>());
+        let f2p = summarize(
+            &steady
+                .iter()
+                .map(|t| us(t.sent_at - t.captured_at))
+                .collect::<Vec<_>>(),
+        );
         let rss_per = rss_delta as f64 / n as f64 / 1024.0;
         println!(
             "{:>5} {:>9} {:>10.0} {:>12.3} {:>9.3} {:>12} {:>12} {:>14.0}",
@@ -228,7 +303,10 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
             break;
         }
     }
-    o.write("fanout", &json!({ "scenario": "fanout", "seconds": o.secs(), "rows": rows }))
+    o.write(
+        "fanout",
+        &json!({ "scenario": "fanout", "seconds": o.secs(), "rows": rows }),
+    )
 }
 
 /// Scenario 3.
@@ -240,16 +318,28 @@ pub fn sources(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
             vec![1, 5, 10, 20, 30, 40, 50, 60]
         }
     });
-    println!("\n## sources: N 640x360 30 fps avatars, one viewer each ({} s each)", o.secs());
-    println!("{:>4} {:>12} {:>12} {:>10} {:>10} {:>6}", "N", "f2p p50", "f2p p99", "skipped", "received", "ok");
+    println!(
+        "\n## sources: N 640x360 30 fps avatars, one viewer each ({} s each)",
+        o.secs()
+    );
+    println!(
+        "{:>4} {:>12} {:>12} {:>10} {:>10} {:>6}",
+        "N", "f2p p50", "f2p p99", "skipped", "received", "ok"
+    );
     let mut rows = Vec::new();
     let mut best = 0;
     for n in counts {
-        let avatars: Vec<(String, EncoderSettings)> =
-            (0..n).map(|i| (format!("src{i}"), settings(640, 360, 1_000_000, 1))).collect();
+        let avatars: Vec<(String, EncoderSettings)> = (0..n)
+            .map(|i| (format!("src{i}"), settings(640, 360, 1_000_000, 1)))
+            .collect();
         let (d, timings, report, _cpu, _) = stream(&avatars, n, o.secs())?;
         let steady: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
-        let f2p = summarize(&steady.iter().map(|t| us(t.sent_at - t.captured_at)).collect::<Vec<_>>());
+        let f2p = summarize(
+            &steady
+                .iter()
+                .map(|t| us(t.sent_at - t.captured_at))
+                .collect::<Vec<_>>(),
+        );
         let skipped: u64 = d
             .sources
             .iter()
@@ -282,7 +372,10 @@ pub fn sources(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
         }
     }
     println!("largest N within the 33 ms p99 bound with no dropped frame: {best}");
-    o.write("sources", &json!({ "scenario": "sources", "seconds": o.secs(), "largest_ok": best, "rows": rows }))
+    o.write(
+        "sources",
+        &json!({ "scenario": "sources", "seconds": o.secs(), "largest_ok": best, "rows": rows }),
+    )
 }
 
 /// Scenario 4.
@@ -304,7 +397,9 @@ pub fn setup(o: &Opts, offers: usize) -> Result<(), String> {
             }
             let mut api = rtc.sdp_api();
             api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-            api.apply().map(|(o, _)| o.to_sdp_string()).unwrap_or_default()
+            api.apply()
+                .map(|(o, _)| o.to_sdp_string())
+                .unwrap_or_default()
         })
         .collect();
     let mut engine = Engine::new(EngineConfig {
@@ -352,9 +447,20 @@ pub fn setup(o: &Opts, offers: usize) -> Result<(), String> {
     let n = if o.smoke { 10 } else { 200 };
     let avatars = vec![("bench".to_string(), settings(320, 180, 300_000, 1))];
     let (_d, _timings, report, _, _) = stream(&avatars, n, 3.0)?;
-    let ws_answer = summarize(&report.clients.iter().map(|c| c.answer_ms * 1000.0).collect::<Vec<_>>());
+    let ws_answer = summarize(
+        &report
+            .clients
+            .iter()
+            .map(|c| c.answer_ms * 1000.0)
+            .collect::<Vec<_>>(),
+    );
     let connect = summarize(
-        &report.clients.iter().filter_map(|c| c.connect_ms).map(|m| m * 1000.0).collect::<Vec<_>>(),
+        &report
+            .clients
+            .iter()
+            .filter_map(|c| c.connect_ms)
+            .map(|m| m * 1000.0)
+            .collect::<Vec<_>>(),
     );
     let connected = report.clients.iter().filter(|c| c.connected).count();
     // Clients offer one after another, then all run ICE + DTLS at once: the

@@ -58,7 +58,10 @@ mod tests {
     fn nearest_rank_percentiles() {
         let v: Vec<f64> = (1..=1000).map(f64::from).collect();
         let s = summarize(&v);
-        assert_eq!((s.n, s.p50, s.p99, s.p999, s.max), (1000, 500.0, 990.0, 999.0, 1000.0));
+        assert_eq!(
+            (s.n, s.p50, s.p99, s.p999, s.max),
+            (1000, 500.0, 990.0, 999.0, 1000.0)
+        );
         assert_eq!(summarize(&[]), Summary::default());
         assert_eq!(summarize(&[7.0]).p99, 7.0);
     }

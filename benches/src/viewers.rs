@@ -114,10 +114,13 @@ pub fn run(job: &ViewerJob) -> Result<ViewerReport, String> {
         let wait = next
             .saturating_duration_since(Instant::now())
             .clamp(Duration::from_micros(200), Duration::from_millis(20));
-        poll.poll(&mut events, Some(wait)).map_err(|e| e.to_string())?;
+        poll.poll(&mut events, Some(wait))
+            .map_err(|e| e.to_string())?;
         for ev in events.iter() {
             let i = ev.token().0;
-            let Some(c) = clients.get_mut(i) else { continue };
+            let Some(c) = clients.get_mut(i) else {
+                continue;
+            };
             loop {
                 match c.socket.recv_from(&mut buf) {
                     Ok((n, from)) => {
@@ -158,7 +161,11 @@ pub fn run(job: &ViewerJob) -> Result<ViewerReport, String> {
         .into_iter()
         .map(|((a, idx), (first, last, n))| (names[a].clone(), idx, first, last, n))
         .collect();
-    Ok(ViewerReport { clients: reports, frames, cpu_seconds })
+    Ok(ViewerReport {
+        clients: reports,
+        frames,
+        cpu_seconds,
+    })
 }
 
 fn connect(
@@ -168,7 +175,9 @@ fn connect(
     cert: str0m::config::DtlsCert,
 ) -> Result<Client, String> {
     let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    std_socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+    std_socket
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
     let local = std_socket.local_addr().map_err(|e| e.to_string())?;
     let socket = UdpSocket::from_std(std_socket);
     let now = Instant::now();
@@ -178,7 +187,9 @@ fn connect(
     api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
     let (offer, pending) = api.apply().ok_or("no offer")?;
     let stream = TcpStream::connect(signal).map_err(|e| format!("connect {signal}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
     let url = format!("ws://{signal}/ws/{session}");
     let (mut ws, _) =
         tungstenite::client::client(url.as_str(), stream).map_err(|e| format!("upgrade: {e}"))?;
@@ -187,10 +198,13 @@ fn connect(
         "type": "webrtc_offer", "session_id": session, "user_id": 5,
         "avatar_id": avatar, "sdp": offer.to_sdp_string(),
     });
-    ws.send(Message::text(msg.to_string())).map_err(|e| e.to_string())?;
+    ws.send(Message::text(msg.to_string()))
+        .map_err(|e| e.to_string())?;
     let answer: serde_json::Value = loop {
         match ws.read().map_err(|e| format!("answer: {e}"))? {
-            Message::Text(t) => break serde_json::from_str(t.as_str()).map_err(|e| e.to_string())?,
+            Message::Text(t) => {
+                break serde_json::from_str(t.as_str()).map_err(|e| e.to_string())?
+            }
             _ => continue,
         }
     };
@@ -199,7 +213,9 @@ fn connect(
         return Err(format!("session {session}: no answer: {answer}"));
     };
     let sdp = SdpAnswer::from_sdp_string(sdp).map_err(|e| e.to_string())?;
-    rtc.sdp_api().accept_answer(pending, sdp).map_err(|e| e.to_string())?;
+    rtc.sdp_api()
+        .accept_answer(pending, sdp)
+        .map_err(|e| e.to_string())?;
     let _ = ws.get_mut().set_nonblocking(true);
     Ok(Client {
         rtc,
@@ -237,7 +253,9 @@ fn drain(
                 c.connect_ms = Some(c.offered.elapsed().as_secs_f64() * 1000.0);
             }
             Ok(Output::Event(Event::MediaData(m))) => {
-                let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+                let wall = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
                 c.frames += 1;
                 let (first, last) = (**m.seq_range.start(), **m.seq_range.end());
                 c.packets += last.saturating_sub(first) + 1;

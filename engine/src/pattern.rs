@@ -285,8 +285,8 @@ mod tests {
         let mut p = TestPattern::new(640, 360).unwrap();
         let pic = p.render(777, 0);
         let mut y = pic.y.to_vec();
-        // Invert one block of the band.
-        for row in 0..8 {
+        // Invert the whole first block of the band (16 rows at 360p).
+        for row in 0..band_height(360) {
             for x in 0..20 {
                 y[row * 640 + x] = 255 - y[row * 640 + x];
             }

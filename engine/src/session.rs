@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt};
-use str0m::{Event, IceConnectionState, Output as RtcOutput, Rtc};
+use str0m::{Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 
 use crate::address::SocketTable;
 use crate::demux::{Demux, SessionKey};
@@ -150,8 +150,19 @@ impl Session {
     /// Polls str0m until it is drained, turning its output into engine output.
     pub fn drain(&mut self, ctx: &mut DrainCtx<'_>) -> DrainEffects {
         let mut fx = DrainEffects::default();
+        // str0m packetizes written media on its next timeout, which is "now":
+        // run those timeouts here so a frame's packets leave in this drain,
+        // not one loop iteration later. Bounded: each pass makes progress.
+        let mut due_passes = 0;
         loop {
             match self.rtc.poll_output() {
+                Ok(RtcOutput::Timeout(t)) if t <= ctx.now && due_passes < 8 => {
+                    due_passes += 1;
+                    if let Err(e) = self.rtc.handle_input(Input::Timeout(ctx.now)) {
+                        fx.end = Some(EndReason::DtlsFailed(e.to_string()));
+                        break;
+                    }
+                }
                 Ok(RtcOutput::Timeout(t)) => {
                     self.rtc_timeout = t;
                     break;
