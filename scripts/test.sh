@@ -65,6 +65,9 @@ cargo test --workspace 2>&1 | grep -v '^\[OpenH264\]'
 status=${PIPESTATUS[0]}
 [[ $status -eq 0 ]] || exit "$status"
 
+log "benchmark harness smoke run (numbers come from full runs, see benches/results/README.md)"
+cargo run -q -p portcast-bench -- --smoke --out target/bench-smoke all 2>&1 | grep -v '^\[OpenH264\]'
+
 if [[ -z "${PORTCAST_SKIP_E2E:-}" ]]; then
   log "end-to-end: headless Chromium through an FRP-like NAT"
   PORTCAST_BIN="$ROOT/target/debug/portcast" bash tests/e2e/run.sh

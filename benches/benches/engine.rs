@@ -23,7 +23,10 @@ use str0m::{Candidate, Input, Output as RtcOutput, Rtc};
 fn streaming_engine(now: &mut Instant) -> Engine {
     let public: SocketAddr = "127.0.0.1:10111".parse().unwrap();
     let mut engine = Engine::new(EngineConfig {
-        sockets: vec![SocketSpec { local: public, public }],
+        sockets: vec![SocketSpec {
+            local: public,
+            public,
+        }],
         ..EngineConfig::default()
     })
     .unwrap();
@@ -48,7 +51,10 @@ fn streaming_engine(now: &mut Instant) -> Engine {
                 Output::Signal { text, .. } => {
                     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
                     if let (Some(sdp), Some(p)) = (v["sdp"].as_str(), pending.take()) {
-                        client.sdp_api().accept_answer(p, SdpAnswer::from_sdp_string(sdp).unwrap()).unwrap();
+                        client
+                            .sdp_api()
+                            .accept_answer(p, SdpAnswer::from_sdp_string(sdp).unwrap())
+                            .unwrap();
                     }
                 }
                 Output::Transmit(t) => {
@@ -66,9 +72,20 @@ fn streaming_engine(now: &mut Instant) -> Engine {
             }
         }
         for bytes in to_engine {
-            engine.handle_datagram(*now, Datagram { socket: SocketId(0), from: client_addr, bytes: &bytes });
+            engine.handle_datagram(
+                *now,
+                Datagram {
+                    socket: SocketId(0),
+                    from: client_addr,
+                    bytes: &bytes,
+                },
+            );
         }
-        if engine.sessions().first().is_some_and(|s| s.phase == portcast_engine::Phase::Streaming) {
+        if engine
+            .sessions()
+            .first()
+            .is_some_and(|s| s.phase == portcast_engine::Phase::Streaming)
+        {
             return engine;
         }
     }
@@ -77,7 +94,11 @@ fn streaming_engine(now: &mut Instant) -> Engine {
 
 fn encoded_720p() -> (AccessUnit, AccessUnit) {
     let mut pattern = TestPattern::new(1280, 720).unwrap();
-    let mut enc = H264Encoder::new(EncoderSettings { bitrate_bps: 2_000_000, ..EncoderSettings::default() }).unwrap();
+    let mut enc = H264Encoder::new(EncoderSettings {
+        bitrate_bps: 2_000_000,
+        ..EncoderSettings::default()
+    })
+    .unwrap();
     let mut idr = None;
     let mut p = None;
     let now = Instant::now();
@@ -122,24 +143,36 @@ fn frame_through_engine(c: &mut Criterion) {
     drain(&mut engine);
     let mut rtp = 100u64;
     let mut group = c.benchmark_group("engine");
-    group.bench_function(format!("720p P-frame {} B write+SRTP+drain", p.data.len()), |b| {
-        b.iter(|| {
-            rtp += 3000;
-            now += Duration::from_millis(33);
-            let au = AccessUnit { rtp_time: rtp, ..p.clone() };
-            engine.handle_access_unit(now, &avatar, &au);
-            drain(&mut engine)
-        })
-    });
-    group.bench_function(format!("720p IDR {} B write+SRTP+drain", idr.data.len()), |b| {
-        b.iter(|| {
-            rtp += 3000;
-            now += Duration::from_millis(33);
-            let au = AccessUnit { rtp_time: rtp, ..idr.clone() };
-            engine.handle_access_unit(now, &avatar, &au);
-            drain(&mut engine)
-        })
-    });
+    group.bench_function(
+        format!("720p P-frame {} B write+SRTP+drain", p.data.len()),
+        |b| {
+            b.iter(|| {
+                rtp += 3000;
+                now += Duration::from_millis(33);
+                let au = AccessUnit {
+                    rtp_time: rtp,
+                    ..p.clone()
+                };
+                engine.handle_access_unit(now, &avatar, &au);
+                drain(&mut engine)
+            })
+        },
+    );
+    group.bench_function(
+        format!("720p IDR {} B write+SRTP+drain", idr.data.len()),
+        |b| {
+            b.iter(|| {
+                rtp += 3000;
+                now += Duration::from_millis(33);
+                let au = AccessUnit {
+                    rtp_time: rtp,
+                    ..idr.clone()
+                };
+                engine.handle_access_unit(now, &avatar, &au);
+                drain(&mut engine)
+            })
+        },
+    );
     group.finish();
 }
 
@@ -166,7 +199,11 @@ fn demux_lookup(c: &mut Criterion) {
         let mut d = Demux::new();
         for i in 0..n {
             d.add_session(SessionKey(i as u64), &format!("ufrag{i:08}"));
-            d.learn_pair(SessionKey(i as u64), SocketId(i % 5), SocketAddr::from(([198, 18, 0, 2], 1024 + i as u16)));
+            d.learn_pair(
+                SessionKey(i as u64),
+                SocketId(i % 5),
+                SocketAddr::from(([198, 18, 0, 2], 1024 + i as u16)),
+            );
         }
         let stun = stun_request(&format!("ufrag{:08}", n / 2));
         let srtp = [0x80u8, 0x66, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
