@@ -14,6 +14,8 @@ log() { printf '\n== %s\n' "$*"; }
 need_apt=()
 command -v nasm >/dev/null || need_apt+=(nasm)
 command -v cc >/dev/null || need_apt+=(build-essential)
+# tests/ingest.rs drives the Python ingest client (standard library only).
+command -v python3 >/dev/null || need_apt+=(python3)
 if [[ -z "${PORTCAST_SKIP_E2E:-}" ]]; then
   [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
   command -v ip >/dev/null || need_apt+=(iproute2)
@@ -64,6 +66,9 @@ log "cargo test"
 cargo test --workspace 2>&1 | grep -v '^\[OpenH264\]'
 status=${PIPESTATUS[0]}
 [[ $status -eq 0 ]] || exit "$status"
+
+log "replaying captured offers"
+cargo run -q -- replay fixtures/offers --expect fixtures/offers/expected.json
 
 log "benchmark harness smoke run (numbers come from full runs, see benches/results/README.md)"
 cargo run -q -p portcast-bench -- --smoke --out target/bench-smoke all 2>&1 | grep -v '^\[OpenH264\]'

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Footer of `--help`: the precedence rule is surprising (environment beats flags), so spell it out.
 const AFTER_HELP: &str = "\
@@ -11,78 +11,175 @@ Precedence, lowest to highest:
 Environment variables (an empty variable counts as unset):
   PORTCAST_PUBLIC_IP, PORTCAST_BIND_IP, PORTCAST_SIGNAL_PORT,
   PORTCAST_UDP_PORTS (A-B or a single port), PORTCAST_PORT_MAP (comma-separated LOCAL:PUBLIC),
-  PORTCAST_MAX_SESSIONS, PORTCAST_CONSENT_TIMEOUT_SECS, PORTCAST_FALLBACK_AVATAR
+  PORTCAST_MAX_SESSIONS, PORTCAST_CONSENT_TIMEOUT_SECS, PORTCAST_FALLBACK_AVATAR,
+  PORTCAST_INGEST_SOCKET
 A layer that sets the UDP range or the port map replaces the lower layer's value as a whole.
 Config file keys:
   webrtc_public_ip, bind_ip, signal_port, webrtc_port_min, webrtc_port_max, max_sessions,
-  consent_timeout_secs, fallback_avatar, [port_map] LOCAL = PUBLIC,
-  [[avatar]] name, width, height, fps, bitrate_kbps, encoder_threads (replaces the built-in list)";
+  consent_timeout_secs, fallback_avatar, capture_offers_dir, capture_offers_max,
+  ingest_socket, ingest_max_frame_mb,
+  [port_map] LOCAL = PUBLIC,
+  [[avatar]] name, width, height, fps, bitrate_kbps, encoder_threads (replaces the built-in list)
+Subcommands take the same flags: `portcast replay offers/ --public-ip 203.0.113.7` answers
+as the daemon with that public ip would.";
 
 /// Daemon flags; values stay text so `config::load` reports every bad value as `source: key: problem`.
 //
-// Subcommands (`replay`, `token`, ...) will be added as
-// `#[command(subcommand)] pub command: Option<Command>`; `None` keeps meaning "run the
-// daemon", so the flags below stay top-level and existing invocations keep working.
+// `command: None` means "run the daemon", so the flags stay top-level and existing
+// invocations keep working; they are `global` so a subcommand reads the same config.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Parser)]
 #[command(name = "portcast", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
+    /// What to do instead of running the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// TOML config file, keys listed below [default: none]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Address announced in ICE candidates; 0.0.0.0 and :: are refused [default: 127.0.0.1]
-    #[arg(long, value_name = "IP")]
+    #[arg(long, global = true, value_name = "IP")]
     pub public_ip: Option<String>,
 
     /// Address the signaling TCP listener and the UDP sockets bind [default: 0.0.0.0]
-    #[arg(long, value_name = "IP")]
+    #[arg(long, global = true, value_name = "IP")]
     pub bind_ip: Option<String>,
 
     /// TCP port for HTTP and WebSocket signaling [default: 9000]
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, global = true, value_name = "PORT")]
     pub signal_port: Option<String>,
 
     /// Inclusive local UDP port range (at most 64 ports) or a single port [default: 10111-10115]
-    #[arg(long, value_name = "A-B")]
+    #[arg(long, global = true, value_name = "A-B")]
     pub udp_ports: Option<String>,
 
     /// Public port to announce for a local UDP port the forwarder renumbers; repeatable [default: the local port]
-    #[arg(long, value_name = "LOCAL:PUBLIC")]
+    #[arg(long, global = true, value_name = "LOCAL:PUBLIC")]
     pub port_map: Vec<String>,
 
     /// Maximum concurrent viewer sessions, 1-10000 [default: 200]
-    #[arg(long, value_name = "N")]
+    #[arg(long, global = true, value_name = "N")]
     pub max_sessions: Option<String>,
 
     /// Seconds without STUN consent before a viewer's session ends, 1-86400 [default: 30]
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, global = true, value_name = "SECS")]
     pub consent_timeout_secs: Option<String>,
 
     /// Avatar served for an offer naming an unknown avatar_id [default: none, error "unknown_avatar"]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME")]
     pub fallback_avatar: Option<String>,
 
+    /// Write every webrtc_offer message received to DIR, one file each, for `portcast replay` [default: off]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub capture_offers: Option<String>,
+
+    /// Most offer files kept in the --capture-offers DIR; capture stops when reached, 1-1000000 [default: 1000]
+    #[arg(long, global = true, value_name = "N")]
+    pub capture_max: Option<String>,
+
     /// Frame width in pixels, even, 16-3840 [default: 1280]
-    #[arg(long, value_name = "PX", help_heading = "Built-in test-pattern avatar")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PX",
+        help_heading = "Built-in test-pattern avatar"
+    )]
     pub width: Option<String>,
 
     /// Frame height in pixels, even, 16-2160 [default: 720]
-    #[arg(long, value_name = "PX", help_heading = "Built-in test-pattern avatar")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PX",
+        help_heading = "Built-in test-pattern avatar"
+    )]
     pub height: Option<String>,
 
     /// Frames per second, 1-60 [default: 30]
-    #[arg(long, value_name = "N", help_heading = "Built-in test-pattern avatar")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Built-in test-pattern avatar"
+    )]
     pub fps: Option<String>,
 
     /// H.264 target bitrate in kbit/s, 100-50000 [default: 2000]
     #[arg(
         long,
+        global = true,
         value_name = "KBPS",
         help_heading = "Built-in test-pattern avatar"
     )]
     pub bitrate_kbps: Option<String>,
 
     /// H.264 encoder threads, 1-8 [default: 1]
-    #[arg(long, value_name = "N", help_heading = "Built-in test-pattern avatar")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Built-in test-pattern avatar"
+    )]
     pub encoder_threads: Option<String>,
+
+    /// Unix socket GPU renderers push frames to (docs/ingest.md), or "off" [default: /run/portcast/ingest.sock, or portcast-ingest.sock beside --config when /run/portcast is not writable]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH|off",
+        help_heading = "Frame sources"
+    )]
+    pub ingest_socket: Option<String>,
+
+    /// Largest frame a renderer may push, in MiB, 1-256 [default: 16]
+    #[arg(
+        long,
+        global = true,
+        value_name = "MIB",
+        help_heading = "Frame sources"
+    )]
+    pub ingest_max_frame_mb: Option<String>,
+
+    /// Also serve an avatar played in a loop from a file: y4m:FILE (8-bit 4:2:0) [default: none]
+    #[arg(
+        long,
+        global = true,
+        value_name = "y4m:FILE",
+        help_heading = "Frame sources"
+    )]
+    pub source: Option<String>,
+
+    /// Avatar id of the --source [default: the file name without its extension]
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Frame sources"
+    )]
+    pub avatar: Option<String>,
+}
+
+/// Subcommands; without one, portcast runs the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Answer offer files as the daemon would (same config, no sockets) and report each outcome
+    ///
+    /// PATH is an .sdp file (a raw offer), a .json file holding one webrtc_offer message (what
+    /// --capture-offers writes), or a folder, walked in name order. Other .json files (such as
+    /// fixture metadata) are skipped with a note. Exit status: 0 when every answer holds the
+    /// answer invariants and matches --expect, 1 otherwise, 2 on a usage or config error.
+    Replay {
+        /// Offer files or folders
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+
+        /// JSON file of expected outcomes by file name; every difference is shown and fails the run
+        #[arg(long, value_name = "FILE")]
+        expect: Option<PathBuf>,
+
+        /// One JSON object per offer instead of one line of text
+        #[arg(long)]
+        json: bool,
+    },
 }

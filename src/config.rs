@@ -24,12 +24,14 @@ const DEFAULT_HEIGHT: u32 = 720;
 const DEFAULT_FPS: u32 = 30;
 const DEFAULT_BITRATE_KBPS: u32 = 2000;
 const DEFAULT_ENCODER_THREADS: u16 = 1;
+const DEFAULT_CAPTURE_OFFERS_MAX: u32 = 1000;
 
 const MAX_UDP_PORTS: i64 = 64;
 const MAX_SESSIONS: i64 = 10_000;
 // Bounded so the network loop can add the timeout to an `Instant` without overflowing.
 const MAX_CONSENT_TIMEOUT_SECS: i64 = 86_400;
 const MAX_AVATAR_NAME_LEN: usize = 64;
+const MAX_CAPTURE_OFFERS: i64 = 1_000_000;
 
 /// Resolved daemon configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +52,12 @@ pub struct Config {
     pub fallback_avatar: Option<String>,
     /// Configured avatars, names unique, never empty.
     pub avatars: Vec<AvatarConfig>,
+    /// Folder where every received offer message is written; `None` captures nothing.
+    pub capture_offers_dir: Option<PathBuf>,
+    /// Most offer files kept in `capture_offers_dir`.
+    pub capture_offers_max: usize,
+    /// The renderers' ingest socket and `--source` files.
+    pub sources: SourceSettings,
 }
 
 /// A local UDP port and the port announced for it in ICE candidates.
@@ -107,6 +115,9 @@ impl Default for Config {
             consent_timeout: Duration::from_secs(DEFAULT_CONSENT_TIMEOUT_SECS.into()),
             fallback_avatar: None,
             avatars: vec![AvatarConfig::default()],
+            capture_offers_dir: None,
+            capture_offers_max: DEFAULT_CAPTURE_OFFERS_MAX as usize,
+            sources: SourceSettings::default(),
         }
     }
 }
@@ -234,6 +245,10 @@ struct FileConfig {
     max_sessions: Option<i64>,
     consent_timeout_secs: Option<i64>,
     fallback_avatar: Option<String>,
+    capture_offers_dir: Option<String>,
+    capture_offers_max: Option<i64>,
+    ingest_socket: Option<String>,
+    ingest_max_frame_mb: Option<i64>,
     avatar: Option<Vec<FileAvatar>>,
 }
 
@@ -271,6 +286,8 @@ enum Setting {
     MaxSessions,
     ConsentTimeout,
     FallbackAvatar,
+    CaptureDir,
+    CaptureMax,
 }
 
 /// Merged but not yet validated values, each remembering its origin.
@@ -285,6 +302,9 @@ struct Draft {
     consent_timeout_secs: Sourced<i64>,
     fallback_avatar: Option<Sourced<String>>,
     avatars: Sourced<Vec<AvatarDraft>>,
+    capture_dir: Option<Sourced<String>>,
+    capture_max: Sourced<i64>,
+    sources: SourcesDraft,
 }
 
 struct AvatarDraft {
@@ -381,6 +401,12 @@ impl Draft {
             ),
             fallback_avatar: None,
             avatars: Sourced::new(vec![AvatarDraft::defaults()], Origin::Default("avatar")),
+            capture_dir: None,
+            capture_max: Sourced::new(
+                DEFAULT_CAPTURE_OFFERS_MAX.into(),
+                Origin::Default("capture_offers_max"),
+            ),
+            sources: SourcesDraft::default(),
         }
     }
 
@@ -406,6 +432,11 @@ impl Draft {
             (file.webrtc_port_max, &mut self.port_max, "webrtc_port_max"),
             (file.max_sessions, &mut self.max_sessions, "max_sessions"),
             (
+                file.capture_offers_max,
+                &mut self.capture_max,
+                "capture_offers_max",
+            ),
+            (
                 file.consent_timeout_secs,
                 &mut self.consent_timeout_secs,
                 "consent_timeout_secs",
@@ -430,6 +461,11 @@ impl Draft {
         if let Some(name) = file.fallback_avatar {
             self.fallback_avatar = Some(Sourced::new(name, origin("fallback_avatar")));
         }
+        if let Some(dir) = file.capture_offers_dir {
+            self.capture_dir = Some(Sourced::new(dir, origin("capture_offers_dir")));
+        }
+        self.sources
+            .apply_file(path, file.ingest_socket, file.ingest_max_frame_mb);
         if let Some(avatars) = file.avatar {
             let avatars = avatars
                 .into_iter()
@@ -466,6 +502,16 @@ impl Draft {
                 cli.fallback_avatar.as_deref(),
                 "--fallback-avatar",
             ),
+            (
+                Setting::CaptureDir,
+                cli.capture_offers.as_deref(),
+                "--capture-offers",
+            ),
+            (
+                Setting::CaptureMax,
+                cli.capture_max.as_deref(),
+                "--capture-max",
+            ),
         ];
         for (setting, text, flag) in texts {
             if let Some(text) = text {
@@ -480,6 +526,7 @@ impl Draft {
                 Origin::Flag("--port-map"),
             )?;
         }
+        self.sources.apply_flags(cli)?;
         self.apply_avatar_flags(cli)
     }
 
@@ -545,6 +592,7 @@ impl Draft {
                 self.apply_text(setting, &text, Origin::Env(var))?;
             }
         }
+        self.sources.apply_env(env);
         Ok(())
     }
 
@@ -587,6 +635,10 @@ impl Draft {
             Setting::FallbackAvatar => {
                 self.fallback_avatar = Some(Sourced::new(text.trim().to_string(), origin))
             }
+            Setting::CaptureDir => self.capture_dir = Some(Sourced::new(text.to_string(), origin)),
+            Setting::CaptureMax => {
+                self.capture_max = Sourced::new(number("a whole number")?, origin)
+            }
         }
         Ok(())
     }
@@ -605,6 +657,7 @@ impl Draft {
         let udp_ports = self.udp_ports()?;
 
         let avatars = self.avatars()?;
+        let avatars_for_sources = avatars.clone();
         let fallback_avatar = match self.fallback_avatar {
             Some(name) if !avatars.iter().any(|avatar| avatar.name == name.value) => {
                 let known: Vec<&str> = avatars.iter().map(|a| a.name.as_str()).collect();
@@ -634,6 +687,14 @@ impl Draft {
             )?),
             fallback_avatar,
             avatars,
+            capture_offers_dir: match self.capture_dir {
+                Some(dir) if dir.value.trim().is_empty() => {
+                    return Err(invalid(dir.origin, "the folder name is empty"))
+                }
+                other => other.map(|dir| PathBuf::from(dir.value)),
+            },
+            capture_offers_max: ranged(&self.capture_max, 1, MAX_CAPTURE_OFFERS, " files")?,
+            sources: self.sources.validate(&avatars_for_sources)?,
         })
     }
 
@@ -768,6 +829,162 @@ impl Draft {
             });
         }
         Ok(avatars)
+    }
+}
+
+/// Where frames come from besides the configured test-pattern avatars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSettings {
+    /// The socket renderers push frames to (`docs/ingest.md`).
+    pub ingest_socket: IngestSocket,
+    /// Largest frame a renderer may push, in bytes.
+    pub ingest_max_frame_bytes: usize,
+    /// An avatar played from a file (`--source y4m:FILE --avatar NAME`).
+    pub file: Option<FileSource>,
+}
+
+impl Default for SourceSettings {
+    fn default() -> Self {
+        SourceSettings {
+            ingest_socket: IngestSocket::Default,
+            ingest_max_frame_bytes: DEFAULT_INGEST_MAX_FRAME_MB << 20,
+            file: None,
+        }
+    }
+}
+
+/// The ingest socket setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestSocket {
+    /// Not set: `/run/portcast/ingest.sock`, or beside the config file when `/run/portcast` is not writable (resolved at start).
+    Default,
+    /// This path.
+    At(PathBuf),
+    /// `off`: no ingest socket.
+    Off,
+}
+
+/// An avatar played from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSource {
+    /// Avatar id viewers ask for.
+    pub avatar: String,
+    /// The Y4M file.
+    pub path: PathBuf,
+}
+
+const DEFAULT_INGEST_MAX_FRAME_MB: usize = 16;
+const MAX_INGEST_FRAME_MB: i64 = 256;
+
+/// The source settings as given, each remembering its origin.
+#[derive(Default)]
+struct SourcesDraft {
+    socket: Option<Sourced<String>>,
+    max_frame_mb: Option<Sourced<i64>>,
+    source: Option<Sourced<String>>,
+    avatar: Option<Sourced<String>>,
+}
+
+impl SourcesDraft {
+    fn apply_file(&mut self, path: &Path, socket: Option<String>, max_mb: Option<i64>) {
+        if let Some(socket) = socket {
+            self.socket = Some(Sourced::new(socket, file_origin(path, "ingest_socket")));
+        }
+        if let Some(mb) = max_mb {
+            self.max_frame_mb = Some(Sourced::new(mb, file_origin(path, "ingest_max_frame_mb")));
+        }
+    }
+
+    fn apply_flags(&mut self, cli: &Cli) -> Result<(), ConfigError> {
+        if let Some(s) = &cli.ingest_socket {
+            self.socket = Some(Sourced::new(s.clone(), Origin::Flag("--ingest-socket")));
+        }
+        if let Some(mb) = &cli.ingest_max_frame_mb {
+            let origin = Origin::Flag("--ingest-max-frame-mb");
+            let value = parse_integer(mb)
+                .ok_or_else(|| invalid(origin.clone(), format!("'{mb}' is not a whole number")))?;
+            self.max_frame_mb = Some(Sourced::new(value, origin));
+        }
+        if let Some(s) = &cli.source {
+            self.source = Some(Sourced::new(s.clone(), Origin::Flag("--source")));
+        }
+        if let Some(a) = &cli.avatar {
+            self.avatar = Some(Sourced::new(a.clone(), Origin::Flag("--avatar")));
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        if let Some(s) = env("PORTCAST_INGEST_SOCKET").filter(|t| !t.trim().is_empty()) {
+            self.socket = Some(Sourced::new(s, Origin::Env("PORTCAST_INGEST_SOCKET")));
+        }
+    }
+
+    fn validate(self, avatars: &[AvatarConfig]) -> Result<SourceSettings, ConfigError> {
+        let ingest_socket = match self.socket {
+            None => IngestSocket::Default,
+            Some(s) if s.value.trim() == "off" => IngestSocket::Off,
+            Some(s) if s.value.trim().is_empty() => {
+                return Err(invalid(
+                    s.origin,
+                    "the socket path is empty (use 'off' to disable)",
+                ))
+            }
+            Some(s) => IngestSocket::At(PathBuf::from(s.value)),
+        };
+        let ingest_max_frame_bytes = match self.max_frame_mb {
+            None => DEFAULT_INGEST_MAX_FRAME_MB << 20,
+            Some(mb) => ranged::<usize>(&mb, 1, MAX_INGEST_FRAME_MB, " MiB")? << 20,
+        };
+        let file = match (self.source, self.avatar) {
+            (None, None) => None,
+            (None, Some(a)) => {
+                return Err(invalid(
+                    a.origin,
+                    "--avatar names the avatar of a --source; add --source y4m:FILE",
+                ))
+            }
+            (Some(src), avatar) => {
+                let Some(path) = src.value.strip_prefix("y4m:").filter(|p| !p.is_empty()) else {
+                    return Err(invalid(
+                        src.origin,
+                        format!("'{}' is not a supported source; use y4m:FILE", src.value),
+                    ));
+                };
+                let path = PathBuf::from(path);
+                let (name, origin) = match avatar {
+                    Some(a) => (a.value, a.origin),
+                    None => (
+                        path.file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        src.origin,
+                    ),
+                };
+                let valid = (1..=MAX_AVATAR_NAME_LEN).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+                if !valid {
+                    return Err(invalid(
+                        origin,
+                        format!("'{name}' is not a valid avatar name (1-64 characters from A-Z a-z 0-9 _ . -)"),
+                    ));
+                }
+                if avatars.iter().any(|a| a.name == name) {
+                    return Err(invalid(
+                        origin,
+                        format!("avatar '{name}' is already configured; give the --source another --avatar"),
+                    ));
+                }
+                Some(FileSource { avatar: name, path })
+            }
+        };
+        Ok(SourceSettings {
+            ingest_socket,
+            ingest_max_frame_bytes,
+            file,
+        })
     }
 }
 
@@ -996,6 +1213,9 @@ fallback_avatar = "test-pattern"
                 consent_timeout: Duration::from_secs(12),
                 fallback_avatar: Some("test-pattern".into()),
                 avatars: vec![AvatarConfig::default()],
+                capture_offers_dir: None,
+                capture_offers_max: 1000,
+                sources: SourceSettings::default(),
             }
         );
     }
@@ -1173,6 +1393,9 @@ name = "other"
                 consent_timeout: Duration::from_secs(60),
                 fallback_avatar: Some("test-pattern".into()),
                 avatars: vec![AvatarConfig::default()],
+                capture_offers_dir: None,
+                capture_offers_max: 1000,
+                sources: SourceSettings::default(),
             }
         );
     }
@@ -1186,6 +1409,37 @@ name = "other"
         ]);
         let config = load(&cli(&["--config", &file.arg()]), &env).expect("env over file load");
         assert_eq!((config.signal_port, config.max_sessions), (7000, 50));
+    }
+
+    #[test]
+    fn offer_capture_is_off_by_default_and_set_by_file_or_flags() {
+        let config = load(&cli(&[]), &no_env).expect("defaults load");
+        assert_eq!(
+            (config.capture_offers_dir, config.capture_offers_max),
+            (None, 1000)
+        );
+        let file = TempToml::new(
+            "capture",
+            "capture_offers_dir = \"/var/tmp/offers\"\ncapture_offers_max = 20\n",
+        );
+        let config = load(&cli(&["--config", &file.arg()]), &no_env).expect("file loads");
+        assert_eq!(
+            (config.capture_offers_dir, config.capture_offers_max),
+            (Some(PathBuf::from("/var/tmp/offers")), 20)
+        );
+        let args = [
+            "--config",
+            &file.arg(),
+            "--capture-offers",
+            "here",
+            "--capture-max",
+            "5",
+        ];
+        let config = load(&cli(&args), &no_env).expect("flags load");
+        assert_eq!(
+            (config.capture_offers_dir, config.capture_offers_max),
+            (Some(PathBuf::from("here")), 5)
+        );
     }
 
     #[test]
@@ -1305,6 +1559,9 @@ name = "other"
         ("", &[], &[("PORTCAST_CONSENT_TIMEOUT_SECS", "1.5")], "environment PORTCAST_CONSENT_TIMEOUT_SECS: '1.5' is not a whole number of seconds"),
         ("", &["--fallback-avatar", "ghost"], &[], "--fallback-avatar: no avatar named 'ghost' is configured (configured: test-pattern)"),
         ("fallback_avatar = \"ghost\"", &[], &[], "{file}: key 'fallback_avatar': no avatar named 'ghost' is configured"),
+        ("capture_offers_max = 0", &[], &[], "{file}: key 'capture_offers_max': 0 is out of range (1-1000000 files)"),
+        ("", &["--capture-max", "lots"], &[], "--capture-max: 'lots' is not a whole number"),
+        ("", &["--capture-offers", " "], &[], "--capture-offers: the folder name is empty"),
         ("avatar = []", &[], &[], "{file}: key 'avatar': at least one avatar must be configured"),
         ("[[avatar]]\nname = \"a b\"", &[], &[], "{file}: key 'avatar[0].name': 'a b' is not a valid avatar name (1-64 characters from A-Z a-z 0-9 _ . -)"),
         ("[[avatar]]\nname = \"\"", &[], &[], "{file}: key 'avatar[0].name': '' is not a valid avatar name"),
@@ -1350,5 +1607,48 @@ name = "other"
                 }
             }
         }
+    }
+
+    #[test]
+    fn ingest_socket_and_file_source_resolve_from_every_layer() {
+        let config = load(&cli(&[]), &no_env).expect("defaults load");
+        assert_eq!(config.sources, SourceSettings::default());
+        assert_eq!(config.sources.ingest_max_frame_bytes, 16 << 20);
+        let file = TempToml::new(
+            "ingest",
+            "ingest_socket = \"/tmp/r.sock\"\ningest_max_frame_mb = 4\n",
+        );
+        let config = load(&cli(&["--config", &file.arg()]), &no_env).expect("file loads");
+        assert_eq!(
+            config.sources.ingest_socket,
+            IngestSocket::At("/tmp/r.sock".into())
+        );
+        assert_eq!(config.sources.ingest_max_frame_bytes, 4 << 20);
+        let env = env_of(&[("PORTCAST_INGEST_SOCKET", "off")]);
+        let config = load(&cli(&["--ingest-socket", "/tmp/x.sock"]), &env).expect("env loads");
+        assert_eq!(config.sources.ingest_socket, IngestSocket::Off);
+        let config =
+            load(&cli(&["--source", "y4m:/data/talk.y4m"]), &no_env).expect("source loads");
+        assert_eq!(
+            config.sources.file,
+            Some(FileSource {
+                avatar: "talk".into(),
+                path: "/data/talk.y4m".into()
+            })
+        );
+        let error = |args: &[&str]| load(&cli(args), &no_env).unwrap_err().to_string();
+        assert_eq!(
+            error(&["--source", "mp4:/x.mp4"]),
+            "--source: 'mp4:/x.mp4' is not a supported source; use y4m:FILE"
+        );
+        assert!(error(&["--avatar", "a"]).starts_with("--avatar: --avatar names the avatar"));
+        assert!(
+            error(&["--source", "y4m:/x.y4m", "--avatar", "test-pattern"])
+                .contains("already configured")
+        );
+        assert_eq!(
+            error(&["--ingest-max-frame-mb", "0"]),
+            "--ingest-max-frame-mb: 0 is out of range (1-256 MiB)"
+        );
     }
 }

@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/fixtures/offers/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read_to_string(format!(
+        "{}/fixtures/offers/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -17,16 +21,30 @@ fn a_viewer_over_loopback_decodes_advancing_frames() {
     let mut v = NetViewer::connect(d.signal_port, "loop-1", "test-pattern").expect("answer");
     let sdp = v.answer["sdp"].as_str().unwrap().to_string();
     assert!(sdp.contains("a=ice-lite"));
-    let cand = sdp.lines().find(|l| l.starts_with("a=candidate")).unwrap().to_string();
+    let cand = sdp
+        .lines()
+        .find(|l| l.starts_with("a=candidate"))
+        .unwrap()
+        .to_string();
     assert!(
-        d.udp_ports.iter().any(|p| cand.contains(&format!("127.0.0.1 {p} typ host"))),
+        d.udp_ports
+            .iter()
+            .any(|p| cand.contains(&format!("127.0.0.1 {p} typ host"))),
         "candidate {cand} names one of {:?}",
         d.udp_ports
     );
     v.run_until_frames(45, Duration::from_secs(15));
     assert!(v.connected_at.is_some(), "connected; log:\n{}", d.log());
-    assert!(v.counters.len() >= 45, "decoded {} frames; log:\n{}", v.counters.len(), d.log());
-    assert!(v.counters.windows(2).all(|w| w[1] > w[0]), "frame counter advances");
+    assert!(
+        v.counters.len() >= 45,
+        "decoded {} frames; log:\n{}",
+        v.counters.len(),
+        d.log()
+    );
+    assert!(
+        v.counters.windows(2).all(|w| w[1] > w[0]),
+        "frame counter advances"
+    );
     let first = v.first_frame_at.unwrap().duration_since(v.started);
     eprintln!("offer to first decoded frame over loopback: {first:?}");
     let log = d.log();
@@ -63,7 +81,12 @@ fn refusals_over_the_websocket_leave_the_daemon_serving() {
     // And a fresh viewer still gets video.
     let mut v = NetViewer::connect(d.signal_port, "fresh", "test-pattern").expect("answer");
     v.run_until_frames(10, Duration::from_secs(10));
-    assert!(v.counters.len() >= 10, "fresh viewer decoded {}; log:\n{}", v.counters.len(), d.log());
+    assert!(
+        v.counters.len() >= 10,
+        "fresh viewer decoded {}; log:\n{}",
+        v.counters.len(),
+        d.log()
+    );
 }
 
 #[test]
@@ -75,7 +98,10 @@ fn closing_the_websocket_ends_the_session_and_sigterm_stops_cleanly() {
     let _ = v.ws.close(None);
     let _ = v.ws.flush();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !d.log().contains("session short ended: reason=websocket_closed") {
+    while !d
+        .log()
+        .contains("session short ended: reason=websocket_closed")
+    {
         assert!(Instant::now() < deadline, "no end line; log:\n{}", d.log());
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -87,7 +113,8 @@ fn closing_the_websocket_ends_the_session_and_sigterm_stops_cleanly() {
     std::thread::sleep(Duration::from_millis(100));
     let msgs = v2.server_messages();
     assert!(
-        msgs.iter().any(|m| m["type"] == "bye" && m["reason"] == "shutdown"),
+        msgs.iter()
+            .any(|m| m["type"] == "bye" && m["reason"] == "shutdown"),
         "viewer told of shutdown: {msgs:?}"
     );
     assert!(d.log().contains("session at-exit ended: reason=shutdown"));
@@ -105,7 +132,11 @@ fn a_bad_config_stops_the_daemon_at_start_naming_the_key() {
     let dir = std::env::temp_dir().join(format!("portcast-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("portcast.toml");
-    std::fs::write(&file, "webrtc_public_ip = \"51.161.209.200\"\nwebrtc_port_min = 70000\n").unwrap();
+    std::fs::write(
+        &file,
+        "webrtc_public_ip = \"51.161.209.200\"\nwebrtc_port_min = 70000\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcast"))
         .arg("--config")
         .arg(&file)
@@ -113,6 +144,9 @@ fn a_bad_config_stops_the_daemon_at_start_naming_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("webrtc_port_min") && err.contains("portcast.toml"), "{err}");
+    assert!(
+        err.contains("webrtc_port_min") && err.contains("portcast.toml"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -7,6 +7,7 @@
 //! binary, `viewers` subcommand) doing real ICE, DTLS and SRTP.
 
 mod daemon;
+mod ingest;
 mod scenarios;
 mod stats;
 mod viewers;
@@ -57,6 +58,10 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         offers: usize,
     },
+    /// Renderer frames (720p I420, 30 fps) pushed over the ingest socket: arrival to last RTP packet, drops
+    Ingest,
+    /// RGB24/BGRA to I420 at 720p: plain loop vs openh264 vs the yuv crate
+    Convert,
     /// Every scenario in turn
     All,
     /// (internal) the viewer process
@@ -88,6 +93,11 @@ fn main() -> ExitCode {
         Cmd::Fanout { viewers } => scenarios::fanout(&opts, viewers),
         Cmd::Sources { counts } => scenarios::sources(&opts, counts),
         Cmd::Setup { offers } => scenarios::setup(&opts, offers),
+        Cmd::Ingest => ingest::ingest(
+            opts.seconds.min(if opts.smoke { 2.0 } else { f64::MAX }),
+            &opts.out,
+        ),
+        Cmd::Convert => ingest::convert(&opts.out),
         Cmd::All => scenarios::latency(&opts)
             .and_then(|_| scenarios::fanout(&opts, None))
             .and_then(|_| scenarios::sources(&opts, None))

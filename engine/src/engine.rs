@@ -12,11 +12,13 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, IceCreds, Input, Rtc, RtcConfig};
 
 use crate::address::{AddressError, SocketSpec, SocketTable};
+use crate::answer::AnswerPlan;
 use crate::demux::{Demux, Route, SessionKey};
 use crate::ids::{AvatarId, ConnId, SocketId};
 use crate::keyframe::{KeyframeLimiter, DEFAULT_KEYFRAME_INTERVAL};
 use crate::media::AccessUnit;
 use crate::offer::OfferSummary;
+use crate::sctp_guard::{self, Guarded};
 use crate::session::{DrainCtx, EndReason, Phase, Session, SessionInfo};
 use crate::signaling::{self, ClientMessage, Offer, SignalError};
 
@@ -155,6 +157,8 @@ pub struct EngineStats {
     pub drop_unknown_source: u64,
     /// Datagrams dropped: not a WebRTC packet kind, or unparsable.
     pub drop_malformed: u64,
+    /// Datagrams dropped or cut for carrying DTLS application data (SCTP, never negotiated).
+    pub drop_dtls_application_data: u64,
     /// Frames written to viewers (one per viewer per frame).
     pub frames_written: u64,
     /// Frames held back from a viewer waiting for its first keyframe.
@@ -319,7 +323,20 @@ impl Engine {
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
-        let Ok(recv) = Receive::new(Protocol::Udp, d.from, destination, d.bytes) else {
+        let stripped;
+        let bytes = match sctp_guard::strip_application_data(d.bytes) {
+            Guarded::Keep(b) => b,
+            Guarded::Stripped(rest) => {
+                self.stats.drop_dtls_application_data += 1;
+                stripped = rest;
+                &stripped[..]
+            }
+            Guarded::Drop => {
+                self.stats.drop_dtls_application_data += 1;
+                return;
+            }
+        };
+        let Ok(recv) = Receive::new(Protocol::Udp, d.from, destination, bytes) else {
             self.stats.drop_malformed += 1;
             return;
         };
@@ -450,11 +467,47 @@ impl Engine {
         &self.sockets
     }
 
-    /// The configured avatars.
+    /// The avatars viewers may ask for: configured ones and those added since.
     pub fn avatars(&self) -> Vec<AvatarId> {
         let mut v: Vec<AvatarId> = self.avatars.keys().cloned().collect();
         v.sort();
         v
+    }
+
+    /// Makes `avatar` available to offers (a renderer registered it at runtime); false if it already was.
+    ///
+    /// Avatars are never removed: a renderer that disconnects leaves its viewers
+    /// connected, watching the last picture, until it comes back.
+    pub fn add_avatar(&mut self, avatar: AvatarId) -> bool {
+        if self.avatars.contains_key(&avatar) {
+            return false;
+        }
+        let limiter = KeyframeLimiter::new(self.config.keyframe_interval);
+        self.avatars.insert(
+            avatar,
+            Avatar {
+                viewers: Vec::new(),
+                limiter,
+            },
+        );
+        true
+    }
+
+    /// A new source took over `avatar` (a renderer reconnected): its viewers wait for an IDR, and one is requested.
+    ///
+    /// The new source's P-frames reference pictures the viewers never saw, so
+    /// they must not be written before its first IDR.
+    pub fn restart_avatar(&mut self, now: Instant, avatar: &AvatarId) {
+        self.touch(now);
+        let Some(a) = self.avatars.get(avatar) else {
+            return;
+        };
+        for key in &a.viewers {
+            if let Some(s) = self.sessions.get_mut(key) {
+                s.needs_keyframe = true;
+            }
+        }
+        self.request_keyframe(now, avatar);
     }
 
     /// The last `client_stats` message a session's page reported.
@@ -511,7 +564,9 @@ impl Engine {
             return Err(SignalError::TooManySessions(self.config.max_sessions));
         }
         let choice = OfferSummary::parse(&offer.sdp)?.choose_h264()?;
-        let sdp_offer = SdpOffer::from_sdp_string(&offer.sdp)
+        // str0m negotiates the chosen video m-line only; the plan rejects the others.
+        let plan = AnswerPlan::new(&offer.sdp, &choice)?;
+        let sdp_offer = SdpOffer::from_sdp_string(&plan.str0m_offer())
             .map_err(|e| SignalError::InvalidSdp(e.to_string()))?;
 
         let socket = self.pick_socket();
@@ -540,7 +595,7 @@ impl Engine {
             .sdp_api()
             .accept_offer(sdp_offer)
             .map_err(|e| SignalError::OfferRejected(e.to_string()))?;
-        let answer_sdp = answer.to_sdp_string();
+        let answer_sdp = plan.complete(&answer.to_sdp_string())?;
 
         let key = SessionKey(self.next_key);
         self.next_key += 1;

@@ -63,6 +63,8 @@
 #![warn(missing_docs)]
 
 pub mod address;
+mod answer;
+pub mod answer_check;
 pub mod demux;
 pub mod encoder;
 mod engine;
@@ -71,6 +73,9 @@ pub mod keyframe;
 pub mod media;
 pub mod offer;
 pub mod pattern;
+pub mod replay;
+mod sctp_guard;
+mod sdp_text;
 mod session;
 pub mod signaling;
 

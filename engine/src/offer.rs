@@ -48,8 +48,19 @@ pub struct MediaSection {
     pub port: u16,
     /// `a=mid`, if present.
     pub mid: Option<String>,
-    /// H.264 formats in the offerer's order of preference.
+    /// Payload types listed on the m= line, in the offerer's order of preference.
+    pub formats: Vec<u8>,
+    /// The offerer's direction (`recvonly`, ...): the m-line's, else the session's, else `sendrecv`.
+    pub direction: String,
+    /// H.264 formats in the offerer's order of preference (only listed payload types).
     pub h264: Vec<H264Format>,
+}
+
+impl MediaSection {
+    /// Whether the offerer will receive media on this m-line (`recvonly` or `sendrecv`).
+    pub fn viewer_receives(&self) -> bool {
+        matches!(self.direction.as_str(), "recvonly" | "sendrecv")
+    }
 }
 
 /// What the engine needs to know of an offer.
@@ -129,13 +140,18 @@ impl OfferSummary {
                     }
                 }
                 check_fingerprint(attrs, session, i + 1)?;
+                check_setup(attrs, session, i + 1)?;
             }
             m.mid = attrs
                 .iter()
                 .find(|(n, _)| *n == "mid")
                 .map(|(_, v)| v.to_string());
+            m.direction = direction(attrs)
+                .or_else(|| direction(session))
+                .unwrap_or("sendrecv")
+                .to_string();
             if m.kind == "video" {
-                m.h264 = h264_formats(attrs);
+                m.h264 = h264_formats(attrs, &m.formats);
             }
         }
         Ok(OfferSummary { media })
@@ -147,7 +163,7 @@ impl OfferSummary {
             .media
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.kind == "video" && m.port != 0)
+            .filter(|(_, m)| m.kind == "video" && m.port != 0 && m.viewer_receives())
             .collect();
         if videos.is_empty() {
             return Err(SignalError::NoVideo);
@@ -178,11 +194,15 @@ fn parse_mline(value: &str, line_no: usize) -> Result<MediaSection, SignalError>
         .next()
         .and_then(|p| p.split('/').next()?.parse::<u16>().ok());
     let proto = parts.next();
+    // Non-numeric formats (`webrtc-datachannel`) are not payload types.
+    let formats = parts.filter_map(|f| f.parse::<u8>().ok()).collect();
     match (kind.is_empty(), port, proto) {
         (false, Some(port), Some(_)) => Ok(MediaSection {
             kind: kind.to_string(),
             port,
             mid: None,
+            formats,
+            direction: String::new(),
             h264: Vec::new(),
         }),
         _ => Err(SignalError::InvalidSdp(format!(
@@ -238,7 +258,36 @@ fn check_fingerprint(
     Ok(())
 }
 
-fn h264_formats(attrs: &[(&str, &str)]) -> Vec<H264Format> {
+/// The first direction attribute among `attrs`.
+fn direction<'a>(attrs: &[(&'a str, &str)]) -> Option<&'a str> {
+    attrs
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| matches!(*n, "sendrecv" | "sendonly" | "recvonly" | "inactive"))
+}
+
+/// `a=setup` (RFC 8842), when given, must name a role DTLS can take.
+fn check_setup(
+    attrs: &[(&str, &str)],
+    session: &[(&str, &str)],
+    mline: usize,
+) -> Result<(), SignalError> {
+    let setup = attrs
+        .iter()
+        .chain(session.iter())
+        .find(|(n, _)| *n == "setup")
+        .map(|(_, v)| *v);
+    match setup {
+        None | Some("actpass" | "active" | "passive") => Ok(()),
+        Some(other) => Err(SignalError::InvalidSdp(format!(
+            "m-line {mline} has a=setup:{}; expected actpass, active or passive",
+            short(other)
+        ))),
+    }
+}
+
+/// H.264 formats among the payload types the m= line lists (an a=rtpmap alone offers nothing).
+fn h264_formats(attrs: &[(&str, &str)], listed: &[u8]) -> Vec<H264Format> {
     let mut out = Vec::new();
     let mut rtx_apt: Vec<(u8, u8)> = Vec::new();
     for (name, val) in attrs {
@@ -250,7 +299,7 @@ fn h264_formats(attrs: &[(&str, &str)]) -> Vec<H264Format> {
         };
         let Ok(pt) = pt.parse::<u8>() else { continue };
         let codec = enc.split('/').next().unwrap_or("");
-        if codec.eq_ignore_ascii_case("H264") {
+        if codec.eq_ignore_ascii_case("H264") && listed.contains(&pt) {
             out.push(H264Format {
                 pt,
                 profile_level_id: None,
@@ -291,7 +340,7 @@ fn h264_formats(attrs: &[(&str, &str)]) -> Vec<H264Format> {
             }
         }
     }
-    for (rtx, apt) in rtx_apt {
+    for (rtx, apt) in rtx_apt.into_iter().filter(|(rtx, _)| listed.contains(rtx)) {
         if let Some(f) = out.iter_mut().find(|f| f.pt == apt) {
             f.rtx = Some(rtx);
         }
@@ -316,7 +365,7 @@ mod tests {
     fn offer(video_fmts: &str) -> String {
         format!(
             "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
-             m=video 9 UDP/TLS/RTP/SAVPF 96 97 98\r\nc=IN IP4 0.0.0.0\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96 97 98 99\r\nc=IN IP4 0.0.0.0\r\n\
              a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=fingerprint:{FP}\r\n\
              a=setup:actpass\r\na=mid:0\r\na=recvonly\r\n{video_fmts}"
         )
@@ -365,6 +414,59 @@ mod tests {
         let cut_fp = sdp.replace(FP, "sha-256 AA:BB:C");
         let e = OfferSummary::parse(&cut_fp).unwrap_err();
         assert!(e.to_string().contains("fingerprint"), "{e}");
+    }
+
+    #[test]
+    fn a_format_missing_from_the_m_line_is_not_offered() {
+        let sdp = offer(
+            "a=rtpmap:98 H264/90000\r\n\
+             a=fmtp:98 packetization-mode=1;profile-level-id=42e01f\r\n\
+             a=rtpmap:100 rtx/90000\r\na=fmtp:100 apt=98\r\n\
+             a=rtpmap:101 H264/90000\r\n\
+             a=fmtp:101 packetization-mode=1;profile-level-id=42001f\r\n",
+        );
+        let c = OfferSummary::parse(&sdp).unwrap().choose_h264().unwrap();
+        assert_eq!(
+            (c.format.pt, c.format.rtx),
+            (98, None),
+            "100 and 101 are not listed"
+        );
+    }
+
+    #[test]
+    fn video_the_viewer_does_not_receive_is_no_video() {
+        let sdp = offer(
+            "a=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1;profile-level-id=42e01f\r\n",
+        );
+        for dir in ["sendonly", "inactive"] {
+            let o = OfferSummary::parse(&sdp.replace("a=recvonly", &format!("a={dir}"))).unwrap();
+            assert_eq!(o.choose_h264(), Err(SignalError::NoVideo), "{dir}");
+        }
+        for dir in ["a=sendrecv", ""] {
+            let o = OfferSummary::parse(&sdp.replace("a=recvonly", dir)).unwrap();
+            assert_eq!(o.media[0].direction, "sendrecv");
+            assert!(o.choose_h264().is_ok(), "{dir:?}");
+        }
+        let session_level = sdp
+            .replace("a=recvonly\r\n", "")
+            .replace("t=0 0\r\n", "t=0 0\r\na=sendonly\r\n");
+        let o = OfferSummary::parse(&session_level).unwrap();
+        assert_eq!(
+            o.choose_h264(),
+            Err(SignalError::NoVideo),
+            "session-level sendonly"
+        );
+    }
+
+    #[test]
+    fn an_unknown_setup_role_is_invalid_sdp() {
+        let sdp = offer("a=rtpmap:97 H264/90000\r\n");
+        assert!(OfferSummary::parse(&sdp.replace("setup:actpass", "setup:passive")).is_ok());
+        assert!(OfferSummary::parse(&sdp.replace("a=setup:actpass\r\n", "")).is_ok());
+        for bad in ["Actpass", "", "holdconn"] {
+            let e = OfferSummary::parse(&sdp.replace("actpass", bad)).unwrap_err();
+            assert!(e.to_string().contains("a=setup"), "{e}");
+        }
     }
 
     #[test]

@@ -216,7 +216,9 @@ impl Session {
                 log::info!(
                     "session {} connected: remote={} port={}",
                     self.id,
-                    self.remote.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                    self.remote
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     self.socket
                 );
             }

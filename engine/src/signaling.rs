@@ -62,7 +62,7 @@ pub enum SignalError {
     },
     /// The SDP could not be parsed.
     InvalidSdp(String),
-    /// The offer has no video m-line.
+    /// The offer has no video m-line the viewer receives on.
     NoVideo,
     /// The video m-line offers no H.264 at all.
     NoH264,
@@ -138,7 +138,7 @@ impl std::fmt::Display for SignalError {
             SignalError::InvalidSdp(e) => write!(f, "the SDP offer could not be parsed: {e}"),
             SignalError::NoVideo => write!(
                 f,
-                "the offer has no video m-line; add a recvonly video transceiver before createOffer"
+                "the offer has no video m-line the viewer receives on (recvonly or sendrecv); add a recvonly video transceiver before createOffer"
             ),
             SignalError::NoH264 => write!(
                 f,

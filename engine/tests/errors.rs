@@ -249,4 +249,3 @@ fn every_real_offer_that_should_be_answered_is_answered() {
         );
     }
 }
-

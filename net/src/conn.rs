@@ -14,13 +14,24 @@ use crate::http::{self, HttpError, Request};
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConnEvent {
     /// The upgrade finished: tell the engine about `/ws/{session_id}`.
-    Opened(String),
+    Opened {
+        /// Session id from the URL.
+        session_id: String,
+        /// `?token=` from the URL.
+        token: Option<String>,
+        /// The page's `Origin` header.
+        origin: Option<String>,
+    },
+    /// A request only the server can answer (`/metrics`, `/readyz`): call [`Conn::respond`].
+    Request(Request),
     /// A text frame arrived.
     Text(String),
     /// A binary frame arrived (the protocol is JSON text).
     Binary,
     /// A frame or message over the size limit arrived; the connection is closing.
     TooLarge,
+    /// Messages arrive faster than allowed; the connection is closing.
+    RateLimited,
 }
 
 /// Limits for one connection.
@@ -32,6 +43,31 @@ pub struct ConnLimits {
     pub max_message: usize,
     /// Most bytes queued for a slow reader before it is dropped.
     pub max_write_buffer: usize,
+    /// Steady WebSocket messages per second allowed per connection.
+    pub messages_per_sec: f64,
+    /// Messages allowed in a burst above the steady rate.
+    pub message_burst: f64,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            max_head: 8 * 1024,
+            max_message: 256 * 1024,
+            max_write_buffer: 1024 * 1024,
+            // The viewer page sends one client_stats a second; 10/s is ample.
+            messages_per_sec: 10.0,
+            message_burst: 20.0,
+        }
+    }
+}
+
+/// What becomes of a connection once its response is written.
+struct Upgrade {
+    session_id: String,
+    token: Option<String>,
+    origin: Option<String>,
+    leftover: Vec<u8>,
 }
 
 enum State {
@@ -39,11 +75,14 @@ enum State {
         stream: TcpStream,
         buf: Vec<u8>,
     },
+    Routed {
+        stream: TcpStream,
+    },
     Respond {
         stream: TcpStream,
         out: Vec<u8>,
         pos: usize,
-        upgrade: Option<(String, Vec<u8>)>,
+        upgrade: Option<Upgrade>,
     },
     Ws {
         ws: Box<WebSocket<TcpStream>>,
@@ -52,13 +91,23 @@ enum State {
     Done,
 }
 
+/// Messages a connection may still send: a burst, refilled at a steady rate.
+#[derive(Debug, Clone, Copy)]
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
 /// A connection and where it is in its life.
 pub struct Conn {
     state: State,
     /// When it was accepted (the head must arrive before the head timeout).
     pub accepted: Instant,
+    /// When the WebSocket opened, if it did.
+    pub ws_opened: Option<Instant>,
     limits: ConnLimits,
     viewer_page: &'static str,
+    bucket: TokenBucket,
 }
 
 impl Conn {
@@ -75,8 +124,13 @@ impl Conn {
                 buf: Vec::with_capacity(1024),
             },
             accepted: now,
+            ws_opened: None,
             limits,
             viewer_page,
+            bucket: TokenBucket {
+                tokens: limits.message_burst,
+                last: now,
+            },
         }
     }
 
@@ -98,7 +152,9 @@ impl Conn {
     /// The stream, for (de)registration.
     pub fn stream_mut(&mut self) -> Option<&mut TcpStream> {
         match &mut self.state {
-            State::Head { stream, .. } | State::Respond { stream, .. } => Some(stream),
+            State::Head { stream, .. }
+            | State::Routed { stream }
+            | State::Respond { stream, .. } => Some(stream),
             State::Ws { ws, .. } => Some(ws.get_mut()),
             State::Done => None,
         }
@@ -132,14 +188,19 @@ impl Conn {
                 ) {
                     Err(()) => State::Done,
                     Ok(None) => State::Head { stream, buf },
-                    Ok(Some((out, upgrade))) => State::Respond {
+                    Ok(Some(Routing::Respond(bytes, upgrade))) => State::Respond {
                         stream,
-                        out,
+                        out: bytes,
                         pos: 0,
                         upgrade,
                     },
+                    Ok(Some(Routing::Server(request))) => {
+                        out.push(ConnEvent::Request(request));
+                        State::Routed { stream }
+                    }
                 }
             }
+            State::Routed { stream } => State::Routed { stream },
             State::Respond {
                 mut stream,
                 out: bytes,
@@ -158,7 +219,12 @@ impl Conn {
                         let _ = stream.shutdown(std::net::Shutdown::Both);
                         State::Done
                     }
-                    Some((session_id, leftover)) => {
+                    Some(Upgrade {
+                        session_id,
+                        token,
+                        origin,
+                        leftover,
+                    }) => {
                         let config = WebSocketConfig::default()
                             .max_message_size(Some(self.limits.max_message))
                             .max_frame_size(Some(self.limits.max_message))
@@ -169,7 +235,12 @@ impl Conn {
                             Role::Server,
                             Some(config),
                         );
-                        out.push(ConnEvent::Opened(session_id));
+                        self.ws_opened = Some(Instant::now());
+                        out.push(ConnEvent::Opened {
+                            session_id,
+                            token,
+                            origin,
+                        });
                         State::Ws {
                             ws: Box::new(ws),
                             closing: false,
@@ -178,7 +249,21 @@ impl Conn {
                 },
             },
             State::Ws { mut ws, closing } => {
-                if read_frames(&mut ws, out) {
+                let before = out.len();
+                let open = read_frames(&mut ws, out);
+                let read = out.len() - before;
+                if !closing && !self.admit(read) {
+                    // Over the rate: act on none of this batch, say why, close.
+                    out.truncate(before);
+                    out.push(ConnEvent::RateLimited);
+                    let _ = ws.send(Message::text(portcast_engine::signaling::server_error(
+                        "rate_limited",
+                        "too many messages on this connection; it is closed",
+                    )));
+                    let _ = ws.close(None);
+                    let _ = ws.flush();
+                    State::Ws { ws, closing: true }
+                } else if open {
                     State::Ws { ws, closing }
                 } else {
                     State::Done
@@ -186,6 +271,20 @@ impl Conn {
             }
             State::Done => State::Done,
         };
+    }
+
+    /// Answers a request the server routed to itself (see [`ConnEvent::Request`]).
+    pub fn respond(&mut self, bytes: Vec<u8>) {
+        if let State::Routed { stream } = std::mem::replace(&mut self.state, State::Done) {
+            self.state = State::Respond {
+                stream,
+                out: bytes,
+                pos: 0,
+                upgrade: None,
+            };
+            let mut none = Vec::new();
+            self.on_ready(&mut none);
+        }
     }
 
     /// Queues a text frame; a reader too slow to keep up is dropped.
@@ -203,6 +302,12 @@ impl Conn {
         }
     }
 
+    /// Sends a last text frame, then starts a clean close.
+    pub fn send_and_close(&mut self, text: String) {
+        self.send_text(text);
+        self.close();
+    }
+
     /// Starts a clean close (close frame, then wait for the peer's).
     pub fn close(&mut self) {
         if let State::Ws { ws, closing } = &mut self.state {
@@ -211,7 +316,7 @@ impl Conn {
                 let _ = ws.close(None);
                 let _ = ws.flush();
             }
-        } else if matches!(self.state, State::Head { .. }) {
+        } else if matches!(self.state, State::Head { .. } | State::Routed { .. }) {
             self.state = State::Done;
         }
     }
@@ -227,23 +332,42 @@ impl Conn {
             match ws.flush() {
                 Ok(()) => {}
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(tungstenite::Error::ConnectionClosed) => self.state = State::Done,
                 Err(_) => self.state = State::Done,
             }
         }
     }
+
+    /// Takes one token per message read; false when the connection is over its rate.
+    fn admit(&mut self, messages: usize) -> bool {
+        if messages == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let b = &mut self.bucket;
+        let refill =
+            now.saturating_duration_since(b.last).as_secs_f64() * self.limits.messages_per_sec;
+        b.tokens = (b.tokens + refill).min(self.limits.message_burst);
+        b.last = now;
+        b.tokens -= messages as f64;
+        b.tokens >= 0.0
+    }
 }
 
-/// A response and, for an upgrade, the session id and bytes read past the head.
-type Response = (Vec<u8>, Option<(String, Vec<u8>)>);
+/// What to do once a request head is read.
+enum Routing {
+    /// Write this, then close or upgrade.
+    Respond(Vec<u8>, Option<Upgrade>),
+    /// The server must answer.
+    Server(Request),
+}
 
-/// Reads what is there; Ok(Some) is the response to write, Ok(None) needs more bytes, Err closes.
+/// Reads what is there; Ok(Some) says what to do, Ok(None) needs more bytes, Err closes.
 fn read_head(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     max_head: usize,
     viewer_page: &str,
-) -> Result<Option<Response>, ()> {
+) -> Result<Option<Routing>, ()> {
     let mut chunk = [0u8; 4096];
     loop {
         match stream.read(&mut chunk) {
@@ -257,23 +381,42 @@ fn read_head(
             break;
         }
     }
-    let response = match http::parse_head(buf, max_head) {
+    let routing = match http::parse_head(buf, max_head) {
         Ok(None) => return Ok(None),
-        Ok(Some((Request::ViewerPage, _))) => (
+        Ok(Some((Request::ViewerPage, _))) => Routing::Respond(
             http::response("200 OK", "text/html; charset=utf-8", viewer_page.as_bytes()),
             None,
         ),
-        Ok(Some((Request::Health, _))) => (http::response("200 OK", "text/plain", b"ok\n"), None),
-        Ok(Some((Request::WebSocket { session_id, key }, len))) => {
-            let leftover = buf.get(len..).unwrap_or_default().to_vec();
-            (http::upgrade_response(&key), Some((session_id, leftover)))
+        Ok(Some((Request::Health, _))) => {
+            Routing::Respond(http::response("200 OK", "text/plain", b"ok\n"), None)
         }
+        Ok(Some((
+            Request::WebSocket {
+                session_id,
+                key,
+                token,
+                origin,
+            },
+            len,
+        ))) => {
+            let leftover = buf.get(len..).unwrap_or_default().to_vec();
+            Routing::Respond(
+                http::upgrade_response(&key),
+                Some(Upgrade {
+                    session_id,
+                    token,
+                    origin,
+                    leftover,
+                }),
+            )
+        }
+        Ok(Some((other, _))) => Routing::Server(other),
         Err(e) => {
             log_refusal(stream, &e);
-            (e.response(), None)
+            Routing::Respond(e.response(), None)
         }
     };
-    Ok(Some(response))
+    Ok(Some(routing))
 }
 
 /// Reads every complete frame; false when the connection is over.
@@ -282,8 +425,7 @@ fn read_frames(ws: &mut WebSocket<TcpStream>, out: &mut Vec<ConnEvent>) -> bool 
         match ws.read() {
             Ok(Message::Text(t)) => out.push(ConnEvent::Text(t.as_str().to_string())),
             Ok(Message::Binary(_)) => out.push(ConnEvent::Binary),
-            Ok(Message::Close(_)) => {}
-            Ok(_) => {} // ping/pong: tungstenite queues the pong
+            Ok(_) => {} // ping/pong/close: tungstenite queues the reply
             Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 let _ = ws.flush();
                 return true;

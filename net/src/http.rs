@@ -13,14 +13,22 @@ const MAX_HEADERS: usize = 48;
 pub enum Request {
     /// `GET /`: the embedded viewer page.
     ViewerPage,
-    /// `GET /healthz`.
+    /// `GET /healthz`: the process answers.
     Health,
+    /// `GET /readyz`: sockets bound and sources alive.
+    Ready,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     /// `GET /ws/{session_id}` with a valid WebSocket upgrade.
     WebSocket {
         /// Session id from the path.
         session_id: String,
         /// `Sec-WebSocket-Key`.
         key: String,
+        /// `?token=` from the query string, if any.
+        token: Option<String>,
+        /// The `Origin` header, if any.
+        origin: Option<String>,
     },
 }
 
@@ -94,7 +102,8 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
         return Err(HttpError::MethodNotAllowed);
     }
     let target = req.path.unwrap_or("/");
-    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let target = target.split('#').next().unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let header = |name: &str| {
         req.headers
             .iter()
@@ -105,6 +114,8 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
     let request = match path {
         "/" | "/index.html" => Request::ViewerPage,
         "/healthz" => Request::Health,
+        "/readyz" => Request::Ready,
+        "/metrics" => Request::Metrics,
         p if p.starts_with("/ws/") => {
             let id = &p[4..];
             if !valid_session_id(id) {
@@ -129,11 +140,22 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
             Request::WebSocket {
                 session_id: id.to_string(),
                 key: key.to_string(),
+                token: query_param(query, "token").map(str::to_string),
+                origin: header("origin").map(str::to_string),
             }
         }
         _ => return Err(HttpError::NotFound),
     };
     Ok(Some((request, len)))
+}
+
+/// The raw value of `name` in a query string (tokens need no percent-decoding).
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// A complete `Connection: close` response.
@@ -180,7 +202,9 @@ mod tests {
             req,
             Request::WebSocket {
                 session_id: "session-123".into(),
-                key: "dGhlIHNhbXBsZSBub25jZQ==".into()
+                key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
+                token: Some("abc".into()),
+                origin: None,
             }
         );
         // RFC 6455's own example key and accept value.

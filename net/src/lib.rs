@@ -7,14 +7,19 @@
 
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod conn;
 pub mod http;
+pub mod ingest;
 pub mod probe;
 pub mod server;
 pub mod source;
 pub mod udp;
+pub mod y4m;
 
+pub use capture::CaptureConfig;
 pub use conn::ConnLimits;
+pub use ingest::{IngestConfig, IngestCounters};
 pub use probe::FrameTiming;
 pub use server::{
     AvatarSpec, NetError, Server, ServerConfig, ShutdownHandle, UdpPortSpec, VIEWER_PAGE,

@@ -18,14 +18,18 @@ use portcast_engine::{
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::capture::{CaptureConfig, OfferCapture};
 use crate::conn::{Conn, ConnEvent, ConnLimits};
+use crate::ingest::{IngestConfig, IngestCounters, IngestHub, ListenError};
 use crate::probe::FrameTiming;
 use crate::source::{self, SourceEvent, SourceHandle, CHANNEL_DEPTH};
 use crate::udp::UdpPort;
+use crate::y4m::{FileSourceSpec, Y4mError};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
+const INGEST: Token = Token(3);
 const UDP_BASE: usize = 16;
 const CONN_BASE: usize = 1 << 20;
 
@@ -73,6 +77,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Per-frame timing reports (benchmarks); `None` in the daemon.
     pub frame_probe: Option<SyncSender<FrameTiming>>,
+    /// Where received offers are written (`--capture-offers`); `None` writes nothing.
+    pub capture_offers: Option<CaptureConfig>,
+    /// The renderers' ingest socket (`docs/ingest.md`); `None` disables it.
+    pub ingest: Option<IngestConfig>,
+    /// Avatars played from files (`--source y4m:FILE`).
+    pub file_sources: Vec<FileSourceSpec>,
 }
 
 impl Default for ServerConfig {
@@ -85,13 +95,12 @@ impl Default for ServerConfig {
             engine: EngineConfig::default(),
             max_connections: 1024,
             head_timeout: Duration::from_secs(5),
-            limits: ConnLimits {
-                max_head: 8 * 1024,
-                max_message: 256 * 1024,
-                max_write_buffer: 1024 * 1024,
-            },
+            limits: ConnLimits::default(),
             shutdown_grace: Duration::from_secs(2),
             frame_probe: None,
+            capture_offers: None,
+            ingest: None,
+            file_sources: Vec::new(),
         }
     }
 }
@@ -108,6 +117,12 @@ pub enum NetError {
     Source(String, io::Error),
     /// Poll, waker or signal registration failed.
     Io(io::Error),
+    /// The offer capture folder is unusable.
+    Capture(io::Error),
+    /// The ingest socket could not be opened.
+    Ingest(ListenError),
+    /// A `--source` file cannot be played.
+    File(Y4mError),
 }
 
 impl std::fmt::Display for NetError {
@@ -117,6 +132,9 @@ impl std::fmt::Display for NetError {
             NetError::Engine(e) => write!(f, "{e}"),
             NetError::Source(a, e) => write!(f, "avatar {a}: {e}"),
             NetError::Io(e) => write!(f, "event loop: {e}"),
+            NetError::Capture(e) => write!(f, "offer capture: {e}"),
+            NetError::Ingest(e) => write!(f, "ingest socket: {e}"),
+            NetError::File(e) => write!(f, "source file {e}"),
         }
     }
 }
@@ -157,6 +175,8 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     signals: Option<Signals>,
+    capture: OfferCapture,
+    ingest: Option<IngestHub>,
     config: ServerConfig,
     recv_buf: Box<[u8]>,
     signal_addr: SocketAddr,
@@ -197,7 +217,13 @@ impl Server {
         }
         config.engine.sockets = specs;
         config.engine.avatars = config.avatars.iter().map(|a| a.name.clone()).collect();
+        config
+            .engine
+            .avatars
+            .extend(config.file_sources.iter().map(|f| f.name.clone()));
         let engine = Engine::new(config.engine.clone()).map_err(NetError::Engine)?;
+        let capture =
+            OfferCapture::new(config.capture_offers.clone()).map_err(NetError::Capture)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, frames): (SyncSender<SourceEvent>, _) = mpsc::sync_channel(CHANNEL_DEPTH);
         let mut sources = HashMap::new();
@@ -207,6 +233,24 @@ impl Server {
                     .map_err(|e| NetError::Source(a.name.to_string(), e))?;
             sources.insert(a.name.clone(), h);
         }
+        for f in &config.file_sources {
+            let h = crate::y4m::spawn(f, tx.clone(), waker.clone())?;
+            sources.insert(f.name.clone(), h);
+        }
+        let ingest = match config.ingest.clone() {
+            Some(ic) => Some(
+                IngestHub::bind(
+                    ic,
+                    sources.keys().cloned(),
+                    tx,
+                    waker.clone(),
+                    poll.registry(),
+                    INGEST,
+                )
+                .map_err(NetError::Ingest)?,
+            ),
+            None => None,
+        };
         Ok(Server {
             poll,
             listener,
@@ -219,6 +263,8 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             waker,
             signals: None,
+            capture,
+            ingest,
             config,
             recv_buf: vec![0u8; 2048].into_boxed_slice(),
             signal_addr,
@@ -248,12 +294,25 @@ impl Server {
 
     /// Counters of every source thread.
     pub fn source_counters(&self) -> Vec<(AvatarId, Arc<source::SourceCounters>)> {
-        self.sources.iter().map(|(a, h)| (a.clone(), h.counters.clone())).collect()
+        self.sources
+            .iter()
+            .map(|(a, h)| (a.clone(), h.counters.clone()))
+            .collect()
     }
 
     /// Datagrams handed to the kernel (or queued) so far.
     pub fn datagrams_sent(&self) -> u64 {
         self.datagrams_sent
+    }
+
+    /// The ingest socket's path, when it is enabled.
+    pub fn ingest_path(&self) -> Option<&std::path::Path> {
+        self.ingest.as_ref().map(IngestHub::path)
+    }
+
+    /// Counters over all renderers, when ingest is enabled.
+    pub fn ingest_counters(&self) -> Option<Arc<IngestCounters>> {
+        self.ingest.as_ref().map(IngestHub::counters)
     }
 
     /// A handle to stop the loop from another thread.
@@ -297,6 +356,11 @@ impl Server {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(now),
+                    INGEST => {
+                        if let Some(i) = self.ingest.as_mut() {
+                            i.accept();
+                        }
+                    }
                     WAKER => {}
                     SIGNALS => self.on_signal(),
                     Token(t) if (UDP_BASE..UDP_BASE + self.udp.len()).contains(&t) => {
@@ -310,6 +374,9 @@ impl Server {
                     }
                     token => self.on_conn_ready(now, token, ev.is_writable()),
                 }
+            }
+            if let Some(i) = self.ingest.as_mut() {
+                i.poll(now, &mut self.engine);
             }
             self.drain_frames(now);
             if now >= deadline {
@@ -406,11 +473,14 @@ impl Server {
         conn.on_ready(&mut events);
         for e in events {
             match e {
-                ConnEvent::Opened(session_id) => {
+                ConnEvent::Opened { session_id, .. } => {
                     log::debug!("{id}: websocket open for session {session_id}");
                     self.engine.open_connection(id, &session_id);
                 }
-                ConnEvent::Text(text) => self.engine.handle_signal(now, id, &text),
+                ConnEvent::Text(text) => {
+                    self.capture.on_text(&text);
+                    self.engine.handle_signal(now, id, &text)
+                }
                 ConnEvent::Binary => {
                     if let Some(c) = self.conns.get_mut(&token) {
                         c.send_text(portcast_engine::signaling::server_error(
@@ -419,7 +489,16 @@ impl Server {
                         ));
                     }
                 }
-                ConnEvent::TooLarge => {}
+                ConnEvent::Request(_) => {
+                    if let Some(c) = self.conns.get_mut(&token) {
+                        c.respond(crate::http::response(
+                            "404 Not Found",
+                            "text/plain",
+                            b"not found\n",
+                        ));
+                    }
+                }
+                ConnEvent::TooLarge | ConnEvent::RateLimited => {}
             }
         }
     }
@@ -430,7 +509,8 @@ impl Server {
                 Ok((avatar, au)) => {
                     let dequeued_at = Instant::now();
                     let sent_before = self.datagrams_sent;
-                    self.engine.handle_access_unit(dequeued_at.max(now), &avatar, &au);
+                    self.engine
+                        .handle_access_unit(dequeued_at.max(now), &avatar, &au);
                     self.drain_engine();
                     if let Some(probe) = &self.config.frame_probe {
                         let _ = probe.try_send(FrameTiming {
@@ -471,6 +551,8 @@ impl Server {
                 Output::KeyframeRequest { avatar } => {
                     if let Some(s) = self.sources.get(&avatar) {
                         s.request_keyframe();
+                    } else if let Some(i) = &self.ingest {
+                        i.request_keyframe(&avatar);
                     }
                 }
                 Output::SessionClosed { conn, .. } => {
@@ -542,6 +624,9 @@ impl Server {
         }
         for s in self.sources.values_mut() {
             s.stop();
+        }
+        if let Some(i) = self.ingest.as_mut() {
+            i.stop();
         }
         log::info!("stopped");
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
-use portcast_engine::pattern::TestPattern;
+use portcast_engine::pattern::{TestPattern, I420};
 use portcast_engine::{AccessUnit, AvatarId};
 
 /// Access units waiting for the loop; when full, the source drops and asks itself for an IDR.
@@ -81,6 +81,24 @@ impl Drop for SourceHandle {
     }
 }
 
+/// Pictures a source thread encodes, one per tick of its clock.
+pub trait Frames: Send {
+    /// What the pictures are, for the start log line (e.g. `test pattern 1280x720`).
+    fn describe(&self) -> String;
+    /// The picture of frame `index`, stamped with `clock_ms` if it shows a clock.
+    fn frame(&mut self, index: u64, clock_ms: u64) -> Result<I420<'_>, String>;
+}
+
+impl Frames for TestPattern {
+    fn describe(&self) -> String {
+        format!("test pattern {}x{}", self.width(), self.height())
+    }
+
+    fn frame(&mut self, index: u64, clock_ms: u64) -> Result<I420<'_>, String> {
+        Ok(self.render(index, clock_ms))
+    }
+}
+
 /// Starts the built-in test pattern for `avatar` on a new thread.
 pub fn spawn_test_pattern(
     avatar: AvatarId,
@@ -98,6 +116,17 @@ pub fn spawn_test_pattern(
                 ),
             )
         })?;
+    spawn_frames(avatar, settings, Box::new(pattern), tx, waker)
+}
+
+/// Starts a source thread encoding `pattern`'s pictures at `settings.fps` for `avatar`.
+pub fn spawn_frames(
+    avatar: AvatarId,
+    settings: EncoderSettings,
+    pattern: Box<dyn Frames>,
+    tx: SyncSender<SourceEvent>,
+    waker: Arc<Waker>,
+) -> std::io::Result<SourceHandle> {
     let encoder = H264Encoder::new(settings)
         .map_err(|e| std::io::Error::other(format!("encoder for {avatar}: {e}")))?;
     let (control, control_rx) = mpsc::channel();
@@ -129,7 +158,7 @@ pub fn spawn_test_pattern(
 struct Worker {
     avatar: AvatarId,
     fps: u32,
-    pattern: TestPattern,
+    pattern: Box<dyn Frames>,
     encoder: H264Encoder,
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
@@ -146,10 +175,9 @@ impl Worker {
         let mut force_idr = false;
         let mut buf = Vec::with_capacity(256 * 1024);
         log::info!(
-            "source {}: test pattern {}x{} @ {} fps, {} kbit/s",
+            "source {}: {} @ {} fps, {} kbit/s",
             self.avatar,
-            self.pattern.width(),
-            self.pattern.height(),
+            self.pattern.describe(),
             self.fps,
             self.encoder.settings().bitrate_bps / 1000
         );
@@ -179,7 +207,13 @@ impl Worker {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0);
             let captured_at = Instant::now();
-            let pic = self.pattern.render(index, clock_ms);
+            let pic = match self.pattern.frame(index, clock_ms) {
+                Ok(p) => p,
+                Err(e) => {
+                    log::error!("source {}: stopping: {e}", self.avatar);
+                    return;
+                }
+            };
             buf.clear();
             let result = self.encoder.encode(&pic, force_idr, &mut buf);
             let encoded_at = Instant::now();

@@ -6,7 +6,7 @@
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
@@ -21,19 +21,30 @@ use tungstenite::{Message, WebSocket};
 /// Ports that were free a moment ago (bind to 0, read, release).
 pub fn free_udp_ports(n: usize) -> Vec<u16> {
     loop {
-        let first = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let first = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         if first > 60000 {
             continue;
         }
         let range: Vec<u16> = (first..first + n as u16).collect();
-        if range.iter().all(|p| UdpSocket::bind(("127.0.0.1", *p)).is_ok()) {
+        if range
+            .iter()
+            .all(|p| UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        {
             return range;
         }
     }
 }
 
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The daemon binary running as a child process; killed on drop.
@@ -42,6 +53,8 @@ pub struct Daemon {
     pub signal_port: u16,
     pub udp_ports: Vec<u16>,
     pub log_path: std::path::PathBuf,
+    /// The renderers' ingest socket: one per daemon, so tests can run side by side.
+    pub ingest_path: std::path::PathBuf,
 }
 
 impl Daemon {
@@ -50,6 +63,7 @@ impl Daemon {
         let udp_ports = free_udp_ports(5);
         let log_path = std::env::temp_dir().join(format!("portcast-test-{signal_port}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
+        let ingest_path = std::env::temp_dir().join(format!("portcast-test-{signal_port}.sock"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcast"));
         cmd.args([
             "--bind-ip",
@@ -64,7 +78,9 @@ impl Daemon {
             "320",
             "--height",
             "180",
+            "--ingest-socket",
         ])
+        .arg(&ingest_path)
         .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -75,10 +91,20 @@ impl Daemon {
             }
         }
         let child = cmd.spawn().expect("daemon starts");
-        let d = Daemon { child, signal_port, udp_ports, log_path };
+        let d = Daemon {
+            child,
+            signal_port,
+            udp_ports,
+            log_path,
+            ingest_path,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", signal_port)).is_err() {
-            assert!(Instant::now() < deadline, "daemon did not listen: {}", d.log());
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not listen: {}",
+                d.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         d
@@ -112,7 +138,9 @@ impl Drop for Daemon {
 
 pub fn connect_ws(port: u16, session: &str) -> WebSocket<TcpStream> {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let url = format!("ws://127.0.0.1:{port}/ws/{session}");
     let (ws, _) = tungstenite::client::client(url.as_str(), stream).expect("websocket upgrade");
     ws
@@ -136,6 +164,11 @@ pub struct NetViewer {
     pub local: SocketAddr,
     pub answer: Value,
     pub counters: Vec<u64>,
+    /// Wall-clock time each of `counters` was decoded (comparable with another process's clock).
+    pub decoded_at: Vec<SystemTime>,
+    /// When set, every depacketized access unit is kept in `media`, as str0m handed it over.
+    pub keep_media: bool,
+    pub media: Vec<Vec<u8>>,
     pub connected_at: Option<Instant>,
     pub first_frame_at: Option<Instant>,
     pub started: Instant,
@@ -174,6 +207,9 @@ impl NetViewer {
             local,
             answer,
             counters: Vec::new(),
+            decoded_at: Vec::new(),
+            keep_media: false,
+            media: Vec::new(),
             connected_at: None,
             first_frame_at: None,
             started,
@@ -218,6 +254,9 @@ impl NetViewer {
                 }
                 Output::Event(Event::Connected) => self.connected_at = Some(Instant::now()),
                 Output::Event(Event::MediaData(m)) => {
+                    if self.keep_media {
+                        self.media.push(m.data.to_vec());
+                    }
                     if let Ok(Some(pic)) = self.decoder.decode(&m.data) {
                         let (width, height) = pic.dimensions();
                         let view = I420 {
@@ -231,6 +270,7 @@ impl NetViewer {
                         if let Some(c) = read_frame_counter(&view) {
                             self.first_frame_at.get_or_insert_with(Instant::now);
                             self.counters.push(c);
+                            self.decoded_at.push(SystemTime::now());
                         }
                     }
                 }

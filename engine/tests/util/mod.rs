@@ -16,7 +16,7 @@ use portcast_engine::{
     AccessUnit, AvatarId, ConnId, Datagram, Engine, EngineConfig, Output, SocketId, SocketSpec,
 };
 use serde_json::Value;
-use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpApi, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
@@ -71,6 +71,8 @@ pub struct Viewer {
     pub online: bool,
     /// The mid of the video transceiver.
     pub mid: Option<str0m::media::Mid>,
+    /// Data channels that opened (a rejected m=application must keep this 0).
+    pub channels_opened: usize,
 }
 
 impl Viewer {
@@ -93,13 +95,20 @@ impl Viewer {
             heard_from: Vec::new(),
             online: true,
             mid: None,
+            channels_opened: 0,
         }
     }
 
     /// Creates the recvonly video offer, as a browser's `addTransceiver('video', recvonly)`.
     pub fn make_offer(&mut self) -> String {
+        self.make_offer_with(|_| {})
+    }
+
+    /// Like `make_offer`, plus whatever `extra` adds after the video (audio, a data channel).
+    pub fn make_offer_with(&mut self, extra: impl FnOnce(&mut SdpApi<'_>)) -> String {
         let mut api = self.rtc.sdp_api();
         self.mid = Some(api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None));
+        extra(&mut api);
         let (offer, pending) = api.apply().unwrap();
         self.pending = Some(pending);
         offer.to_sdp_string()
@@ -132,6 +141,7 @@ impl Viewer {
                 }
                 Ok(RtcOutput::Event(e)) => match e {
                     Event::Connected => self.connected = true,
+                    Event::ChannelOpen(..) => self.channels_opened += 1,
                     Event::MediaData(m) => self.decode(&m.data),
                     _ => {}
                 },
@@ -242,6 +252,8 @@ pub struct World {
     pub keyframe_requests: u64,
     pub closed: Vec<(ConnId, String, &'static str)>,
     pub signals: Vec<(ConnId, String)>,
+    /// Datagrams the engine sent that are DTLS application data (SCTP would be; SRTP is not).
+    pub dtls_app_data_from_engine: u64,
 }
 
 impl World {
@@ -263,14 +275,25 @@ impl World {
             keyframe_requests: 0,
             closed: Vec::new(),
             signals: Vec::new(),
+            dtls_app_data_from_engine: 0,
         }
     }
 
     /// Adds a viewer at `addr` and sends its offer; returns its index.
     pub fn add_viewer(&mut self, session_id: &str, addr: SocketAddr) -> usize {
+        self.add_viewer_with(session_id, addr, |_| {})
+    }
+
+    /// Adds a viewer whose offer also carries what `extra` adds; returns its index.
+    pub fn add_viewer_with(
+        &mut self,
+        session_id: &str,
+        addr: SocketAddr,
+        extra: impl FnOnce(&mut SdpApi<'_>),
+    ) -> usize {
         let conn = self.viewers.len() as u64 + 1000;
         let mut v = Viewer::new(conn, session_id, addr, self.now);
-        let sdp = v.make_offer();
+        let sdp = v.make_offer_with(extra);
         self.engine.open_connection(v.conn, session_id);
         let msg = offer_message(session_id, "test-pattern", &sdp);
         self.engine.handle_signal(self.now, v.conn, &msg);
@@ -289,6 +312,10 @@ impl World {
                     Output::Timeout(_) => break,
                     Output::Transmit(t) => {
                         moved = true;
+                        // RFC 7983: first byte 20..=63 is DTLS; content type 23 is application data.
+                        if t.bytes.first() == Some(&23) {
+                            self.dtls_app_data_from_engine += 1;
+                        }
                         let public = self.engine.sockets().get(t.socket).unwrap().public;
                         if let Some(v) = self.viewers.iter_mut().find(|v| v.addr == t.to) {
                             v.heard_from.push(public);

@@ -1,0 +1,647 @@
+//! The invariants every SDP answer of the engine must hold, checked against its offer.
+//!
+//! `portcast replay` reports them for each answered offer and the fixture and
+//! mutation tests assert them. The checks read the SDP text independently of
+//! the code that wrote it (and of str0m, except for the last rule, which asks
+//! str0m to parse the answer again), so a rewrite that goes wrong shows here.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::Serialize;
+use str0m::change::SdpAnswer;
+
+use crate::sdp_text::{MediaText, SdpText};
+
+/// What an answer says, as far as a viewer's interoperability goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AnswerFacts {
+    /// Payload type of the answered H.264 format.
+    pub pt: Option<u8>,
+    /// Its `profile-level-id`, lowercase hex as in the SDP (`42e01f`).
+    pub profile_level_id: Option<String>,
+    /// Its `packetization-mode`.
+    pub packetization_mode: Option<u8>,
+    /// The RTX payload type paired with it.
+    pub rtx: Option<u8>,
+    /// `a=setup` of the accepted m-line (`active` or `passive`).
+    pub setup: Option<String>,
+    /// Mid of the accepted video m-line.
+    pub video_mid: Option<String>,
+    /// Mids of the m-lines answered with port 0, in order.
+    pub rejected_mids: Vec<String>,
+    /// The mids of the answer's BUNDLE group, if it has one.
+    pub bundle: Option<Vec<String>>,
+    /// Addresses of the announced candidates.
+    pub candidates: Vec<SocketAddr>,
+}
+
+/// Which invariant an answer broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Rule {
+    /// The session carries `a=ice-lite`.
+    IceLite,
+    /// Candidates are host/udp at a configured public address and port, on the accepted m-line.
+    Candidates,
+    /// The accepted m-line has a complete DTLS fingerprint and ICE credentials.
+    Transport,
+    /// `a=setup` is what the offer's setup allows (RFC 8842).
+    Setup,
+    /// Same m-lines as the offer: count, order, media types and mids.
+    Mids,
+    /// The BUNDLE group lists exactly the accepted mid, if the offer bundled it.
+    Bundle,
+    /// One H.264 payload type from the offer, its fmtp unchanged, plus only its RTX.
+    Codec,
+    /// Exactly one video m-line is accepted, `a=sendonly`, and the offer lets the viewer receive it.
+    Direction,
+    /// Every other m-line is rejected: port 0, no candidate, no direction but inactive.
+    Rejected,
+    /// str0m parses the answer again.
+    Parses,
+}
+
+/// One broken invariant, with what was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// The invariant.
+    pub rule: Rule,
+    /// What the answer says instead.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rule = serde_json::to_value(self.rule)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        write!(f, "{rule}: {}", self.detail)
+    }
+}
+
+/// The facts of an answer and every invariant it breaks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnswerCheck {
+    /// What the answer says.
+    pub facts: AnswerFacts,
+    /// Broken invariants; empty for a good answer.
+    pub violations: Vec<Violation>,
+}
+
+/// Checks `answer` against `offer`; `public` lists the addresses candidates may name.
+pub fn check_answer(offer: &str, answer: &str, public: &[SocketAddr]) -> AnswerCheck {
+    let mut c = Checker {
+        offer: SdpText::parse(offer),
+        answer: SdpText::parse(answer),
+        out: AnswerCheck::default(),
+    };
+    c.ice_lite();
+    c.mids();
+    c.candidates(public);
+    if let Some(i) = c.accepted_video() {
+        c.transport(i);
+        c.setup(i);
+        c.codec(i);
+        c.bundle(i);
+    }
+    c.rejected();
+    if let Err(e) = SdpAnswer::from_sdp_string(answer) {
+        c.violate(Rule::Parses, format!("str0m: {e}"));
+    }
+    c.out
+}
+
+struct Checker<'a> {
+    offer: SdpText<'a>,
+    answer: SdpText<'a>,
+    out: AnswerCheck,
+}
+
+impl<'a> Checker<'a> {
+    fn violate(&mut self, rule: Rule, detail: String) {
+        self.out.violations.push(Violation { rule, detail });
+    }
+
+    fn ice_lite(&mut self) {
+        if !self.answer.session_attrs().any(|(n, _)| n == "ice-lite") {
+            self.violate(Rule::IceLite, "no session-level a=ice-lite".into());
+        }
+    }
+
+    fn mids(&mut self) {
+        let (o, a) = (self.offer.media.len(), self.answer.media.len());
+        if o != a {
+            self.violate(
+                Rule::Mids,
+                format!("the offer has {o} m-lines, the answer {a}"),
+            );
+        }
+        let pairs: Vec<(String, String, Option<&str>, Option<&str>)> = self
+            .offer
+            .media
+            .iter()
+            .zip(&self.answer.media)
+            .map(|(o, a)| (o.kind().into(), a.kind().into(), o.mid(), a.mid()))
+            .collect();
+        for (i, (okind, akind, omid, amid)) in pairs.into_iter().enumerate() {
+            if okind != akind {
+                self.violate(
+                    Rule::Mids,
+                    format!("m-line {}: offered {okind:?}, answered {akind:?}", i + 1),
+                );
+            }
+            if omid != amid {
+                self.violate(
+                    Rule::Mids,
+                    format!("m-line {}: offered mid {omid:?}, answered {amid:?}", i + 1),
+                );
+            }
+        }
+    }
+
+    fn candidates(&mut self, public: &[SocketAddr]) {
+        let lines: Vec<(Option<usize>, &str)> = self
+            .answer
+            .session_attrs()
+            .map(|a| (None, a))
+            .chain(
+                self.answer
+                    .media
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, m)| m.attrs().map(move |a| (Some(i), a))),
+            )
+            .filter(|(_, (n, _))| *n == "candidate")
+            .map(|(i, (_, v))| (i, v))
+            .collect();
+        for (section, value) in lines {
+            match host_udp_candidate(value) {
+                Some(addr) if public.contains(&addr) => self.out.facts.candidates.push(addr),
+                Some(addr) => self.violate(
+                    Rule::Candidates,
+                    format!("candidate at {addr}, which is no configured public address"),
+                ),
+                None => self.violate(
+                    Rule::Candidates,
+                    format!("a=candidate:{value} is not a udp host candidate"),
+                ),
+            }
+            let on_accepted = section.is_some_and(|i| {
+                self.answer
+                    .media
+                    .get(i)
+                    .is_some_and(|m| m.port() != Some(0))
+            });
+            if !on_accepted {
+                self.violate(
+                    Rule::Candidates,
+                    format!("a=candidate:{value} is not on the accepted m-line"),
+                );
+            }
+        }
+        if self.out.facts.candidates.is_empty() {
+            self.violate(Rule::Candidates, "no candidate announced".into());
+        }
+    }
+
+    /// The accepted m-line, if it is exactly one video m-line the viewer receives.
+    fn accepted_video(&mut self) -> Option<usize> {
+        let accepted: Vec<(usize, &MediaText<'a>)> = self
+            .answer
+            .media
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.port() != Some(0))
+            .collect();
+        let [(i, m)] = accepted[..] else {
+            let n = accepted.len();
+            self.violate(
+                Rule::Direction,
+                format!("{n} m-lines accepted; exactly one (the video) must be"),
+            );
+            return None;
+        };
+        let (kind, dir, mid) = (m.kind(), m.direction(), m.mid());
+        self.out.facts.video_mid = mid.map(str::to_string);
+        if kind != "video" {
+            self.violate(Rule::Direction, format!("the accepted m-line is {kind:?}"));
+            return None;
+        }
+        if dir != Some("sendonly") {
+            self.violate(
+                Rule::Direction,
+                format!("the video is answered {dir:?}, not sendonly"),
+            );
+        }
+        let offered = self.offer.media.get(i).map(|o| (o.port(), o.direction()));
+        match offered {
+            Some((port, dir))
+                if port != Some(0) && matches!(dir, None | Some("recvonly" | "sendrecv")) => {}
+            other => self.violate(
+                Rule::Direction,
+                format!(
+                    "the offer's m-line {} does not receive video: {other:?}",
+                    i + 1
+                ),
+            ),
+        }
+        Some(i)
+    }
+
+    fn transport(&mut self, i: usize) {
+        let value = |name: &str| -> Option<&'a str> {
+            self.answer
+                .media
+                .get(i)
+                .and_then(|m| m.attr(name))
+                .or_else(|| {
+                    self.answer
+                        .session_attrs()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, v)| v)
+                })
+        };
+        let (ufrag, pwd, fp) = (value("ice-ufrag"), value("ice-pwd"), value("fingerprint"));
+        // RFC 8839 section 5.4: ufrag 4-256 ice-chars, pwd 22-256.
+        if !ufrag.is_some_and(|u| (4..=256).contains(&u.len())) {
+            self.violate(Rule::Transport, format!("a=ice-ufrag is {ufrag:?}"));
+        }
+        if !pwd.is_some_and(|p| (22..=256).contains(&p.len())) {
+            self.violate(Rule::Transport, format!("a=ice-pwd is {pwd:?}"));
+        }
+        if !fp.is_some_and(complete_fingerprint) {
+            self.violate(Rule::Transport, format!("a=fingerprint is {fp:?}"));
+        }
+    }
+
+    fn setup(&mut self, i: usize) {
+        let setup_of = |t: &SdpText<'a>| -> Option<&'a str> {
+            t.media.get(i).and_then(|m| m.attr("setup")).or_else(|| {
+                t.session_attrs()
+                    .find(|(n, _)| *n == "setup")
+                    .map(|(_, v)| v)
+            })
+        };
+        let answer = setup_of(&self.answer);
+        self.out.facts.setup = answer.map(str::to_string);
+        // RFC 4145 section 4: an offer without a=setup means active.
+        let offer = setup_of(&self.offer).unwrap_or("active");
+        let ok = matches!(
+            (offer, answer),
+            ("actpass", Some("active" | "passive"))
+                | ("active", Some("passive"))
+                | ("passive", Some("active"))
+        );
+        if !ok {
+            self.violate(
+                Rule::Setup,
+                format!("the offer says {offer:?}, the answer {answer:?}"),
+            );
+        }
+    }
+
+    fn codec(&mut self, i: usize) {
+        let (Some(a), Some(o)) = (self.answer.media.get(i), self.offer.media.get(i)) else {
+            return;
+        };
+        let (answered, offered) = (Formats::of(a), Formats::of(o));
+        let mut problems = Vec::new();
+        let h264: Vec<&Format> = answered.list.iter().filter(|f| f.is("H264")).collect();
+        let [h] = h264[..] else {
+            problems.push(format!("{} H.264 payload types answered", h264.len()));
+            self.report_codec(problems);
+            return;
+        };
+        self.out.facts.pt = Some(h.pt);
+        self.out.facts.profile_level_id = h.param("profile-level-id").map(|p| p.to_lowercase());
+        self.out.facts.packetization_mode =
+            h.param("packetization-mode").and_then(|p| p.parse().ok());
+        match offered.get(h.pt) {
+            Some(of) if of.is("H264") => {
+                for key in ["profile-level-id", "packetization-mode"] {
+                    let (want, got) = (of.param(key), h.param(key));
+                    if want.map(str::to_lowercase) != got.map(str::to_lowercase) {
+                        problems.push(format!(
+                            "pt {} {key}: offered {want:?}, answered {got:?}",
+                            h.pt
+                        ));
+                    }
+                }
+            }
+            _ => problems.push(format!("pt {} is not an H.264 format of the offer", h.pt)),
+        }
+        for f in answered.list.iter().filter(|f| f.pt != h.pt) {
+            let apt = f.param("apt").and_then(|a| a.parse::<u8>().ok());
+            let offered_rtx = offered
+                .get(f.pt)
+                .is_some_and(|of| of.is("rtx") && of.param("apt") == f.param("apt"));
+            if f.is("rtx") && apt == Some(h.pt) && offered_rtx {
+                self.out.facts.rtx = Some(f.pt);
+            } else {
+                problems.push(format!(
+                    "pt {} ({}) is not the offered rtx of pt {}",
+                    f.pt, f.codec, h.pt
+                ));
+            }
+        }
+        self.report_codec(problems);
+    }
+
+    fn report_codec(&mut self, problems: Vec<String>) {
+        for p in problems {
+            self.violate(Rule::Codec, p);
+        }
+    }
+
+    fn bundle(&mut self, i: usize) {
+        let mid = self.answer.media.get(i).and_then(|m| m.mid());
+        let offered = self.offer.bundle_mids();
+        let expected: Option<Vec<&str>> = match (offered, mid) {
+            (Some(group), Some(mid)) if group.contains(&mid) => Some(vec![mid]),
+            _ => None,
+        };
+        let got = self.answer.bundle_mids();
+        self.out.facts.bundle = got
+            .as_ref()
+            .map(|g| g.iter().map(|s| s.to_string()).collect());
+        if got != expected {
+            self.violate(
+                Rule::Bundle,
+                format!("BUNDLE group is {got:?}, expected {expected:?}"),
+            );
+        }
+    }
+
+    fn rejected(&mut self) {
+        let mut problems = Vec::new();
+        let accepted_count = self
+            .answer
+            .media
+            .iter()
+            .filter(|m| m.port() != Some(0))
+            .count();
+        for (i, m) in self.answer.media.iter().enumerate() {
+            if m.port() != Some(0) {
+                if m.kind() != "video" || accepted_count > 1 {
+                    problems.push(format!("m-line {} ({}) is not rejected", i + 1, m.kind()));
+                }
+                continue;
+            }
+            if let Some(mid) = m.mid() {
+                self.out.facts.rejected_mids.push(mid.to_string());
+            }
+            if m.attr("candidate").is_some() {
+                problems.push(format!("rejected m-line {} has candidates", i + 1));
+            }
+            if let Some(dir) = m.direction().filter(|d| *d != "inactive") {
+                problems.push(format!("rejected m-line {} is {dir}", i + 1));
+            }
+            if m.attr("sctp-port").is_some() {
+                problems.push(format!("rejected m-line {} has a=sctp-port", i + 1));
+            }
+        }
+        for p in problems {
+            self.violate(Rule::Rejected, p);
+        }
+    }
+}
+
+/// The payload formats of an RTP m-line: its format list with rtpmap and fmtp.
+struct Formats<'a> {
+    list: Vec<Format<'a>>,
+}
+
+struct Format<'a> {
+    pt: u8,
+    codec: &'a str,
+    params: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Formats<'a> {
+    fn of(m: &MediaText<'a>) -> Self {
+        let list = m
+            .formats()
+            .filter_map(|f| f.parse::<u8>().ok())
+            .map(|pt| {
+                let codec = attr_for_pt(m, "rtpmap", pt)
+                    .and_then(|v| v.split('/').next())
+                    .unwrap_or("");
+                let params = attr_for_pt(m, "fmtp", pt)
+                    .map(|v| {
+                        v.split(';')
+                            .map(|kv| {
+                                let kv = kv.trim();
+                                kv.split_once('=').unwrap_or((kv, ""))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Format { pt, codec, params }
+            })
+            .collect();
+        Formats { list }
+    }
+
+    fn get(&self, pt: u8) -> Option<&Format<'a>> {
+        self.list.iter().find(|f| f.pt == pt)
+    }
+}
+
+impl Format<'_> {
+    fn is(&self, codec: &str) -> bool {
+        self.codec.eq_ignore_ascii_case(codec)
+    }
+
+    fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// The value after `<pt> ` of the first `a=<name>:<pt> ...` line.
+fn attr_for_pt<'a>(m: &MediaText<'a>, name: &str, pt: u8) -> Option<&'a str> {
+    let pt = pt.to_string();
+    m.attrs().filter(|(n, _)| *n == name).find_map(|(_, v)| {
+        v.split_once(' ')
+            .filter(|(p, _)| *p == pt)
+            .map(|(_, rest)| rest)
+    })
+}
+
+/// The address of `candidate:<foundation> <component> udp <priority> <ip> <port> typ host ...`.
+fn host_udp_candidate(value: &str) -> Option<SocketAddr> {
+    let f: Vec<&str> = value.split(' ').collect();
+    match f[..] {
+        [_, _, transport, _, ip, port, "typ", "host", ..]
+            if transport.eq_ignore_ascii_case("udp") =>
+        {
+            Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `<hash> XX:XX:...` names a known hash and carries its full digest.
+fn complete_fingerprint(value: &str) -> bool {
+    let Some((hash, hex)) = value.split_once(' ') else {
+        return false;
+    };
+    let len = match hash.to_ascii_lowercase().as_str() {
+        "sha-1" => 20,
+        "sha-224" => 28,
+        "sha-256" => 32,
+        "sha-384" => 48,
+        "sha-512" => 64,
+        _ => return false,
+    };
+    let bytes: Vec<&str> = hex.split(':').collect();
+    bytes.len() == len
+        && bytes
+            .iter()
+            .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FP: &str = "sha-256 9B:61:66:C7:25:21:4F:77:42:97:81:DF:E2:5C:1D:7E:75:33:86:5A:8E:B9:93:6B:24:DE:35:48:9B:90:DC:38";
+
+    fn offer() -> String {
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
+         m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+         a=setup:actpass\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n\
+         a=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\n\
+         a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+         a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=recvonly\r\n\
+         a=rtpmap:111 opus/48000/2\r\n"
+            .to_string()
+    }
+
+    fn answer() -> String {
+        format!(
+            "v=0\r\no=str0m-0.25.0 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+             a=ice-lite\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 102 103\r\nc=IN IP4 0.0.0.0\r\n\
+             a=candidate:1 1 udp 2130706175 198.18.0.1 10111 typ host\r\n\
+             a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:{FP}\r\n\
+             a=setup:passive\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\n\
+             a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+             a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n\
+             m=audio 0 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n"
+        )
+    }
+
+    fn public() -> Vec<SocketAddr> {
+        vec!["198.18.0.1:10111".parse().unwrap()]
+    }
+
+    fn rules(answer: &str) -> Vec<Rule> {
+        check_answer(&offer(), answer, &public())
+            .violations
+            .iter()
+            .map(|v| v.rule)
+            .collect()
+    }
+
+    #[test]
+    fn a_good_answer_has_its_facts_and_no_violation() {
+        let c = check_answer(&offer(), &answer(), &public());
+        assert_eq!(c.violations, vec![], "{:?}", c.violations);
+        assert_eq!(
+            c.facts,
+            AnswerFacts {
+                pt: Some(102),
+                profile_level_id: Some("42e01f".into()),
+                packetization_mode: Some(1),
+                rtx: Some(103),
+                setup: Some("passive".into()),
+                video_mid: Some("0".into()),
+                rejected_mids: vec!["1".into()],
+                bundle: Some(vec!["0".into()]),
+                candidates: public(),
+            }
+        );
+    }
+
+    #[test]
+    fn each_broken_invariant_is_named() {
+        let a = answer();
+        let cases = [
+            (a.replace("a=ice-lite\r\n", ""), Rule::IceLite),
+            (
+                a.replace("198.18.0.1 10111", "10.0.0.1 10111"),
+                Rule::Candidates,
+            ),
+            (a.replace("typ host", "typ srflx"), Rule::Candidates),
+            (
+                a.replace("a=fingerprint:sha-256 9B:", "a=fingerprint:sha-256 "),
+                Rule::Transport,
+            ),
+            (
+                a.replace("a=ice-pwd:abcdefghijklmnopqrstuv", "a=ice-pwd:short"),
+                Rule::Transport,
+            ),
+            (a.replace("a=setup:passive", "a=setup:actpass"), Rule::Setup),
+            (a.replace("a=mid:1", "a=mid:7"), Rule::Mids),
+            (a.replace("BUNDLE 0", "BUNDLE 0 1"), Rule::Bundle),
+            (
+                a.replace("profile-level-id=42e01f", "profile-level-id=42001f"),
+                Rule::Codec,
+            ),
+            (a.replace("102 103\r\n", "102 103 96\r\n"), Rule::Codec),
+            (a.replace("a=sendonly", "a=sendrecv"), Rule::Direction),
+            (a.replace("m=audio 0", "m=audio 9"), Rule::Rejected),
+            (a.replace("a=inactive", "a=sendonly"), Rule::Rejected),
+            (a.replace("v=0\r\n", ""), Rule::Parses),
+        ];
+        for (bad, rule) in cases {
+            let got = rules(&bad);
+            assert!(
+                got.contains(&rule),
+                "{rule:?} not found in {got:?} for\n{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn setup_follows_rfc_8842() {
+        let cases = [
+            ("actpass", "active", true),
+            ("actpass", "passive", true),
+            ("passive", "active", true),
+            ("passive", "passive", false),
+            ("active", "passive", true),
+            ("active", "active", false),
+        ];
+        for (offered, answered, ok) in cases {
+            let o = offer().replace("a=setup:actpass", &format!("a=setup:{offered}"));
+            let a = answer().replace("a=setup:passive", &format!("a=setup:{answered}"));
+            let c = check_answer(&o, &a, &public());
+            let broke = c.violations.iter().any(|v| v.rule == Rule::Setup);
+            assert_eq!(!broke, ok, "{offered} -> {answered}: {:?}", c.violations);
+        }
+    }
+
+    #[test]
+    fn answering_a_sendonly_offer_breaks_direction() {
+        let o = offer().replacen("a=recvonly", "a=sendonly", 1);
+        let c = check_answer(&o, &answer(), &public());
+        assert!(c.violations.iter().any(|v| v.rule == Rule::Direction));
+    }
+
+    #[test]
+    fn violations_print_rule_and_detail() {
+        let v = Violation {
+            rule: Rule::IceLite,
+            detail: "no session-level a=ice-lite".into(),
+        };
+        assert_eq!(v.to_string(), "ice_lite: no session-level a=ice-lite");
+    }
+}

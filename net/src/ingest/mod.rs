@@ -1,0 +1,487 @@
+//! Frames pushed by GPU renderers over a local Unix-domain socket.
+//!
+//! A renderer connects to the ingest socket, registers an avatar id with its
+//! format (raw I420, RGB24, BGRA, or pre-encoded H.264), and pushes frames;
+//! viewers whose offer names that avatar watch it. The wire format lives in
+//! [`wire`] (reference: `docs/ingest.md`), a blocking client for Rust programs
+//! in [`client`].
+//!
+//! Threads: the mio loop accepts connections (it owns the listener) and never
+//! reads them; each renderer gets a reader thread and an encoder thread
+//! (`renderer.rs`), which hand access units to the loop through the same
+//! channel and `Waker` as the built-in sources. Registration reaches the
+//! engine through [`IngestHub::poll`], on the loop thread.
+//!
+//! An avatar id, once registered, stays known to the engine until the daemon
+//! exits: when its renderer disconnects, viewers keep their sessions and see
+//! the last picture; new offers for it are accepted and start when a renderer
+//! registers the id again, with an IDR.
+
+pub mod client;
+pub mod convert;
+mod renderer;
+pub mod slot;
+pub mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io::{self, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::UnixListener;
+use mio::{Interest, Registry, Token, Waker};
+use portcast_engine::{AvatarId, Engine};
+
+use crate::source::SourceEvent;
+use slot::Slot;
+use wire::WireError;
+
+/// Where the socket goes when the operator does not say.
+pub const DEFAULT_SOCKET_PATH: &str = "/run/portcast/ingest.sock";
+/// Largest frame payload accepted unless configured: a 1080p BGRA frame is 8.3 MB, 4K I420 12.4 MB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 << 20;
+
+/// How the ingest socket is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// Path of the Unix-domain socket.
+    pub path: PathBuf,
+    /// Largest frame payload, in bytes.
+    pub max_frame_bytes: usize,
+    /// Most renderers connected at once.
+    pub max_renderers: usize,
+    /// Once a message has started, the rest must arrive within this time.
+    pub body_timeout: Duration,
+    /// openh264 threads per raw-format renderer.
+    pub encoder_threads: u16,
+}
+
+impl IngestConfig {
+    /// Defaults for a socket at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        IngestConfig {
+            path: path.into(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_renderers: 64,
+            body_timeout: Duration::from_secs(3),
+            encoder_threads: 1,
+        }
+    }
+}
+
+/// Why the ingest socket could not be opened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ListenError {
+    /// The folder for the socket could not be created.
+    CreateDir(PathBuf, io::Error),
+    /// Something that is not a socket is at the path; it is left alone.
+    NotASocket(PathBuf),
+    /// Another process (another portcast?) is accepting on that socket.
+    InUse(PathBuf),
+    /// Binding or registering the socket failed.
+    Bind(PathBuf, io::Error),
+}
+
+impl fmt::Display for ListenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenError::CreateDir(p, e) => {
+                write!(f, "cannot create the folder of {}: {e}", p.display())
+            }
+            ListenError::NotASocket(p) => write!(
+                f,
+                "{} exists and is not a socket; remove it or choose another --ingest-socket",
+                p.display()
+            ),
+            ListenError::InUse(p) => write!(
+                f,
+                "{} is in use by another running process; stop it or choose another --ingest-socket",
+                p.display()
+            ),
+            ListenError::Bind(p, e) => write!(f, "cannot listen on {}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for ListenError {}
+
+/// Counters over all renderers, readable from any thread.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    /// Renderers whose registration was accepted.
+    pub registered: AtomicU64,
+    /// Connections closed for breaking the protocol or being refused.
+    pub protocol_errors: AtomicU64,
+    /// Frames read completely from renderers.
+    pub frames_received: AtomicU64,
+    /// Raw frames replaced in the slot by a newer one before the encoder took them.
+    pub dropped_newest_wins: AtomicU64,
+    /// Access units dropped because the loop's channel was full.
+    pub dropped_loop_behind: AtomicU64,
+    /// Pass-through frames dropped while waiting for an IDR after a drop.
+    pub dropped_waiting_idr: AtomicU64,
+    /// Raw frames encoded into a picture.
+    pub frames_encoded: AtomicU64,
+    /// Raw frames the encoder's rate control skipped.
+    pub encoder_skips: AtomicU64,
+    /// Access units handed to the loop.
+    pub frames_forwarded: AtomicU64,
+    /// KEYFRAME_REQUEST messages sent to pass-through renderers.
+    pub keyframe_requests_sent: AtomicU64,
+    /// Time spent converting RGB24/BGRA to I420, microseconds.
+    pub convert_us: AtomicU64,
+}
+
+impl IngestCounters {
+    /// Frames lost on the way, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_newest_wins.load(Ordering::Relaxed)
+            + self.dropped_loop_behind.load(Ordering::Relaxed)
+            + self.dropped_waiting_idr.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stat {
+    ProtocolErrors,
+    FramesReceived,
+    DroppedNewestWins,
+    DroppedLoopBehind,
+    DroppedWaitingIdr,
+    FramesEncoded,
+    EncoderSkips,
+    FramesForwarded,
+    KeyframeRequestsSent,
+    ConvertMicros,
+}
+
+enum HubEvent {
+    Registered(AvatarId),
+    Left(AvatarId),
+}
+
+struct Live {
+    conn: u64,
+    slot: Arc<Slot>,
+}
+
+/// State shared by the hub (loop thread) and every renderer thread.
+pub(crate) struct Shared {
+    pub(crate) config: IngestConfig,
+    pub(crate) frames: SyncSender<SourceEvent>,
+    pub(crate) waker: Arc<Waker>,
+    live: Mutex<HashMap<AvatarId, Live>>,
+    reserved: HashSet<AvatarId>,
+    events: Mutex<Vec<HubEvent>>,
+    counters: Arc<IngestCounters>,
+    epoch: Instant,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    /// Claims `avatar` for connection `conn`, or says why not.
+    pub(crate) fn claim(
+        &self,
+        avatar: &AvatarId,
+        conn: u64,
+        slot: Arc<Slot>,
+    ) -> Result<(), WireError> {
+        if self.reserved.contains(avatar) {
+            return Err(WireError::AvatarReserved(avatar.to_string()));
+        }
+        {
+            let mut live = lock(&self.live);
+            if live.contains_key(avatar) {
+                return Err(WireError::AvatarLive(avatar.to_string()));
+            }
+            live.insert(avatar.clone(), Live { conn, slot });
+        }
+        self.counters.registered.fetch_add(1, Ordering::Relaxed);
+        self.event(HubEvent::Registered(avatar.clone()));
+        Ok(())
+    }
+
+    /// Connection `conn` is gone: `avatar` may be registered again.
+    pub(crate) fn release(&self, avatar: &AvatarId, conn: u64) {
+        let mut live = lock(&self.live);
+        if live.get(avatar).is_some_and(|l| l.conn == conn) {
+            live.remove(avatar);
+        }
+        drop(live);
+        self.event(HubEvent::Left(avatar.clone()));
+    }
+
+    /// RTP time of a frame that arrived at `at`, on one clock for the whole daemon
+    /// so a renderer that reconnects continues the timeline instead of restarting it.
+    pub(crate) fn rtp_time(&self, at: Instant) -> u64 {
+        (at.saturating_duration_since(self.epoch).as_micros() * 9 / 100) as u64
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count(&self, stat: Stat) {
+        self.add(stat, 1);
+    }
+
+    pub(crate) fn add(&self, stat: Stat, n: u64) {
+        let c = &self.counters;
+        let counter = match stat {
+            Stat::ProtocolErrors => &c.protocol_errors,
+            Stat::FramesReceived => &c.frames_received,
+            Stat::DroppedNewestWins => &c.dropped_newest_wins,
+            Stat::DroppedLoopBehind => &c.dropped_loop_behind,
+            Stat::DroppedWaitingIdr => &c.dropped_waiting_idr,
+            Stat::FramesEncoded => &c.frames_encoded,
+            Stat::EncoderSkips => &c.encoder_skips,
+            Stat::FramesForwarded => &c.frames_forwarded,
+            Stat::KeyframeRequestsSent => &c.keyframe_requests_sent,
+            Stat::ConvertMicros => &c.convert_us,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn event(&self, e: HubEvent) {
+        lock(&self.events).push(e);
+        let _ = self.waker.wake();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section is a few map operations: a panic inside one
+    // leaves the data usable, so keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Connection {
+    stream: std::os::unix::net::UnixStream,
+    thread: JoinHandle<()>,
+}
+
+/// The ingest socket and its renderers, driven from the loop thread.
+pub struct IngestHub {
+    listener: UnixListener,
+    shared: Arc<Shared>,
+    conns: Vec<Connection>,
+    next_conn: u64,
+}
+
+impl IngestHub {
+    /// Opens the socket (replacing a stale one left by a crash) and registers it with the loop.
+    ///
+    /// `reserved` are avatar ids of built-in sources, which renderers may not take.
+    pub fn bind(
+        config: IngestConfig,
+        reserved: impl IntoIterator<Item = AvatarId>,
+        frames: SyncSender<SourceEvent>,
+        waker: Arc<Waker>,
+        registry: &Registry,
+        token: Token,
+    ) -> Result<IngestHub, ListenError> {
+        let path = config.path.clone();
+        prepare_path(&path)?;
+        let mut listener =
+            UnixListener::bind(&path).map_err(|e| ListenError::Bind(path.clone(), e))?;
+        registry
+            .register(&mut listener, token, Interest::READABLE)
+            .map_err(|e| ListenError::Bind(path.clone(), e))?;
+        log::info!(
+            "ingest socket {} (frames up to {} bytes)",
+            path.display(),
+            config.max_frame_bytes
+        );
+        Ok(IngestHub {
+            listener,
+            shared: Arc::new(Shared {
+                config,
+                frames,
+                waker,
+                live: Mutex::new(HashMap::new()),
+                reserved: reserved.into_iter().collect(),
+                events: Mutex::new(Vec::new()),
+                counters: Arc::new(IngestCounters::default()),
+                epoch: Instant::now(),
+                stop: AtomicBool::new(false),
+            }),
+            conns: Vec::new(),
+            next_conn: 1,
+        })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.shared.config.path
+    }
+
+    /// The counters of all renderers.
+    pub fn counters(&self) -> Arc<IngestCounters> {
+        self.shared.counters.clone()
+    }
+
+    /// Accepts every pending connection and starts its threads (the listener was readable).
+    pub fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => self.start(stream.into()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("ingest accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, stream: std::os::unix::net::UnixStream) {
+        self.reap();
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        if stream.set_nonblocking(false).is_err() {
+            return;
+        }
+        if self.conns.len() >= self.shared.config.max_renderers {
+            let e = WireError::TooManyRenderers(self.conns.len());
+            log::warn!("ingest renderer #{conn} refused: {e}");
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+            let _ = (&stream).write_all(&wire::refused(e.code(), &e.to_string()));
+            return;
+        }
+        let Ok(handle) = stream.try_clone() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ingest-read-{conn}"))
+            .spawn(move || renderer::serve(stream, shared, conn));
+        match spawned {
+            Ok(thread) => self.conns.push(Connection {
+                stream: handle,
+                thread,
+            }),
+            Err(e) => log::warn!("ingest renderer #{conn}: cannot start its thread: {e}"),
+        }
+    }
+
+    /// Applies registrations to the engine (on the loop thread) and reaps finished connections.
+    pub fn poll(&mut self, now: Instant, engine: &mut Engine) {
+        let events = std::mem::take(&mut *lock(&self.shared.events));
+        for e in events {
+            match e {
+                HubEvent::Registered(avatar) => {
+                    if !engine.add_avatar(avatar.clone()) {
+                        // Back under the same id: its viewers wait for the new stream's IDR.
+                        engine.restart_avatar(now, &avatar);
+                    }
+                }
+                HubEvent::Left(avatar) => {
+                    log::info!("avatar {avatar}: renderer gone, viewers keep the last picture");
+                }
+            }
+        }
+        self.reap();
+    }
+
+    /// Forwards a viewer's keyframe request; false if no renderer feeds `avatar` now.
+    pub fn request_keyframe(&self, avatar: &AvatarId) -> bool {
+        match lock(&self.shared.live).get(avatar) {
+            Some(l) => {
+                l.slot.request_keyframe();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a renderer currently feeds `avatar`.
+    pub fn is_live(&self, avatar: &AvatarId) -> bool {
+        lock(&self.shared.live).contains_key(avatar)
+    }
+
+    /// Closes every renderer connection, waits for their threads and removes the socket.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for c in &self.conns {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        }
+        for c in self.conns.drain(..) {
+            let _ = c.thread.join();
+        }
+        let _ = std::fs::remove_file(&self.shared.config.path);
+    }
+
+    fn reap(&mut self) {
+        let (done, running): (Vec<_>, Vec<_>) =
+            self.conns.drain(..).partition(|c| c.thread.is_finished());
+        self.conns = running;
+        for c in done {
+            let _ = c.thread.join();
+        }
+    }
+}
+
+impl Drop for IngestHub {
+    fn drop(&mut self) {
+        if !self.shared.stopping() {
+            self.stop();
+        }
+    }
+}
+
+/// The socket path used when the operator names none: [`DEFAULT_SOCKET_PATH`] when its
+/// folder is writable, else `portcast-ingest.sock` beside the config file.
+pub fn default_socket_path(config_file: Option<&Path>) -> Result<PathBuf, String> {
+    let default = PathBuf::from(DEFAULT_SOCKET_PATH);
+    let dir_error = match default.parent().map(writable_dir) {
+        Some(Ok(())) | None => return Ok(default),
+        Some(Err(e)) => e,
+    };
+    if let Some(dir) = config_file.and_then(Path::parent) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        return Ok(dir.join("portcast-ingest.sock"));
+    }
+    Err(format!(
+        "--ingest-socket: the default {DEFAULT_SOCKET_PATH} cannot be used ({dir_error}) and there is \
+         no --config to put it beside; pass --ingest-socket PATH, or --ingest-socket off"
+    ))
+}
+
+/// Creates `dir` if needed and proves a file can be made in it.
+fn writable_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let probe = dir.join(format!(".portcast-probe-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Makes `path` bindable: creates its folder, removes a stale socket, refuses anything else.
+fn prepare_path(path: &Path) -> Result<(), ListenError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| ListenError::CreateDir(path.to_path_buf(), e))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ListenError::InUse(path.to_path_buf()));
+            }
+            // Nobody accepts on it: left behind by a daemon that did not exit cleanly.
+            std::fs::remove_file(path).map_err(|e| ListenError::Bind(path.to_path_buf(), e))
+        }
+        Ok(_) => Err(ListenError::NotASocket(path.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ListenError::Bind(path.to_path_buf(), e)),
+    }
+}

@@ -1,0 +1,497 @@
+//! One connected renderer: a reader thread that drains its socket and an
+//! encoder thread that turns the newest raw frame into H.264.
+//!
+//! The reader always reads, so frames wait in the daemon's one-frame slot
+//! (where a newer frame replaces an older one) rather than in the socket
+//! buffer, where they would add delay. Pre-encoded H.264 skips the slot: the
+//! reader hands each access unit straight to the loop, since dropping one
+//! would break the chain of P-frames; if the loop's channel is full, frames are
+//! dropped until the renderer sends the IDR it is asked for.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::TrySendError;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
+use portcast_engine::media::annexb_has_idr;
+use portcast_engine::{AccessUnit, AvatarId};
+
+use super::convert::{i420_view, packed_to_i420, I420Buffer};
+use super::slot::{RawFrame, Slot};
+use super::wire::{
+    self, Header, Kind, Message, PixelFormat, StreamFormat, WireError, HEADER_LEN,
+    MAX_AVATAR_ID_LEN, MAX_META_BYTES,
+};
+use super::{Shared, Stat};
+
+/// How often a blocked read wakes to check for shutdown.
+const READ_TICK: Duration = Duration::from_millis(250);
+/// A renderer whose socket does not take a 16-byte message in this time is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// While pass-through frames are dropped for want of an IDR, ask again this often.
+const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
+
+type Writer = Arc<Mutex<UnixStream>>;
+
+/// Serves one renderer connection until it closes or breaks the protocol.
+pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
+    let writer = match stream.try_clone() {
+        Ok(w) => Arc::new(Mutex::new(w)),
+        Err(e) => {
+            log::warn!("ingest renderer #{conn}: cannot use its socket: {e}");
+            return;
+        }
+    };
+    let _ = stream.set_read_timeout(Some(READ_TICK));
+    if let Ok(w) = writer.lock() {
+        let _ = w.set_write_timeout(Some(WRITE_TIMEOUT));
+    }
+    let mut reader = Reader {
+        stream,
+        writer: writer.clone(),
+        shared: shared.clone(),
+        conn,
+        avatar: None,
+        slot: Arc::new(Slot::default()),
+        passthrough: Arc::new(AtomicBool::new(false)),
+        format: None,
+        h264: Vec::new(),
+        waiting_idr: false,
+        last_keyframe_ask: None,
+    };
+    let mut encoder_thread = None;
+    let result = reader.register().and_then(|avatar| {
+        let worker = Worker {
+            avatar: avatar.clone(),
+            shared: shared.clone(),
+            slot: reader.slot.clone(),
+            passthrough: reader.passthrough.clone(),
+            writer: writer.clone(),
+            encoder: None,
+            i420: I420Buffer::default(),
+            out: Vec::with_capacity(256 * 1024),
+            force_idr: false,
+            last_rtp: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("ingest-enc-{conn}"))
+            .spawn(move || worker.run())
+            .map_err(WireError::Io)?;
+        encoder_thread = Some(handle);
+        reader.stream_frames()
+    });
+    let who = reader
+        .avatar
+        .as_ref()
+        .map_or_else(|| format!("#{conn}"), |a| format!("#{conn} ({a})"));
+    match &result {
+        Ok(()) => log::info!("ingest renderer {who} disconnected"),
+        Err(WireError::Io(e)) => log::info!("ingest renderer {who} dropped: {e}"),
+        Err(e) => {
+            log::warn!("ingest renderer {who} closed: {}: {e}", e.code());
+            shared.count(Stat::ProtocolErrors);
+            send(&writer, &wire::refused(e.code(), &e.to_string()));
+        }
+    }
+    if let Ok(w) = writer.lock() {
+        let _ = w.shutdown(std::net::Shutdown::Both);
+    }
+    reader.slot.close();
+    if let Some(t) = encoder_thread {
+        if t.join().is_err() {
+            log::error!("ingest renderer {who}: encoder thread panicked");
+        }
+    }
+    if let Some(avatar) = reader.avatar.take() {
+        shared.release(&avatar, conn);
+    }
+}
+
+struct Reader {
+    stream: UnixStream,
+    writer: Writer,
+    shared: Arc<Shared>,
+    conn: u64,
+    avatar: Option<AvatarId>,
+    slot: Arc<Slot>,
+    passthrough: Arc<AtomicBool>,
+    format: Option<StreamFormat>,
+    h264: Vec<u8>,
+    waiting_idr: bool,
+    last_keyframe_ask: Option<Instant>,
+}
+
+impl Reader {
+    /// Reads the REGISTER message, claims the avatar id and answers ACCEPTED.
+    fn register(&mut self) -> Result<AvatarId, WireError> {
+        let Some(header) = self.read_header(false)? else {
+            return Err(WireError::Truncated { part: "header" });
+        };
+        if header.kind != Kind::Register {
+            return Err(WireError::NotRegistered(header.kind));
+        }
+        if header.payload_len > MAX_AVATAR_ID_LEN {
+            return Err(WireError::BadAvatarId(format!(
+                "<{} bytes>",
+                header.payload_len
+            )));
+        }
+        let format = match self.read_message(&header)? {
+            Message::Register(f) => f,
+            _ => return Err(WireError::NotRegistered(header.kind)),
+        };
+        let mut name = vec![0u8; header.payload_len];
+        self.read_full(&mut name, "avatar id", false)?;
+        let avatar = AvatarId::new(wire::parse_avatar_id(&name)?);
+        self.shared.claim(&avatar, self.conn, self.slot.clone())?;
+        self.avatar = Some(avatar.clone());
+        self.set_format(format);
+        log::info!(
+            "ingest renderer #{} registered avatar {avatar}: {} {}x{} @ {} fps{}",
+            self.conn,
+            format.format.name(),
+            format.width,
+            format.height,
+            format.fps,
+            if format.format.is_raw() {
+                format!(", {} kbit/s", format.bitrate_bps() / 1000)
+            } else {
+                String::new()
+            }
+        );
+        if !send(
+            &self.writer,
+            &wire::accepted(self.shared.config.max_frame_bytes),
+        ) {
+            return Err(WireError::Io(io::Error::other("could not send ACCEPTED")));
+        }
+        Ok(avatar)
+    }
+
+    /// Reads messages until the renderer closes at a message boundary.
+    fn stream_frames(&mut self) -> Result<(), WireError> {
+        while let Some(header) = self.read_header(true)? {
+            match header.kind {
+                Kind::Frame => {
+                    let Message::Frame { index, .. } = self.read_message(&header)? else {
+                        continue;
+                    };
+                    self.frame(header.payload_len, index)?;
+                }
+                Kind::Format => {
+                    if let Message::Format(f) = self.read_message(&header)? {
+                        self.skip(header.payload_len)?;
+                        log::info!(
+                            "ingest renderer #{}: format now {} {}x{} @ {} fps",
+                            self.conn,
+                            f.format.name(),
+                            f.width,
+                            f.height,
+                            f.fps
+                        );
+                        self.set_format(f);
+                    }
+                }
+                Kind::Register => return Err(WireError::AlreadyRegistered),
+                k @ (Kind::Accepted | Kind::KeyframeRequest | Kind::Refused) => {
+                    return Err(WireError::WrongDirection(k))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_format(&mut self, f: StreamFormat) {
+        self.passthrough
+            .store(f.format == PixelFormat::H264, Ordering::Relaxed);
+        self.format = Some(f);
+    }
+
+    fn frame(&mut self, len: usize, index: u64) -> Result<(), WireError> {
+        let Some(format) = self.format else {
+            return Err(WireError::NotRegistered(Kind::Frame));
+        };
+        match format.frame_bytes() {
+            Some(expected) => {
+                if len != expected {
+                    return Err(WireError::FrameSizeMismatch { expected, got: len });
+                }
+                let mut data = self.slot.buffer();
+                data.resize(len, 0);
+                if let Err(e) = self.read_full(&mut data, "frame payload", false) {
+                    self.slot.recycle(data);
+                    return Err(e);
+                }
+                self.shared.count(Stat::FramesReceived);
+                let dropped = self.slot.put(RawFrame {
+                    format,
+                    index,
+                    arrived_at: Instant::now(),
+                    data,
+                });
+                if dropped {
+                    self.shared.count(Stat::DroppedNewestWins);
+                }
+                Ok(())
+            }
+            None => self.passthrough_frame(len, index),
+        }
+    }
+
+    fn passthrough_frame(&mut self, len: usize, index: u64) -> Result<(), WireError> {
+        let mut data = std::mem::take(&mut self.h264);
+        data.resize(len, 0);
+        let read = self.read_full(&mut data, "frame payload", false);
+        let arrived_at = Instant::now();
+        self.h264 = data;
+        read?;
+        self.shared.count(Stat::FramesReceived);
+        if !wire::is_annexb(&self.h264) {
+            return Err(WireError::NotAnnexB);
+        }
+        let keyframe = annexb_has_idr(&self.h264);
+        if self.waiting_idr && !keyframe {
+            self.shared.count(Stat::DroppedWaitingIdr);
+            self.ask_keyframe(arrived_at);
+            return Ok(());
+        }
+        self.waiting_idr = false;
+        let Some(avatar) = self.avatar.clone() else {
+            return Ok(());
+        };
+        let au = AccessUnit {
+            data: Arc::from(&self.h264[..]),
+            rtp_time: self.shared.rtp_time(arrived_at),
+            keyframe,
+            captured_at: arrived_at,
+            encoded_at: arrived_at,
+            frame_index: index,
+        };
+        match self.shared.frames.try_send((avatar, au)) {
+            Ok(()) => {
+                let _ = self.shared.waker.wake();
+                self.shared.count(Stat::FramesForwarded);
+            }
+            Err(TrySendError::Full(_)) => {
+                // A lost P-frame breaks the chain for every viewer: drop until an IDR.
+                self.shared.count(Stat::DroppedLoopBehind);
+                self.waiting_idr = true;
+                self.ask_keyframe(arrived_at);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+        Ok(())
+    }
+
+    fn ask_keyframe(&mut self, now: Instant) {
+        let due = self
+            .last_keyframe_ask
+            .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_RETRY);
+        if due {
+            self.last_keyframe_ask = Some(now);
+            self.slot.request_keyframe();
+        }
+    }
+
+    fn read_header(&mut self, idle_ok: bool) -> Result<Option<Header>, WireError> {
+        let mut bytes = [0u8; HEADER_LEN];
+        if !self.read_full(&mut bytes, "header", idle_ok)? {
+            return Ok(None);
+        }
+        // Payload bound: REGISTER and FORMAT carry little, frames up to the limit.
+        Header::parse(&bytes, self.shared.config.max_frame_bytes).map(Some)
+    }
+
+    fn read_message(&mut self, header: &Header) -> Result<Message, WireError> {
+        let mut meta = [0u8; MAX_META_BYTES];
+        let meta = meta.get_mut(..header.meta_len).unwrap_or(&mut []);
+        self.read_full(meta, "fields", false)?;
+        Message::parse(header, meta, self.shared.config.max_frame_bytes)
+    }
+
+    fn skip(&mut self, mut len: usize) -> Result<(), WireError> {
+        let mut scratch = [0u8; 4096];
+        while len > 0 {
+            let n = len.min(scratch.len());
+            self.read_full(&mut scratch[..n], "payload", false)?;
+            len -= n;
+        }
+        Ok(())
+    }
+
+    /// Fills `buf`; false on a clean close before its first byte when `idle_ok`.
+    ///
+    /// With `idle_ok` the renderer may take its time before the first byte (a
+    /// paused renderer is fine); once a message has started, all of it must
+    /// arrive within the body timeout, or its length was a lie.
+    fn read_full(
+        &mut self,
+        buf: &mut [u8],
+        part: &'static str,
+        idle_ok: bool,
+    ) -> Result<bool, WireError> {
+        let timeout = self.shared.config.body_timeout;
+        let mut started = (!idle_ok).then(Instant::now);
+        let mut filled = 0;
+        while filled < buf.len() {
+            if self.shared.stopping() {
+                return Err(WireError::Io(io::Error::other("daemon shutting down")));
+            }
+            match self.stream.read(&mut buf[filled..]) {
+                Ok(0) if filled == 0 && idle_ok => return Ok(false),
+                Ok(0) => return Err(WireError::Truncated { part }),
+                Ok(n) => {
+                    filled += n;
+                    started.get_or_insert_with(Instant::now);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if started.is_some_and(|t| t.elapsed() > timeout) {
+                        return Err(WireError::Stalled {
+                            part,
+                            secs: timeout.as_secs(),
+                        });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(WireError::Io(e)),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The encoder thread of one renderer.
+struct Worker {
+    avatar: AvatarId,
+    shared: Arc<Shared>,
+    slot: Arc<Slot>,
+    passthrough: Arc<AtomicBool>,
+    writer: Writer,
+    encoder: Option<H264Encoder>,
+    i420: I420Buffer,
+    out: Vec<u8>,
+    force_idr: bool,
+    last_rtp: Option<u64>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            let work = self.slot.wait(Duration::from_millis(500));
+            if work.keyframe {
+                if self.passthrough.load(Ordering::Relaxed) {
+                    if send(&self.writer, &wire::keyframe_request()) {
+                        self.shared.count(Stat::KeyframeRequestsSent);
+                    }
+                } else {
+                    self.force_idr = true;
+                }
+            }
+            if let Some(frame) = work.frame {
+                let result = self.encode(&frame);
+                self.slot.recycle(frame.data);
+                if let Err(e) = result {
+                    log::error!("ingest avatar {}: {e}", self.avatar);
+                    send(&self.writer, &wire::refused(e.code(), &e.to_string()));
+                    // The reader sees the socket close and cleans up.
+                    if let Ok(w) = self.writer.lock() {
+                        let _ = w.shutdown(std::net::Shutdown::Both);
+                    }
+                    return;
+                }
+            }
+            if work.closed {
+                return;
+            }
+        }
+    }
+
+    fn encode(&mut self, frame: &RawFrame) -> Result<(), WireError> {
+        let f = frame.format;
+        let settings = EncoderSettings {
+            width: f.width,
+            height: f.height,
+            fps: f.fps,
+            bitrate_bps: f.bitrate_bps(),
+            threads: self.shared.config.encoder_threads,
+        };
+        if self.encoder.as_ref().map(H264Encoder::settings) != Some(settings) {
+            // A new size or rate needs a new encoder; its first picture is an IDR
+            // whose in-band SPS tells every viewer's decoder.
+            self.encoder =
+                Some(H264Encoder::new(settings).map_err(|e| WireError::Encoder(e.to_string()))?);
+        }
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Ok(());
+        };
+        let (w, h) = (f.width as usize, f.height as usize);
+        let pic = match f.format {
+            PixelFormat::I420 => i420_view(&frame.data, w, h),
+            PixelFormat::Rgb24 | PixelFormat::Bgra => {
+                let t = Instant::now();
+                packed_to_i420(f.format, &frame.data, w, h, &mut self.i420)
+                    .map_err(WireError::Encoder)?;
+                self.shared
+                    .add(Stat::ConvertMicros, t.elapsed().as_micros() as u64);
+                self.i420.view()
+            }
+            PixelFormat::H264 => return Ok(()),
+        };
+        self.out.clear();
+        let kind = encoder
+            .encode(&pic, self.force_idr, &mut self.out)
+            .map_err(|e| WireError::Encoder(e.to_string()))?;
+        let encoded_at = Instant::now();
+        let keyframe = match kind {
+            Encoded::Skipped => {
+                self.shared.count(Stat::EncoderSkips);
+                return Ok(());
+            }
+            Encoded::Keyframe => true,
+            Encoded::Delta => false,
+        };
+        self.force_idr = false;
+        self.shared.count(Stat::FramesEncoded);
+        let mut rtp_time = self.shared.rtp_time(frame.arrived_at);
+        if let Some(last) = self.last_rtp {
+            rtp_time = rtp_time.max(last + 1);
+        }
+        self.last_rtp = Some(rtp_time);
+        let au = AccessUnit {
+            data: Arc::from(&self.out[..]),
+            rtp_time,
+            keyframe,
+            captured_at: frame.arrived_at,
+            encoded_at,
+            frame_index: frame.index,
+        };
+        match self.shared.frames.try_send((self.avatar.clone(), au)) {
+            Ok(()) => {
+                let _ = self.shared.waker.wake();
+                self.shared.count(Stat::FramesForwarded);
+            }
+            Err(TrySendError::Full(_)) => {
+                self.shared.count(Stat::DroppedLoopBehind);
+                self.force_idr = true;
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Writes one whole message; false if the renderer is gone or not reading.
+fn send(writer: &Writer, bytes: &[u8]) -> bool {
+    match writer.lock() {
+        Ok(mut w) => w.write_all(bytes).is_ok(),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,766 @@
+//! The ingest wire format: how a renderer and the daemon talk over the ingest socket.
+//!
+//! Every message is a 16-byte header, then `meta_len` bytes of fields typed by
+//! the message type, then `payload_len` bytes of payload. All integers are
+//! little-endian. `docs/ingest.md` is the reference; this module is the one
+//! place where bytes from a renderer become typed values ([`Header::parse`],
+//! [`Message::parse`]), and where the daemon's replies are written.
+//!
+//! ```text
+//! offset size field
+//!  0     4    magic  "PCIN"
+//!  4     1    version (1)
+//!  5     1    type
+//!  6     2    flags (none defined in version 1: senders write 0, receivers ignore)
+//!  8     2    meta_len     (at most MAX_META_BYTES)
+//! 10     2    reserved (0)
+//! 12     4    payload_len  (at most the daemon's max frame size)
+//! ```
+//!
+//! A newer sender may append fields to a type's meta: receivers read the
+//! fields they know and skip the rest, so `meta_len` only has a minimum.
+
+use std::fmt;
+use std::io;
+
+/// The first four bytes of every message.
+pub const MAGIC: [u8; 4] = *b"PCIN";
+/// The protocol version this daemon speaks.
+pub const VERSION: u8 = 1;
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 16;
+/// Largest meta section accepted.
+pub const MAX_META_BYTES: usize = 256;
+/// Longest avatar id, in bytes (as for configured avatars).
+pub const MAX_AVATAR_ID_LEN: usize = 64;
+/// Largest reason text the daemon sends in a `REFUSED` message.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// Size of a REGISTER / FORMAT meta section.
+pub const FORMAT_META_LEN: usize = 20;
+/// Size of a FRAME meta section.
+pub const FRAME_META_LEN: usize = 16;
+/// Size of an ACCEPTED meta section.
+pub const ACCEPTED_META_LEN: usize = 4;
+
+/// Picture dimension bounds (as for configured avatars).
+pub const MAX_WIDTH: u32 = 3840;
+/// Largest picture height.
+pub const MAX_HEIGHT: u32 = 2160;
+/// Smallest picture side.
+pub const MIN_SIDE: u32 = 16;
+/// Highest frame rate a renderer may announce.
+pub const MAX_FPS: u32 = 60;
+
+/// Message types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// Renderer → daemon: claim an avatar id and announce the format (first message).
+    Register = 0x01,
+    /// Renderer → daemon: one picture.
+    Frame = 0x02,
+    /// Renderer → daemon: the following frames have another format, size, rate or bitrate.
+    Format = 0x03,
+    /// Daemon → renderer: the registration is accepted; push frames.
+    Accepted = 0x81,
+    /// Daemon → renderer (pass-through formats): make the next frame an IDR.
+    KeyframeRequest = 0x82,
+    /// Daemon → renderer: why the connection is being closed; the daemon closes it next.
+    Refused = 0x83,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            0x01 => Kind::Register,
+            0x02 => Kind::Frame,
+            0x03 => Kind::Format,
+            0x81 => Kind::Accepted,
+            0x82 => Kind::KeyframeRequest,
+            0x83 => Kind::Refused,
+            _ => return None,
+        })
+    }
+
+    /// Smallest meta section this type needs.
+    fn min_meta(self) -> usize {
+        match self {
+            Kind::Register | Kind::Format => FORMAT_META_LEN,
+            Kind::Frame => FRAME_META_LEN,
+            Kind::Accepted => ACCEPTED_META_LEN,
+            Kind::KeyframeRequest | Kind::Refused => 0,
+        }
+    }
+}
+
+/// Pixel formats a renderer may push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PixelFormat {
+    /// Planar Y, then U, then V (4:2:0), rows tightly packed: `w*h*3/2` bytes.
+    I420 = 1,
+    /// Packed R, G, B bytes: `w*h*3` bytes.
+    Rgb24 = 2,
+    /// Packed B, G, R, A bytes (alpha ignored): `w*h*4` bytes.
+    Bgra = 3,
+    /// One H.264 access unit, Annex-B (start codes), sent to viewers as is.
+    H264 = 4,
+}
+
+impl PixelFormat {
+    /// The format numbered `b` on the wire.
+    pub fn from_u8(b: u8) -> Option<PixelFormat> {
+        Some(match b {
+            1 => PixelFormat::I420,
+            2 => PixelFormat::Rgb24,
+            3 => PixelFormat::Bgra,
+            4 => PixelFormat::H264,
+            _ => return None,
+        })
+    }
+
+    /// Whether frames of this format go through the daemon's encoder.
+    pub fn is_raw(self) -> bool {
+        self != PixelFormat::H264
+    }
+
+    /// Exact payload size of a raw frame, or `None` for H.264 (any size up to the limit).
+    pub fn frame_bytes(self, width: u32, height: u32) -> Option<usize> {
+        let px = width as usize * height as usize;
+        match self {
+            PixelFormat::I420 => Some(px + px / 2),
+            PixelFormat::Rgb24 => Some(px * 3),
+            PixelFormat::Bgra => Some(px * 4),
+            PixelFormat::H264 => None,
+        }
+    }
+
+    /// The name used in logs and docs.
+    pub fn name(self) -> &'static str {
+        match self {
+            PixelFormat::I420 => "i420",
+            PixelFormat::Rgb24 => "rgb24",
+            PixelFormat::Bgra => "bgra",
+            PixelFormat::H264 => "h264",
+        }
+    }
+}
+
+/// What a renderer pushes: format, size, rate and bitrate (REGISTER and FORMAT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamFormat {
+    /// Pixel format.
+    pub format: PixelFormat,
+    /// Picture width (even; 0 allowed for H.264 when unknown).
+    pub width: u32,
+    /// Picture height (even; 0 allowed for H.264 when unknown).
+    pub height: u32,
+    /// Frames per second the renderer aims for.
+    pub fps: u32,
+    /// H.264 target bitrate in kbit/s for raw formats; 0 picks one from size and rate.
+    pub bitrate_kbps: u32,
+}
+
+impl StreamFormat {
+    /// Exact payload size of one frame, `None` for H.264.
+    pub fn frame_bytes(&self) -> Option<usize> {
+        self.format.frame_bytes(self.width, self.height)
+    }
+
+    /// The encoder bitrate in bit/s: the announced one, or ~0.07 bit per pixel per frame.
+    pub fn bitrate_bps(&self) -> u32 {
+        if self.bitrate_kbps > 0 {
+            return self.bitrate_kbps.saturating_mul(1000);
+        }
+        let auto = u64::from(self.width) * u64::from(self.height) * u64::from(self.fps) * 7 / 100;
+        auto.clamp(300_000, 8_000_000) as u32
+    }
+
+    fn check(&self, max_frame_bytes: usize) -> Result<(), WireError> {
+        if !(1..=MAX_FPS).contains(&self.fps) {
+            return Err(WireError::BadFps(self.fps));
+        }
+        if self.bitrate_kbps != 0 && !(100..=50_000).contains(&self.bitrate_kbps) {
+            return Err(WireError::BadBitrate(self.bitrate_kbps));
+        }
+        let unknown_size = self.format == PixelFormat::H264 && self.width == 0 && self.height == 0;
+        if !unknown_size {
+            let ok = |v: u32, max: u32| (MIN_SIDE..=max).contains(&v) && v % 2 == 0;
+            if !ok(self.width, MAX_WIDTH) || !ok(self.height, MAX_HEIGHT) {
+                return Err(WireError::BadDimensions {
+                    width: self.width,
+                    height: self.height,
+                });
+            }
+        }
+        if let Some(bytes) = self.frame_bytes() {
+            if bytes > max_frame_bytes {
+                return Err(WireError::FrameTooLarge {
+                    size: bytes,
+                    max: max_frame_bytes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn parse(meta: &[u8]) -> Result<StreamFormat, WireError> {
+        let code = meta.first().copied().unwrap_or(0);
+        let format = PixelFormat::from_u8(code).ok_or(WireError::UnknownFormat(code))?;
+        Ok(StreamFormat {
+            format,
+            width: le_u32(meta, 4),
+            height: le_u32(meta, 8),
+            fps: le_u32(meta, 12),
+            bitrate_kbps: le_u32(meta, 16),
+        })
+    }
+
+    fn write_meta(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[self.format as u8, 0, 0, 0]);
+        for v in [self.width, self.height, self.fps, self.bitrate_kbps] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// A validated message header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Message type.
+    pub kind: Kind,
+    /// Flags (none defined in version 1).
+    pub flags: u16,
+    /// Bytes of meta that follow the header.
+    pub meta_len: usize,
+    /// Bytes of payload that follow the meta.
+    pub payload_len: usize,
+}
+
+impl Header {
+    /// Parses and bounds a header; `max_payload` is the largest payload accepted.
+    pub fn parse(bytes: &[u8; HEADER_LEN], max_payload: usize) -> Result<Header, WireError> {
+        let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
+        if magic != MAGIC {
+            return Err(WireError::BadMagic(magic));
+        }
+        if bytes[4] != VERSION {
+            return Err(WireError::UnsupportedVersion(bytes[4]));
+        }
+        let kind = Kind::from_u8(bytes[5]).ok_or(WireError::UnknownType(bytes[5]))?;
+        let meta_len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+        let payload_len = le_u32(bytes, 12) as usize;
+        if meta_len > MAX_META_BYTES {
+            return Err(WireError::MetaTooLong {
+                size: meta_len,
+                max: MAX_META_BYTES,
+            });
+        }
+        if meta_len < kind.min_meta() {
+            return Err(WireError::MetaTooShort {
+                kind,
+                size: meta_len,
+                min: kind.min_meta(),
+            });
+        }
+        if payload_len > max_payload {
+            return Err(WireError::FrameTooLarge {
+                size: payload_len,
+                max: max_payload,
+            });
+        }
+        Ok(Header {
+            kind,
+            flags: u16::from_le_bytes([bytes[6], bytes[7]]),
+            meta_len,
+            payload_len,
+        })
+    }
+
+    /// Writes a header for a message of `kind` with the given section sizes.
+    pub fn write(kind: Kind, meta_len: usize, payload_len: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&[VERSION, kind as u8, 0, 0]);
+        out.extend_from_slice(&(meta_len.min(usize::from(u16::MAX)) as u16).to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(payload_len.min(u32::MAX as usize) as u32).to_le_bytes());
+    }
+}
+
+/// The typed meta of a renderer's message (the payload is read separately, into a reused buffer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// REGISTER: the payload is the avatar id.
+    Register(StreamFormat),
+    /// FRAME: the payload is the picture.
+    Frame {
+        /// The renderer's frame number.
+        index: u64,
+        /// The renderer's timestamp in microseconds (informational).
+        pts_us: u64,
+    },
+    /// FORMAT: the following frames have this format.
+    Format(StreamFormat),
+    /// ACCEPTED (daemon → renderer).
+    Accepted {
+        /// Largest payload the daemon accepts.
+        max_frame_bytes: u32,
+    },
+    /// KEYFRAME_REQUEST (daemon → renderer).
+    KeyframeRequest,
+    /// REFUSED (daemon → renderer): the payload is `code: message`.
+    Refused,
+}
+
+impl Message {
+    /// Reads the typed fields of `header`'s meta; `max_frame_bytes` bounds announced formats.
+    pub fn parse(
+        header: &Header,
+        meta: &[u8],
+        max_frame_bytes: usize,
+    ) -> Result<Message, WireError> {
+        Ok(match header.kind {
+            Kind::Register | Kind::Format => {
+                let f = StreamFormat::parse(meta)?;
+                f.check(max_frame_bytes)?;
+                if header.kind == Kind::Register {
+                    Message::Register(f)
+                } else {
+                    Message::Format(f)
+                }
+            }
+            Kind::Frame => Message::Frame {
+                index: le_u64(meta, 0),
+                pts_us: le_u64(meta, 8),
+            },
+            Kind::Accepted => Message::Accepted {
+                max_frame_bytes: le_u32(meta, 0),
+            },
+            Kind::KeyframeRequest => Message::KeyframeRequest,
+            Kind::Refused => Message::Refused,
+        })
+    }
+}
+
+/// Checks an avatar id carried by REGISTER: 1-64 bytes of `A-Za-z0-9_.-`.
+pub fn parse_avatar_id(payload: &[u8]) -> Result<&str, WireError> {
+    let valid = (1..=MAX_AVATAR_ID_LEN).contains(&payload.len())
+        && payload
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    match std::str::from_utf8(payload) {
+        Ok(s) if valid => Ok(s),
+        _ => Err(WireError::BadAvatarId(
+            String::from_utf8_lossy(&payload[..payload.len().min(80)]).into_owned(),
+        )),
+    }
+}
+
+/// Whether `data` starts with an Annex-B start code (`00 00 01` or `00 00 00 01`).
+pub fn is_annexb(data: &[u8]) -> bool {
+    data.starts_with(&[0, 0, 1]) || data.starts_with(&[0, 0, 0, 1])
+}
+
+/// Encodes a REGISTER message for `avatar`.
+pub fn register(avatar: &str, format: &StreamFormat) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + FORMAT_META_LEN + avatar.len());
+    Header::write(Kind::Register, FORMAT_META_LEN, avatar.len(), &mut out);
+    format.write_meta(&mut out);
+    out.extend_from_slice(avatar.as_bytes());
+    out
+}
+
+/// Encodes a FORMAT message.
+pub fn format(format: &StreamFormat) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + FORMAT_META_LEN);
+    Header::write(Kind::Format, FORMAT_META_LEN, 0, &mut out);
+    format.write_meta(&mut out);
+    out
+}
+
+/// Encodes the header and meta of a FRAME whose payload is `payload_len` bytes (sent after it).
+pub fn frame_head(
+    index: u64,
+    pts_us: u64,
+    payload_len: usize,
+) -> [u8; HEADER_LEN + FRAME_META_LEN] {
+    let mut out = Vec::with_capacity(HEADER_LEN + FRAME_META_LEN);
+    Header::write(Kind::Frame, FRAME_META_LEN, payload_len, &mut out);
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&pts_us.to_le_bytes());
+    let mut head = [0u8; HEADER_LEN + FRAME_META_LEN];
+    head.copy_from_slice(&out);
+    head
+}
+
+/// Encodes an ACCEPTED message.
+pub fn accepted(max_frame_bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + ACCEPTED_META_LEN);
+    Header::write(Kind::Accepted, ACCEPTED_META_LEN, 0, &mut out);
+    out.extend_from_slice(&(max_frame_bytes.min(u32::MAX as usize) as u32).to_le_bytes());
+    out
+}
+
+/// Encodes a KEYFRAME_REQUEST message.
+pub fn keyframe_request() -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN);
+    Header::write(Kind::KeyframeRequest, 0, 0, &mut out);
+    out
+}
+
+/// Encodes a REFUSED message carrying `code: reason` (cut to [`MAX_REASON_BYTES`]).
+pub fn refused(code: &str, reason: &str) -> Vec<u8> {
+    let mut text = format!("{code}: {reason}");
+    if text.len() > MAX_REASON_BYTES {
+        let mut cut = MAX_REASON_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + text.len());
+    Header::write(Kind::Refused, 0, text.len(), &mut out);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// What a renderer did wrong, or what went wrong with its connection.
+///
+/// Each error closes that renderer's connection (after a `REFUSED` message
+/// carrying [`WireError::code`] and the text) and touches nothing else.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The stream does not start with `PCIN`: not an ingest client.
+    BadMagic([u8; 4]),
+    /// A protocol version this daemon does not speak.
+    UnsupportedVersion(u8),
+    /// A message type this daemon does not know.
+    UnknownType(u8),
+    /// A meta section shorter than its type needs.
+    MetaTooShort {
+        /// The message type.
+        kind: Kind,
+        /// Bytes announced.
+        size: usize,
+        /// Bytes needed.
+        min: usize,
+    },
+    /// A meta section over [`MAX_META_BYTES`].
+    MetaTooLong {
+        /// Bytes announced.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A payload (or an announced raw frame size) over the daemon's max frame size.
+    FrameTooLarge {
+        /// Bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A pixel format number this daemon does not know.
+    UnknownFormat(u8),
+    /// Width or height odd, zero or out of range.
+    BadDimensions {
+        /// Width announced.
+        width: u32,
+        /// Height announced.
+        height: u32,
+    },
+    /// Frame rate out of range.
+    BadFps(u32),
+    /// Bitrate out of range.
+    BadBitrate(u32),
+    /// Avatar id empty, too long or with characters outside `A-Za-z0-9_.-`.
+    BadAvatarId(String),
+    /// A raw frame whose payload size does not match its announced format.
+    FrameSizeMismatch {
+        /// Bytes the format needs.
+        expected: usize,
+        /// Bytes sent.
+        got: usize,
+    },
+    /// An H.264 frame that does not start with an Annex-B start code.
+    NotAnnexB,
+    /// The first message was not REGISTER.
+    NotRegistered(Kind),
+    /// A second REGISTER on the same connection.
+    AlreadyRegistered,
+    /// A message type only the daemon sends.
+    WrongDirection(Kind),
+    /// Another live renderer holds this avatar id.
+    AvatarLive(String),
+    /// The avatar id belongs to a built-in source of the daemon.
+    AvatarReserved(String),
+    /// Too many renderers connected.
+    TooManyRenderers(usize),
+    /// The connection closed in the middle of a message.
+    Truncated {
+        /// What was being read.
+        part: &'static str,
+    },
+    /// A message started but its rest did not arrive in time (a length that promises more than is sent).
+    Stalled {
+        /// What was being read.
+        part: &'static str,
+        /// Seconds waited.
+        secs: u64,
+    },
+    /// The encoder refused the frames.
+    Encoder(String),
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl WireError {
+    /// A stable snake_case name, sent to the renderer and logged.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WireError::BadMagic(_) => "bad_magic",
+            WireError::UnsupportedVersion(_) => "unsupported_version",
+            WireError::UnknownType(_) => "unknown_type",
+            WireError::MetaTooShort { .. } => "meta_too_short",
+            WireError::MetaTooLong { .. } => "meta_too_long",
+            WireError::FrameTooLarge { .. } => "frame_too_large",
+            WireError::UnknownFormat(_) => "unknown_format",
+            WireError::BadDimensions { .. } => "bad_dimensions",
+            WireError::BadFps(_) => "bad_fps",
+            WireError::BadBitrate(_) => "bad_bitrate",
+            WireError::BadAvatarId(_) => "bad_avatar_id",
+            WireError::FrameSizeMismatch { .. } => "frame_size_mismatch",
+            WireError::NotAnnexB => "not_annexb",
+            WireError::NotRegistered(_) => "not_registered",
+            WireError::AlreadyRegistered => "already_registered",
+            WireError::WrongDirection(_) => "wrong_direction",
+            WireError::AvatarLive(_) => "avatar_live",
+            WireError::AvatarReserved(_) => "avatar_reserved",
+            WireError::TooManyRenderers(_) => "too_many_renderers",
+            WireError::Truncated { .. } => "truncated",
+            WireError::Stalled { .. } => "stalled",
+            WireError::Encoder(_) => "encoder_failed",
+            WireError::Io(_) => "io",
+        }
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::BadMagic(m) => write!(
+                f,
+                "stream starts with {m:02x?}, not \"PCIN\": not a portcast ingest client"
+            ),
+            WireError::UnsupportedVersion(v) => write!(
+                f,
+                "protocol version {v} is not supported; this daemon speaks version {VERSION}"
+            ),
+            WireError::UnknownType(t) => write!(f, "unknown message type 0x{t:02x}"),
+            WireError::MetaTooShort { kind, size, min } => write!(
+                f,
+                "{kind:?} message has {size} bytes of fields; it needs at least {min}"
+            ),
+            WireError::MetaTooLong { size, max } => {
+                write!(f, "message fields of {size} bytes exceed the limit of {max}")
+            }
+            WireError::FrameTooLarge { size, max } => write!(
+                f,
+                "a frame of {size} bytes exceeds the limit of {max} bytes (daemon flag --ingest-max-frame-mb)"
+            ),
+            WireError::UnknownFormat(c) => write!(
+                f,
+                "unknown pixel format {c}; use 1 (i420), 2 (rgb24), 3 (bgra) or 4 (h264)"
+            ),
+            WireError::BadDimensions { width, height } => write!(
+                f,
+                "{width}x{height} is not a usable size: width and height must be even, \
+                 {MIN_SIDE}-{MAX_WIDTH} by {MIN_SIDE}-{MAX_HEIGHT}"
+            ),
+            WireError::BadFps(v) => write!(f, "fps {v} is out of range (1-{MAX_FPS})"),
+            WireError::BadBitrate(v) => write!(
+                f,
+                "bitrate {v} kbit/s is out of range (100-50000, or 0 for automatic)"
+            ),
+            WireError::BadAvatarId(s) => write!(
+                f,
+                "avatar id '{s}' is not valid (1-{MAX_AVATAR_ID_LEN} characters from A-Z a-z 0-9 _ . -)"
+            ),
+            WireError::FrameSizeMismatch { expected, got } => write!(
+                f,
+                "frame payload is {got} bytes; the announced format and size need exactly {expected}"
+            ),
+            WireError::NotAnnexB => write!(
+                f,
+                "h264 frame does not start with an Annex-B start code (00 00 01 or 00 00 00 01)"
+            ),
+            WireError::NotRegistered(k) => {
+                write!(f, "first message must be REGISTER, got {k:?}")
+            }
+            WireError::AlreadyRegistered => {
+                write!(f, "REGISTER sent twice on one connection; use FORMAT to change the format")
+            }
+            WireError::WrongDirection(k) => {
+                write!(f, "{k:?} is sent by the daemon, not by a renderer")
+            }
+            WireError::AvatarLive(a) => write!(
+                f,
+                "avatar '{a}' is already fed by another connected renderer; \
+                 it can register again once that one disconnects"
+            ),
+            WireError::AvatarReserved(a) => write!(
+                f,
+                "avatar '{a}' is served by one of the daemon's built-in sources; pick another id"
+            ),
+            WireError::TooManyRenderers(n) => {
+                write!(f, "{n} renderers are connected already, the daemon's limit")
+            }
+            WireError::Truncated { part } => {
+                write!(f, "connection closed in the middle of a message ({part})")
+            }
+            WireError::Stalled { part, secs } => write!(
+                f,
+                "message {part} did not arrive within {secs} s: its announced length is larger than what was sent"
+            ),
+            WireError::Encoder(e) => write!(f, "encoder: {e}"),
+            WireError::Io(e) => write!(f, "socket: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut v = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        v.copy_from_slice(s);
+    }
+    u32::from_le_bytes(v)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    if let Some(s) = b.get(at..at + 8) {
+        v.copy_from_slice(s);
+    }
+    u64::from_le_bytes(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(bytes: &[u8]) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h.copy_from_slice(&bytes[..HEADER_LEN]);
+        h
+    }
+
+    #[test]
+    fn register_round_trips_through_the_parser() {
+        let f = StreamFormat {
+            format: PixelFormat::Bgra,
+            width: 640,
+            height: 360,
+            fps: 30,
+            bitrate_kbps: 0,
+        };
+        let msg = register("avatar_tutor_13", &f);
+        let h = Header::parse(&head(&msg), 1 << 20).unwrap();
+        assert_eq!(
+            (h.kind, h.meta_len, h.payload_len),
+            (Kind::Register, 20, 15)
+        );
+        let meta = &msg[HEADER_LEN..HEADER_LEN + h.meta_len];
+        assert_eq!(
+            Message::parse(&h, meta, 1 << 20).unwrap(),
+            Message::Register(f)
+        );
+        assert_eq!(
+            parse_avatar_id(&msg[HEADER_LEN + 20..]).unwrap(),
+            "avatar_tutor_13"
+        );
+    }
+
+    #[test]
+    fn headers_with_wrong_magic_version_type_or_sizes_are_refused() {
+        let good = head(&keyframe_request());
+        let mut b = good;
+        b[0] = b'X';
+        assert_eq!(Header::parse(&b, 100).unwrap_err().code(), "bad_magic");
+        let mut b = good;
+        b[4] = 2;
+        assert_eq!(
+            Header::parse(&b, 100).unwrap_err().code(),
+            "unsupported_version"
+        );
+        let mut b = good;
+        b[5] = 0x7f;
+        assert_eq!(Header::parse(&b, 100).unwrap_err().code(), "unknown_type");
+        let frame = frame_head(1, 2, 101);
+        assert_eq!(
+            Header::parse(&head(&frame), 100).unwrap_err().code(),
+            "frame_too_large"
+        );
+        let mut short = head(&frame);
+        short[8] = 4;
+        assert_eq!(
+            Header::parse(&short, 1000).unwrap_err().code(),
+            "meta_too_short"
+        );
+    }
+
+    #[test]
+    fn formats_out_of_bounds_are_refused_with_their_reason() {
+        let base = StreamFormat {
+            format: PixelFormat::I420,
+            width: 1280,
+            height: 720,
+            fps: 30,
+            bitrate_kbps: 0,
+        };
+        let code = |f: StreamFormat, max: usize| f.check(max).err().map(|e| e.code());
+        assert_eq!(code(base, 1 << 24), None);
+        assert_eq!(
+            code(StreamFormat { width: 641, ..base }, 1 << 24),
+            Some("bad_dimensions")
+        );
+        assert_eq!(
+            code(StreamFormat { fps: 0, ..base }, 1 << 24),
+            Some("bad_fps")
+        );
+        assert_eq!(code(base, 1000), Some("frame_too_large"));
+        let h264 = StreamFormat {
+            format: PixelFormat::H264,
+            width: 0,
+            height: 0,
+            ..base
+        };
+        assert_eq!(code(h264, 1000), None, "h264 may leave its size unknown");
+        let mut meta = vec![9u8; 20];
+        meta[0] = 9;
+        assert_eq!(
+            StreamFormat::parse(&meta).unwrap_err().code(),
+            "unknown_format"
+        );
+    }
+
+    #[test]
+    fn avatar_ids_follow_the_configured_name_rules() {
+        assert!(parse_avatar_id(b"avatar_tutor_13").is_ok());
+        assert!(parse_avatar_id(b"").is_err());
+        assert!(parse_avatar_id(b"has space").is_err());
+        assert!(parse_avatar_id(&[b'a'; 65]).is_err());
+        assert!(parse_avatar_id(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn refused_reason_is_cut_on_a_char_boundary() {
+        let long = "é".repeat(2000);
+        let msg = refused("avatar_live", &long);
+        let text = std::str::from_utf8(&msg[HEADER_LEN..]).unwrap();
+        assert!(text.starts_with("avatar_live: "));
+        assert!(text.len() <= MAX_REASON_BYTES);
+    }
+}
