@@ -13,6 +13,7 @@ use str0m::{Candidate, IceCreds, Input, Rtc, RtcConfig};
 
 use crate::address::{AddressError, SocketSpec, SocketTable};
 use crate::answer::AnswerPlan;
+use crate::auth::{TokenError, TokenKey};
 use crate::demux::{Demux, Route, SessionKey};
 use crate::ids::{AvatarId, ConnId, SocketId};
 use crate::keyframe::{KeyframeLimiter, DEFAULT_KEYFRAME_INTERVAL};
@@ -43,6 +44,10 @@ pub struct EngineConfig {
     pub keyframe_interval: Duration,
     /// RTP packets kept per viewer for NACK resends.
     pub resend_buffer_packets: usize,
+    /// Most sessions watching one avatar at once.
+    pub max_sessions_per_avatar: usize,
+    /// When set, every offer needs a token minted with this key (see [`crate::auth`]).
+    pub token_key: Option<TokenKey>,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +62,8 @@ impl Default for EngineConfig {
             connect_timeout: Duration::from_secs(20),
             keyframe_interval: DEFAULT_KEYFRAME_INTERVAL,
             resend_buffer_packets: 300,
+            max_sessions_per_avatar: 200,
+            token_key: None,
         }
     }
 }
@@ -165,11 +172,23 @@ pub struct EngineStats {
     pub frames_held: u64,
     /// Keyframe requests sent to encoders.
     pub keyframe_requests: u64,
+    /// Sessions dropped because handling them panicked (a bug, contained).
+    pub session_panics: u64,
+}
+
+/// What the driver knows of a connection when it opens.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectInfo {
+    /// `?token=` from the WebSocket URL.
+    pub token: Option<String>,
+    /// Wall-clock time at the upgrade, seconds since the Unix epoch (token expiry).
+    pub unix_time: u64,
 }
 
 struct Conn {
     url_session_id: String,
     session: Option<SessionKey>,
+    info: ConnectInfo,
 }
 
 struct Avatar {
@@ -246,13 +265,32 @@ impl Engine {
 
     /// Registers a new WebSocket opened at `/ws/{url_session_id}`.
     pub fn open_connection(&mut self, conn: ConnId, url_session_id: &str) {
+        self.open_connection_with(conn, url_session_id, ConnectInfo::default());
+    }
+
+    /// Registers a new WebSocket with its token and the wall-clock time it opened.
+    pub fn open_connection_with(&mut self, conn: ConnId, url_session_id: &str, info: ConnectInfo) {
         self.conns.insert(
             conn,
             Conn {
                 url_session_id: url_session_id.to_string(),
                 session: None,
+                info,
             },
         );
+    }
+
+    /// Whether a connection has a live session (drivers close idle ones).
+    pub fn has_session(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.session.is_some())
+    }
+
+    #[doc(hidden)]
+    /// Makes the next handling of a session panic, to test that a bug in one session is contained.
+    pub fn poison_session_for_tests(&mut self, session_id: &str) {
+        if let Some(s) = self.sessions.values_mut().find(|s| s.id == session_id) {
+            s.poisoned = true;
+        }
     }
 
     /// A WebSocket closed: its session (if any) ends and everything it held is freed.
@@ -320,9 +358,9 @@ impl Engine {
             self.stats.drop_malformed += 1;
             return;
         };
-        let Some(session) = self.sessions.get_mut(&key) else {
+        if !self.sessions.contains_key(&key) {
             return;
-        };
+        }
         let stripped;
         let bytes = match sctp_guard::strip_application_data(d.bytes) {
             Guarded::Keep(b) => b,
@@ -341,14 +379,20 @@ impl Engine {
             return;
         };
         let is_stun = d.bytes.first().is_some_and(|b| *b < 2);
-        if let Err(e) = session.rtc.handle_input(Input::Receive(now, recv)) {
-            log::debug!(
-                "session {}: datagram from {} refused: {e}",
-                session.id,
-                d.from
-            );
-        }
-        self.drain_session(now, key, is_stun.then_some(d.from));
+        self.guarded(now, key, |e| {
+            let Some(session) = e.sessions.get_mut(&key) else {
+                return;
+            };
+            session.check_poison();
+            if let Err(err) = session.rtc.handle_input(Input::Receive(now, recv)) {
+                log::debug!(
+                    "session {}: datagram from {} refused: {err}",
+                    session.id,
+                    d.from
+                );
+            }
+            e.drain_session(now, key, is_stun.then_some(d.from));
+        });
     }
 
     /// Fans one encoded picture of `avatar` out to its viewers.
@@ -372,21 +416,27 @@ impl Engine {
                 self.stats.frames_held += 1;
                 continue;
             }
-            let (Some(mid), Some(pt)) = (s.mid, s.pt) else {
-                continue;
-            };
-            let Some(writer) = s.rtc.writer(mid) else {
-                continue;
-            };
-            match writer.write(pt, au.captured_at, rtp_time, au.data.clone()) {
-                Ok(()) => {
-                    s.needs_keyframe = false;
-                    s.frames_sent += 1;
-                    self.stats.frames_written += 1;
+            self.guarded(now, key, |e| {
+                let Some(s) = e.sessions.get_mut(&key) else {
+                    return;
+                };
+                s.check_poison();
+                let (Some(mid), Some(pt)) = (s.mid, s.pt) else {
+                    return;
+                };
+                let Some(writer) = s.rtc.writer(mid) else {
+                    return;
+                };
+                match writer.write(pt, au.captured_at, rtp_time, au.data.clone()) {
+                    Ok(()) => {
+                        s.needs_keyframe = false;
+                        s.frames_sent += 1;
+                        e.stats.frames_written += 1;
+                    }
+                    Err(err) => log::debug!("session {}: write failed: {err}", s.id),
                 }
-                Err(e) => log::debug!("session {}: write failed: {e}", s.id),
-            }
-            self.drain_session(now, key, None);
+                e.drain_session(now, key, None);
+            });
         }
     }
 
@@ -412,10 +462,16 @@ impl Engine {
                 self.end_session(now, key, EndReason::ConsentExpired);
                 continue;
             }
-            if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
-                log::debug!("session {}: timeout handling failed: {e}", s.id);
-            }
-            self.drain_session(now, key, None);
+            self.guarded(now, key, |e| {
+                let Some(s) = e.sessions.get_mut(&key) else {
+                    return;
+                };
+                s.check_poison();
+                if let Err(err) = s.rtc.handle_input(Input::Timeout(now)) {
+                    log::debug!("session {}: timeout handling failed: {err}", s.id);
+                }
+                e.drain_session(now, key, None);
+            });
         }
         let mut due_avatars = Vec::new();
         for (id, a) in self.avatars.iter_mut() {
@@ -559,9 +615,25 @@ impl Engine {
                 max: self.config.max_sdp_bytes,
             });
         }
+        if let Some(key) = &self.config.token_key {
+            let token = c
+                .info
+                .token
+                .as_deref()
+                .ok_or(SignalError::Token(TokenError::Missing))?;
+            key.verify(token, &offer.session_id, &offer.avatar_id, c.info.unix_time)
+                .map_err(SignalError::Token)?;
+        }
         let avatar = self.resolve_avatar(&offer.avatar_id)?;
         if self.sessions.len() >= self.config.max_sessions {
             return Err(SignalError::TooManySessions(self.config.max_sessions));
+        }
+        let watching = self.avatars.get(&avatar).map_or(0, |a| a.viewers.len());
+        if watching >= self.config.max_sessions_per_avatar {
+            return Err(SignalError::TooManyViewers {
+                avatar: avatar.to_string(),
+                max: self.config.max_sessions_per_avatar,
+            });
         }
         let choice = OfferSummary::parse(&offer.sdp)?.choose_h264()?;
         // str0m negotiates the chosen video m-line only; the plan rejects the others.
@@ -619,6 +691,7 @@ impl Engine {
             frames_sent: 0,
             frames_held: 0,
             client_stats: None,
+            poisoned: false,
         };
         self.demux.add_session(key, &creds.ufrag);
         self.socket_load[socket.0] += 1;
@@ -681,6 +754,27 @@ impl Engine {
         }
     }
 
+    /// Runs `f` on one session's behalf; a panic inside ends only that session.
+    ///
+    /// Nothing a peer sends should panic (that is tested), but if a bug in the
+    /// WebRTC stack does, one viewer losing its session beats every viewer
+    /// losing the daemon.
+    fn guarded(&mut self, now: Instant, key: SessionKey, f: impl FnOnce(&mut Self)) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        if result.is_err() {
+            self.stats.session_panics += 1;
+            let id = self
+                .sessions
+                .get(&key)
+                .map(|s| s.id.clone())
+                .unwrap_or_default();
+            log::error!(
+                "session {id}: handling panicked; the session is dropped, the daemon goes on"
+            );
+            self.end_session(now, key, EndReason::InternalError);
+        }
+    }
+
     fn drain_session(&mut self, now: Instant, key: SessionKey, stun_from: Option<SocketAddr>) {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
@@ -719,7 +813,8 @@ impl Engine {
         };
         // Tell the browser at once (RTCP BYE + DTLS close_notify) instead of
         // letting it find out from silence.
-        if s.rtc.is_connected() {
+        // A session whose handling panicked is not touched again.
+        if s.rtc.is_connected() && reason != EndReason::InternalError {
             let _ = s.rtc.close();
             let mut ctx = DrainCtx {
                 sockets: &self.sockets,

@@ -65,6 +65,7 @@
 pub mod address;
 mod answer;
 pub mod answer_check;
+pub mod auth;
 pub mod demux;
 pub mod encoder;
 mod engine;
@@ -80,7 +81,9 @@ mod session;
 pub mod signaling;
 
 pub use address::{SocketSpec, SocketTable};
-pub use engine::{Datagram, Engine, EngineConfig, EngineError, EngineStats, Output, Transmit};
+pub use engine::{
+    ConnectInfo, Datagram, Engine, EngineConfig, EngineError, EngineStats, Output, Transmit,
+};
 pub use ids::{AvatarId, ConnId, SocketId};
 pub use media::AccessUnit;
 pub use session::{EndReason, Phase, SessionInfo};

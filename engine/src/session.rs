@@ -31,6 +31,8 @@ pub enum EndReason {
     PeerClosed,
     /// The daemon is shutting down.
     Shutdown,
+    /// Handling the session panicked (a bug); it was dropped to protect the others.
+    InternalError,
 }
 
 impl EndReason {
@@ -43,6 +45,7 @@ impl EndReason {
             EndReason::DtlsFailed(_) => "dtls_failed",
             EndReason::PeerClosed => "peer_closed",
             EndReason::Shutdown => "shutdown",
+            EndReason::InternalError => "internal_error",
         }
     }
 }
@@ -106,6 +109,8 @@ pub(crate) struct Session {
     pub frames_sent: u64,
     pub frames_held: u64,
     pub client_stats: Option<Value>,
+    /// Test hook: the next handling panics (see `Engine::poison_session_for_tests`).
+    pub poisoned: bool,
 }
 
 /// What a drain asks the engine to do besides transmitting.
@@ -125,6 +130,13 @@ pub(crate) struct DrainCtx<'a> {
 }
 
 impl Session {
+    /// Panics if a test poisoned this session.
+    pub fn check_poison(&mut self) {
+        if std::mem::take(&mut self.poisoned) {
+            panic!("session {} poisoned by a test", self.id);
+        }
+    }
+
     pub fn info(&self) -> SessionInfo {
         SessionInfo {
             session_id: self.id.clone(),

@@ -79,6 +79,15 @@ pub enum SignalError {
     },
     /// The session limit is reached.
     TooManySessions(usize),
+    /// The per-avatar session limit is reached.
+    TooManyViewers {
+        /// The avatar.
+        avatar: String,
+        /// The limit.
+        max: usize,
+    },
+    /// The signaling token is missing, malformed, expired or for another session.
+    Token(crate::auth::TokenError),
     /// Another live connection uses the same session id.
     SessionInUse(String),
     /// The WebRTC stack refused the offer.
@@ -102,6 +111,8 @@ impl SignalError {
             SignalError::AlreadyNegotiated => "already_negotiated",
             SignalError::UnknownAvatar { .. } => "unknown_avatar",
             SignalError::TooManySessions(_) => "too_many_sessions",
+            SignalError::TooManyViewers { .. } => "too_many_viewers",
+            SignalError::Token(e) => e.code(),
             SignalError::SessionInUse(_) => "session_in_use",
             SignalError::OfferRejected(_) => "offer_rejected",
         }
@@ -161,6 +172,11 @@ impl std::fmt::Display for SignalError {
                 f,
                 "the server is at its limit of {max} sessions; try again later"
             ),
+            SignalError::TooManyViewers { avatar, max } => write!(
+                f,
+                "avatar '{avatar}' already has its limit of {max} viewers; try again later"
+            ),
+            SignalError::Token(e) => write!(f, "{e}"),
             SignalError::SessionInUse(id) => write!(
                 f,
                 "session id '{id}' is already in use by another connection; pick a new session id"

@@ -11,6 +11,7 @@ pub mod capture;
 pub mod conn;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod probe;
 pub mod server;
 pub mod source;

@@ -21,6 +21,7 @@ use signal_hook_mio::v1_0::Signals;
 use crate::capture::{CaptureConfig, OfferCapture};
 use crate::conn::{Conn, ConnEvent, ConnLimits};
 use crate::ingest::{IngestConfig, IngestCounters, IngestHub, ListenError};
+use crate::metrics::{self, Histograms, SocketCounters, SourceSnapshot};
 use crate::probe::FrameTiming;
 use crate::source::{self, SourceEvent, SourceHandle, CHANNEL_DEPTH};
 use crate::udp::UdpPort;
@@ -77,6 +78,10 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Per-frame timing reports (benchmarks); `None` in the daemon.
     pub frame_probe: Option<SyncSender<FrameTiming>>,
+    /// Page origins allowed to open a WebSocket (`Origin` header); empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// A WebSocket that has not sent a usable offer this long after opening is closed.
+    pub idle_timeout: Duration,
     /// Where received offers are written (`--capture-offers`); `None` writes nothing.
     pub capture_offers: Option<CaptureConfig>,
     /// The renderers' ingest socket (`docs/ingest.md`); `None` disables it.
@@ -98,6 +103,8 @@ impl Default for ServerConfig {
             limits: ConnLimits::default(),
             shutdown_grace: Duration::from_secs(2),
             frame_probe: None,
+            allowed_origins: Vec::new(),
+            idle_timeout: Duration::from_secs(30),
             capture_offers: None,
             ingest: None,
             file_sources: Vec::new(),
@@ -181,6 +188,8 @@ pub struct Server {
     recv_buf: Box<[u8]>,
     signal_addr: SocketAddr,
     datagrams_sent: u64,
+    histograms: Histograms,
+    conn_drops: HashMap<&'static str, u64>,
 }
 
 impl Server {
@@ -269,6 +278,8 @@ impl Server {
             recv_buf: vec![0u8; 2048].into_boxed_slice(),
             signal_addr,
             datagrams_sent: 0,
+            histograms: Histograms::default(),
+            conn_drops: HashMap::new(),
         })
     }
 
@@ -353,6 +364,7 @@ impl Server {
                 return Err(e.into());
             }
             let now = Instant::now();
+            let busy_since = now;
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(now),
@@ -385,6 +397,11 @@ impl Server {
             self.expire_heads(now);
             deadline = self.drain_engine();
             self.reap_conns(now);
+            if !events.is_empty() {
+                self.histograms
+                    .loop_iteration
+                    .observe(busy_since.elapsed().as_secs_f64());
+            }
         }
         self.shutdown();
         Ok(())
@@ -404,6 +421,7 @@ impl Server {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
                     if self.conns.len() >= self.config.max_connections {
+                        *self.conn_drops.entry("too_many_connections").or_default() += 1;
                         log::warn!("refusing {peer}: {} connections open", self.conns.len());
                         continue; // dropping the stream closes it
                     }
@@ -439,6 +457,8 @@ impl Server {
         loop {
             match self.udp[i].socket.recv_from(&mut self.recv_buf) {
                 Ok((n, from)) => {
+                    self.udp[i].received += 1;
+                    self.udp[i].received_bytes += n as u64;
                     let bytes = &self.recv_buf[..n];
                     self.engine.handle_datagram(
                         now,
@@ -473,9 +493,31 @@ impl Server {
         conn.on_ready(&mut events);
         for e in events {
             match e {
-                ConnEvent::Opened { session_id, .. } => {
+                ConnEvent::Opened {
+                    session_id,
+                    token: ws_token,
+                    origin,
+                } => {
+                    if !self.origin_allowed(origin.as_deref()) {
+                        log::info!("{id}: origin {origin:?} is not allowed; closing");
+                        *self.conn_drops.entry("origin_not_allowed").or_default() += 1;
+                        if let Some(c) = self.conns.get_mut(&token) {
+                            c.send_and_close(portcast_engine::signaling::server_error(
+                                "origin_not_allowed",
+                                "this page's origin may not use this server; ask its operator to allow it",
+                            ));
+                        }
+                        continue;
+                    }
                     log::debug!("{id}: websocket open for session {session_id}");
-                    self.engine.open_connection(id, &session_id);
+                    let unix_time = SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let info = portcast_engine::ConnectInfo {
+                        token: ws_token,
+                        unix_time,
+                    };
+                    self.engine.open_connection_with(id, &session_id, info);
                 }
                 ConnEvent::Text(text) => {
                     self.capture.on_text(&text);
@@ -489,16 +531,19 @@ impl Server {
                         ));
                     }
                 }
-                ConnEvent::Request(_) => {
+                ConnEvent::Request(request) => {
+                    let response = self.dynamic_response(&request);
                     if let Some(c) = self.conns.get_mut(&token) {
-                        c.respond(crate::http::response(
-                            "404 Not Found",
-                            "text/plain",
-                            b"not found\n",
-                        ));
+                        c.respond(response);
                     }
                 }
-                ConnEvent::TooLarge | ConnEvent::RateLimited => {}
+                ConnEvent::TooLarge => {
+                    *self.conn_drops.entry("message_too_large").or_default() += 1;
+                }
+                ConnEvent::RateLimited => {
+                    log::info!("{id}: over the message rate; closed");
+                    *self.conn_drops.entry("rate_limited").or_default() += 1;
+                }
             }
         }
     }
@@ -512,6 +557,19 @@ impl Server {
                     self.engine
                         .handle_access_unit(dequeued_at.max(now), &avatar, &au);
                     self.drain_engine();
+                    let sent_at = Instant::now();
+                    self.histograms.encode.observe(
+                        au.encoded_at
+                            .saturating_duration_since(au.captured_at)
+                            .as_secs_f64(),
+                    );
+                    if self.datagrams_sent > sent_before {
+                        self.histograms.frame_to_packet.observe(
+                            sent_at
+                                .saturating_duration_since(au.captured_at)
+                                .as_secs_f64(),
+                        );
+                    }
                     if let Some(probe) = &self.config.frame_probe {
                         let _ = probe.try_send(FrameTiming {
                             avatar,
@@ -521,7 +579,7 @@ impl Server {
                             captured_at: au.captured_at,
                             encoded_at: au.encoded_at,
                             dequeued_at,
-                            sent_at: Instant::now(),
+                            sent_at,
                             sent_wall: SystemTime::now(),
                             datagrams: self.datagrams_sent - sent_before,
                         });
@@ -565,13 +623,103 @@ impl Server {
         }
     }
 
+    /// Closes connections that stall: slow request heads, and WebSockets that never offer.
     fn expire_heads(&mut self, now: Instant) {
         let timeout = self.config.head_timeout;
-        for c in self.conns.values_mut() {
+        let idle = self.config.idle_timeout;
+        for (token, c) in self.conns.iter_mut() {
             if c.reading_head() && now.saturating_duration_since(c.accepted) > timeout {
                 log::info!("closing a connection that sent no complete request in {timeout:?}");
+                *self.conn_drops.entry("head_timeout").or_default() += 1;
                 c.abort();
+            } else if c.is_websocket()
+                && c.ws_opened
+                    .is_some_and(|t| now.saturating_duration_since(t) > idle)
+                && !self.engine.has_session(ConnId(token.0 as u64))
+            {
+                log::info!(
+                    "conn#{}: no session {idle:?} after opening; closing",
+                    token.0
+                );
+                *self.conn_drops.entry("idle_websocket").or_default() += 1;
+                c.send_and_close(portcast_engine::signaling::server_error(
+                    "idle_timeout",
+                    "no offer was accepted on this connection in time; it is closed",
+                ));
+                c.ws_opened = None;
             }
+        }
+    }
+
+    fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        let allowed = &self.config.allowed_origins;
+        allowed.is_empty() || origin.is_some_and(|o| allowed.iter().any(|a| a == o))
+    }
+
+    /// `/metrics` and `/readyz`, which need the loop's state.
+    fn dynamic_response(&self, request: &crate::http::Request) -> Vec<u8> {
+        use crate::http::{response, Request};
+        match request {
+            Request::Metrics => {
+                let sessions = self.engine.sessions();
+                let snapshot = metrics::Snapshot {
+                    engine: self.engine.stats(),
+                    sessions: &sessions,
+                    sockets: self
+                        .udp
+                        .iter()
+                        .map(|u| SocketCounters {
+                            local: u.local.to_string(),
+                            received: u.received,
+                            received_bytes: u.received_bytes,
+                            sent: u.sent,
+                            sent_bytes: u.sent_bytes,
+                            dropped_queue_full: u.dropped_full,
+                            send_errors: u.send_errors,
+                        })
+                        .collect(),
+                    sources: self
+                        .sources
+                        .iter()
+                        .map(|(a, h)| SourceSnapshot {
+                            avatar: a.to_string(),
+                            frames: h.counters.frames.load(Ordering::Relaxed),
+                            keyframes: h.counters.keyframes.load(Ordering::Relaxed),
+                            late_skips: h.counters.late_skips.load(Ordering::Relaxed),
+                            channel_drops: h.counters.channel_drops.load(Ordering::Relaxed),
+                        })
+                        .collect(),
+                    connections: self.conns.len(),
+                    conn_drops: self.conn_drops.iter().map(|(k, v)| (*k, *v)).collect(),
+                    rss_bytes: metrics::rss_bytes(),
+                };
+                let body = metrics::render(&self.histograms, &snapshot);
+                response(
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body.as_bytes(),
+                )
+            }
+            Request::Ready => {
+                let dead: Vec<String> = self
+                    .sources
+                    .iter()
+                    .filter(|(_, h)| !h.is_alive())
+                    .map(|(a, _)| a.to_string())
+                    .collect();
+                if dead.is_empty() {
+                    let body = format!(
+                        "ready: {} udp sockets bound, {} sources running\n",
+                        self.udp.len(),
+                        self.sources.len()
+                    );
+                    response("200 OK", "text/plain", body.as_bytes())
+                } else {
+                    let body = format!("not ready: source threads stopped: {}\n", dead.join(", "));
+                    response("503 Service Unavailable", "text/plain", body.as_bytes())
+                }
+            }
+            _ => response("404 Not Found", "text/plain", b"not found\n"),
         }
     }
 

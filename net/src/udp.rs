@@ -23,6 +23,10 @@ pub struct UdpPort {
     pub send_errors: u64,
     /// Datagrams sent.
     pub sent: u64,
+    /// Datagrams received.
+    pub received: u64,
+    /// Bytes received.
+    pub received_bytes: u64,
     /// Bytes sent.
     pub sent_bytes: u64,
 }
@@ -39,6 +43,8 @@ impl UdpPort {
             dropped_full: 0,
             send_errors: 0,
             sent: 0,
+            received: 0,
+            received_bytes: 0,
             sent_bytes: 0,
         })
     }

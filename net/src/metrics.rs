@@ -1,0 +1,243 @@
+//! Prometheus metrics, rendered on the loop thread at scrape time.
+//!
+//! Counters live where they are cheapest to keep (the engine's stats, each UDP
+//! socket's counters, each source's atomics) and are copied into a fresh
+//! registry when `/metrics` is scraped; only the histograms are kept here,
+//! observed by the loop as frames and iterations go by.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use portcast_engine::{EngineStats, Phase, SessionInfo};
+
+type Labels = Vec<(String, String)>;
+
+/// The histograms the loop feeds.
+#[derive(Debug, Clone)]
+pub struct Histograms {
+    /// Encoder time per frame (t1 - t0), seconds.
+    pub encode: Histogram,
+    /// Frame-to-packet time (t2 - t0), seconds.
+    pub frame_to_packet: Histogram,
+    /// Time the loop spends handling one wake-up, seconds.
+    pub loop_iteration: Histogram,
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        // 50 us .. ~0.4 s in x2 steps: covers an iteration as well as a slow IDR.
+        let buckets = || Histogram::new(exponential_buckets(0.000_05, 2.0, 14));
+        Histograms {
+            encode: buckets(),
+            frame_to_packet: buckets(),
+            loop_iteration: buckets(),
+        }
+    }
+}
+
+/// One UDP socket's counters at scrape time.
+#[derive(Debug, Clone)]
+pub struct SocketCounters {
+    /// Its local address.
+    pub local: String,
+    /// Datagrams received.
+    pub received: u64,
+    /// Bytes received.
+    pub received_bytes: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Bytes sent.
+    pub sent_bytes: u64,
+    /// Dropped because the send queue was full.
+    pub dropped_queue_full: u64,
+    /// Refused by the kernel.
+    pub send_errors: u64,
+}
+
+/// One source's counters at scrape time.
+#[derive(Debug, Clone)]
+pub struct SourceSnapshot {
+    /// Avatar.
+    pub avatar: String,
+    /// Frames encoded.
+    pub frames: u64,
+    /// Keyframes encoded.
+    pub keyframes: u64,
+    /// Frames skipped because the source fell behind.
+    pub late_skips: u64,
+    /// Frames dropped because the loop's channel was full.
+    pub channel_drops: u64,
+}
+
+/// Everything a scrape shows besides the histograms.
+#[derive(Debug, Clone)]
+pub struct Snapshot<'a> {
+    /// Engine counters.
+    pub engine: &'a EngineStats,
+    /// Live sessions.
+    pub sessions: &'a [SessionInfo],
+    /// Per UDP socket.
+    pub sockets: Vec<SocketCounters>,
+    /// Per source.
+    pub sources: Vec<SourceSnapshot>,
+    /// Open TCP connections.
+    pub connections: usize,
+    /// Connections refused or closed by a limit, by reason.
+    pub conn_drops: Vec<(&'static str, u64)>,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+}
+
+/// Renders the Prometheus text exposition.
+pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
+    let mut r = Registry::with_prefix("portcast");
+    let by_phase = Family::<Labels, Gauge>::default();
+    for phase in [Phase::Negotiated, Phase::Connected, Phase::Streaming] {
+        let n = s.sessions.iter().filter(|x| x.phase == phase).count();
+        by_phase
+            .get_or_create(&label("state", phase_name(phase)))
+            .set(n as i64);
+    }
+    r.register("sessions", "Live sessions by state", by_phase);
+    r.register(
+        "offers",
+        "Offers received",
+        ConstCounter::new(s.engine.offers),
+    );
+    r.register(
+        "answers",
+        "Answers sent",
+        ConstCounter::new(s.engine.answers),
+    );
+    let errors = Family::<Labels, Counter>::default();
+    for (code, n) in &s.engine.errors {
+        errors.get_or_create(&label("code", code)).inc_by(*n);
+    }
+    r.register("signal_errors", "Errors sent to viewers, by code", errors);
+    let ended = Family::<Labels, Counter>::default();
+    for (reason, n) in &s.engine.ended {
+        ended.get_or_create(&label("reason", reason)).inc_by(*n);
+    }
+    r.register("sessions_ended", "Sessions ended, by reason", ended);
+    let drops = Family::<Labels, Counter>::default();
+    let engine_drops = [
+        ("unknown_ufrag", s.engine.drop_unknown_ufrag),
+        ("unknown_source", s.engine.drop_unknown_source),
+        ("malformed", s.engine.drop_malformed),
+        ("held_for_keyframe", s.engine.frames_held),
+    ];
+    for (reason, n) in engine_drops.iter().chain(s.conn_drops.iter()) {
+        drops.get_or_create(&label("reason", reason)).inc_by(*n);
+    }
+    for sock in &s.sockets {
+        drops
+            .get_or_create(&vec![
+                ("reason".into(), "udp_queue_full".into()),
+                ("socket".into(), sock.local.clone()),
+            ])
+            .inc_by(sock.dropped_queue_full);
+        drops
+            .get_or_create(&vec![
+                ("reason".into(), "udp_send_error".into()),
+                ("socket".into(), sock.local.clone()),
+            ])
+            .inc_by(sock.send_errors);
+    }
+    for src in &s.sources {
+        for (reason, n) in [
+            ("source_late", src.late_skips),
+            ("source_channel_full", src.channel_drops),
+        ] {
+            drops
+                .get_or_create(&vec![
+                    ("reason".into(), reason.into()),
+                    ("avatar".into(), src.avatar.clone()),
+                ])
+                .inc_by(n);
+        }
+    }
+    r.register("drops", "Things dropped, by reason", drops);
+    let io = Family::<Labels, Counter>::default;
+    let (dg_in, by_in, dg_out, by_out) = (io(), io(), io(), io());
+    for sock in &s.sockets {
+        let l = label("socket", &sock.local);
+        dg_in.get_or_create(&l).inc_by(sock.received);
+        by_in.get_or_create(&l).inc_by(sock.received_bytes);
+        dg_out.get_or_create(&l).inc_by(sock.sent);
+        by_out.get_or_create(&l).inc_by(sock.sent_bytes);
+    }
+    r.register("udp_datagrams_in", "Datagrams received, per socket", dg_in);
+    r.register("udp_bytes_in", "Bytes received, per socket", by_in);
+    r.register("udp_datagrams_out", "Datagrams sent, per socket", dg_out);
+    r.register("udp_bytes_out", "Bytes sent, per socket", by_out);
+    r.register(
+        "keyframe_requests",
+        "Keyframe requests sent to encoders",
+        ConstCounter::new(s.engine.keyframe_requests),
+    );
+    r.register(
+        "frames_written",
+        "Frames written to viewers",
+        ConstCounter::new(s.engine.frames_written),
+    );
+    let frames = Family::<Labels, Counter>::default();
+    for src in &s.sources {
+        frames
+            .get_or_create(&label("avatar", &src.avatar))
+            .inc_by(src.frames);
+    }
+    r.register("source_frames", "Frames encoded, per avatar", frames);
+    r.register(
+        "connections",
+        "Open TCP connections",
+        ConstGauge::new(s.connections as i64),
+    );
+    r.register(
+        "resident_memory_bytes",
+        "Resident set size",
+        ConstGauge::new(s.rss_bytes as i64),
+    );
+    r.register("encode_seconds", "Encoder time per frame", h.encode.clone());
+    r.register(
+        "frame_to_packet_seconds",
+        "Raw frame to last datagram sent",
+        h.frame_to_packet.clone(),
+    );
+    r.register(
+        "loop_iteration_seconds",
+        "Loop time per wake-up",
+        h.loop_iteration.clone(),
+    );
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &r);
+    out
+}
+
+fn label(k: &str, v: &str) -> Labels {
+    vec![(k.to_string(), v.to_string())]
+}
+
+fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Negotiated => "negotiated",
+        Phase::Connected => "connected",
+        Phase::Streaming => "streaming",
+    }
+}
+
+/// Resident set size of this process from /proc, 0 where unavailable.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
