@@ -137,11 +137,16 @@ impl Drop for Daemon {
 }
 
 pub fn connect_ws(port: u16, session: &str) -> WebSocket<TcpStream> {
+    connect_ws_query(port, session, "")
+}
+
+/// Opens `/ws/{session}{query}` (query like `?token=...`, or empty).
+pub fn connect_ws_query(port: u16, session: &str, query: &str) -> WebSocket<TcpStream> {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let url = format!("ws://127.0.0.1:{port}/ws/{session}");
+    let url = format!("ws://127.0.0.1:{port}/ws/{session}{query}");
     let (ws, _) = tungstenite::client::client(url.as_str(), stream).expect("websocket upgrade");
     ws
 }
@@ -179,6 +184,16 @@ pub struct NetViewer {
 impl NetViewer {
     /// Connects, offers and applies the answer (or returns the error reply).
     pub fn connect(port: u16, session: &str, avatar: &str) -> Result<NetViewer, Value> {
+        Self::connect_query(port, session, avatar, "")
+    }
+
+    /// Like `connect`, with a query string on the WebSocket URL (e.g. `?token=...`).
+    pub fn connect_query(
+        port: u16,
+        session: &str,
+        avatar: &str,
+        query: &str,
+    ) -> Result<NetViewer, Value> {
         let started = Instant::now();
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let local = udp.local_addr().unwrap();
@@ -187,7 +202,7 @@ impl NetViewer {
         let mut api = rtc.sdp_api();
         api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         let (offer, pending) = api.apply().unwrap();
-        let mut ws = connect_ws(port, session);
+        let mut ws = connect_ws_query(port, session, query);
         let msg = serde_json::json!({
             "type": "webrtc_offer", "session_id": session, "user_id": 5,
             "avatar_id": avatar, "sdp": offer.to_sdp_string(),
