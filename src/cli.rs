@@ -12,16 +12,24 @@ Environment variables (an empty variable counts as unset):
   PORTCAST_PUBLIC_IP, PORTCAST_BIND_IP, PORTCAST_SIGNAL_PORT,
   PORTCAST_UDP_PORTS (A-B or a single port), PORTCAST_PORT_MAP (comma-separated LOCAL:PUBLIC),
   PORTCAST_MAX_SESSIONS, PORTCAST_CONSENT_TIMEOUT_SECS, PORTCAST_FALLBACK_AVATAR,
-  PORTCAST_INGEST_SOCKET
-A layer that sets the UDP range or the port map replaces the lower layer's value as a whole.
+  PORTCAST_INGEST_SOCKET, PORTCAST_TOKEN_SECRET_FILE,
+  PORTCAST_ALLOWED_ORIGINS (comma-separated), PORTCAST_MAX_SESSIONS_PER_AVATAR,
+  PORTCAST_MAX_CONNECTIONS, PORTCAST_IDLE_TIMEOUT_SECS, PORTCAST_HEADER_TIMEOUT_SECS,
+  PORTCAST_MAX_MESSAGE_KIB, PORTCAST_MAX_SDP_KIB, PORTCAST_MESSAGES_PER_SEC,
+  PORTCAST_MESSAGE_BURST, PORTCAST_CONNECT_TIMEOUT_SECS, PORTCAST_LOG_FORMAT
+A layer that sets the UDP range, the port map or the allowed origins replaces the lower
+layer's value as a whole. RUST_LOG sets the log level (default info).
 Config file keys:
   webrtc_public_ip, bind_ip, signal_port, webrtc_port_min, webrtc_port_max, max_sessions,
   consent_timeout_secs, fallback_avatar, capture_offers_dir, capture_offers_max,
-  ingest_socket, ingest_max_frame_mb,
+  ingest_socket, ingest_max_frame_mb, token_secret_file, allowed_origins (array),
+  max_sessions_per_avatar, max_connections, idle_timeout_secs, header_timeout_secs,
+  max_message_kib, max_sdp_kib, messages_per_sec, message_burst, connect_timeout_secs,
+  log_format,
   [port_map] LOCAL = PUBLIC,
   [[avatar]] name, width, height, fps, bitrate_kbps, encoder_threads (replaces the built-in list)
 Subcommands take the same flags: `portcast replay offers/ --public-ip 203.0.113.7` answers
-as the daemon with that public ip would.";
+as the daemon with that public ip would (without token checks: captured offers carry none).";
 
 /// Daemon flags; values stay text so `config::load` reports every bad value as `source: key: problem`.
 //
@@ -77,6 +85,109 @@ pub struct Cli {
     /// Most offer files kept in the --capture-offers DIR; capture stops when reached, 1-1000000 [default: 1000]
     #[arg(long, global = true, value_name = "N")]
     pub capture_max: Option<String>,
+
+    /// File holding the shared secret (at least 16 bytes) that signaling tokens are checked with [default: none, no token needed]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Access and limits"
+    )]
+    pub token_secret_file: Option<String>,
+
+    /// Page origin (scheme://host[:port]) allowed to open a WebSocket; repeatable or comma-separated [default: any]
+    #[arg(
+        long,
+        global = true,
+        value_name = "ORIGIN",
+        help_heading = "Access and limits"
+    )]
+    pub allowed_origin: Vec<String>,
+
+    /// Maximum concurrent viewers of one avatar, 1-10000 [default: --max-sessions]
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Access and limits"
+    )]
+    pub max_sessions_per_avatar: Option<String>,
+
+    /// Maximum open TCP connections (HTTP and WebSocket), 16-100000 [default: 1024]
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Access and limits"
+    )]
+    pub max_connections: Option<String>,
+
+    /// Seconds a WebSocket may stay open without a usable offer, 1-3600 [default: 30]
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        help_heading = "Access and limits"
+    )]
+    pub idle_timeout_secs: Option<String>,
+
+    /// Seconds allowed to send a complete HTTP request head, 1-60 [default: 5]
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        help_heading = "Access and limits"
+    )]
+    pub header_timeout_secs: Option<String>,
+
+    /// Largest WebSocket message in KiB, 4-4096 [default: 256]
+    #[arg(
+        long,
+        global = true,
+        value_name = "KIB",
+        help_heading = "Access and limits"
+    )]
+    pub max_message_kib: Option<String>,
+
+    /// Largest SDP offer in KiB, 4-1024 and at most --max-message-kib [default: 64]
+    #[arg(
+        long,
+        global = true,
+        value_name = "KIB",
+        help_heading = "Access and limits"
+    )]
+    pub max_sdp_kib: Option<String>,
+
+    /// Steady WebSocket messages per second allowed per connection, 1-1000 [default: 10]
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Access and limits"
+    )]
+    pub messages_per_sec: Option<String>,
+
+    /// WebSocket messages allowed in a burst above the steady rate, 1-10000 [default: 20]
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Access and limits"
+    )]
+    pub message_burst: Option<String>,
+
+    /// Seconds after the answer for ICE + DTLS to complete before the session ends, 1-300 [default: 20]
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        help_heading = "Access and limits"
+    )]
+    pub connect_timeout_secs: Option<String>,
+
+    /// Log lines as plain text or one JSON object per line; the level comes from RUST_LOG [default: text]
+    #[arg(long, global = true, value_name = "text|json")]
+    pub log_format: Option<String>,
 
     /// Frame width in pixels, even, 16-3840 [default: 1280]
     #[arg(
@@ -181,5 +292,29 @@ pub enum Command {
         /// One JSON object per offer instead of one line of text
         #[arg(long)]
         json: bool,
+    },
+
+    /// Mint a signaling token for one session and avatar, printed on stdout
+    ///
+    /// The page connects to /ws/{SESSION}?token=TOKEN and offers AVATAR; a daemon started
+    /// with the same --token-secret-file accepts it until the TTL runs out. A backend may
+    /// instead compute the same HMAC itself (README, "Signaling auth"). Exit status: 0 with
+    /// the token, 2 on a bad argument or an unusable secret file.
+    Token {
+        /// File holding the shared secret (at least 16 bytes; trailing newlines are ignored)
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
+
+        /// Session id the token is for (1-128 characters of A-Za-z0-9._~-)
+        #[arg(long, value_name = "ID")]
+        session: String,
+
+        /// Avatar id the token is for
+        #[arg(long, value_name = "NAME")]
+        avatar: String,
+
+        /// Seconds the token stays valid, 1-2678400 (31 days)
+        #[arg(long, value_name = "SECS", default_value = "3600")]
+        ttl_secs: String,
     },
 }

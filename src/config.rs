@@ -33,6 +33,15 @@ const MAX_CONSENT_TIMEOUT_SECS: i64 = 86_400;
 const MAX_AVATAR_NAME_LEN: usize = 64;
 const MAX_CAPTURE_OFFERS: i64 = 1_000_000;
 
+const DEFAULT_MAX_CONNECTIONS: u16 = 1024;
+const DEFAULT_IDLE_TIMEOUT_SECS: u16 = 30;
+const DEFAULT_HEADER_TIMEOUT_SECS: u16 = 5;
+const DEFAULT_MAX_MESSAGE_KIB: u16 = 256;
+const DEFAULT_MAX_SDP_KIB: u16 = 64;
+const DEFAULT_MESSAGES_PER_SEC: u16 = 10;
+const DEFAULT_MESSAGE_BURST: u16 = 20;
+const DEFAULT_CONNECT_TIMEOUT_SECS: u16 = 20;
+
 /// Resolved daemon configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -58,6 +67,82 @@ pub struct Config {
     pub capture_offers_max: usize,
     /// The renderers' ingest socket and `--source` files.
     pub sources: SourceSettings,
+    /// The shared secret signaling tokens are checked with; `None` needs no token.
+    pub token_secret_file: Option<SecretFile>,
+    /// Page origins allowed to open a WebSocket, normalised as browsers send them; empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// Connection and session limits.
+    pub limits: Limits,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+}
+
+/// The file holding the token secret; read when the daemon starts ([`SecretFile::read`]), not by `load`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// Path as given (relative paths are relative to the working directory).
+    pub path: PathBuf,
+    /// Where the path was set, for errors about the file.
+    pub origin: Origin,
+}
+
+impl SecretFile {
+    /// The key in the file: at least 16 bytes once trailing newlines are removed.
+    ///
+    /// `portcast replay` never reads it (captured offers carry no token), so a production
+    /// config replays on a machine without the secret.
+    pub fn read(&self) -> Result<portcast_engine::auth::TokenKey, ConfigError> {
+        crate::token::read_secret_file(&self.path).map_err(|m| invalid(self.origin.clone(), m))
+    }
+}
+
+/// Limits on connections, messages and sessions (issue 7's defences), resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most sessions watching one avatar at once.
+    pub max_sessions_per_avatar: usize,
+    /// Most TCP connections (HTTP and WebSocket) at once.
+    pub max_connections: usize,
+    /// A WebSocket without a usable offer is closed after this long.
+    pub idle_timeout: Duration,
+    /// Time allowed to send a complete HTTP request head.
+    pub header_timeout: Duration,
+    /// Largest WebSocket message, in bytes.
+    pub max_message_bytes: usize,
+    /// Largest SDP offer, in bytes (never above `max_message_bytes`).
+    pub max_sdp_bytes: usize,
+    /// Steady WebSocket messages per second per connection.
+    pub messages_per_sec: u32,
+    /// Messages allowed in a burst above the steady rate.
+    pub message_burst: u32,
+    /// A session ends if ICE + DTLS are not up this long after the answer.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_sessions_per_avatar: DEFAULT_MAX_SESSIONS.into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS.into(),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS.into()),
+            header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS.into()),
+            max_message_bytes: usize::from(DEFAULT_MAX_MESSAGE_KIB) << 10,
+            max_sdp_bytes: usize::from(DEFAULT_MAX_SDP_KIB) << 10,
+            messages_per_sec: DEFAULT_MESSAGES_PER_SEC.into(),
+            message_burst: DEFAULT_MESSAGE_BURST.into(),
+            connect_timeout: Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS.into()),
+        }
+    }
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// env_logger's usual human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line: `ts`, `level`, `target`, `msg`.
+    Json,
 }
 
 /// A local UDP port and the port announced for it in ICE candidates.
@@ -118,6 +203,10 @@ impl Default for Config {
             capture_offers_dir: None,
             capture_offers_max: DEFAULT_CAPTURE_OFFERS_MAX as usize,
             sources: SourceSettings::default(),
+            token_secret_file: None,
+            allowed_origins: Vec::new(),
+            limits: Limits::default(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -249,6 +338,18 @@ struct FileConfig {
     capture_offers_max: Option<i64>,
     ingest_socket: Option<String>,
     ingest_max_frame_mb: Option<i64>,
+    token_secret_file: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    max_sessions_per_avatar: Option<i64>,
+    max_connections: Option<i64>,
+    idle_timeout_secs: Option<i64>,
+    header_timeout_secs: Option<i64>,
+    max_message_kib: Option<i64>,
+    max_sdp_kib: Option<i64>,
+    messages_per_sec: Option<i64>,
+    message_burst: Option<i64>,
+    connect_timeout_secs: Option<i64>,
+    log_format: Option<String>,
     avatar: Option<Vec<FileAvatar>>,
 }
 
@@ -288,6 +389,18 @@ enum Setting {
     FallbackAvatar,
     CaptureDir,
     CaptureMax,
+    TokenSecretFile,
+    AllowedOrigins,
+    MaxSessionsPerAvatar,
+    MaxConnections,
+    IdleTimeout,
+    HeaderTimeout,
+    MaxMessageKib,
+    MaxSdpKib,
+    MessagesPerSec,
+    MessageBurst,
+    ConnectTimeout,
+    LogFormat,
 }
 
 /// Merged but not yet validated values, each remembering its origin.
@@ -305,7 +418,91 @@ struct Draft {
     capture_dir: Option<Sourced<String>>,
     capture_max: Sourced<i64>,
     sources: SourcesDraft,
+    token_secret_file: Option<Sourced<String>>,
+    /// Already normalised; empty allows any origin.
+    allowed_origins: Vec<String>,
+    limits: LimitsDraft,
+    log_format: Sourced<String>,
 }
+
+/// The limits as given; `max_sessions_per_avatar` follows `max_sessions` unless set.
+struct LimitsDraft {
+    max_sessions_per_avatar: Option<Sourced<i64>>,
+    max_connections: Sourced<i64>,
+    idle_timeout_secs: Sourced<i64>,
+    header_timeout_secs: Sourced<i64>,
+    max_message_kib: Sourced<i64>,
+    max_sdp_kib: Sourced<i64>,
+    messages_per_sec: Sourced<i64>,
+    message_burst: Sourced<i64>,
+    connect_timeout_secs: Sourced<i64>,
+}
+
+impl LimitsDraft {
+    fn defaults() -> Self {
+        let default = |value: u16, key| Sourced::new(i64::from(value), Origin::Default(key));
+        LimitsDraft {
+            max_sessions_per_avatar: None,
+            max_connections: default(DEFAULT_MAX_CONNECTIONS, "max_connections"),
+            idle_timeout_secs: default(DEFAULT_IDLE_TIMEOUT_SECS, "idle_timeout_secs"),
+            header_timeout_secs: default(DEFAULT_HEADER_TIMEOUT_SECS, "header_timeout_secs"),
+            max_message_kib: default(DEFAULT_MAX_MESSAGE_KIB, "max_message_kib"),
+            max_sdp_kib: default(DEFAULT_MAX_SDP_KIB, "max_sdp_kib"),
+            messages_per_sec: default(DEFAULT_MESSAGES_PER_SEC, "messages_per_sec"),
+            message_burst: default(DEFAULT_MESSAGE_BURST, "message_burst"),
+            connect_timeout_secs: default(DEFAULT_CONNECT_TIMEOUT_SECS, "connect_timeout_secs"),
+        }
+    }
+
+    fn validate(self, max_sessions: &Sourced<i64>) -> Result<Limits, ConfigError> {
+        let per_avatar = self
+            .max_sessions_per_avatar
+            .as_ref()
+            .unwrap_or(max_sessions);
+        let message_kib: usize = ranged(&self.max_message_kib, 4, MAX_MESSAGE_KIB, " KiB")?;
+        let sdp_kib: usize = ranged(&self.max_sdp_kib, 4, MAX_SDP_KIB, " KiB")?;
+        if sdp_kib > message_kib {
+            let (sdp, message) = (&self.max_sdp_kib, &self.max_message_kib);
+            // Blame the layer the operator actually wrote, not the default it combined with.
+            let blamed = match sdp.origin {
+                Origin::Default(_) => message.origin.clone(),
+                _ => sdp.origin.clone(),
+            };
+            return Err(invalid(
+                blamed,
+                format!(
+                    "max_sdp_kib {sdp_kib} is larger than max_message_kib {message_kib}: an offer \
+                     travels inside one WebSocket message (max_sdp_kib from {}, max_message_kib \
+                     from {})",
+                    sdp.origin, message.origin
+                ),
+            ));
+        }
+        let seconds = |value: &Sourced<i64>, max| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(ranged(value, 1, max, " seconds")?))
+        };
+        Ok(Limits {
+            max_sessions_per_avatar: ranged(per_avatar, 1, MAX_SESSIONS, "")?,
+            max_connections: ranged(&self.max_connections, 16, MAX_CONNECTIONS, "")?,
+            idle_timeout: seconds(&self.idle_timeout_secs, MAX_IDLE_TIMEOUT_SECS)?,
+            header_timeout: seconds(&self.header_timeout_secs, MAX_HEADER_TIMEOUT_SECS)?,
+            max_message_bytes: message_kib << 10,
+            max_sdp_bytes: sdp_kib << 10,
+            messages_per_sec: ranged(&self.messages_per_sec, 1, MAX_MESSAGES_PER_SEC, "")?,
+            message_burst: ranged(&self.message_burst, 1, MAX_MESSAGE_BURST, "")?,
+            connect_timeout: seconds(&self.connect_timeout_secs, MAX_CONNECT_TIMEOUT_SECS)?,
+        })
+    }
+}
+
+const MAX_CONNECTIONS: i64 = 100_000;
+const MAX_IDLE_TIMEOUT_SECS: i64 = 3600;
+const MAX_HEADER_TIMEOUT_SECS: i64 = 60;
+const MAX_MESSAGE_KIB: i64 = 4096;
+const MAX_SDP_KIB: i64 = 1024;
+const MAX_MESSAGES_PER_SEC: i64 = 1000;
+const MAX_MESSAGE_BURST: i64 = 10_000;
+const MAX_CONNECT_TIMEOUT_SECS: i64 = 300;
 
 struct AvatarDraft {
     name: Sourced<String>,
@@ -407,6 +604,10 @@ impl Draft {
                 Origin::Default("capture_offers_max"),
             ),
             sources: SourcesDraft::default(),
+            token_secret_file: None,
+            allowed_origins: Vec::new(),
+            limits: LimitsDraft::defaults(),
+            log_format: Sourced::new("text".to_string(), Origin::Default("log_format")),
         }
     }
 
@@ -441,11 +642,69 @@ impl Draft {
                 &mut self.consent_timeout_secs,
                 "consent_timeout_secs",
             ),
+            (
+                file.max_connections,
+                &mut self.limits.max_connections,
+                "max_connections",
+            ),
+            (
+                file.idle_timeout_secs,
+                &mut self.limits.idle_timeout_secs,
+                "idle_timeout_secs",
+            ),
+            (
+                file.header_timeout_secs,
+                &mut self.limits.header_timeout_secs,
+                "header_timeout_secs",
+            ),
+            (
+                file.max_message_kib,
+                &mut self.limits.max_message_kib,
+                "max_message_kib",
+            ),
+            (
+                file.max_sdp_kib,
+                &mut self.limits.max_sdp_kib,
+                "max_sdp_kib",
+            ),
+            (
+                file.messages_per_sec,
+                &mut self.limits.messages_per_sec,
+                "messages_per_sec",
+            ),
+            (
+                file.message_burst,
+                &mut self.limits.message_burst,
+                "message_burst",
+            ),
+            (
+                file.connect_timeout_secs,
+                &mut self.limits.connect_timeout_secs,
+                "connect_timeout_secs",
+            ),
         ];
         for (value, slot, key) in numbers {
             if let Some(value) = value {
                 *slot = Sourced::new(value, origin(key));
             }
+        }
+        if let Some(value) = file.max_sessions_per_avatar {
+            self.limits.max_sessions_per_avatar =
+                Some(Sourced::new(value, origin("max_sessions_per_avatar")));
+        }
+        if let Some(secret) = file.token_secret_file {
+            self.token_secret_file = Some(Sourced::new(secret, origin("token_secret_file")));
+        }
+        if let Some(list) = file.allowed_origins {
+            let items: Vec<(String, Origin)> = list
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| (item, origin(&format!("allowed_origins[{index}]"))))
+                .collect();
+            self.allowed_origins = parse_origins(items, origin("allowed_origins"))?;
+        }
+        if let Some(format) = file.log_format {
+            self.log_format = Sourced::new(format, origin("log_format"));
         }
         if let Some(map) = file.port_map {
             let mut entries = Vec::with_capacity(map.len());
@@ -512,6 +771,61 @@ impl Draft {
                 cli.capture_max.as_deref(),
                 "--capture-max",
             ),
+            (
+                Setting::TokenSecretFile,
+                cli.token_secret_file.as_deref(),
+                "--token-secret-file",
+            ),
+            (
+                Setting::MaxSessionsPerAvatar,
+                cli.max_sessions_per_avatar.as_deref(),
+                "--max-sessions-per-avatar",
+            ),
+            (
+                Setting::MaxConnections,
+                cli.max_connections.as_deref(),
+                "--max-connections",
+            ),
+            (
+                Setting::IdleTimeout,
+                cli.idle_timeout_secs.as_deref(),
+                "--idle-timeout-secs",
+            ),
+            (
+                Setting::HeaderTimeout,
+                cli.header_timeout_secs.as_deref(),
+                "--header-timeout-secs",
+            ),
+            (
+                Setting::MaxMessageKib,
+                cli.max_message_kib.as_deref(),
+                "--max-message-kib",
+            ),
+            (
+                Setting::MaxSdpKib,
+                cli.max_sdp_kib.as_deref(),
+                "--max-sdp-kib",
+            ),
+            (
+                Setting::MessagesPerSec,
+                cli.messages_per_sec.as_deref(),
+                "--messages-per-sec",
+            ),
+            (
+                Setting::MessageBurst,
+                cli.message_burst.as_deref(),
+                "--message-burst",
+            ),
+            (
+                Setting::ConnectTimeout,
+                cli.connect_timeout_secs.as_deref(),
+                "--connect-timeout-secs",
+            ),
+            (
+                Setting::LogFormat,
+                cli.log_format.as_deref(),
+                "--log-format",
+            ),
         ];
         for (setting, text, flag) in texts {
             if let Some(text) = text {
@@ -524,6 +838,14 @@ impl Draft {
                 Setting::PortMap,
                 &cli.port_map.join(","),
                 Origin::Flag("--port-map"),
+            )?;
+        }
+        if !cli.allowed_origin.is_empty() {
+            // Each occurrence may itself be a comma list, like the environment variable.
+            self.apply_text(
+                Setting::AllowedOrigins,
+                &cli.allowed_origin.join(","),
+                Origin::Flag("--allowed-origin"),
             )?;
         }
         self.sources.apply_flags(cli)?;
@@ -585,6 +907,21 @@ impl Draft {
             (Setting::MaxSessions, "PORTCAST_MAX_SESSIONS"),
             (Setting::ConsentTimeout, "PORTCAST_CONSENT_TIMEOUT_SECS"),
             (Setting::FallbackAvatar, "PORTCAST_FALLBACK_AVATAR"),
+            (Setting::TokenSecretFile, "PORTCAST_TOKEN_SECRET_FILE"),
+            (Setting::AllowedOrigins, "PORTCAST_ALLOWED_ORIGINS"),
+            (
+                Setting::MaxSessionsPerAvatar,
+                "PORTCAST_MAX_SESSIONS_PER_AVATAR",
+            ),
+            (Setting::MaxConnections, "PORTCAST_MAX_CONNECTIONS"),
+            (Setting::IdleTimeout, "PORTCAST_IDLE_TIMEOUT_SECS"),
+            (Setting::HeaderTimeout, "PORTCAST_HEADER_TIMEOUT_SECS"),
+            (Setting::MaxMessageKib, "PORTCAST_MAX_MESSAGE_KIB"),
+            (Setting::MaxSdpKib, "PORTCAST_MAX_SDP_KIB"),
+            (Setting::MessagesPerSec, "PORTCAST_MESSAGES_PER_SEC"),
+            (Setting::MessageBurst, "PORTCAST_MESSAGE_BURST"),
+            (Setting::ConnectTimeout, "PORTCAST_CONNECT_TIMEOUT_SECS"),
+            (Setting::LogFormat, "PORTCAST_LOG_FORMAT"),
         ];
         for (setting, var) in vars {
             // Container templates often define variables as empty rather than leaving them out.
@@ -639,6 +976,50 @@ impl Draft {
             Setting::CaptureMax => {
                 self.capture_max = Sourced::new(number("a whole number")?, origin)
             }
+            Setting::TokenSecretFile => {
+                self.token_secret_file = Some(Sourced::new(text.to_string(), origin))
+            }
+            Setting::AllowedOrigins => {
+                let items = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(|item| (item.to_string(), origin.clone()))
+                    .collect();
+                self.allowed_origins = parse_origins(items, origin)?;
+            }
+            Setting::MaxSessionsPerAvatar => {
+                self.limits.max_sessions_per_avatar =
+                    Some(Sourced::new(number("a whole number")?, origin))
+            }
+            Setting::MaxConnections => {
+                self.limits.max_connections = Sourced::new(number("a whole number")?, origin)
+            }
+            Setting::IdleTimeout => {
+                self.limits.idle_timeout_secs =
+                    Sourced::new(number("a whole number of seconds")?, origin)
+            }
+            Setting::HeaderTimeout => {
+                self.limits.header_timeout_secs =
+                    Sourced::new(number("a whole number of seconds")?, origin)
+            }
+            Setting::MaxMessageKib => {
+                self.limits.max_message_kib = Sourced::new(number("a whole number of KiB")?, origin)
+            }
+            Setting::MaxSdpKib => {
+                self.limits.max_sdp_kib = Sourced::new(number("a whole number of KiB")?, origin)
+            }
+            Setting::MessagesPerSec => {
+                self.limits.messages_per_sec = Sourced::new(number("a whole number")?, origin)
+            }
+            Setting::MessageBurst => {
+                self.limits.message_burst = Sourced::new(number("a whole number")?, origin)
+            }
+            Setting::ConnectTimeout => {
+                self.limits.connect_timeout_secs =
+                    Sourced::new(number("a whole number of seconds")?, origin)
+            }
+            Setting::LogFormat => self.log_format = Sourced::new(text.to_string(), origin),
         }
         Ok(())
     }
@@ -673,6 +1054,29 @@ impl Draft {
             other => other.map(|name| name.value),
         };
 
+        let token_secret_file = match self.token_secret_file {
+            Some(file) if file.value.trim().is_empty() => {
+                return Err(invalid(file.origin, "the file name is empty"))
+            }
+            other => other.map(|file| SecretFile {
+                path: PathBuf::from(file.value),
+                origin: file.origin,
+            }),
+        };
+        let log_format = match self.log_format.value.trim().to_ascii_lowercase().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                return Err(invalid(
+                    self.log_format.origin,
+                    format!(
+                        "'{}' is not a log format (text or json)",
+                        self.log_format.value
+                    ),
+                ))
+            }
+        };
+
         Ok(Config {
             public_ip,
             bind_ip: self.bind_ip.value,
@@ -695,6 +1099,10 @@ impl Draft {
             },
             capture_offers_max: ranged(&self.capture_max, 1, MAX_CAPTURE_OFFERS, " files")?,
             sources: self.sources.validate(&avatars_for_sources)?,
+            token_secret_file,
+            allowed_origins: self.allowed_origins,
+            limits: self.limits.validate(&self.max_sessions)?,
+            log_format,
         })
     }
 
@@ -1055,6 +1463,98 @@ fn parse_port_range(text: &str) -> Result<(i64, i64), String> {
     }
 }
 
+/// Checks and normalises origins, each `(text, where it was set)`; `*` alone allows any origin.
+///
+/// Browsers send `Origin` as `scheme://host[:port]`, lower-case, without a default port or a
+/// trailing slash; entries are brought to that form so the server's exact comparison matches.
+fn parse_origins(items: Vec<(String, Origin)>, list: Origin) -> Result<Vec<String>, ConfigError> {
+    if items.iter().any(|(item, _)| item.trim() == "*") {
+        if items.len() == 1 {
+            return Ok(Vec::new());
+        }
+        return Err(invalid(
+            list,
+            "'*' allows any origin and cannot be combined with other origins",
+        ));
+    }
+    let mut origins: Vec<String> = Vec::with_capacity(items.len());
+    for (item, origin) in items {
+        let normalised = normalise_origin(&item).map_err(|m| invalid(origin, m))?;
+        if !origins.contains(&normalised) {
+            origins.push(normalised);
+        }
+    }
+    Ok(origins)
+}
+
+fn normalise_origin(text: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!("'{text}' is not an origin ({why}; expected scheme://host[:port], e.g. https://app.example.com)")
+    };
+    let trimmed = text.trim();
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    let (scheme, rest) = trimmed
+        .split_once("://")
+        .ok_or_else(|| bad("no scheme://"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok {
+        return Err(bad("bad scheme"));
+    }
+    if rest.contains(['/', '?', '#', '@']) || rest.contains(char::is_whitespace) {
+        return Err(bad(
+            "only scheme, host and port are compared: no path, query or user",
+        ));
+    }
+    // A bracketed IPv6 host has colons of its own.
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(inner) => {
+            let (address, after) = inner.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+            if address.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("bad IPv6 address"));
+            }
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':').ok_or_else(|| bad("junk after ]"))?),
+            };
+            (format!("[{}]", address.to_ascii_lowercase()), port)
+        }
+        None => {
+            let (host, port) = match rest.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            };
+            let host_ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            if !host_ok {
+                return Err(bad("bad host"));
+            }
+            (host.to_ascii_lowercase(), port)
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(port) => Some(
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad("bad port"))?,
+        ),
+    };
+    Ok(match (scheme.as_str(), port) {
+        // Browsers leave the scheme's default port out of Origin.
+        ("http" | "ws", Some(80)) | ("https" | "wss", Some(443)) | (_, None) => {
+            format!("{scheme}://{host}")
+        }
+        (_, Some(port)) => format!("{scheme}://{host}:{port}"),
+    })
+}
+
 fn parse_port_map(text: &str) -> Result<Vec<(i64, i64)>, String> {
     text.split(',')
         .map(str::trim)
@@ -1176,8 +1676,30 @@ mod tests {
             "[default: 720]",
             "[default: 2000]",
             "[default: 1]",
+            "[default: none, no token needed]",
+            "[default: any]",
+            "[default: --max-sessions]",
+            "[default: 1024]",
+            "[default: 5]",
+            "[default: 256]",
+            "[default: 64]",
+            "[default: 10]",
+            "[default: 20]",
+            "[default: text]",
             "built-in defaults < config file (--config) < command-line flags < environment variables",
             "PORTCAST_CONSENT_TIMEOUT_SECS",
+            "PORTCAST_TOKEN_SECRET_FILE",
+            "PORTCAST_ALLOWED_ORIGINS",
+            "PORTCAST_MAX_SESSIONS_PER_AVATAR",
+            "PORTCAST_MAX_CONNECTIONS",
+            "PORTCAST_IDLE_TIMEOUT_SECS",
+            "PORTCAST_HEADER_TIMEOUT_SECS",
+            "PORTCAST_MAX_MESSAGE_KIB",
+            "PORTCAST_MAX_SDP_KIB",
+            "PORTCAST_MESSAGES_PER_SEC",
+            "PORTCAST_MESSAGE_BURST",
+            "PORTCAST_CONNECT_TIMEOUT_SECS",
+            "PORTCAST_LOG_FORMAT",
         ] {
             assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
         }
@@ -1216,6 +1738,14 @@ fallback_avatar = "test-pattern"
                 capture_offers_dir: None,
                 capture_offers_max: 1000,
                 sources: SourceSettings::default(),
+                token_secret_file: None,
+                allowed_origins: Vec::new(),
+                // Unless set, the per-avatar cap follows max_sessions.
+                limits: Limits {
+                    max_sessions_per_avatar: 50,
+                    ..Limits::default()
+                },
+                log_format: LogFormat::Text,
             }
         );
     }
@@ -1396,6 +1926,13 @@ name = "other"
                 capture_offers_dir: None,
                 capture_offers_max: 1000,
                 sources: SourceSettings::default(),
+                token_secret_file: None,
+                allowed_origins: Vec::new(),
+                limits: Limits {
+                    max_sessions_per_avatar: 3,
+                    ..Limits::default()
+                },
+                log_format: LogFormat::Text,
             }
         );
     }
@@ -1577,6 +2114,36 @@ name = "other"
         ("[[avatar]]\nbitrate_kbps = 50001", &[], &[], "{file}: key 'avatar[0].bitrate_kbps': 50001 is out of range (100-50000 kbps)"),
         ("", &["--encoder-threads", "9"], &[], "--encoder-threads: 9 is out of range (1-8)"),
         ("", &["--encoder-threads", "x"], &[], "--encoder-threads: 'x' is not a whole number"),
+        ("token_secret_file = \" \"", &[], &[], "{file}: key 'token_secret_file': the file name is empty"),
+        ("", &["--token-secret-file", ""], &[], "--token-secret-file: the file name is empty"),
+        ("allowed_origins = [\"https://a.example\", \"a.example\"]", &[], &[], "{file}: key 'allowed_origins[1]': 'a.example' is not an origin (no scheme://;"),
+        ("allowed_origins = [\"*\", \"https://a.example\"]", &[], &[], "{file}: key 'allowed_origins': '*' allows any origin and cannot be combined"),
+        ("", &["--allowed-origin", "https://a.example/app"], &[], "--allowed-origin: 'https://a.example/app' is not an origin (only scheme, host and port"),
+        ("", &[], &[("PORTCAST_ALLOWED_ORIGINS", "https://a.example,https://b.example:99999")], "environment PORTCAST_ALLOWED_ORIGINS: 'https://b.example:99999' is not an origin (bad port;"),
+        ("max_sessions_per_avatar = 0", &[], &[], "{file}: key 'max_sessions_per_avatar': 0 is out of range (1-10000)"),
+        ("", &["--max-sessions-per-avatar", "10001"], &[], "--max-sessions-per-avatar: 10001 is out of range (1-10000)"),
+        ("", &[], &[("PORTCAST_MAX_SESSIONS_PER_AVATAR", "x")], "environment PORTCAST_MAX_SESSIONS_PER_AVATAR: 'x' is not a whole number"),
+        ("max_connections = 15", &[], &[], "{file}: key 'max_connections': 15 is out of range (16-100000)"),
+        ("", &[], &[("PORTCAST_MAX_CONNECTIONS", "100001")], "environment PORTCAST_MAX_CONNECTIONS: 100001 is out of range (16-100000)"),
+        ("idle_timeout_secs = 0", &[], &[], "{file}: key 'idle_timeout_secs': 0 is out of range (1-3600 seconds)"),
+        ("", &["--idle-timeout-secs", "3601"], &[], "--idle-timeout-secs: 3601 is out of range (1-3600 seconds)"),
+        ("header_timeout_secs = 61", &[], &[], "{file}: key 'header_timeout_secs': 61 is out of range (1-60 seconds)"),
+        ("", &[], &[("PORTCAST_HEADER_TIMEOUT_SECS", "0.5")], "environment PORTCAST_HEADER_TIMEOUT_SECS: '0.5' is not a whole number of seconds"),
+        ("max_message_kib = 3", &[], &[], "{file}: key 'max_message_kib': 3 is out of range (4-4096 KiB)"),
+        ("", &["--max-message-kib", "4097"], &[], "--max-message-kib: 4097 is out of range (4-4096 KiB)"),
+        ("max_sdp_kib = 1025", &[], &[], "{file}: key 'max_sdp_kib': 1025 is out of range (4-1024 KiB)"),
+        ("", &["--max-sdp-kib", "300"], &[], "--max-sdp-kib: max_sdp_kib 300 is larger than max_message_kib 256"),
+        ("max_message_kib = 32", &[], &[], "{file}: key 'max_message_kib': max_sdp_kib 64 is larger than max_message_kib 32"),
+        ("", &[], &[("PORTCAST_MAX_SDP_KIB", "3")], "environment PORTCAST_MAX_SDP_KIB: 3 is out of range (4-1024 KiB)"),
+        ("messages_per_sec = 0", &[], &[], "{file}: key 'messages_per_sec': 0 is out of range (1-1000)"),
+        ("", &["--messages-per-sec", "1001"], &[], "--messages-per-sec: 1001 is out of range (1-1000)"),
+        ("message_burst = 10001", &[], &[], "{file}: key 'message_burst': 10001 is out of range (1-10000)"),
+        ("", &[], &[("PORTCAST_MESSAGE_BURST", "0")], "environment PORTCAST_MESSAGE_BURST: 0 is out of range (1-10000)"),
+        ("connect_timeout_secs = 301", &[], &[], "{file}: key 'connect_timeout_secs': 301 is out of range (1-300 seconds)"),
+        ("", &["--connect-timeout-secs", "0"], &[], "--connect-timeout-secs: 0 is out of range (1-300 seconds)"),
+        ("log_format = \"xml\"", &[], &[], "{file}: key 'log_format': 'xml' is not a log format (text or json)"),
+        ("", &["--log-format", "yaml"], &[], "--log-format: 'yaml' is not a log format (text or json)"),
+        ("", &[], &[("PORTCAST_LOG_FORMAT", "JSONL")], "environment PORTCAST_LOG_FORMAT: 'JSONL' is not a log format"),
         ("[[avatar]]\nname = \"lobby\"", &["--fps", "20"], &[], "--fps: no avatar named 'test-pattern' is configured"),
     ];
 
@@ -1650,5 +2217,277 @@ name = "other"
             error(&["--ingest-max-frame-mb", "0"]),
             "--ingest-max-frame-mb: 0 is out of range (1-256 MiB)"
         );
+    }
+
+    /// A file in the temp dir with the given bytes, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, bytes: &[u8]) -> Self {
+            let path = std::env::temp_dir().join(format!("portcast-{}-{name}", std::process::id()));
+            std::fs::write(&path, bytes).expect("write temp file");
+            TempFile(path)
+        }
+
+        fn arg(&self) -> String {
+            self.0.display().to_string()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        // The token subcommand's --avatar shadows the global one; clap must accept that.
+        Cli::command().debug_assert();
+        let parsed = cli(&[
+            "token",
+            "--secret-file",
+            "/s",
+            "--session",
+            "abc",
+            "--avatar",
+            "tutor",
+        ]);
+        assert_eq!(
+            parsed.command,
+            Some(crate::cli::Command::Token {
+                secret_file: "/s".into(),
+                session: "abc".into(),
+                avatar: "tutor".into(),
+                ttl_secs: "3600".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn limits_resolve_from_every_layer() {
+        let config = load(&cli(&[]), &no_env).expect("defaults load");
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(
+            config.limits,
+            Limits {
+                max_sessions_per_avatar: 200,
+                max_connections: 1024,
+                idle_timeout: Duration::from_secs(30),
+                header_timeout: Duration::from_secs(5),
+                max_message_bytes: 256 * 1024,
+                max_sdp_bytes: 64 * 1024,
+                messages_per_sec: 10,
+                message_burst: 20,
+                connect_timeout: Duration::from_secs(20),
+            }
+        );
+        // The per-avatar cap follows max_sessions from whichever layer sets it.
+        let config = load(&cli(&["--max-sessions", "40"]), &no_env).expect("flag loads");
+        assert_eq!(config.limits.max_sessions_per_avatar, 40);
+
+        let file = TempToml::new(
+            "limits",
+            r#"
+max_sessions_per_avatar = 11
+max_connections = 100
+idle_timeout_secs = 12
+header_timeout_secs = 3
+max_message_kib = 128
+max_sdp_kib = 32
+messages_per_sec = 4
+message_burst = 8
+connect_timeout_secs = 15
+"#,
+        );
+        let from_file = Limits {
+            max_sessions_per_avatar: 11,
+            max_connections: 100,
+            idle_timeout: Duration::from_secs(12),
+            header_timeout: Duration::from_secs(3),
+            max_message_bytes: 128 * 1024,
+            max_sdp_bytes: 32 * 1024,
+            messages_per_sec: 4,
+            message_burst: 8,
+            connect_timeout: Duration::from_secs(15),
+        };
+        let config = load(&cli(&["--config", &file.arg()]), &no_env).expect("file loads");
+        assert_eq!(config.limits, from_file);
+
+        let flags = [
+            "--config",
+            &file.arg(),
+            "--max-sessions-per-avatar",
+            "12",
+            "--max-connections",
+            "200",
+            "--idle-timeout-secs",
+            "60",
+            "--header-timeout-secs",
+            "7",
+            "--max-message-kib",
+            "512",
+            "--max-sdp-kib",
+            "100",
+            "--messages-per-sec",
+            "5",
+            "--message-burst",
+            "9",
+            "--connect-timeout-secs",
+            "25",
+        ];
+        let from_flags = Limits {
+            max_sessions_per_avatar: 12,
+            max_connections: 200,
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(7),
+            max_message_bytes: 512 * 1024,
+            max_sdp_bytes: 100 * 1024,
+            messages_per_sec: 5,
+            message_burst: 9,
+            connect_timeout: Duration::from_secs(25),
+        };
+        let config = load(&cli(&flags), &no_env).expect("flags load");
+        assert_eq!(config.limits, from_flags);
+
+        let env = env_of(&[
+            ("PORTCAST_MAX_SESSIONS_PER_AVATAR", "13"),
+            ("PORTCAST_MAX_CONNECTIONS", "300"),
+            ("PORTCAST_IDLE_TIMEOUT_SECS", "90"),
+            ("PORTCAST_HEADER_TIMEOUT_SECS", "2"),
+            ("PORTCAST_MAX_MESSAGE_KIB", "64"),
+            ("PORTCAST_MAX_SDP_KIB", "64"),
+            ("PORTCAST_MESSAGES_PER_SEC", "6"),
+            ("PORTCAST_MESSAGE_BURST", "30"),
+            // Empty counts as unset: the flag's value stays.
+            ("PORTCAST_CONNECT_TIMEOUT_SECS", ""),
+        ]);
+        let config = load(&cli(&flags), &env).expect("env loads");
+        assert_eq!(
+            config.limits,
+            Limits {
+                max_sessions_per_avatar: 13,
+                max_connections: 300,
+                idle_timeout: Duration::from_secs(90),
+                header_timeout: Duration::from_secs(2),
+                max_message_bytes: 64 * 1024,
+                max_sdp_bytes: 64 * 1024,
+                messages_per_sec: 6,
+                message_burst: 30,
+                connect_timeout: Duration::from_secs(25),
+            }
+        );
+    }
+
+    #[test]
+    fn token_secret_file_resolves_from_every_layer_and_is_read_at_start() {
+        let config = load(&cli(&[]), &no_env).expect("defaults load");
+        assert_eq!(config.token_secret_file, None);
+
+        let secret = TempFile::new("secret", b"0123456789abcdef-secret\n");
+        let file = TempToml::new(
+            "secret",
+            &format!("token_secret_file = \"{}\"\n", secret.arg()),
+        );
+        let config = load(&cli(&["--config", &file.arg()]), &no_env).expect("file loads");
+        let from_file = config.token_secret_file.expect("secret file set");
+        assert_eq!(from_file.path, secret.0);
+        assert_eq!(from_file.origin, file_origin(&file.0, "token_secret_file"));
+        let key = from_file.read().expect("secret reads");
+        let token = key.mint("s", "a", 10);
+        let reference = portcast_engine::auth::TokenKey::new(b"0123456789abcdef-secret")
+            .expect("reference key");
+        assert_eq!(reference.verify(&token, "s", "a", 9), Ok(()));
+
+        let args = [
+            "--config",
+            &file.arg(),
+            "--token-secret-file",
+            "/flag/secret",
+        ];
+        let config = load(&cli(&args), &no_env).expect("flag loads");
+        let from_flag = config.token_secret_file.expect("secret file set");
+        assert_eq!(from_flag.path, PathBuf::from("/flag/secret"));
+        assert_eq!(
+            from_flag.read().expect_err("missing").to_string(),
+            "--token-secret-file: cannot read the secret file /flag/secret: No such file or directory"
+        );
+
+        let short = TempFile::new("short-secret", b"fifteen-bytes!!\n");
+        let short_path = short.arg();
+        let env =
+            move |key: &str| (key == "PORTCAST_TOKEN_SECRET_FILE").then(|| short_path.clone());
+        let config = load(&cli(&args), &env).expect("env loads");
+        let from_env = config.token_secret_file.expect("secret file set");
+        assert_eq!(from_env.path, short.0);
+        let message = from_env.read().expect_err("short secret").to_string();
+        assert_eq!(
+            message,
+            format!(
+                "environment PORTCAST_TOKEN_SECRET_FILE: the secret in {} is 15 bytes; at least 16 \
+                 are required (e.g. `head -c 32 /dev/urandom | base64 > FILE`)",
+                short.arg()
+            )
+        );
+        assert!(!message.contains("fifteen"), "the secret leaked: {message}");
+    }
+
+    #[test]
+    fn allowed_origins_resolve_from_every_layer_and_are_normalised() {
+        let config = load(&cli(&[]), &no_env).expect("defaults load");
+        assert!(config.allowed_origins.is_empty());
+
+        let file = TempToml::new(
+            "origins",
+            "allowed_origins = [\"https://App.Example.com/\", \"http://localhost:9000\"]\n",
+        );
+        let config = load(&cli(&["--config", &file.arg()]), &no_env).expect("file loads");
+        assert_eq!(
+            config.allowed_origins,
+            ["https://app.example.com", "http://localhost:9000"]
+        );
+
+        // The flag's list replaces the file's as a whole; occurrences may be comma lists.
+        let args = [
+            "--config",
+            &file.arg(),
+            "--allowed-origin",
+            "https://a.example:443,http://[::1]:8080",
+            "--allowed-origin",
+            "https://b.example:8443",
+        ];
+        let config = load(&cli(&args), &no_env).expect("flags load");
+        assert_eq!(
+            config.allowed_origins,
+            [
+                "https://a.example",
+                "http://[::1]:8080",
+                "https://b.example:8443"
+            ]
+        );
+
+        let env = env_of(&[("PORTCAST_ALLOWED_ORIGINS", " https://c.example , ")]);
+        let config = load(&cli(&args), &env).expect("env loads");
+        assert_eq!(config.allowed_origins, ["https://c.example"]);
+
+        // `*` alone puts back the default (any origin) over a lower layer's list.
+        let env = env_of(&[("PORTCAST_ALLOWED_ORIGINS", "*")]);
+        let config = load(&cli(&args), &env).expect("env loads");
+        assert!(config.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn log_format_resolves_from_every_layer() {
+        let config = load(&cli(&[]), &no_env).expect("defaults load");
+        assert_eq!(config.log_format, LogFormat::Text);
+        let file = TempToml::new("log-format", "log_format = \"json\"\n");
+        let config = load(&cli(&["--config", &file.arg()]), &no_env).expect("file loads");
+        assert_eq!(config.log_format, LogFormat::Json);
+        let args = ["--config", &file.arg(), "--log-format", "text"];
+        let config = load(&cli(&args), &no_env).expect("flag loads");
+        assert_eq!(config.log_format, LogFormat::Text);
+        let env = env_of(&[("PORTCAST_LOG_FORMAT", "JSON")]);
+        let config = load(&cli(&args), &env).expect("env loads");
+        assert_eq!(config.log_format, LogFormat::Json);
     }
 }

@@ -8,27 +8,37 @@
 
 mod cli;
 mod config;
+mod logging;
 mod replay;
+mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use portcast_engine::auth::TokenKey;
 use portcast_engine::encoder::EncoderSettings;
 use portcast_engine::{AvatarId, EngineConfig, SocketSpec};
 use portcast_net::y4m::FileSourceSpec;
-use portcast_net::{AvatarSpec, CaptureConfig, IngestConfig, Server, ServerConfig, UdpPortSpec};
+use portcast_net::{
+    AvatarSpec, CaptureConfig, ConnLimits, IngestConfig, Server, ServerConfig, UdpPortSpec,
+};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    // A replay prints its own report; the engine's per-session info lines would bury it.
-    let level = if cli.command.is_some() {
-        "warn"
-    } else {
-        "info"
-    };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    // Minting a token needs no daemon configuration (and must not fail on one).
+    if let Some(cli::Command::Token {
+        secret_file,
+        session,
+        avatar,
+        ttl_secs,
+    }) = &cli.command
+    {
+        return token::run(secret_file, session, avatar, ttl_secs);
+    }
+    // The log format is a config setting, so the logger starts once the config is loaded;
+    // config errors go to stderr as plain text whatever the format.
     let config = match config::load(&cli, &|k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
@@ -36,6 +46,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A replay prints its own report; the engine's per-session info lines would bury it.
+    let level = if cli.command.is_some() {
+        "warn"
+    } else {
+        "info"
+    };
+    logging::init(config.log_format, level);
     if let Some(cli::Command::Replay {
         paths,
         expect,
@@ -43,6 +60,36 @@ fn main() -> ExitCode {
     }) = &cli.command
     {
         return replay::run(&config, paths, expect.as_deref(), *json);
+    }
+    let token_key = match &config.token_secret_file {
+        None => {
+            log::info!(
+                "signaling auth off: offers need no token (set token_secret_file to require one)"
+            );
+            None
+        }
+        Some(file) => match file.read() {
+            Ok(key) => {
+                log::info!(
+                    "signaling auth on: offers need a token signed with the secret in {}",
+                    file.path.display()
+                );
+                warn_if_readable_by_others(&file.path);
+                Some(key)
+            }
+            Err(e) => {
+                eprintln!("portcast: configuration error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if config.allowed_origins.is_empty() {
+        log::info!("WebSocket origins: any (set allowed_origins to restrict)");
+    } else {
+        log::info!(
+            "WebSocket origins allowed: {}",
+            config.allowed_origins.join(", ")
+        );
     }
     let ingest = match &config.sources.ingest_socket {
         config::IngestSocket::Off => None,
@@ -59,7 +106,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    let mut server = match Server::bind(server_config(&config, ingest)) {
+    let mut server = match Server::bind(server_config(&config, ingest, token_key)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("portcast: cannot start: {e}");
@@ -92,14 +139,26 @@ fn engine_config(c: &config::Config) -> EngineConfig {
             .collect(),
         avatars: c.avatars.iter().map(|a| AvatarId::new(&a.name)).collect(),
         max_sessions: c.max_sessions,
+        max_sessions_per_avatar: c.limits.max_sessions_per_avatar,
+        max_sdp_bytes: c.limits.max_sdp_bytes,
         consent_timeout: c.consent_timeout,
+        connect_timeout: c.limits.connect_timeout,
         fallback_avatar: c.fallback_avatar.as_deref().map(AvatarId::new),
+        // Set by `server_config` only: captured offers carry no token, so replay checks none.
+        token_key: None,
         ..EngineConfig::default()
     }
 }
 
-fn server_config(c: &config::Config, ingest: Option<PathBuf>) -> ServerConfig {
-    let engine = engine_config(c);
+fn server_config(
+    c: &config::Config,
+    ingest: Option<PathBuf>,
+    token_key: Option<TokenKey>,
+) -> ServerConfig {
+    let engine = EngineConfig {
+        token_key,
+        ..engine_config(c)
+    };
     ServerConfig {
         bind_ip: c.bind_ip,
         signal_port: c.signal_port,
@@ -144,6 +203,31 @@ fn server_config(c: &config::Config, ingest: Option<PathBuf>) -> ServerConfig {
                 bitrate_bps: None,
             })
             .collect(),
+        allowed_origins: c.allowed_origins.clone(),
+        idle_timeout: c.limits.idle_timeout,
+        head_timeout: c.limits.header_timeout,
+        max_connections: c.limits.max_connections,
+        limits: ConnLimits {
+            max_message: c.limits.max_message_bytes,
+            messages_per_sec: c.limits.messages_per_sec.into(),
+            message_burst: c.limits.message_burst.into(),
+            ..ConnLimits::default()
+        },
         ..ServerConfig::default()
+    }
+}
+
+/// The secret is only as safe as its file: say so when other users may read it.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o007 != 0 {
+            log::warn!(
+                "the token secret file {} has mode {:o}; chmod o-rwx it so other users cannot mint tokens",
+                path.display(),
+                mode & 0o777
+            );
+        }
     }
 }
