@@ -72,6 +72,9 @@ cargo run -q -- replay fixtures/offers --expect fixtures/offers/expected.json
 
 log "benchmark harness smoke run (numbers come from full runs, see benches/results/README.md)"
 cargo run -q -p portcast-bench -- --smoke --out target/bench-smoke all 2>&1 | grep -v '^\[OpenH264\]'
+# The aiortc side installs aiortc from PyPI into target/aiortc-venv once, and
+# runs in a network namespace of its own (aiortc gathers every local address).
+cargo run -q -p portcast-bench -- --smoke --out target/bench-smoke compare-aiortc 2>&1 | grep -v '^\[OpenH264\]'
 
 if [[ -z "${PORTCAST_SKIP_E2E:-}" ]]; then
   log "end-to-end: headless Chromium through an FRP-like NAT"

@@ -54,6 +54,7 @@ impl Daemon {
                 .collect(),
             engine: EngineConfig {
                 max_sessions,
+                max_sessions_per_avatar: max_sessions,
                 ..EngineConfig::default()
             },
             max_connections: max_sessions * 2 + 64,

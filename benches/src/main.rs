@@ -6,9 +6,11 @@
 //! probe on; viewers are light str0m clients in a second process (this same
 //! binary, `viewers` subcommand) doing real ICE, DTLS and SRTP.
 
+mod aiortc;
 mod daemon;
 mod ingest;
 mod scenarios;
+mod soak;
 mod stats;
 mod viewers;
 
@@ -62,6 +64,14 @@ enum Cmd {
     Ingest,
     /// RGB24/BGRA to I420 at 720p: plain loop vs openh264 vs the yuv crate
     Convert,
+    /// Sessions connecting and disconnecting in churn around a steady viewer; RSS and fds
+    Soak {
+        /// Sessions to churn through
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+    },
+    /// portcast vs an aiortc server doing the same job: 720p latency, largest viewer and source counts
+    CompareAiortc,
     /// Every scenario in turn
     All,
     /// (internal) the viewer process
@@ -93,15 +103,18 @@ fn main() -> ExitCode {
         Cmd::Fanout { viewers } => scenarios::fanout(&opts, viewers),
         Cmd::Sources { counts } => scenarios::sources(&opts, counts),
         Cmd::Setup { offers } => scenarios::setup(&opts, offers),
+        Cmd::Soak { sessions } => soak::soak(&opts, sessions),
         Cmd::Ingest => ingest::ingest(
             opts.seconds.min(if opts.smoke { 2.0 } else { f64::MAX }),
             &opts.out,
         ),
         Cmd::Convert => ingest::convert(&opts.out),
+        Cmd::CompareAiortc => aiortc::compare(&opts),
         Cmd::All => scenarios::latency(&opts)
             .and_then(|_| scenarios::fanout(&opts, None))
             .and_then(|_| scenarios::sources(&opts, None))
-            .and_then(|_| scenarios::setup(&opts, 1000)),
+            .and_then(|_| scenarios::setup(&opts, 1000))
+            .and_then(|_| soak::soak(&opts, 1000)),
         Cmd::Viewers {
             signal,
             count,

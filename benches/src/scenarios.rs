@@ -34,7 +34,7 @@ impl Opts {
         }
     }
 
-    fn write(&self, name: &str, value: &serde_json::Value) -> Result<(), String> {
+    pub fn write(&self, name: &str, value: &serde_json::Value) -> Result<(), String> {
         std::fs::create_dir_all(&self.out).map_err(|e| format!("{}: {e}", self.out.display()))?;
         let path = self.out.join(format!("{name}.json"));
         let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
@@ -44,7 +44,7 @@ impl Opts {
     }
 }
 
-fn settings(width: u32, height: u32, bitrate_bps: u32, threads: u16) -> EncoderSettings {
+pub fn settings(width: u32, height: u32, bitrate_bps: u32, threads: u16) -> EncoderSettings {
     EncoderSettings {
         width,
         height,
@@ -132,13 +132,14 @@ pub fn latency(o: &Opts) -> Result<(), String> {
         o.secs()
     );
     println!(
-        "{:<6} {:>3} {:<4} {:>5} | {:>28} | {:>28} | {:>28} | {:>10}",
+        "{:<6} {:>3} {:<4} {:>5} | {:>28} | {:>28} | {:>20} | {:>28} | {:>10}",
         "res",
         "thr",
         "kind",
         "n",
         "encode t1-t0 p50/p99/p99.9/max",
         "engine+send t2-t1",
+        "of which wake p50/p99",
         "frame-to-packet t2-t0",
         "t3-t2 p50"
     );
@@ -153,11 +154,6 @@ pub fn latency(o: &Opts) -> Result<(), String> {
                 .map(|(_, idx, first, _, _)| (*idx, *first))
                 .collect();
             let delivered: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
-            log::info!(
-                "{} timings, {} with datagrams",
-                timings.len(),
-                delivered.len()
-            );
             for kind in ["IDR", "P"] {
                 let sel: Vec<&&FrameTiming> = delivered
                     .iter()
@@ -178,6 +174,17 @@ pub fn latency(o: &Opts) -> Result<(), String> {
                         .map(|t| us(t.sent_at - t.captured_at))
                         .collect::<Vec<_>>(),
                 );
+                // t2-t1 = channel + loop wake-up (t1 to dequeue) + engine and sendto.
+                let wake = summarize(
+                    &sel.iter()
+                        .map(|t| us(t.dequeued_at.saturating_duration_since(t.encoded_at)))
+                        .collect::<Vec<_>>(),
+                );
+                let work = summarize(
+                    &sel.iter()
+                        .map(|t| us(t.sent_at - t.dequeued_at))
+                        .collect::<Vec<_>>(),
+                );
                 let net: Vec<f64> = sel
                     .iter()
                     .filter_map(|t| {
@@ -187,19 +194,21 @@ pub fn latency(o: &Opts) -> Result<(), String> {
                     .collect();
                 let net = summarize(&net);
                 println!(
-                    "{:<6} {:>3} {:<4} {:>5} | {:>28} | {:>28} | {:>28} | {:>10}",
+                    "{:<6} {:>3} {:<4} {:>5} | {:>28} | {:>28} | {:>20} | {:>28} | {:>10}",
                     label,
                     t,
                     kind,
                     enc.n,
                     quad(&enc),
                     quad(&eng),
+                    format!("{}/{}", fmt_us(wake.p50), fmt_us(wake.p99)),
                     quad(&f2p),
                     fmt_us(net.p50)
                 );
                 rows.push(json!({
                     "resolution": label, "threads": t, "kind": kind, "bitrate_bps": bps,
                     "encode_us": enc, "engine_send_us": eng, "frame_to_packet_us": f2p,
+                    "channel_and_wake_us": wake, "engine_and_sendto_us": work,
                     "send_to_receive_us": net, "loop_cpu_per_s": cpu,
                     "frames_received": report.clients.first().map_or(0, |c| c.frames),
                 }));

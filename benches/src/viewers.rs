@@ -294,14 +294,4 @@ fn stat_cpu_seconds(path: &str) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// Resident set size of this process, in bytes.
-pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
+pub use portcast_net::metrics::rss_bytes;
