@@ -182,6 +182,7 @@ fn server_config(
                     bitrate_bps: a.bitrate_bps,
                     threads: a.encoder_threads,
                 },
+                busy: false,
             })
             .collect(),
         capture_offers: c

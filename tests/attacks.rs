@@ -43,6 +43,7 @@ impl InProc {
                     bitrate_bps: 300_000,
                     threads: 1,
                 },
+                busy: false,
             }],
             head_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),

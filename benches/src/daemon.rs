@@ -35,6 +35,16 @@ impl Daemon {
         avatars: &[(String, EncoderSettings)],
         max_sessions: usize,
     ) -> Result<Daemon, String> {
+        Self::start_with(avatars, max_sessions, false)
+    }
+
+    /// Like `start`; with `busy` the test pattern carries noise so the encoder
+    /// spends its full bitrate, as on real video.
+    pub fn start_with(
+        avatars: &[(String, EncoderSettings)],
+        max_sessions: usize,
+        busy: bool,
+    ) -> Result<Daemon, String> {
         let (tx, probe) = mpsc::sync_channel(1 << 16);
         let config = ServerConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -50,6 +60,7 @@ impl Daemon {
                 .map(|(n, s)| AvatarSpec {
                     name: AvatarId::new(n),
                     encoder: *s,
+                    busy,
                 })
                 .collect(),
             engine: EngineConfig {

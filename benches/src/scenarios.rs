@@ -67,8 +67,9 @@ fn stream(
     avatars: &[(String, EncoderSettings)],
     viewers: usize,
     seconds: f64,
+    busy: bool,
 ) -> Result<(Daemon, Vec<FrameTiming>, ViewerReport, f64, u64), String> {
-    let mut d = Daemon::start(avatars, viewers + 16)?;
+    let mut d = Daemon::start_with(avatars, viewers + 16, busy)?;
     let rss_before = rss_bytes();
     let names: Vec<String> = avatars.iter().map(|(n, _)| n.clone()).collect();
     let vp = ViewerProcess::start(d.signal, viewers, &names, seconds, 30)?;
@@ -147,13 +148,17 @@ pub fn latency(o: &Opts) -> Result<(), String> {
     for (label, w, h, bps) in &cases {
         for &t in threads {
             let avatars = vec![("bench".to_string(), settings(*w, *h, *bps, t))];
-            let (_d, timings, report, cpu, _) = stream(&avatars, 1, o.secs())?;
+            let (_d, timings, report, cpu, _) = stream(&avatars, 1, o.secs(), true)?;
             let arrivals: HashMap<u64, u128> = report
                 .frames
                 .iter()
                 .map(|(_, idx, first, _, _)| (*idx, *first))
                 .collect();
             let delivered: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
+            let kbps = encoded_kbps(&delivered);
+            println!(
+                "{label} threads={t}: encoder output {kbps:.0} kbit/s (test pattern with noise)"
+            );
             for kind in ["IDR", "P"] {
                 let sel: Vec<&&FrameTiming> = delivered
                     .iter()
@@ -209,6 +214,7 @@ pub fn latency(o: &Opts) -> Result<(), String> {
                     "resolution": label, "threads": t, "kind": kind, "bitrate_bps": bps,
                     "encode_us": enc, "engine_send_us": eng, "frame_to_packet_us": f2p,
                     "channel_and_wake_us": wake, "engine_and_sendto_us": work,
+                    "encoded_kbit_per_s": kbps,
                     "send_to_receive_us": net, "loop_cpu_per_s": cpu,
                     "frames_received": report.clients.first().map_or(0, |c| c.frames),
                 }));
@@ -219,6 +225,17 @@ pub fn latency(o: &Opts) -> Result<(), String> {
         "latency",
         &json!({ "scenario": "latency", "seconds": o.secs(), "rows": rows }),
     )
+}
+
+/// The encoder's output rate over the frames given.
+fn encoded_kbps(frames: &[&FrameTiming]) -> f64 {
+    match (frames.first(), frames.last()) {
+        (Some(a), Some(b)) if b.sent_at > a.sent_at => {
+            let bytes: usize = frames.iter().map(|t| t.bytes).sum();
+            bytes as f64 * 8.0 / 1000.0 / b.sent_at.duration_since(a.sent_at).as_secs_f64()
+        }
+        _ => 0.0,
+    }
 }
 
 fn quad(s: &Summary) -> String {
@@ -259,7 +276,7 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
     let mut rows = Vec::new();
     for n in counts {
         let avatars = vec![("bench".to_string(), settings(w, h, 2_000_000, 1))];
-        let (_d, timings, report, cpu, rss_delta) = stream(&avatars, n, o.secs())?;
+        let (_d, timings, report, cpu, rss_delta) = stream(&avatars, n, o.secs(), true)?;
         let connected = report.clients.iter().filter(|c| c.connected).count();
         let (got, expected) = report.clients.iter().fold((0u64, 0u64), |a, c| {
             (a.0 + c.packets, a.1 + c.expected_packets)
@@ -275,6 +292,7 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
             _ => 1.0,
         };
         let pps = steady.iter().map(|t| t.datagrams).sum::<u64>() as f64 / span;
+        let kbps = encoded_kbps(&steady);
         let spread = summarize(
             &report
                 .frames
@@ -302,7 +320,7 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
             rss_per
         );
         rows.push(json!({
-            "viewers": n, "connected": connected, "packets_per_s": pps,
+            "viewers": n, "connected": connected, "packets_per_s": pps, "encoded_kbit_per_s": kbps,
             "loop_cpu_s_per_s": cpu, "loss_percent": loss, "spread_us": spread,
             "frame_to_packet_us": f2p, "rss_per_viewer_bytes": rss_per * 1024.0,
             "viewer_process_cpu_s": report.cpu_seconds,
@@ -332,8 +350,8 @@ pub fn sources(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
         o.secs()
     );
     println!(
-        "{:>4} {:>12} {:>12} {:>10} {:>10} {:>6}",
-        "N", "f2p p50", "f2p p99", "skipped", "received", "ok"
+        "{:>4} {:>12} {:>12} {:>10} {:>10} {:>10} {:>6}",
+        "N", "f2p p50", "f2p p99", "skipped", "dropped", "received", "ok"
     );
     let mut rows = Vec::new();
     let mut best = 0;
@@ -341,7 +359,7 @@ pub fn sources(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
         let avatars: Vec<(String, EncoderSettings)> = (0..n)
             .map(|i| (format!("src{i}"), settings(640, 360, 1_000_000, 1)))
             .collect();
-        let (d, timings, report, _cpu, _) = stream(&avatars, n, o.secs())?;
+        let (d, timings, report, _cpu, _) = stream(&avatars, n, o.secs(), false)?;
         let steady: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
         let f2p = summarize(
             &steady
@@ -359,21 +377,40 @@ pub fn sources(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
             .sum();
         let received: u64 = report.clients.iter().map(|c| c.frames).sum();
         let all_connected = report.clients.iter().all(|c| c.connected);
-        let ok = all_connected && skipped == 0 && f2p.p99 < 33_333.0;
+        // Dropped = frame numbers missing at a viewer after its first second
+        // (start-up, while the encoders and viewers all start at once, is excluded;
+        // `skipped` above counts from daemon start and is reported too).
+        let mut per_avatar: HashMap<&str, Vec<u64>> = HashMap::new();
+        for (a, idx, ..) in &report.frames {
+            per_avatar.entry(a.as_str()).or_default().push(*idx);
+        }
+        let dropped: u64 = per_avatar
+            .values_mut()
+            .map(|v| {
+                v.sort_unstable();
+                let first = v.first().copied().unwrap_or(0) + 30;
+                let last = v.last().copied().unwrap_or(0);
+                let seen = v.iter().filter(|i| **i >= first).count() as u64;
+                (last + 1).saturating_sub(first).saturating_sub(seen)
+            })
+            .sum();
+        let ok = all_connected && dropped == 0 && f2p.p99 < 33_333.0;
         if ok {
             best = best.max(n);
         }
         println!(
-            "{:>4} {:>12} {:>12} {:>10} {:>10} {:>6}",
+            "{:>4} {:>12} {:>12} {:>10} {:>10} {:>10} {:>6}",
             n,
             fmt_us(f2p.p50),
             fmt_us(f2p.p99),
             skipped,
+            dropped,
             received,
             ok
         );
         rows.push(json!({
-            "sources": n, "frame_to_packet_us": f2p, "skipped_frames": skipped,
+            "sources": n, "frame_to_packet_us": f2p, "skipped_frames_since_start": skipped,
+            "dropped_frames_steady": dropped,
             "frames_received": received, "all_connected": all_connected, "within_bound": ok,
         }));
         if !ok {
@@ -419,6 +456,7 @@ pub fn setup(o: &Opts, offers: usize) -> Result<(), String> {
             })
             .collect(),
         max_sessions: offers + 1,
+        max_sessions_per_avatar: offers + 1,
         ..EngineConfig::default()
     })
     .map_err(|e| e.to_string())?;
@@ -455,7 +493,7 @@ pub fn setup(o: &Opts, offers: usize) -> Result<(), String> {
     // Real sessions: WebSocket offer, ICE, DTLS, over loopback.
     let n = if o.smoke { 10 } else { 200 };
     let avatars = vec![("bench".to_string(), settings(320, 180, 300_000, 1))];
-    let (_d, _timings, report, _, _) = stream(&avatars, n, 3.0)?;
+    let (_d, _timings, report, _, _) = stream(&avatars, n, 3.0, false)?;
     let ws_answer = summarize(
         &report
             .clients

@@ -60,7 +60,7 @@ fn labelled(text: &str, family: &str) -> Vec<(String, u64)> {
 }
 
 /// Runs the soak: `sessions` churned over about `seconds`.
-pub fn soak(o: &Opts, sessions: usize) -> Result<(), String> {
+pub fn soak(o: &Opts, sessions: usize, max_growth_pct: f64) -> Result<(), String> {
     let (sessions, seconds) = if o.smoke {
         (sessions.min(40), 8.0)
     } else {
@@ -166,8 +166,9 @@ pub fn soak(o: &Opts, sessions: usize) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let ok = rss_growth <= 0.05 && fd_growth <= 0.05 && live == 1;
-    println!("within 5% of start and no session left behind: {ok}");
+    let bound = max_growth_pct / 100.0;
+    let ok = rss_growth <= bound && fd_growth <= bound && live == 1;
+    println!("within {max_growth_pct}% of start and no session left behind: {ok}");
     o.write(
         "soak",
         &json!({

@@ -21,6 +21,7 @@ pub struct TestPattern {
     width: usize,
     height: usize,
     frame: Vec<u8>,
+    busy: bool,
 }
 
 /// A planar 4:2:0 picture borrowed from a renderer or decoder.
@@ -61,7 +62,15 @@ impl TestPattern {
             width,
             height,
             frame: vec![0; width * height * 3 / 2],
+            busy: false,
         })
+    }
+
+    /// With `busy`, a corner of the picture is fresh noise every frame, so the
+    /// encoder spends about its whole bitrate as on real video (benchmarks);
+    /// the plain pattern compresses to a few hundred kbit/s.
+    pub fn set_busy(&mut self, busy: bool) {
+        self.busy = busy;
     }
 
     /// Picture width.
@@ -113,6 +122,20 @@ impl TestPattern {
         );
         fill(u, w / 2, bx / 2, by / 2, size / 2, size / 2, 128);
         fill(v, w / 2, bx / 2, by / 2, size / 2, size / 2, 128);
+        if self.busy {
+            let mut seed = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            // Low-amplitude noise over a sixteenth of the picture: about what
+            // a talking head costs an encoder at 1-3 Mbit/s, without making
+            // rate control skip frames as full-range noise would.
+            for y in h * 3 / 4..h {
+                for px in &mut luma[y * w..y * w + w / 4] {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    *px = 112 + (seed % 32) as u8;
+                }
+            }
+        }
         // The code band.
         let code = encode_counter(index);
         let bw = w / CODE_BLOCKS;

@@ -53,6 +53,8 @@ pub struct AvatarSpec {
     pub name: AvatarId,
     /// Encoder settings.
     pub encoder: EncoderSettings,
+    /// Fill part of the test pattern with noise so the encoder uses its full bitrate (benchmarks).
+    pub busy: bool,
 }
 
 /// Everything the loop needs.
@@ -237,9 +239,14 @@ impl Server {
         let (tx, frames): (SyncSender<SourceEvent>, _) = mpsc::sync_channel(CHANNEL_DEPTH);
         let mut sources = HashMap::new();
         for a in &config.avatars {
-            let h =
-                source::spawn_test_pattern(a.name.clone(), a.encoder, tx.clone(), waker.clone())
-                    .map_err(|e| NetError::Source(a.name.to_string(), e))?;
+            let h = source::spawn_test_pattern(
+                a.name.clone(),
+                a.encoder,
+                a.busy,
+                tx.clone(),
+                waker.clone(),
+            )
+            .map_err(|e| NetError::Source(a.name.to_string(), e))?;
             sources.insert(a.name.clone(), h);
         }
         for f in &config.file_sources {

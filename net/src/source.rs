@@ -103,11 +103,12 @@ impl Frames for TestPattern {
 pub fn spawn_test_pattern(
     avatar: AvatarId,
     settings: EncoderSettings,
+    busy: bool,
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
 ) -> std::io::Result<SourceHandle> {
-    let pattern =
-        TestPattern::new(settings.width as usize, settings.height as usize).ok_or_else(|| {
+    let mut pattern = TestPattern::new(settings.width as usize, settings.height as usize)
+        .ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!(
@@ -116,6 +117,7 @@ pub fn spawn_test_pattern(
                 ),
             )
         })?;
+    pattern.set_busy(busy);
     spawn_frames(avatar, settings, Box::new(pattern), tx, waker)
 }
 
