@@ -447,6 +447,7 @@ fn portcast_scale(r: &PortcastRun, n: usize, bounded: bool) -> (bool, serde_json
     )
 }
 
+// One printed table row: each argument is one column of it.
 #[allow(clippy::too_many_arguments)]
 fn print_scale(
     side: &str,
