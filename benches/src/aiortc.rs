@@ -28,7 +28,6 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -37,10 +36,9 @@ use portcast_net::FrameTiming;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::daemon::{Daemon, ViewerProcess};
-use crate::scenarios::{settings, Opts};
-use crate::stats::{fmt_us, summarize, Summary};
-use crate::viewers::{process_cpu_seconds, ViewerReport};
+use crate::scenarios::{self, settings, Opts};
+use crate::stats::{fmt_us, summarize, us, Summary};
+use crate::viewers::ViewerReport;
 
 const FPS: u32 = 30;
 /// The address aiortc gathers inside the namespace (loopback there, TEST-NET benchmark range).
@@ -192,10 +190,6 @@ pub fn compare(o: &Opts) -> Result<(), String> {
         src_ai,
         ratio(src_pc, src_ai)
     );
-    let cap = portcast_engine::EngineConfig::default().max_sessions_per_avatar;
-    if fan_pc >= cap && fan_pc_rows.last().is_some_and(|r| r.get("error").is_some()) {
-        println!("(portcast's viewer count stops at the engine's max_sessions_per_avatar, {cap}, which Daemon::start leaves at its default)");
-    }
     let tried = |counts: &[usize], best: usize| counts.last().is_some_and(|l| *l == best);
     if tried(fan_counts, fan_pc) || tried(src_counts, src_pc) {
         println!("(a largest count equal to the last one tried is a lower bound)");
@@ -274,48 +268,20 @@ struct PortcastRun {
     cpu_per_s: f64,
 }
 
-/// The in-process daemon streaming to the viewer process (what `scenarios::stream` does).
+/// The in-process daemon streaming to the viewer process, frames sent to nobody dropped.
 fn run_portcast(
     avatars: &[(String, EncoderSettings)],
     viewers: usize,
     seconds: f64,
 ) -> Result<PortcastRun, String> {
-    let mut d = Daemon::start(avatars, viewers + 16)?;
-    let names: Vec<String> = avatars.iter().map(|(n, _)| n.clone()).collect();
-    let cpu0 = process_cpu_seconds();
-    let start = Instant::now();
-    let vp = ViewerProcess::start(d.signal, viewers, &names, seconds, FPS)?;
-    let limit = Duration::from_secs_f64(seconds + 60.0 + viewers as f64 * 0.05);
-    let mut timings = Vec::new();
-    while !vp.finished() {
-        if start.elapsed() > limit {
-            return Err("portcast viewer process overran its time".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        timings.extend(d.timings());
-    }
-    let report = vp.wait(Duration::from_secs(10))?;
-    let cpu_per_s = (process_cpu_seconds() - cpu0) / start.elapsed().as_secs_f64().max(0.001);
-    timings.extend(d.timings());
-    let skips = d
-        .sources
-        .iter()
-        .map(|(_, c)| {
-            c.late_skips.load(Ordering::Relaxed) + c.channel_drops.load(Ordering::Relaxed)
-        })
-        .sum();
-    d.stop();
-    timings.retain(|t| t.datagrams > 0);
+    let mut run = scenarios::stream(avatars, viewers, seconds, false)?;
+    run.timings.retain(|t| t.datagrams > 0);
     Ok(PortcastRun {
-        timings,
-        report,
-        skips,
-        cpu_per_s,
+        skips: run.daemon.source_skips(),
+        timings: run.timings,
+        report: run.report,
+        cpu_per_s: run.process_cpu_per_s,
     })
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 fn ns_us(a: u64, b: u64) -> f64 {

@@ -3,7 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -47,14 +48,6 @@ impl Daemon {
     ) -> Result<Daemon, String> {
         let (tx, probe) = mpsc::sync_channel(1 << 16);
         let config = ServerConfig {
-            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            signal_port: 0,
-            udp_ports: (0..5)
-                .map(|_| UdpPortSpec {
-                    local_port: 0,
-                    public: SocketAddr::from(([127, 0, 0, 1], 0)),
-                })
-                .collect(),
             avatars: avatars
                 .iter()
                 .map(|(n, s)| AvatarSpec {
@@ -69,8 +62,7 @@ impl Daemon {
                 ..EngineConfig::default()
             },
             max_connections: max_sessions * 2 + 64,
-            frame_probe: Some(tx),
-            ..ServerConfig::default()
+            ..loopback_config(tx)
         };
         let server = Server::bind(config).map_err(|e| e.to_string())?;
         let signal = server.signal_addr();
@@ -99,6 +91,16 @@ impl Daemon {
         })
     }
 
+    /// Frames the sources skipped (late) or dropped (channel full) since the daemon started.
+    pub fn source_skips(&self) -> u64 {
+        self.sources
+            .iter()
+            .map(|(_, c)| {
+                c.late_skips.load(Ordering::Relaxed) + c.channel_drops.load(Ordering::Relaxed)
+            })
+            .sum()
+    }
+
     /// Everything the probe reported so far.
     pub fn timings(&self) -> Vec<FrameTiming> {
         self.probe.try_iter().collect()
@@ -116,6 +118,22 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A loop on 127.0.0.1: signaling and five UDP ports on free ports, the frame probe on.
+pub fn loopback_config(probe: SyncSender<FrameTiming>) -> ServerConfig {
+    ServerConfig {
+        bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        signal_port: 0,
+        udp_ports: (0..5)
+            .map(|_| UdpPortSpec {
+                local_port: 0,
+                public: SocketAddr::from(([127, 0, 0, 1], 0)),
+            })
+            .collect(),
+        frame_probe: Some(probe),
+        ..ServerConfig::default()
     }
 }
 

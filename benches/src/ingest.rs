@@ -8,7 +8,6 @@
 //! socket (t0) to its last RTP packet handed to the UDP socket (t2), split
 //! into encode (t1-t0) and loop (t2-t1), and every drop counter.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -19,10 +18,10 @@ use portcast_engine::{AvatarId, EngineConfig};
 use portcast_net::ingest::client::IngestClient;
 use portcast_net::ingest::convert::{packed_to_i420, rgb_to_i420_reference, I420Buffer};
 use portcast_net::ingest::wire::{PixelFormat, StreamFormat};
-use portcast_net::{FrameTiming, IngestConfig, Server, ServerConfig, UdpPortSpec};
+use portcast_net::{FrameTiming, IngestConfig, Server, ServerConfig};
 use serde_json::json;
 
-use crate::daemon::ViewerProcess;
+use crate::daemon::{loopback_config, ViewerProcess};
 use crate::stats::{fmt_us, summarize};
 
 const AVATAR: &str = "bench-ingest";
@@ -33,23 +32,14 @@ pub fn ingest(seconds: f64, out: &Path) -> Result<(), String> {
     let sock = std::env::temp_dir().join(format!("portcast-bench-{}.sock", std::process::id()));
     let (probe_tx, probe) = mpsc::sync_channel::<FrameTiming>(1 << 16);
     let config = ServerConfig {
-        bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        signal_port: 0,
-        udp_ports: (0..5)
-            .map(|_| UdpPortSpec {
-                local_port: 0,
-                public: SocketAddr::from(([127, 0, 0, 1], 0)),
-            })
-            .collect(),
         avatars: Vec::new(),
         engine: EngineConfig {
             avatars: Vec::new(),
             max_sessions: 16,
             ..EngineConfig::default()
         },
-        frame_probe: Some(probe_tx),
         ingest: Some(IngestConfig::new(&sock)),
-        ..ServerConfig::default()
+        ..loopback_config(probe_tx)
     };
     let server = Server::bind(config).map_err(|e| e.to_string())?;
     let signal = server.signal_addr();

@@ -12,8 +12,8 @@ use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, RtcConfig};
 
 use crate::daemon::{Daemon, ViewerProcess};
-use crate::stats::{fmt_us, summarize, Summary};
-use crate::viewers::{rss_bytes, thread_cpu_seconds, ViewerReport};
+use crate::stats::{fmt_us, summarize, us, Summary};
+use crate::viewers::{process_cpu_seconds, rss_bytes, thread_cpu_seconds, ViewerReport};
 
 /// Options common to all scenarios.
 pub struct Opts {
@@ -54,23 +54,36 @@ pub fn settings(width: u32, height: u32, bitrate_bps: u32, threads: u16) -> Enco
     }
 }
 
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
 fn wall_ns(t: std::time::SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
-/// Streams for `seconds` to the viewer process; returns (probe timings, viewer report, loop CPU s/s).
-fn stream(
+/// What one streaming run measured.
+pub struct Streamed {
+    /// The (stopped) daemon, for its source counters.
+    pub daemon: Daemon,
+    /// Every probe report, frames sent to nobody included.
+    pub timings: Vec<FrameTiming>,
+    /// The viewer process's report.
+    pub report: ViewerReport,
+    /// Loop-thread CPU seconds per second over the steady part of the run.
+    pub loop_cpu_per_s: f64,
+    /// Whole-process CPU seconds per second over the run (loop, sources, harness).
+    pub process_cpu_per_s: f64,
+    /// Peak RSS growth of this process during the run, bytes.
+    pub rss_growth: u64,
+}
+
+/// Streams for `seconds` from an in-process daemon to the viewer process.
+pub fn stream(
     avatars: &[(String, EncoderSettings)],
     viewers: usize,
     seconds: f64,
     busy: bool,
-) -> Result<(Daemon, Vec<FrameTiming>, ViewerReport, f64, u64), String> {
+) -> Result<Streamed, String> {
     let mut d = Daemon::start_with(avatars, viewers + 16, busy)?;
     let rss_before = rss_bytes();
+    let cpu_before = process_cpu_seconds();
     let names: Vec<String> = avatars.iter().map(|(n, _)| n.clone()).collect();
     let vp = ViewerProcess::start(d.signal, viewers, &names, seconds, 30)?;
     // Sample the loop thread's CPU time; the rate over the steady part is what counts.
@@ -87,7 +100,7 @@ fn stream(
         if samples.len() % 4 == 0 && start.elapsed() > limit {
             return Err("viewer process overran its time".into());
         }
-        if vp_finished(&vp) {
+        if vp.finished() {
             break vp.wait(Duration::from_secs(10))?;
         }
     };
@@ -102,18 +115,17 @@ fn stream(
         .copied()
         .unwrap_or(samples[0]);
     let b = samples[samples.len() - 1];
-    let cpu_rate = (b.1 - a.1) / b.0.duration_since(a.0).as_secs_f64().max(0.001);
-    Ok((
-        d,
+    let loop_cpu_per_s = (b.1 - a.1) / b.0.duration_since(a.0).as_secs_f64().max(0.001);
+    let process_cpu_per_s =
+        (process_cpu_seconds() - cpu_before) / start.elapsed().as_secs_f64().max(0.001);
+    Ok(Streamed {
+        daemon: d,
         timings,
         report,
-        cpu_rate,
-        peak_rss.saturating_sub(rss_before),
-    ))
-}
-
-fn vp_finished(vp: &ViewerProcess) -> bool {
-    vp.finished()
+        loop_cpu_per_s,
+        process_cpu_per_s,
+        rss_growth: peak_rss.saturating_sub(rss_before),
+    })
 }
 
 /// Scenario 1.
@@ -148,7 +160,12 @@ pub fn latency(o: &Opts) -> Result<(), String> {
     for (label, w, h, bps) in &cases {
         for &t in threads {
             let avatars = vec![("bench".to_string(), settings(*w, *h, *bps, t))];
-            let (_d, timings, report, cpu, _) = stream(&avatars, 1, o.secs(), true)?;
+            let Streamed {
+                timings,
+                report,
+                loop_cpu_per_s: cpu,
+                ..
+            } = stream(&avatars, 1, o.secs(), true)?;
             let arrivals: HashMap<u64, u128> = report
                 .frames
                 .iter()
@@ -276,7 +293,13 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
     let mut rows = Vec::new();
     for n in counts {
         let avatars = vec![("bench".to_string(), settings(w, h, 2_000_000, 1))];
-        let (_d, timings, report, cpu, rss_delta) = stream(&avatars, n, o.secs(), true)?;
+        let Streamed {
+            timings,
+            report,
+            loop_cpu_per_s: cpu,
+            rss_growth: rss_delta,
+            ..
+        } = stream(&avatars, n, o.secs(), true)?;
         let connected = report.clients.iter().filter(|c| c.connected).count();
         let (got, expected) = report.clients.iter().fold((0u64, 0u64), |a, c| {
             (a.0 + c.packets, a.1 + c.expected_packets)
@@ -359,7 +382,12 @@ pub fn sources(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
         let avatars: Vec<(String, EncoderSettings)> = (0..n)
             .map(|i| (format!("src{i}"), settings(640, 360, 1_000_000, 1)))
             .collect();
-        let (d, timings, report, _cpu, _) = stream(&avatars, n, o.secs(), false)?;
+        let Streamed {
+            daemon: d,
+            timings,
+            report,
+            ..
+        } = stream(&avatars, n, o.secs(), false)?;
         let steady: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
         let f2p = summarize(
             &steady
@@ -367,14 +395,7 @@ pub fn sources(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
                 .map(|t| us(t.sent_at - t.captured_at))
                 .collect::<Vec<_>>(),
         );
-        let skipped: u64 = d
-            .sources
-            .iter()
-            .map(|(_, c)| {
-                c.late_skips.load(std::sync::atomic::Ordering::Relaxed)
-                    + c.channel_drops.load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .sum();
+        let skipped = d.source_skips();
         let received: u64 = report.clients.iter().map(|c| c.frames).sum();
         let all_connected = report.clients.iter().all(|c| c.connected);
         // Dropped = frame numbers missing at a viewer after its first second
@@ -493,7 +514,7 @@ pub fn setup(o: &Opts, offers: usize) -> Result<(), String> {
     // Real sessions: WebSocket offer, ICE, DTLS, over loopback.
     let n = if o.smoke { 10 } else { 200 };
     let avatars = vec![("bench".to_string(), settings(320, 180, 300_000, 1))];
-    let (_d, _timings, report, _, _) = stream(&avatars, n, 3.0, false)?;
+    let Streamed { report, .. } = stream(&avatars, n, 3.0, false)?;
     let ws_answer = summarize(
         &report
             .clients

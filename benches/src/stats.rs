@@ -41,6 +41,11 @@ pub fn summarize(samples: &[f64]) -> Summary {
     }
 }
 
+/// A duration in microseconds, as the summaries take them.
+pub fn us(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
 /// Formats microseconds readably (µs below 1 ms, ms above).
 pub fn fmt_us(us: f64) -> String {
     if us < 1000.0 {
