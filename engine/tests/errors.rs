@@ -22,16 +22,7 @@ fn world(max_sessions: usize) -> World {
 fn reply(w: &mut World, conn: u64, url_id: &str, text: &str) -> Value {
     let conn = ConnId(conn);
     w.engine.open_connection(conn, url_id);
-    w.signals.clear();
-    w.engine.handle_signal(w.now, conn, text);
-    w.pump();
-    let (_, text) = w
-        .signals
-        .iter()
-        .find(|(c, _)| *c == conn)
-        .expect("a reply")
-        .clone();
-    serde_json::from_str(&text).unwrap()
+    w.reply_on(conn, text)
 }
 
 fn assert_error(v: &Value, code: &str) {

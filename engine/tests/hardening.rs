@@ -29,18 +29,8 @@ fn offer_reply(
             unix_time: unix,
         },
     );
-    w.signals.clear();
     let sdp = fixture("chromium156_video_recvonly_nocand.sdp");
-    w.engine
-        .handle_signal(w.now, conn, &offer_message(id, avatar, &sdp));
-    w.pump();
-    let (_, text) = w
-        .signals
-        .iter()
-        .find(|(c, _)| *c == conn)
-        .expect("a reply")
-        .clone();
-    serde_json::from_str(&text).unwrap()
+    w.reply_on(conn, &offer_message(id, avatar, &sdp))
 }
 
 #[test]

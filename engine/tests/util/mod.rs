@@ -302,6 +302,20 @@ impl World {
         self.viewers.len() - 1
     }
 
+    /// Sends `text` on an open connection and returns the server's first reply to it.
+    pub fn reply_on(&mut self, conn: ConnId, text: &str) -> Value {
+        self.signals.clear();
+        self.engine.handle_signal(self.now, conn, text);
+        self.pump();
+        let (_, reply) = self
+            .signals
+            .iter()
+            .find(|(c, _)| *c == conn)
+            .expect("a reply")
+            .clone();
+        serde_json::from_str(&reply).unwrap()
+    }
+
     /// Moves packets and signals around until nobody has anything more to say.
     pub fn pump(&mut self) {
         for _ in 0..10_000 {
