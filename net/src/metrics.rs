@@ -241,3 +241,99 @@ pub fn rss_bytes() -> u64 {
         })
         .map_or(0, |kb| kb * 1024)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn rendered() -> String {
+        // One of everything, so every family shows (empty families render nothing).
+        let mut stats = EngineStats::default();
+        stats.errors.insert("invalid_sdp", 1);
+        stats.ended.insert("websocket_closed", 1);
+        let snapshot = Snapshot {
+            engine: &stats,
+            sessions: &[],
+            sockets: vec![SocketCounters {
+                local: "127.0.0.1:10111".into(),
+                received: 1,
+                received_bytes: 100,
+                sent: 2,
+                sent_bytes: 200,
+                dropped_queue_full: 0,
+                send_errors: 0,
+            }],
+            sources: vec![SourceSnapshot {
+                avatar: "test-pattern".into(),
+                frames: 3,
+                keyframes: 1,
+                late_skips: 0,
+                channel_drops: 0,
+            }],
+            connections: 1,
+            conn_drops: vec![("head_timeout", 1)],
+            rss_bytes: 1 << 20,
+        };
+        render(&Histograms::default(), &snapshot)
+    }
+
+    fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        ("expr" | "query", serde_json::Value::String(s)) => out.push(s.clone()),
+                        _ => collect_exprs(x, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| collect_exprs(x, out)),
+            _ => {}
+        }
+    }
+
+    /// docs/grafana.json may only chart metrics this daemon exports.
+    #[test]
+    fn the_dashboard_names_only_exported_metrics() {
+        let text = rendered();
+        let types: HashMap<&str, &str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .collect();
+        assert!(types.contains_key("portcast_frame_to_packet_seconds"));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana.json");
+        let dash: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut exprs = Vec::new();
+        collect_exprs(&dash, &mut exprs);
+        assert!(exprs.len() > 10, "the dashboard has queries");
+        let mut used = 0;
+        for expr in &exprs {
+            let bytes = expr.as_bytes();
+            let mut i = 0;
+            while let Some(at) = expr[i..].find("portcast_") {
+                let start = i + at;
+                let end = start
+                    + bytes[start..]
+                        .iter()
+                        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+                        .count();
+                let name = &expr[start..end];
+                let known = [("", "gauge"), ("_total", "counter")]
+                    .into_iter()
+                    .chain(["_bucket", "_sum", "_count"].map(|s| (s, "histogram")))
+                    .any(|(suffix, kind)| {
+                        name.strip_suffix(suffix)
+                            .and_then(|family| types.get(family))
+                            .is_some_and(|t| *t == kind)
+                    });
+                assert!(known, "{name} in `{expr}` is not exported");
+                used += 1;
+                i = end;
+            }
+        }
+        assert!(used >= exprs.len());
+    }
+}
