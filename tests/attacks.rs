@@ -447,5 +447,21 @@ fn health_readiness_and_metrics_answer() {
     assert!(m.contains("portcast_answers_total 1"), "{m}");
     assert!(metric(&m, "portcast_frames_written_total") > 0);
     assert!(m.contains("portcast_frame_to_packet_seconds_bucket"));
+    // Datagrams leave in batches: never more system calls than datagrams.
+    let sum = |prefix: &str| -> u64 {
+        m.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    };
+    let (sent, calls) = (
+        sum("portcast_udp_datagrams_out_total{"),
+        sum("portcast_udp_send_calls_total{"),
+    );
+    assert!(
+        calls > 0 && calls <= sent,
+        "{calls} calls for {sent} datagrams"
+    );
     assert!(m.contains("# EOF"));
 }

@@ -145,14 +145,14 @@ pub fn latency(o: &Opts) -> Result<(), String> {
         o.secs()
     );
     println!(
-        "{:<6} {:>3} {:<4} {:>5} | {:>28} | {:>28} | {:>20} | {:>28} | {:>10}",
+        "{:<6} {:>3} {:<4} {:>5} | {:>28} | {:>28} | {:>24} | {:>28} | {:>10}",
         "res",
         "thr",
         "kind",
         "n",
         "encode t1-t0 p50/p99/p99.9/max",
         "engine+send t2-t1",
-        "of which wake p50/p99",
+        "p99 wake/engine/kernel",
         "frame-to-packet t2-t0",
         "t3-t2 p50"
     );
@@ -207,6 +207,17 @@ pub fn latency(o: &Opts) -> Result<(), String> {
                         .map(|t| us(t.sent_at - t.dequeued_at))
                         .collect::<Vec<_>>(),
                 );
+                // ... of which the engine (packetize, SRTP) and the kernel (sendmmsg).
+                let engine = summarize(
+                    &sel.iter()
+                        .map(|t| us(t.written_at - t.dequeued_at))
+                        .collect::<Vec<_>>(),
+                );
+                let kernel = summarize(
+                    &sel.iter()
+                        .map(|t| us(t.sent_at - t.written_at))
+                        .collect::<Vec<_>>(),
+                );
                 let net: Vec<f64> = sel
                     .iter()
                     .filter_map(|t| {
@@ -216,14 +227,19 @@ pub fn latency(o: &Opts) -> Result<(), String> {
                     .collect();
                 let net = summarize(&net);
                 println!(
-                    "{:<6} {:>3} {:<4} {:>5} | {:>28} | {:>28} | {:>20} | {:>28} | {:>10}",
+                    "{:<6} {:>3} {:<4} {:>5} | {:>28} | {:>28} | {:>24} | {:>28} | {:>10}",
                     label,
                     t,
                     kind,
                     enc.n,
                     quad(&enc),
                     quad(&eng),
-                    format!("{}/{}", fmt_us(wake.p50), fmt_us(wake.p99)),
+                    format!(
+                        "{}/{}/{}",
+                        fmt_us(wake.p99),
+                        fmt_us(engine.p99),
+                        fmt_us(kernel.p99)
+                    ),
                     quad(&f2p),
                     fmt_us(net.p50)
                 );
@@ -231,6 +247,7 @@ pub fn latency(o: &Opts) -> Result<(), String> {
                     "resolution": label, "threads": t, "kind": kind, "bitrate_bps": bps,
                     "encode_us": enc, "engine_send_us": eng, "frame_to_packet_us": f2p,
                     "channel_and_wake_us": wake, "engine_and_sendto_us": work,
+                    "engine_us": engine, "sendmmsg_us": kernel,
                     "encoded_kbit_per_s": kbps,
                     "send_to_receive_us": net, "loop_cpu_per_s": cpu,
                     "frames_received": report.clients.first().map_or(0, |c| c.frames),

@@ -56,6 +56,8 @@ pub struct SocketCounters {
     pub dropped_queue_full: u64,
     /// Refused by the kernel.
     pub send_errors: u64,
+    /// Send system calls (each up to a batch of datagrams).
+    pub send_calls: u64,
 }
 
 /// One source's counters at scrape time.
@@ -162,18 +164,24 @@ pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
     }
     r.register("drops", "Things dropped, by reason", drops);
     let io = Family::<Labels, Counter>::default;
-    let (dg_in, by_in, dg_out, by_out) = (io(), io(), io(), io());
+    let (dg_in, by_in, dg_out, by_out, calls) = (io(), io(), io(), io(), io());
     for sock in &s.sockets {
         let l = label("socket", &sock.local);
         dg_in.get_or_create(&l).inc_by(sock.received);
         by_in.get_or_create(&l).inc_by(sock.received_bytes);
         dg_out.get_or_create(&l).inc_by(sock.sent);
         by_out.get_or_create(&l).inc_by(sock.sent_bytes);
+        calls.get_or_create(&l).inc_by(sock.send_calls);
     }
     r.register("udp_datagrams_in", "Datagrams received, per socket", dg_in);
     r.register("udp_bytes_in", "Bytes received, per socket", by_in);
     r.register("udp_datagrams_out", "Datagrams sent, per socket", dg_out);
     r.register("udp_bytes_out", "Bytes sent, per socket", by_out);
+    r.register(
+        "udp_send_calls",
+        "sendmmsg calls, per socket (datagrams_out / send_calls = batch size)",
+        calls,
+    );
     r.register(
         "keyframe_requests",
         "Keyframe requests sent to encoders",
@@ -263,6 +271,7 @@ mod tests {
                 sent_bytes: 200,
                 dropped_queue_full: 0,
                 send_errors: 0,
+                send_calls: 1,
             }],
             sources: vec![SourceSnapshot {
                 avatar: "test-pattern".into(),

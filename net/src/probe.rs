@@ -26,6 +26,9 @@ pub struct FrameTiming {
     pub encoded_at: Instant,
     /// When the loop took it from the channel.
     pub dequeued_at: Instant,
+    /// When the engine had packetized and encrypted the frame for every viewer,
+    /// before the datagrams went to the kernel.
+    pub written_at: Instant,
     /// t2: the last datagram of this frame (to every viewer) was handed to the kernel.
     pub sent_at: Instant,
     /// t2 as wall-clock time, to compare with another process's receive time.

@@ -563,7 +563,9 @@ impl Server {
                     let sent_before = self.datagrams_sent;
                     self.engine
                         .handle_access_unit(dequeued_at.max(now), &avatar, &au);
-                    self.drain_engine();
+                    self.pump_engine();
+                    let written_at = Instant::now();
+                    self.flush_udp();
                     let sent_at = Instant::now();
                     self.histograms.encode.observe(
                         au.encoded_at
@@ -586,6 +588,7 @@ impl Server {
                             captured_at: au.captured_at,
                             encoded_at: au.encoded_at,
                             dequeued_at,
+                            written_at,
                             sent_at,
                             sent_wall: SystemTime::now(),
                             datagrams: self.datagrams_sent - sent_before,
@@ -597,8 +600,23 @@ impl Server {
         }
     }
 
-    /// Carries out the engine's output; returns its next deadline.
+    /// Carries out the engine's output and flushes the UDP queues; returns its next deadline.
     fn drain_engine(&mut self) -> Instant {
+        let at = self.pump_engine();
+        self.flush_udp();
+        at
+    }
+
+    /// Hands every queued datagram to the kernel, in batches per socket.
+    fn flush_udp(&mut self) {
+        for port in self.udp.iter_mut() {
+            port.flush();
+        }
+    }
+
+    /// Carries out the engine's output (datagrams are queued, see
+    /// [`flush_udp`](Self::flush_udp)); returns its next deadline.
+    fn pump_engine(&mut self) -> Instant {
         loop {
             match self.engine.poll_output() {
                 Output::Timeout(at) => return at,
@@ -683,6 +701,7 @@ impl Server {
                             sent_bytes: u.sent_bytes,
                             dropped_queue_full: u.dropped_full,
                             send_errors: u.send_errors,
+                            send_calls: u.send_calls,
                         })
                         .collect(),
                     sources: self
