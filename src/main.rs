@@ -106,13 +106,25 @@ fn main() -> ExitCode {
             }
         }
     };
-    let mut server = match Server::bind(server_config(&config, ingest, token_key)) {
+    let mut server = match Server::bind(server_config(&config, ingest.clone(), token_key)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("portcast: cannot start: {e}");
             return ExitCode::from(1);
         }
     };
+    // SIGHUP: read the file, flags and environment again; the server applies
+    // the limits and logs what would need a restart.
+    let reload_cli = cli.clone();
+    server.set_reloader(Box::new(move || {
+        let config =
+            config::load(&reload_cli, &|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+        let token_key = match &config.token_secret_file {
+            None => None,
+            Some(file) => Some(file.read().map_err(|e| e.to_string())?),
+        };
+        Ok(server_config(&config, ingest.clone(), token_key))
+    }));
     if let Err(e) = server.handle_signals() {
         eprintln!("portcast: cannot install signal handlers: {e}");
         return ExitCode::from(1);

@@ -150,3 +150,78 @@ fn a_bad_config_stops_the_daemon_at_start_naming_the_key() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn sighup_reloads_limits_without_dropping_a_session() {
+    let dir = std::env::temp_dir().join(format!("portcast-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("portcast.toml");
+    std::fs::write(&file, "max_sessions = 1\n").unwrap();
+    let d = Daemon::start(&["--config", file.to_str().unwrap()]);
+    let hup = |d: &Daemon, nth: usize| {
+        let _ = std::process::Command::new("kill")
+            .args(["-HUP", &d.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while d.log().matches("SIGHUP: configuration").count() < nth {
+            assert!(
+                Instant::now() < deadline,
+                "no reload line; log:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut v1 = NetViewer::connect(d.signal_port, "first", "test-pattern").expect("answer");
+    v1.run_until_frames(3, Duration::from_secs(10));
+    let refused = NetViewer::connect(d.signal_port, "second", "test-pattern").err();
+    assert_eq!(
+        refused.map(|e| e["code"].clone()),
+        Some("too_many_sessions".into())
+    );
+
+    // Raise the cap, and change a setting that needs a restart.
+    std::fs::write(
+        &file,
+        format!(
+            "max_sessions = 2\ncapture_offers_dir = \"{}\"\n",
+            dir.join("offers").display()
+        ),
+    )
+    .unwrap();
+    hup(&d, 1);
+    let log = d.log();
+    assert!(
+        log.contains("now in effect for new connections and offers: max_sessions"),
+        "{log}"
+    );
+    assert!(
+        log.contains("capture_offers changed but need a restart"),
+        "{log}"
+    );
+    let mut v2 = NetViewer::connect(d.signal_port, "second", "test-pattern").expect("answer");
+    v2.run_until_frames(3, Duration::from_secs(10));
+
+    // A file that does not load keeps the running configuration.
+    std::fs::write(&file, "max_sessions = \"lots\"\n").unwrap();
+    hup(&d, 2);
+    assert!(d
+        .log()
+        .contains("configuration not reloaded, the running one stays"));
+    let refused = NetViewer::connect(d.signal_port, "third", "test-pattern").err();
+    assert_eq!(
+        refused.map(|e| e["code"].clone()),
+        Some("too_many_sessions".into())
+    );
+
+    // The first viewer streamed through both reloads.
+    let before = v1.counters.len();
+    v1.run_until_frames(before + 10, Duration::from_secs(10));
+    assert!(
+        v1.counters.len() >= before + 10,
+        "first viewer stalled; log:\n{}",
+        d.log()
+    );
+    assert!(!d.log().contains("session first ended"), "{}", d.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -76,6 +76,11 @@ impl TokenKey {
         })
     }
 
+    /// Whether `other` holds the same secret (to tell a rotated key on reload).
+    pub fn same_key(&self, other: &TokenKey) -> bool {
+        self.secret == other.secret
+    }
+
     /// A token for `session_id` watching `avatar_id`, valid until `expires_unix` (seconds).
     pub fn mint(&self, session_id: &str, avatar_id: &str, expires_unix: u64) -> String {
         let tag = self

@@ -263,6 +263,68 @@ impl Engine {
         })
     }
 
+    /// Takes new limits from a reloaded configuration, without touching live
+    /// sessions: session caps, SDP size, consent/connect timeouts, keyframe
+    /// interval, resend buffer (new sessions), token key and fallback avatar.
+    /// Sockets and avatars are fixed at start; `config.sockets` and
+    /// `config.avatars` are ignored here. On error nothing changes.
+    /// Returns the names of the settings that changed.
+    pub fn reload_limits(
+        &mut self,
+        config: &EngineConfig,
+    ) -> Result<Vec<&'static str>, EngineError> {
+        if config.max_sessions == 0 {
+            return Err(EngineError::Config(
+                "max_sessions must be at least 1".into(),
+            ));
+        }
+        if let Some(f) = &config.fallback_avatar {
+            if !self.avatars.contains_key(f) {
+                return Err(EngineError::Config(format!(
+                    "fallback avatar '{f}' is not a configured avatar"
+                )));
+            }
+        }
+        let old = &self.config;
+        let mut changed = Vec::new();
+        macro_rules! diff {
+            ($($field:ident),*) => {
+                $(if old.$field != config.$field {
+                    changed.push(stringify!($field));
+                })*
+            };
+        }
+        diff!(
+            max_sessions,
+            max_sessions_per_avatar,
+            max_sdp_bytes,
+            consent_timeout,
+            connect_timeout,
+            keyframe_interval,
+            resend_buffer_packets,
+            fallback_avatar
+        );
+        if old.token_key.is_some() != config.token_key.is_some()
+            || matches!((&old.token_key, &config.token_key), (Some(a), Some(b)) if !a.same_key(b))
+        {
+            changed.push("token_key");
+        }
+        let c = &mut self.config;
+        c.max_sessions = config.max_sessions;
+        c.max_sessions_per_avatar = config.max_sessions_per_avatar;
+        c.max_sdp_bytes = config.max_sdp_bytes;
+        c.consent_timeout = config.consent_timeout;
+        c.connect_timeout = config.connect_timeout;
+        c.keyframe_interval = config.keyframe_interval;
+        c.resend_buffer_packets = config.resend_buffer_packets;
+        c.fallback_avatar = config.fallback_avatar.clone();
+        c.token_key = config.token_key.clone();
+        for a in self.avatars.values_mut() {
+            a.limiter.set_interval(config.keyframe_interval);
+        }
+        Ok(changed)
+    }
+
     /// Registers a new WebSocket opened at `/ws/{url_session_id}`.
     pub fn open_connection(&mut self, conn: ConnId, url_session_id: &str) {
         self.open_connection_with(conn, url_session_id, ConnectInfo::default());

@@ -28,6 +28,11 @@ impl KeyframeLimiter {
         }
     }
 
+    /// Changes the minimum time between two requests (a configuration reload).
+    pub fn set_interval(&mut self, interval: Duration) {
+        self.interval = interval;
+    }
+
     /// Asks for a keyframe; true when the request must go to the source now.
     pub fn request(&mut self, now: Instant) -> bool {
         match self.last_sent {

@@ -240,3 +240,61 @@ fn every_real_offer_that_should_be_answered_is_answered() {
         );
     }
 }
+
+#[test]
+fn reloaded_limits_apply_to_new_offers_and_keep_live_sessions() {
+    let mut w = world(1);
+    w.add_viewer("one", addr("127.0.0.1:40001"));
+    let sdp = fixture("chromium156_video_recvonly_nocand.sdp");
+    let v = reply(
+        &mut w,
+        90,
+        "two",
+        &offer_message("two", "test-pattern", &sdp),
+    );
+    assert_error(&v, "too_many_sessions");
+
+    // A fallback naming no avatar is refused and changes nothing.
+    let bad = EngineConfig {
+        max_sessions: 5,
+        fallback_avatar: Some(portcast_engine::AvatarId::new("nobody")),
+        ..EngineConfig::default()
+    };
+    assert!(w.engine.reload_limits(&bad).is_err());
+    let v = reply(
+        &mut w,
+        91,
+        "two",
+        &offer_message("two", "test-pattern", &sdp),
+    );
+    assert_error(&v, "too_many_sessions");
+
+    let good = EngineConfig {
+        max_sessions: 5,
+        max_sdp_bytes: 1024,
+        ..EngineConfig::default()
+    };
+    let changed = w.engine.reload_limits(&good).unwrap();
+    assert!(changed.contains(&"max_sessions") && changed.contains(&"max_sdp_bytes"));
+    // The new SDP bound holds for the next offer...
+    let v = reply(
+        &mut w,
+        92,
+        "two",
+        &offer_message("two", "test-pattern", &sdp),
+    );
+    assert_error(&v, "sdp_too_large");
+    // ...the first viewer kept streaming through it, and the raised cap admits more.
+    let before = w.viewers[0].counters.len();
+    w.run(Duration::from_millis(500));
+    assert!(
+        w.viewers[0].counters.len() > before,
+        "live session untouched"
+    );
+    let relaxed = EngineConfig {
+        max_sessions: 5,
+        ..EngineConfig::default()
+    };
+    w.engine.reload_limits(&relaxed).unwrap();
+    assert_fresh_viewer_still_works(&mut w, "three");
+}

@@ -35,7 +35,7 @@ pub enum ConnEvent {
 }
 
 /// Limits for one connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConnLimits {
     /// Largest HTTP request head.
     pub max_head: usize,

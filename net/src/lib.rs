@@ -23,5 +23,5 @@ pub use conn::ConnLimits;
 pub use ingest::{IngestConfig, IngestCounters};
 pub use probe::FrameTiming;
 pub use server::{
-    AvatarSpec, NetError, Server, ServerConfig, ShutdownHandle, UdpPortSpec, VIEWER_PAGE,
+    AvatarSpec, NetError, Reloader, Server, ServerConfig, ShutdownHandle, UdpPortSpec, VIEWER_PAGE,
 };

@@ -15,7 +15,7 @@ use portcast_engine::encoder::EncoderSettings;
 use portcast_engine::{
     AvatarId, ConnId, Datagram, Engine, EngineConfig, Output, SocketId, SocketSpec,
 };
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::capture::{CaptureConfig, OfferCapture};
@@ -56,6 +56,10 @@ pub struct AvatarSpec {
     /// Fill part of the test pattern with noise so the encoder uses its full bitrate (benchmarks).
     pub busy: bool,
 }
+
+/// Builds a fresh configuration when the daemon gets SIGHUP (the daemon
+/// re-reads its file, flags and environment); an error keeps the old one.
+pub type Reloader = Box<dyn FnMut() -> Result<ServerConfig, String> + Send>;
 
 /// Everything the loop needs.
 #[derive(Debug, Clone)]
@@ -184,6 +188,7 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     signals: Option<Signals>,
+    reloader: Option<Reloader>,
     capture: OfferCapture,
     ingest: Option<IngestHub>,
     config: ServerConfig,
@@ -277,6 +282,7 @@ impl Server {
             sources,
             frames,
             stop: Arc::new(AtomicBool::new(false)),
+            reloader: None,
             waker,
             signals: None,
             capture,
@@ -290,14 +296,25 @@ impl Server {
         })
     }
 
-    /// Also stop on SIGINT and SIGTERM (the daemon wants this; in-process tests do not).
+    /// Also stop on SIGINT and SIGTERM, and reload limits on SIGHUP (see
+    /// [`set_reloader`](Self::set_reloader)); the daemon wants this, in-process
+    /// tests do not.
     pub fn handle_signals(&mut self) -> Result<(), NetError> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         self.signals = Some(signals);
         Ok(())
+    }
+
+    /// What SIGHUP calls for a new configuration. Limits, timeouts, origins,
+    /// the token key and the fallback avatar take effect at once for new
+    /// connections and offers; live sessions are never dropped by a reload.
+    /// Sockets, avatars, sources, ingest and capture need a restart: a
+    /// change there is logged and ignored.
+    pub fn set_reloader(&mut self, reloader: Reloader) {
+        self.reloader = Some(reloader);
     }
 
     /// The address the signaling listener is bound to.
@@ -416,10 +433,107 @@ impl Server {
 
     fn on_signal(&mut self) {
         if let Some(s) = self.signals.as_mut() {
-            for sig in s.pending() {
-                log::info!("signal {sig} received: shutting down");
-                self.stop.store(true, Ordering::Relaxed);
+            let pending: Vec<i32> = s.pending().collect();
+            for sig in pending {
+                if sig == SIGHUP {
+                    self.reload();
+                } else {
+                    log::info!("signal {sig} received: shutting down");
+                    self.stop.store(true, Ordering::Relaxed);
+                }
             }
+        }
+    }
+
+    fn reload(&mut self) {
+        let Some(reloader) = self.reloader.as_mut() else {
+            log::warn!("SIGHUP received, but this server has no configuration to reload");
+            return;
+        };
+        let new = match reloader() {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("SIGHUP: configuration not reloaded, the running one stays: {e}");
+                return;
+            }
+        };
+        let engine_changed = match self.engine.reload_limits(&new.engine) {
+            Ok(changed) => changed,
+            Err(e) => {
+                log::error!("SIGHUP: configuration not reloaded, the running one stays: {e}");
+                return;
+            }
+        };
+        let old = &self.config;
+        let mut fixed = Vec::new();
+        if new.bind_ip != old.bind_ip {
+            fixed.push("bind_ip");
+        }
+        if new.signal_port != old.signal_port {
+            fixed.push("signal_port");
+        }
+        if new.udp_ports != old.udp_ports {
+            fixed.push("udp_ports");
+        }
+        let avatars = |c: &ServerConfig| -> Vec<(AvatarId, EncoderSettings)> {
+            c.avatars
+                .iter()
+                .map(|a| (a.name.clone(), a.encoder))
+                .collect()
+        };
+        if avatars(&new) != avatars(old) {
+            fixed.push("avatars");
+        }
+        if new.file_sources != old.file_sources {
+            fixed.push("sources.file");
+        }
+        if new.ingest != old.ingest {
+            fixed.push("sources.ingest");
+        }
+        if new.capture_offers != old.capture_offers {
+            fixed.push("capture_offers");
+        }
+        let mut changed = engine_changed;
+        if new.max_connections != old.max_connections {
+            changed.push("max_connections");
+        }
+        if new.head_timeout != old.head_timeout {
+            changed.push("header_timeout");
+        }
+        if new.idle_timeout != old.idle_timeout {
+            changed.push("idle_timeout");
+        }
+        if new.limits != old.limits {
+            changed.push("connection limits");
+        }
+        if new.allowed_origins != old.allowed_origins {
+            changed.push("allowed_origins");
+        }
+        let c = &mut self.config;
+        c.max_connections = new.max_connections;
+        c.head_timeout = new.head_timeout;
+        c.idle_timeout = new.idle_timeout;
+        c.limits = new.limits;
+        c.allowed_origins = new.allowed_origins;
+        c.shutdown_grace = new.shutdown_grace;
+        c.engine = EngineConfig {
+            sockets: std::mem::take(&mut c.engine.sockets),
+            avatars: std::mem::take(&mut c.engine.avatars),
+            ..new.engine
+        };
+        if !fixed.is_empty() {
+            log::warn!(
+                "SIGHUP: {} changed but need a restart; still running with the old values",
+                fixed.join(", ")
+            );
+        }
+        if changed.is_empty() {
+            log::info!("SIGHUP: configuration reloaded; no limit changed");
+        } else {
+            log::info!(
+                "SIGHUP: configuration reloaded; now in effect for new connections and offers: {}",
+                changed.join(", ")
+            );
         }
     }
 
