@@ -98,7 +98,7 @@ def encode_counter(index):
 class TestPattern:
     """portcast's test pattern (without the digits) drawn with numpy into a reused I420 buffer."""
 
-    def __init__(self, width, height):
+    def __init__(self, width, height, busy=False):
         if width % 2 or height % 2 or width < 128 or height < 64:
             raise ValueError(f"unsupported size {width}x{height}")
         self.w, self.h = width, height
@@ -110,6 +110,8 @@ class TestPattern:
         u[:] = bars[np.arange(width // 2) * 2 * 7 // width, 1]
         v[:] = bars[np.arange(width // 2) * 2 * 7 // width, 2]
         self.buf = self.background.copy()
+        self.busy = busy
+        self.rng = np.random.default_rng(1)
 
     def _planes(self, buf):
         w, h = self.w, self.h
@@ -136,6 +138,13 @@ class TestPattern:
         y[by + q : by + q + size // 2, bx + q : bx + q + size // 2] = 16
         u[by // 2 : by // 2 + size // 2, bx // 2 : bx // 2 + size // 2] = 128
         v[by // 2 : by // 2 + size // 2, bx // 2 : bx // 2 + size // 2] = 128
+        if self.busy:
+            # portcast's TestPattern::set_busy: fresh low-amplitude noise (luma
+            # 112..143, uniform) over the bottom-left sixteenth of the picture
+            # every frame, so the encoder spends its bitrate as on real video.
+            y[h * 3 // 4 :, : w // 4] = self.rng.integers(
+                112, 144, size=(h - h * 3 // 4, w // 4), dtype=np.uint8
+            )
         # The code band.
         code = encode_counter(index)
         bw = w // CODE_BLOCKS
@@ -160,11 +169,11 @@ class PatternTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, name, width, height, fps):
+    def __init__(self, name, width, height, fps, busy=False):
         super().__init__()
         self.name = name
         self.fps = fps
-        self.pattern = TestPattern(width, height)
+        self.pattern = TestPattern(width, height, busy)
         self.start = None
         self.index = -1
         self.late_skips = 0
@@ -340,7 +349,7 @@ class Server:
     def source(self, avatar):
         if avatar not in self.sources:
             a = self.args
-            self.sources[avatar] = PatternTrack(avatar, a.width, a.height, a.fps)
+            self.sources[avatar] = PatternTrack(avatar, a.width, a.height, a.fps, a.busy)
         return self.sources[avatar]
 
     async def answer(self, session, avatar, sdp):
@@ -464,6 +473,11 @@ def parse_args():
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--bitrate", type=int, default=2_500_000, help="bit/s for every encoder")
+    p.add_argument(
+        "--busy",
+        action="store_true",
+        help="noise in a corner of the pattern, as portcast's TestPattern::set_busy",
+    )
     p.add_argument("--timings", required=True, help="JSON-lines file of per-frame timings")
     p.add_argument("--max-seconds", type=float, default=600.0)
     p.add_argument("--debug", action="store_true", help="aiortc's RTP sender debug log on stderr")

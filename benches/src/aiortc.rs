@@ -10,8 +10,11 @@
 //! and it is deleted on drop. Portcast runs in this process as in the other
 //! scenarios, over the machine's loopback.
 //!
-//! Both sides serve the test pattern (aiortc: the same picture drawn with
-//! numpy, without the digits) at the same size, 30 fps and target bitrate:
+//! Both sides serve the busy test pattern (`TestPattern::set_busy`: fresh
+//! low-amplitude noise over a corner every frame, so each encoder spends about
+//! its whole bitrate as on real video; aiortc: the same picture and the same
+//! noise distribution drawn with numpy, without the digits) at the same size,
+//! 30 fps and target bitrate:
 //! 1280x720 2.5 Mbit/s for latency and viewer counts, 640x360 1 Mbit/s for
 //! source counts. t2 is when a frame's last datagram has been handed to the
 //! kernel. t0 is portcast's probe (taken before its source thread draws the
@@ -274,7 +277,7 @@ fn run_portcast(
     viewers: usize,
     seconds: f64,
 ) -> Result<PortcastRun, String> {
-    let mut run = scenarios::stream(avatars, viewers, seconds, false)?;
+    let mut run = scenarios::stream(avatars, viewers, seconds, true)?;
     run.timings.retain(|t| t.datagrams > 0);
     Ok(PortcastRun {
         skips: run.daemon.source_skips(),
@@ -663,6 +666,7 @@ fn run_aiortc(
                 &height.to_string(),
             ])
             .args(["--fps", &FPS.to_string(), "--bitrate", &bitrate.to_string()])
+            .arg("--busy")
             .arg("--timings")
             .arg(&timings_path)
             .args(["--max-seconds", &format!("{:.0}", limit + 30.0)])
