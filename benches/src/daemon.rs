@@ -31,22 +31,34 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts a loop with `avatars` (name, settings) on five loopback ports.
-    pub fn start(
-        avatars: &[(String, EncoderSettings)],
-        max_sessions: usize,
-    ) -> Result<Daemon, String> {
-        Self::start_with(avatars, max_sessions, false)
-    }
-
-    /// Like `start`; with `busy` the test pattern carries noise so the encoder
-    /// spends its full bitrate, as on real video.
+    /// Starts a loop with `avatars` (name, settings) on five loopback ports,
+    /// the frame probe on; with `busy` the test pattern carries noise so the
+    /// encoder spends its full bitrate, as on real video.
     pub fn start_with(
         avatars: &[(String, EncoderSettings)],
         max_sessions: usize,
         busy: bool,
     ) -> Result<Daemon, String> {
-        let (tx, probe) = mpsc::sync_channel(1 << 16);
+        Self::start_inner(avatars, max_sessions, busy, true)
+    }
+
+    /// Like `start_with` (plain pattern) without the frame probe, as the daemon runs in production
+    /// (the soak: the probe's 64k-slot channel would add resident pages as it
+    /// fills, which is harness memory, not the daemon's).
+    pub fn start_unprobed(
+        avatars: &[(String, EncoderSettings)],
+        max_sessions: usize,
+    ) -> Result<Daemon, String> {
+        Self::start_inner(avatars, max_sessions, false, false)
+    }
+
+    fn start_inner(
+        avatars: &[(String, EncoderSettings)],
+        max_sessions: usize,
+        busy: bool,
+        probed: bool,
+    ) -> Result<Daemon, String> {
+        let (tx, probe) = mpsc::sync_channel(if probed { 1 << 16 } else { 0 });
         let config = ServerConfig {
             avatars: avatars
                 .iter()
@@ -62,7 +74,8 @@ impl Daemon {
                 ..EngineConfig::default()
             },
             max_connections: max_sessions * 2 + 64,
-            ..loopback_config(tx)
+            frame_probe: probed.then_some(tx),
+            ..loopback_config(None)
         };
         let server = Server::bind(config).map_err(|e| e.to_string())?;
         let signal = server.signal_addr();
@@ -121,8 +134,8 @@ impl Drop for Daemon {
     }
 }
 
-/// A loop on 127.0.0.1: signaling and five UDP ports on free ports, the frame probe on.
-pub fn loopback_config(probe: SyncSender<FrameTiming>) -> ServerConfig {
+/// A loop on 127.0.0.1: signaling and five UDP ports on free ports, and the frame probe given.
+pub fn loopback_config(probe: Option<SyncSender<FrameTiming>>) -> ServerConfig {
     ServerConfig {
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         signal_port: 0,
@@ -132,7 +145,7 @@ pub fn loopback_config(probe: SyncSender<FrameTiming>) -> ServerConfig {
                 public: SocketAddr::from(([127, 0, 0, 1], 0)),
             })
             .collect(),
-        frame_probe: Some(probe),
+        frame_probe: probe,
         ..ServerConfig::default()
     }
 }

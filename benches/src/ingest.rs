@@ -39,7 +39,7 @@ pub fn ingest(seconds: f64, out: &Path) -> Result<(), String> {
             ..EngineConfig::default()
         },
         ingest: Some(IngestConfig::new(&sock)),
-        ..loopback_config(probe_tx)
+        ..loopback_config(Some(probe_tx))
     };
     let server = Server::bind(config).map_err(|e| e.to_string())?;
     let signal = server.signal_addr();

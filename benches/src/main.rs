@@ -8,6 +8,7 @@
 
 mod aiortc;
 mod daemon;
+mod heap;
 mod ingest;
 mod scenarios;
 mod soak;

@@ -70,7 +70,7 @@ pub fn soak(o: &Opts, sessions: usize, max_growth_pct: f64) -> Result<(), String
     let rounds = sessions.div_ceil(batch);
     let round_time = (seconds / rounds as f64).max(1.5);
     println!("\n## soak: {sessions} sessions in {rounds} rounds of {batch}, ~{seconds:.0} s, one steady viewer");
-    let d = Daemon::start(
+    let d = Daemon::start_unprobed(
         &[("soak".to_string(), settings(640, 360, 800_000, 1))],
         batch + 16,
     )?;
@@ -90,6 +90,7 @@ pub fn soak(o: &Opts, sessions: usize, max_growth_pct: f64) -> Result<(), String
         .wait(Duration::from_secs(60))?;
     std::thread::sleep(Duration::from_secs(1));
     let start = (trimmed_rss(), open_fds());
+    crate::heap::start_counting();
     let mut samples = vec![json!({"t": 0.0, "rss": start.0, "fds": start.1})];
     println!(
         "cold: RSS {:.1} MiB, {} fds; start (after a {batch}-session warm-up): RSS {:.1} MiB, {} fds",
@@ -108,13 +109,15 @@ pub fn soak(o: &Opts, sessions: usize, max_growth_pct: f64) -> Result<(), String
         let untrimmed = rss_bytes();
         let now = (trimmed_rss(), open_fds());
         peak = (peak.0.max(now.0), peak.1.max(now.1));
-        samples.push(json!({"t": began.elapsed().as_secs_f64(), "rss": now.0, "rss_untrimmed": untrimmed, "fds": now.1, "connected": connected, "of": n}));
+        let heap = crate::heap::live_since_start();
+        samples.push(json!({"t": began.elapsed().as_secs_f64(), "rss": now.0, "rss_untrimmed": untrimmed, "fds": now.1, "heap_since_start": heap, "connected": connected, "of": n}));
         println!(
-            "round {:>3}: {connected}/{n} connected; RSS {:.1} MiB ({:.1} MiB before trim), {} fds",
+            "round {:>3}: {connected}/{n} connected; RSS {:.1} MiB ({:.1} MiB before trim), {} fds, heap {:+.0} KiB since start",
             r + 1,
             now.0 as f64 / 1048576.0,
             untrimmed as f64 / 1048576.0,
-            now.1
+            now.1,
+            heap as f64 / 1024.0
         );
         let left = Duration::from_secs_f64(round_time)
             .saturating_sub(Duration::from_secs_f64(round_time * 0.6));
@@ -123,6 +126,7 @@ pub fn soak(o: &Opts, sessions: usize, max_growth_pct: f64) -> Result<(), String
     // Let the last closes settle (WebSocket close ends sessions at once).
     std::thread::sleep(Duration::from_secs(2));
     let end = (trimmed_rss(), open_fds());
+    let end_heap = crate::heap::live_since_start();
     let m = metrics_text(d.signal);
     let steady_report = steady.wait(Duration::from_secs(120))?;
     let live: u64 = labelled(&m, "portcast_sessions{")
@@ -158,6 +162,10 @@ pub fn soak(o: &Opts, sessions: usize, max_growth_pct: f64) -> Result<(), String
         peak.0 as f64 / 1048576.0,
         peak.1
     );
+    println!(
+        "heap still allocated since start: {:+.0} KiB (the rest of the RSS change is allocator slack)",
+        end_heap as f64 / 1024.0
+    );
     println!("errors by code: {errors:?}; sessions ended by reason: {ended:?}");
     println!(
         "steady viewer fps per 5 s: {}",
@@ -174,7 +182,7 @@ pub fn soak(o: &Opts, sessions: usize, max_growth_pct: f64) -> Result<(), String
         &json!({
             "scenario": "soak", "sessions": sessions, "rounds": rounds, "seconds": seconds,
             "cold": {"rss": cold.0, "fds": cold.1},
-            "start": {"rss": start.0, "fds": start.1}, "end": {"rss": end.0, "fds": end.1},
+            "start": {"rss": start.0, "fds": start.1}, "end": {"rss": end.0, "fds": end.1, "heap_since_start": end_heap},
             "peak": {"rss": peak.0, "fds": peak.1}, "samples": samples,
             "errors_by_code": errors, "ended_by_reason": ended,
             "steady_fps_per_5s": fps, "live_sessions_at_end": live, "within_bounds": ok,
