@@ -202,7 +202,9 @@ pub struct Engine {
     sockets: SocketTable,
     cert: DtlsCert,
     conns: HashMap<ConnId, Conn>,
-    sessions: HashMap<SessionKey, Session>,
+    /// Boxed: a `Session` (with its `Rtc`) is several KiB, and a map of
+    /// inline values keeps peak-concurrency x that size as capacity.
+    sessions: HashMap<SessionKey, Box<Session>>,
     avatars: HashMap<AvatarId, Avatar>,
     demux: Demux,
     out: VecDeque<Output>,
@@ -562,7 +564,7 @@ impl Engine {
 
     /// Facts about every live session.
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        self.sessions.values().map(Session::info).collect()
+        self.sessions.values().map(|s| s.info()).collect()
     }
 
     /// Sizes of the demux tables (ufrags, pairs): zero when no session lives.
@@ -763,7 +765,7 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(key);
         }
-        self.sessions.insert(key, session);
+        self.sessions.insert(key, Box::new(session));
         self.stats.answers += 1;
         log::info!(
             "session {} started: user={} avatar={} h264_pt={} profile={:06x} port={} public={} {conn}",
