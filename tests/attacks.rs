@@ -68,13 +68,7 @@ impl InProc {
     }
 
     fn http_get(&self, path: &str) -> String {
-        let mut s = TcpStream::connect(self.signal).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
+        common::http_get(self.signal, path)
     }
 
     fn assert_fresh_viewer_streams(&self, id: &str) {
@@ -116,13 +110,6 @@ fn time_to_close(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
         }
     }
     None
-}
-
-fn metric(text: &str, name_and_labels: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 #[test]

@@ -171,6 +171,18 @@ fn python_renderer_frames_reach_a_viewer_in_order() {
         v.counters
     );
     assert!(v.counters.iter().all(|c| *c < 240));
+    // The ingest path shows in /metrics.
+    let m = d.metrics();
+    let received = metric(&m, "portcast_ingest_frames_received_total");
+    assert!(
+        received >= v.counters.len() as u64,
+        "{received} received; {m}"
+    );
+    assert!(
+        metric(&m, "portcast_ingest_frames_encoded_total") >= 90,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "portcast_ingest_registrations_total"), 1, "{m}");
 
     // Reported, not asserted: push (Python, after sendall) to decoded (viewer), wall clock.
     let sent: std::collections::HashMap<u64, u128> = std::fs::read_to_string(&timing_path)
@@ -418,6 +430,22 @@ fn bad_ingest_input_is_refused_and_other_avatars_keep_streaming() {
     assert!(v.counters.len() >= before + 30, "log:\n{}", d.log());
     assert!(v.counters.windows(2).all(|w| w[1] > w[0]));
     assert!(steady.sent.load(Ordering::Relaxed) > 0);
+    // /metrics: every refusal counted, and the steady renderer the only one live
+    // (a refused renderer's thread may take a moment to leave).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let m = d.metrics();
+        let refused = metric(&m, "portcast_drops_total{reason=\"ingest_protocol_error\"}");
+        let live = metric(&m, "portcast_ingest_renderers");
+        if refused >= 7 && live == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{refused} refusals counted, {live} renderers live: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     steady
         .finish()
         .expect("the steady renderer was never disturbed");

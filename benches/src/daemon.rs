@@ -114,6 +114,15 @@ impl Daemon {
             .sum()
     }
 
+    /// Pictures the encoders' rate control skipped since the daemon started
+    /// (a bitrate decision, not a pipeline drop).
+    pub fn encoder_skips(&self) -> u64 {
+        self.sources
+            .iter()
+            .map(|(_, c)| c.encoder_skips.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Everything the probe reported so far.
     pub fn timings(&self) -> Vec<FrameTiming> {
         self.probe.try_iter().collect()

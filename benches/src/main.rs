@@ -54,6 +54,9 @@ enum Cmd {
         /// Source counts to try, comma separated
         #[arg(long, value_delimiter = ',')]
         counts: Option<Vec<usize>>,
+        /// The busy pattern (noise corner): each encoder spends its whole 1 Mbit/s
+        #[arg(long)]
+        busy: bool,
     },
     /// Offer-to-answer time and sessions established per second
     Setup {
@@ -105,7 +108,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Latency => scenarios::latency(&opts),
         Cmd::Fanout { viewers } => scenarios::fanout(&opts, viewers),
-        Cmd::Sources { counts } => scenarios::sources(&opts, counts),
+        Cmd::Sources { counts, busy } => scenarios::sources(&opts, counts, busy),
         Cmd::Setup { offers } => scenarios::setup(&opts, offers),
         Cmd::Soak {
             sessions,
@@ -119,7 +122,7 @@ fn main() -> ExitCode {
         Cmd::CompareAiortc => aiortc::compare(&opts),
         Cmd::All => scenarios::latency(&opts)
             .and_then(|_| scenarios::fanout(&opts, None))
-            .and_then(|_| scenarios::sources(&opts, None))
+            .and_then(|_| scenarios::sources(&opts, None, false))
             .and_then(|_| scenarios::setup(&opts, 1000))
             // A smoke soak churns a few dozen sessions: allocator noise is a
             // larger share of so little, so it only catches gross leaks.

@@ -73,6 +73,37 @@ pub struct SourceSnapshot {
     pub late_skips: u64,
     /// Frames dropped because the loop's channel was full.
     pub channel_drops: u64,
+    /// Pictures the encoder's rate control skipped.
+    pub encoder_skips: u64,
+}
+
+/// The renderers' ingest socket at scrape time (all renderers together).
+#[derive(Debug, Clone, Default)]
+pub struct IngestSnapshot {
+    /// Renderers feeding an avatar now.
+    pub live_renderers: u64,
+    /// Registrations accepted.
+    pub registered: u64,
+    /// Connections closed for breaking the protocol or being refused.
+    pub protocol_errors: u64,
+    /// Frames read from renderers.
+    pub frames_received: u64,
+    /// Raw frames encoded.
+    pub frames_encoded: u64,
+    /// Access units handed to the loop.
+    pub frames_forwarded: u64,
+    /// Raw frames replaced by a newer one before the encoder took them.
+    pub dropped_newest_wins: u64,
+    /// Access units dropped because the loop's channel was full.
+    pub dropped_loop_behind: u64,
+    /// Pass-through frames dropped while waiting for an IDR.
+    pub dropped_waiting_idr: u64,
+    /// Raw frames the encoder's rate control skipped.
+    pub encoder_skips: u64,
+    /// KEYFRAME_REQUEST messages sent to pass-through renderers.
+    pub keyframe_requests_sent: u64,
+    /// Time spent converting RGB to I420, seconds.
+    pub convert_seconds: f64,
 }
 
 /// Everything a scrape shows besides the histograms.
@@ -92,6 +123,8 @@ pub struct Snapshot<'a> {
     pub conn_drops: Vec<(&'static str, u64)>,
     /// Resident memory, bytes.
     pub rss_bytes: u64,
+    /// The ingest socket, when enabled.
+    pub ingest: Option<IngestSnapshot>,
 }
 
 /// Renders the Prometheus text exposition.
@@ -132,7 +165,20 @@ pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
         ("malformed", s.engine.drop_malformed),
         ("held_for_keyframe", s.engine.frames_held),
     ];
-    for (reason, n) in engine_drops.iter().chain(s.conn_drops.iter()) {
+    let ingest_drops = s.ingest.as_ref().map_or_else(Vec::new, |i| {
+        vec![
+            ("ingest_newest_wins", i.dropped_newest_wins),
+            ("ingest_loop_behind", i.dropped_loop_behind),
+            ("ingest_waiting_idr", i.dropped_waiting_idr),
+            ("ingest_encoder_skip", i.encoder_skips),
+            ("ingest_protocol_error", i.protocol_errors),
+        ]
+    });
+    for (reason, n) in engine_drops
+        .iter()
+        .chain(s.conn_drops.iter())
+        .chain(ingest_drops.iter())
+    {
         drops.get_or_create(&label("reason", reason)).inc_by(*n);
     }
     for sock in &s.sockets {
@@ -153,6 +199,7 @@ pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
         for (reason, n) in [
             ("source_late", src.late_skips),
             ("source_channel_full", src.channel_drops),
+            ("source_encoder_skip", src.encoder_skips),
         ] {
             drops
                 .get_or_create(&vec![
@@ -182,6 +229,48 @@ pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
         "sendmmsg calls, per socket (datagrams_out / send_calls = batch size)",
         calls,
     );
+    if let Some(i) = &s.ingest {
+        r.register(
+            "ingest_renderers",
+            "Renderers feeding an avatar through the ingest socket",
+            ConstGauge::new(i.live_renderers as i64),
+        );
+        let counters = [
+            (
+                "ingest_registrations",
+                "Renderer registrations accepted",
+                i.registered,
+            ),
+            (
+                "ingest_frames_received",
+                "Frames read from renderers",
+                i.frames_received,
+            ),
+            (
+                "ingest_frames_encoded",
+                "Raw renderer frames encoded",
+                i.frames_encoded,
+            ),
+            (
+                "ingest_frames_forwarded",
+                "Renderer access units handed to the loop",
+                i.frames_forwarded,
+            ),
+            (
+                "ingest_keyframe_requests",
+                "Keyframe requests sent to pass-through renderers",
+                i.keyframe_requests_sent,
+            ),
+        ];
+        for (name, help, n) in counters {
+            r.register(name, help, ConstCounter::new(n));
+        }
+        r.register(
+            "ingest_convert_seconds",
+            "Time spent converting renderer RGB frames to I420",
+            ConstCounter::new(i.convert_seconds),
+        );
+    }
     r.register(
         "keyframe_requests",
         "Keyframe requests sent to encoders",
@@ -279,10 +368,12 @@ mod tests {
                 keyframes: 1,
                 late_skips: 0,
                 channel_drops: 0,
+                encoder_skips: 0,
             }],
             connections: 1,
             conn_drops: vec![("head_timeout", 1)],
             rss_bytes: 1 << 20,
+            ingest: Some(IngestSnapshot::default()),
         };
         render(&Histograms::default(), &snapshot)
     }

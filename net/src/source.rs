@@ -37,6 +37,8 @@ pub struct SourceCounters {
     pub late_skips: AtomicU64,
     /// Access units dropped because the loop's channel was full.
     pub channel_drops: AtomicU64,
+    /// Pictures the encoder's rate control skipped (content too costly for the bitrate).
+    pub encoder_skips: AtomicU64,
     /// Total encode time in microseconds.
     pub encode_us: AtomicU64,
 }
@@ -233,7 +235,10 @@ impl Worker {
             let frame_index = index;
             index += 1;
             let keyframe = match kind {
-                Encoded::Skipped => continue,
+                Encoded::Skipped => {
+                    self.counters.encoder_skips.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Encoded::Keyframe => true,
                 Encoded::Delta => false,
             };

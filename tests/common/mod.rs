@@ -48,6 +48,26 @@ pub fn free_tcp_port() -> u16 {
 }
 
 /// The daemon binary running as a child process; killed on drop.
+/// `GET path` on the signaling port; the whole response, head and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The value of the first `/metrics` line starting with `name_and_labels` (0 if none).
+pub fn metric(text: &str, name_and_labels: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 pub struct Daemon {
     pub child: Child,
     pub signal_port: u16,
@@ -108,6 +128,14 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         d
+    }
+
+    /// The daemon's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        http_get(
+            SocketAddr::from(([127, 0, 0, 1], self.signal_port)),
+            "/metrics",
+        )
     }
 
     pub fn log(&self) -> String {

@@ -401,6 +401,11 @@ impl IngestHub {
         }
     }
 
+    /// Renderers currently feeding an avatar.
+    pub fn live_renderers(&self) -> usize {
+        lock(&self.shared.live).len()
+    }
+
     /// Whether a renderer currently feeds `avatar`.
     pub fn is_live(&self, avatar: &AvatarId) -> bool {
         lock(&self.shared.live).contains_key(avatar)
