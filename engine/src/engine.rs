@@ -9,6 +9,7 @@ use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::media::{Frequency, MediaTime};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::Extension;
 use str0m::{Candidate, IceCreds, Input, Rtc, RtcConfig};
 
 use crate::address::{AddressError, SocketSpec, SocketTable};
@@ -716,6 +717,14 @@ impl Engine {
             .set_dtls_cert(self.cert.clone())
             .set_local_ice_credentials(creds.clone())
             .set_send_buffer_video(self.config.resend_buffer_packets)
+            // Only the MID header extension (BUNDLE demux in the browser).
+            // One encoder feeds every viewer of an avatar, so per-viewer
+            // bandwidth estimation has nothing to act on: without
+            // transport-cc / abs-send-time no viewer sends TWCC feedback
+            // (an SRTCP packet to decrypt and parse every ~50-100 ms each)
+            // and every RTP packet is 12 bytes shorter.
+            .clear_extension_map()
+            .set_extension(4, Extension::RtpMid)
             .clear_codecs();
         cfg.codec_config().add_h264(
             choice.format.pt.into(),

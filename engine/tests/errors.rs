@@ -238,6 +238,14 @@ fn every_real_offer_that_should_be_answered_is_answered() {
             sdp.contains("127.0.0.1 1011"),
             "{file}: candidate at the public address"
         );
+        // No per-viewer bandwidth estimation: only the MID extension is answered.
+        let extmaps: Vec<&str> = sdp.lines().filter(|l| l.starts_with("a=extmap:")).collect();
+        assert!(
+            extmaps
+                .iter()
+                .all(|l| l.ends_with("urn:ietf:params:rtp-hdrext:sdes:mid")),
+            "{file}: {extmaps:?}"
+        );
     }
 }
 
