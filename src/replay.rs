@@ -23,7 +23,7 @@ pub fn run(config: &Config, paths: &[PathBuf], expect: Option<&Path>, json: bool
             return ExitCode::from(2);
         }
     };
-    let mut replayer = match Replayer::new(crate::engine_config(config)) {
+    let mut replayer = match Replayer::new(crate::engine_config(config), std::time::Instant::now) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("portcast replay: cannot build the engine: {e}");

@@ -23,13 +23,16 @@ use str0m::{Candidate, Input, Output as RtcOutput, Rtc};
 /// An engine with one viewer that completed ICE + DTLS and is streaming.
 fn streaming_engine(now: &mut Instant) -> Engine {
     let public: SocketAddr = "127.0.0.1:10111".parse().unwrap();
-    let mut engine = Engine::new(EngineConfig {
-        sockets: vec![SocketSpec {
-            local: public,
-            public,
-        }],
-        ..EngineConfig::default()
-    })
+    let mut engine = Engine::new(
+        EngineConfig {
+            sockets: vec![SocketSpec {
+                local: public,
+                public,
+            }],
+            ..EngineConfig::default()
+        },
+        *now,
+    )
     .unwrap();
     let client_addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let mut client = Rtc::builder().build(*now);

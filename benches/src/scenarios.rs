@@ -493,17 +493,20 @@ pub fn setup(o: &Opts, offers: usize) -> Result<(), String> {
                 .unwrap_or_default()
         })
         .collect();
-    let mut engine = Engine::new(EngineConfig {
-        sockets: (0..5)
-            .map(|i| SocketSpec {
-                local: std::net::SocketAddr::from(([127, 0, 0, 1], 10111 + i)),
-                public: std::net::SocketAddr::from(([198, 18, 0, 1], 10111 + i)),
-            })
-            .collect(),
-        max_sessions: offers + 1,
-        max_sessions_per_avatar: offers + 1,
-        ..EngineConfig::default()
-    })
+    let mut engine = Engine::new(
+        EngineConfig {
+            sockets: (0..5)
+                .map(|i| SocketSpec {
+                    local: std::net::SocketAddr::from(([127, 0, 0, 1], 10111 + i)),
+                    public: std::net::SocketAddr::from(([198, 18, 0, 1], 10111 + i)),
+                })
+                .collect(),
+            max_sessions: offers + 1,
+            max_sessions_per_avatar: offers + 1,
+            ..EngineConfig::default()
+        },
+        Instant::now(),
+    )
     .map_err(|e| e.to_string())?;
     let mut times = Vec::with_capacity(offers);
     for (i, sdp) in sdps.iter().enumerate() {

@@ -212,12 +212,13 @@ pub struct Engine {
     next_key: u64,
     socket_load: Vec<usize>,
     stats: EngineStats,
-    last_now: Option<Instant>,
+    last_now: Instant,
 }
 
 impl Engine {
-    /// Validates the config and generates the DTLS certificate shared by all sessions.
-    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+    /// Validates the config and generates the DTLS certificate shared by all
+    /// sessions; `now` is the engine's first notion of time (it reads no clock).
+    pub fn new(config: EngineConfig, now: Instant) -> Result<Self, EngineError> {
         let sockets = SocketTable::new(config.sockets.clone()).map_err(EngineError::Address)?;
         if config.max_sessions == 0 {
             return Err(EngineError::Config(
@@ -261,7 +262,7 @@ impl Engine {
             out: VecDeque::new(),
             next_key: 1,
             stats: EngineStats::default(),
-            last_now: None,
+            last_now: now,
             config,
         })
     }
@@ -640,14 +641,14 @@ impl Engine {
     }
 
     fn touch(&mut self, now: Instant) {
-        self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
+        self.last_now = self.last_now.max(now);
     }
 
     fn next_deadline(&self) -> Instant {
         let (consent, connect) = (self.config.consent_timeout, self.config.connect_timeout);
         // With nothing scheduled, still wake once a second: cheap, and it
         // bounds the damage of any missed deadline.
-        let idle = self.last_now.unwrap_or_else(Instant::now) + Duration::from_secs(1);
+        let idle = self.last_now + Duration::from_secs(1);
         let sessions = self.sessions.values().map(|s| s.deadline(consent, connect));
         let avatars = self.avatars.values().filter_map(|a| a.limiter.deadline());
         sessions.chain(avatars).fold(idle, Instant::min)

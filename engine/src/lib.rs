@@ -15,16 +15,15 @@
 //! use std::time::{Duration, Instant};
 //! use portcast_engine::{ConnId, Datagram, Engine, EngineConfig, Output, SocketId, SocketSpec};
 //!
+//! let mut now = Instant::now();
 //! let mut engine = Engine::new(EngineConfig {
 //!     sockets: vec![SocketSpec {
 //!         local: "127.0.0.1:10111".parse().unwrap(),
 //!         public: "198.18.0.1:10111".parse().unwrap(),
 //!     }],
 //!     ..EngineConfig::default()
-//! })
+//! }, now)
 //! .unwrap();
-//!
-//! let mut now = Instant::now();
 //! let conn = ConnId(1);
 //! engine.open_connection(conn, "session-123");
 //! engine.handle_signal(now, conn, r#"{"type":"webrtc_offer","session_id":"session-123"}"#);

@@ -118,23 +118,28 @@ pub struct Replayer {
     public: Vec<SocketAddr>,
     avatar: String,
     next_conn: u64,
+    clock: fn() -> Instant,
 }
 
 impl Replayer {
     /// Builds the engine once (its DTLS certificate is shared by every replay, as in the daemon).
-    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+    ///
+    /// `clock` is the driver's time source (`Instant::now` in the daemon): the
+    /// engine crate reads no clock of its own.
+    pub fn new(config: EngineConfig, clock: fn() -> Instant) -> Result<Self, EngineError> {
         let avatar = config
             .avatars
             .first()
             .map(|a| a.0.clone())
             .unwrap_or_else(|| "test-pattern".into());
-        let engine = Engine::new(config)?;
+        let engine = Engine::new(config, clock())?;
         let public = engine.sockets().specs().iter().map(|s| s.public).collect();
         Ok(Replayer {
             engine,
             public,
             avatar,
             next_conn: 1,
+            clock,
         })
     }
 
@@ -166,12 +171,11 @@ impl Replayer {
             }
         };
 
-        let now = Instant::now();
+        let now = (self.clock)();
         self.engine.open_connection(conn, &url_id);
-        let started = Instant::now();
         self.engine.handle_signal(now, conn, &text);
         let reply = self.drain(conn);
-        let engine_time = started.elapsed();
+        let engine_time = (self.clock)().saturating_duration_since(now);
         self.engine.close_connection(now, conn);
         let _ = self.drain(conn);
 

@@ -47,7 +47,7 @@ fn forwarded_config() -> EngineConfig {
 }
 
 fn answer_of(file: &str) -> String {
-    let mut r = Replayer::new(forwarded_config()).unwrap();
+    let mut r = Replayer::new(forwarded_config(), std::time::Instant::now).unwrap();
     match r.replay(&ReplayInput::Sdp(fixture(file))).outcome {
         ReplayOutcome::Answered { sdp, .. } => sdp,
         other => panic!("{file}: not answered: {other:?}"),
@@ -67,7 +67,7 @@ fn every_fixture_gets_its_expected_outcome_and_every_answer_holds_the_invariants
     );
     assert!(names.len() >= 18, "{names:?}");
 
-    let mut replayer = Replayer::new(forwarded_config()).unwrap();
+    let mut replayer = Replayer::new(forwarded_config(), std::time::Instant::now).unwrap();
     let mut slowest = (String::new(), Duration::ZERO);
     let mut answered = 0;
     for (name, input) in &fixtures {
@@ -150,7 +150,7 @@ fn an_offer_insisting_on_setup_passive_is_answered_active() {
 fn an_offer_without_bundle_is_answered_without_bundle() {
     let sdp = fixture("chromium156_video_audio_recvonly_gathered.sdp")
         .replace("a=group:BUNDLE 0 1\r\n", "");
-    let mut r = Replayer::new(forwarded_config()).unwrap();
+    let mut r = Replayer::new(forwarded_config(), std::time::Instant::now).unwrap();
     let ReplayOutcome::Answered { sdp: answer, check } = r.replay(&ReplayInput::Sdp(sdp)).outcome
     else {
         panic!("not answered");
@@ -164,7 +164,7 @@ fn an_offer_without_bundle_is_answered_without_bundle() {
 fn a_captured_message_replays_like_its_sdp() {
     let sdp = fixture("chromium156_video_audio_recvonly_gathered.sdp");
     let message = offer_message("captured-1", "test-pattern", &sdp);
-    let mut r = Replayer::new(forwarded_config()).unwrap();
+    let mut r = Replayer::new(forwarded_config(), std::time::Instant::now).unwrap();
     let facts = |o: ReplayOutcome| match o {
         ReplayOutcome::Answered { check, .. } => check.facts,
         other => panic!("not answered: {other:?}"),
@@ -243,7 +243,7 @@ fn the_invariants_hold_for_answers_to_str0m_offers_too() {
     let offer = viewer.make_offer_with(|api| {
         api.add_channel("chat".into());
     });
-    let mut r = Replayer::new(forwarded_config()).unwrap();
+    let mut r = Replayer::new(forwarded_config(), std::time::Instant::now).unwrap();
     let replay = r.replay(&ReplayInput::Sdp(offer.clone()));
     let ReplayOutcome::Answered { sdp, check } = replay.outcome else {
         panic!("not answered: {:?}", replay.outcome);

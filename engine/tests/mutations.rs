@@ -360,10 +360,13 @@ fn is_client_stats(input: &ReplayInput) -> bool {
 }
 
 fn replayer() -> Replayer {
-    Replayer::new(EngineConfig {
-        sockets: sockets("198.18.0.1", 20111),
-        ..EngineConfig::default()
-    })
+    Replayer::new(
+        EngineConfig {
+            sockets: sockets("198.18.0.1", 20111),
+            ..EngineConfig::default()
+        },
+        std::time::Instant::now,
+    )
     .unwrap()
 }
 

@@ -237,7 +237,8 @@ impl Server {
             .engine
             .avatars
             .extend(config.file_sources.iter().map(|f| f.name.clone()));
-        let engine = Engine::new(config.engine.clone()).map_err(NetError::Engine)?;
+        let engine =
+            Engine::new(config.engine.clone(), Instant::now()).map_err(NetError::Engine)?;
         let capture =
             OfferCapture::new(config.capture_offers.clone()).map_err(NetError::Capture)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);

@@ -266,7 +266,7 @@ impl World {
             .collect();
         let now = Instant::now();
         World {
-            engine: Engine::new(config).unwrap(),
+            engine: Engine::new(config, now).unwrap(),
             now,
             viewers: Vec::new(),
             source: Source::new("test-pattern", width, height),
