@@ -100,9 +100,22 @@ impl<'a> AnswerPlan<'a> {
         // missing"), so it gets one even when the offer had none; the answer
         // then carries none (`complete`), as RFC 8843 asks.
         let mut group = self.offer.media.get(self.chosen).and_then(|m| m.mid());
+        let mut seen_time = false;
         for line in &self.offer.session {
             if line.starts_with("a=group:") || is_direction(line) {
                 continue;
+            }
+            // RFC 4566 allows several time descriptions (t= with r= repeats)
+            // and z= adjustments; they mean nothing to WebRTC (JSEP: one
+            // "t=0 0") and str0m 0.25 cannot parse them, so the first t= stays.
+            if line.starts_with("r=") || line.starts_with("z=") {
+                continue;
+            }
+            if line.starts_with("t=") {
+                if seen_time {
+                    continue;
+                }
+                seen_time = true;
             }
             push_line(&mut out, line);
             if line.starts_with("t=") {

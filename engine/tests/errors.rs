@@ -306,3 +306,23 @@ fn reloaded_limits_apply_to_new_offers_and_keep_live_sessions() {
     w.engine.reload_limits(&relaxed).unwrap();
     assert_fresh_viewer_still_works(&mut w, "three");
 }
+
+#[test]
+fn repeated_time_descriptions_are_answered() {
+    // RFC 4566 allows several t= lines, r= repeats and z= adjustments; str0m
+    // 0.25 cannot parse them ("No m-lines in offer"), so they are cut.
+    let mut w = world(10);
+    let sdp = fixture("chromium156_video_recvonly_nocand.sdp").replacen(
+        "t=0 0\r\n",
+        "t=0 0\r\nt=3034423619 3042462419\r\nr=604800 3600 0 90000\r\nz=2882844526 -1h\r\n",
+        1,
+    );
+    assert!(sdp.contains("\r\nr=604800"), "the fixture has a t=0 0 line");
+    let v = reply(
+        &mut w,
+        1,
+        "times",
+        &offer_message("times", "test-pattern", &sdp),
+    );
+    assert_eq!(v["type"], "webrtc_answer", "{v}");
+}
