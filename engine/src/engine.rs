@@ -740,7 +740,18 @@ impl Engine {
         let answer = rtc
             .sdp_api()
             .accept_offer(sdp_offer)
-            .map_err(|e| SignalError::OfferRejected(e.to_string()))?;
+            .map_err(|e| {
+                let text = e.to_string();
+                // str0m reports any unparsable line before the first m= this
+                // way, though the offer has m-lines (the summary found them).
+                if text.contains("No m-lines") {
+                    SignalError::OfferRejected(format!(
+                        "{text} (a line before the first m= could not be parsed; check v=, o=, s=, t= and the session attributes)"
+                    ))
+                } else {
+                    SignalError::OfferRejected(text)
+                }
+            })?;
         let answer_sdp = plan.complete(&answer.to_sdp_string())?;
 
         let key = SessionKey(self.next_key);
