@@ -474,7 +474,7 @@ impl Server {
             fixed.push("signal_port");
         }
         if new.udp_ports != old.udp_ports {
-            fixed.push("udp_ports");
+            fixed.push("udp ports or public_ip");
         }
         let avatars = |c: &ServerConfig| -> Vec<(AvatarId, EncoderSettings)> {
             c.avatars
