@@ -196,7 +196,7 @@ pub fn latency(o: &Opts) -> Result<(), String> {
                         .map(|t| us(t.sent_at - t.captured_at))
                         .collect::<Vec<_>>(),
                 );
-                // t2-t1 = channel + loop wake-up (t1 to dequeue) + engine and sendto.
+                // t2-t1 = channel + loop wake-up (t1 to dequeue) + engine + sendmmsg.
                 let wake = summarize(
                     &sel.iter()
                         .map(|t| us(t.dequeued_at.saturating_duration_since(t.encoded_at)))

@@ -466,50 +466,38 @@ impl Server {
             }
         };
         let old = &self.config;
-        let mut fixed = Vec::new();
-        if new.bind_ip != old.bind_ip {
-            fixed.push("bind_ip");
-        }
-        if new.signal_port != old.signal_port {
-            fixed.push("signal_port");
-        }
-        if new.udp_ports != old.udp_ports {
-            fixed.push("udp ports or public_ip");
-        }
         let avatars = |c: &ServerConfig| -> Vec<(AvatarId, EncoderSettings)> {
             c.avatars
                 .iter()
                 .map(|a| (a.name.clone(), a.encoder))
                 .collect()
         };
-        if avatars(&new) != avatars(old) {
-            fixed.push("avatars");
-        }
-        if new.file_sources != old.file_sources {
-            fixed.push("sources.file");
-        }
-        if new.ingest != old.ingest {
-            fixed.push("sources.ingest");
-        }
-        if new.capture_offers != old.capture_offers {
-            fixed.push("capture_offers");
-        }
+        let names = |pairs: &[(bool, &'static str)]| -> Vec<&'static str> {
+            pairs.iter().filter(|(d, _)| *d).map(|(_, n)| *n).collect()
+        };
+        let fixed = names(&[
+            (new.bind_ip != old.bind_ip, "bind_ip"),
+            (new.signal_port != old.signal_port, "signal_port"),
+            (new.udp_ports != old.udp_ports, "udp ports or public_ip"),
+            (avatars(&new) != avatars(old), "avatars"),
+            (new.file_sources != old.file_sources, "sources.file"),
+            (new.ingest != old.ingest, "sources.ingest"),
+            (new.capture_offers != old.capture_offers, "capture_offers"),
+        ]);
         let mut changed = engine_changed;
-        if new.max_connections != old.max_connections {
-            changed.push("max_connections");
-        }
-        if new.head_timeout != old.head_timeout {
-            changed.push("header_timeout");
-        }
-        if new.idle_timeout != old.idle_timeout {
-            changed.push("idle_timeout");
-        }
-        if new.limits != old.limits {
-            changed.push("connection limits");
-        }
-        if new.allowed_origins != old.allowed_origins {
-            changed.push("allowed_origins");
-        }
+        changed.extend(names(&[
+            (
+                new.max_connections != old.max_connections,
+                "max_connections",
+            ),
+            (new.head_timeout != old.head_timeout, "header_timeout"),
+            (new.idle_timeout != old.idle_timeout, "idle_timeout"),
+            (new.limits != old.limits, "connection limits"),
+            (
+                new.allowed_origins != old.allowed_origins,
+                "allowed_origins",
+            ),
+        ]));
         let c = &mut self.config;
         c.max_connections = new.max_connections;
         c.head_timeout = new.head_timeout;
