@@ -181,43 +181,19 @@ pub fn latency(o: &Opts) -> Result<(), String> {
                     .iter()
                     .filter(|t| t.keyframe == (kind == "IDR"))
                     .collect();
-                let enc = summarize(
-                    &sel.iter()
-                        .map(|t| us(t.encoded_at - t.captured_at))
-                        .collect::<Vec<_>>(),
-                );
-                let eng = summarize(
-                    &sel.iter()
-                        .map(|t| us(t.sent_at - t.encoded_at))
-                        .collect::<Vec<_>>(),
-                );
-                let f2p = summarize(
-                    &sel.iter()
-                        .map(|t| us(t.sent_at - t.captured_at))
-                        .collect::<Vec<_>>(),
-                );
+                // Percentiles of one span (end minus start) over the selected frames.
+                let span = |d: fn(&FrameTiming) -> std::time::Duration| {
+                    summarize(&sel.iter().map(|t| us(d(t))).collect::<Vec<_>>())
+                };
+                let enc = span(|t| t.encoded_at - t.captured_at);
+                let eng = span(|t| t.sent_at - t.encoded_at);
+                let f2p = span(|t| t.sent_at - t.captured_at);
                 // t2-t1 = channel + loop wake-up (t1 to dequeue) + engine + sendmmsg.
-                let wake = summarize(
-                    &sel.iter()
-                        .map(|t| us(t.dequeued_at.saturating_duration_since(t.encoded_at)))
-                        .collect::<Vec<_>>(),
-                );
-                let work = summarize(
-                    &sel.iter()
-                        .map(|t| us(t.sent_at - t.dequeued_at))
-                        .collect::<Vec<_>>(),
-                );
+                let wake = span(|t| t.dequeued_at.saturating_duration_since(t.encoded_at));
+                let work = span(|t| t.sent_at - t.dequeued_at);
                 // ... of which the engine (packetize, SRTP) and the kernel (sendmmsg).
-                let engine = summarize(
-                    &sel.iter()
-                        .map(|t| us(t.written_at - t.dequeued_at))
-                        .collect::<Vec<_>>(),
-                );
-                let kernel = summarize(
-                    &sel.iter()
-                        .map(|t| us(t.sent_at - t.written_at))
-                        .collect::<Vec<_>>(),
-                );
+                let engine = span(|t| t.written_at - t.dequeued_at);
+                let kernel = span(|t| t.sent_at - t.written_at);
                 let net: Vec<f64> = sel
                     .iter()
                     .filter_map(|t| {
