@@ -28,6 +28,10 @@ Config file keys:
   log_format,
   [port_map] LOCAL = PUBLIC,
   [[avatar]] name, width, height, fps, bitrate_kbps, encoder_threads (replaces the built-in list)
+Signals: SIGTERM/SIGINT say bye to every viewer and exit 0. SIGHUP re-reads the file, flags
+and environment and applies the limits, max_sessions, allowed_origins, the token secret and
+fallback_avatar to new connections and offers (live sessions stay); ports, addresses,
+avatars and sources need a restart.
 Subcommands take the same flags: `portcast replay offers/ --public-ip 203.0.113.7` answers
 as the daemon with that public ip would (without token checks: captured offers carry none).";
 
