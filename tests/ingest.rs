@@ -183,6 +183,17 @@ fn python_renderer_frames_reach_a_viewer_in_order() {
         "{m}"
     );
     assert_eq!(metric(&m, "portcast_ingest_registrations_total"), 1, "{m}");
+    // ...and per avatar.
+    let own = |stage: &str| {
+        metric(
+            &m,
+            &format!(
+                "portcast_ingest_avatar_frames_total{{avatar=\"py-avatar\",stage=\"{stage}\"}}"
+            ),
+        )
+    };
+    assert_eq!(own("received"), received, "{m}");
+    assert!(own("forwarded") >= 90, "{m}");
 
     // Reported, not asserted: push (Python, after sendall) to decoded (viewer), wall clock.
     let sent: std::collections::HashMap<u64, u128> = std::fs::read_to_string(&timing_path)

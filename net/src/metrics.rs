@@ -104,6 +104,9 @@ pub struct IngestSnapshot {
     pub keyframe_requests_sent: u64,
     /// Time spent converting RGB to I420, seconds.
     pub convert_seconds: f64,
+    /// The same counters per avatar id a renderer fed (hub-wide fields such
+    /// as `live_renderers` are unused there).
+    pub avatars: Vec<(String, IngestSnapshot)>,
 }
 
 /// Everything a scrape shows besides the histograms.
@@ -270,6 +273,44 @@ pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
             "Time spent converting renderer RGB frames to I420",
             ConstCounter::new(i.convert_seconds),
         );
+        let frames = Family::<Labels, Counter>::default();
+        let lost = Family::<Labels, Counter>::default();
+        for (avatar, a) in &i.avatars {
+            for (stage, n) in [
+                ("received", a.frames_received),
+                ("encoded", a.frames_encoded),
+                ("forwarded", a.frames_forwarded),
+            ] {
+                frames
+                    .get_or_create(&vec![
+                        ("avatar".into(), avatar.clone()),
+                        ("stage".into(), stage.into()),
+                    ])
+                    .inc_by(n);
+            }
+            for (reason, n) in [
+                ("newest_wins", a.dropped_newest_wins),
+                ("loop_behind", a.dropped_loop_behind),
+                ("waiting_idr", a.dropped_waiting_idr),
+                ("encoder_skip", a.encoder_skips),
+            ] {
+                lost.get_or_create(&vec![
+                    ("avatar".into(), avatar.clone()),
+                    ("reason".into(), reason.into()),
+                ])
+                .inc_by(n);
+            }
+        }
+        r.register(
+            "ingest_avatar_frames",
+            "Renderer frames per avatar, by stage (received, encoded, forwarded to the loop)",
+            frames,
+        );
+        r.register(
+            "ingest_avatar_drops",
+            "Renderer frames lost per avatar, by reason",
+            lost,
+        );
     }
     r.register(
         "keyframe_requests",
@@ -373,7 +414,10 @@ mod tests {
             connections: 1,
             conn_drops: vec![("head_timeout", 1)],
             rss_bytes: 1 << 20,
-            ingest: Some(IngestSnapshot::default()),
+            ingest: Some(IngestSnapshot {
+                avatars: vec![("renderer-1".into(), IngestSnapshot::default())],
+                ..IngestSnapshot::default()
+            }),
         };
         render(&Histograms::default(), &snapshot)
     }

@@ -822,23 +822,14 @@ impl Server {
                     connections: self.conns.len(),
                     conn_drops: self.conn_drops.iter().map(|(k, v)| (*k, *v)).collect(),
                     rss_bytes: metrics::rss_bytes(),
-                    ingest: self.ingest.as_ref().map(|hub| {
-                        let c = hub.counters();
-                        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                        metrics::IngestSnapshot {
-                            live_renderers: hub.live_renderers() as u64,
-                            registered: get(&c.registered),
-                            protocol_errors: get(&c.protocol_errors),
-                            frames_received: get(&c.frames_received),
-                            frames_encoded: get(&c.frames_encoded),
-                            frames_forwarded: get(&c.frames_forwarded),
-                            dropped_newest_wins: get(&c.dropped_newest_wins),
-                            dropped_loop_behind: get(&c.dropped_loop_behind),
-                            dropped_waiting_idr: get(&c.dropped_waiting_idr),
-                            encoder_skips: get(&c.encoder_skips),
-                            keyframe_requests_sent: get(&c.keyframe_requests_sent),
-                            convert_seconds: get(&c.convert_us) as f64 / 1e6,
-                        }
+                    ingest: self.ingest.as_ref().map(|hub| metrics::IngestSnapshot {
+                        live_renderers: hub.live_renderers() as u64,
+                        avatars: hub
+                            .avatar_counters()
+                            .iter()
+                            .map(|(a, c)| (a.to_string(), ingest_snapshot(c)))
+                            .collect(),
+                        ..ingest_snapshot(&hub.counters())
                     }),
                 };
                 let body = metrics::render(&self.histograms, &snapshot);
@@ -925,5 +916,25 @@ impl Server {
             i.stop();
         }
         log::info!("stopped");
+    }
+}
+
+/// One set of ingest counters as `/metrics` shows them.
+fn ingest_snapshot(c: &IngestCounters) -> metrics::IngestSnapshot {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    metrics::IngestSnapshot {
+        live_renderers: 0,
+        registered: get(&c.registered),
+        protocol_errors: get(&c.protocol_errors),
+        frames_received: get(&c.frames_received),
+        frames_encoded: get(&c.frames_encoded),
+        frames_forwarded: get(&c.frames_forwarded),
+        dropped_newest_wins: get(&c.dropped_newest_wins),
+        dropped_loop_behind: get(&c.dropped_loop_behind),
+        dropped_waiting_idr: get(&c.dropped_waiting_idr),
+        encoder_skips: get(&c.encoder_skips),
+        keyframe_requests_sent: get(&c.keyframe_requests_sent),
+        convert_seconds: get(&c.convert_us) as f64 / 1e6,
+        avatars: Vec::new(),
     }
 }

@@ -140,6 +140,22 @@ pub struct IngestCounters {
 }
 
 impl IngestCounters {
+    pub(crate) fn add(&self, stat: Stat, n: u64) {
+        let counter = match stat {
+            Stat::ProtocolErrors => &self.protocol_errors,
+            Stat::FramesReceived => &self.frames_received,
+            Stat::DroppedNewestWins => &self.dropped_newest_wins,
+            Stat::DroppedLoopBehind => &self.dropped_loop_behind,
+            Stat::DroppedWaitingIdr => &self.dropped_waiting_idr,
+            Stat::FramesEncoded => &self.frames_encoded,
+            Stat::EncoderSkips => &self.encoder_skips,
+            Stat::FramesForwarded => &self.frames_forwarded,
+            Stat::KeyframeRequestsSent => &self.keyframe_requests_sent,
+            Stat::ConvertMicros => &self.convert_us,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Frames lost on the way, whatever the reason.
     pub fn dropped(&self) -> u64 {
         self.dropped_newest_wins.load(Ordering::Relaxed)
@@ -147,6 +163,9 @@ impl IngestCounters {
             + self.dropped_waiting_idr.load(Ordering::Relaxed)
     }
 }
+
+/// Avatar ids whose renderers get counters of their own in `/metrics`.
+pub const MAX_TRACKED_AVATARS: usize = 256;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Stat {
@@ -181,6 +200,7 @@ pub(crate) struct Shared {
     reserved: HashSet<AvatarId>,
     events: Mutex<Vec<HubEvent>>,
     counters: Arc<IngestCounters>,
+    per_avatar: Mutex<HashMap<AvatarId, Arc<IngestCounters>>>,
     epoch: Instant,
     stop: AtomicBool,
 }
@@ -233,20 +253,23 @@ impl Shared {
     }
 
     pub(crate) fn add(&self, stat: Stat, n: u64) {
-        let c = &self.counters;
-        let counter = match stat {
-            Stat::ProtocolErrors => &c.protocol_errors,
-            Stat::FramesReceived => &c.frames_received,
-            Stat::DroppedNewestWins => &c.dropped_newest_wins,
-            Stat::DroppedLoopBehind => &c.dropped_loop_behind,
-            Stat::DroppedWaitingIdr => &c.dropped_waiting_idr,
-            Stat::FramesEncoded => &c.frames_encoded,
-            Stat::EncoderSkips => &c.encoder_skips,
-            Stat::FramesForwarded => &c.frames_forwarded,
-            Stat::KeyframeRequestsSent => &c.keyframe_requests_sent,
-            Stat::ConvertMicros => &c.convert_us,
-        };
-        counter.fetch_add(n, Ordering::Relaxed);
+        self.counters.add(stat, n);
+    }
+
+    /// The counters of one avatar's renderers (kept across reconnects), or
+    /// `None` once [`MAX_TRACKED_AVATARS`] ids have been seen: renderers pick
+    /// their ids, so the table is bounded; the hub-wide counters still count.
+    pub(crate) fn avatar_counters(&self, avatar: &AvatarId) -> Option<Arc<IngestCounters>> {
+        let mut map = lock(&self.per_avatar);
+        if let Some(c) = map.get(avatar) {
+            return Some(c.clone());
+        }
+        if map.len() >= MAX_TRACKED_AVATARS {
+            return None;
+        }
+        let c = Arc::new(IngestCounters::default());
+        map.insert(avatar.clone(), c.clone());
+        Some(c)
     }
 
     fn event(&self, e: HubEvent) {
@@ -308,6 +331,7 @@ impl IngestHub {
                 reserved: reserved.into_iter().collect(),
                 events: Mutex::new(Vec::new()),
                 counters: Arc::new(IngestCounters::default()),
+                per_avatar: Mutex::new(HashMap::new()),
                 epoch: Instant::now(),
                 stop: AtomicBool::new(false),
             }),
@@ -324,6 +348,17 @@ impl IngestHub {
     /// The counters of all renderers.
     pub fn counters(&self) -> Arc<IngestCounters> {
         self.shared.counters.clone()
+    }
+
+    /// The counters of each avatar a renderer has fed (at most
+    /// [`MAX_TRACKED_AVATARS`]), by avatar id.
+    pub fn avatar_counters(&self) -> Vec<(AvatarId, Arc<IngestCounters>)> {
+        let mut v: Vec<_> = lock(&self.shared.per_avatar)
+            .iter()
+            .map(|(a, c)| (a.clone(), c.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        v
     }
 
     /// Accepts every pending connection and starts its threads (the listener was readable).
@@ -488,5 +523,44 @@ fn prepare_path(path: &Path) -> Result<(), ListenError> {
         Ok(_) => Err(ListenError::NotASocket(path.to_path_buf())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(ListenError::Bind(path.to_path_buf(), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_avatar_counters_are_bounded_and_kept_across_reconnects() {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (frames, _rx) = std::sync::mpsc::sync_channel(1);
+        let shared = Shared {
+            config: IngestConfig::new("/nonexistent/portcast-test.sock"),
+            frames,
+            waker,
+            live: Mutex::new(HashMap::new()),
+            reserved: HashSet::new(),
+            events: Mutex::new(Vec::new()),
+            counters: Arc::new(IngestCounters::default()),
+            per_avatar: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+            stop: AtomicBool::new(false),
+        };
+        let first = shared.avatar_counters(&AvatarId::new("a0")).unwrap();
+        first.add(Stat::FramesReceived, 3);
+        // The same id again (a renderer that reconnects) continues its counters.
+        let again = shared.avatar_counters(&AvatarId::new("a0")).unwrap();
+        assert_eq!(again.frames_received.load(Ordering::Relaxed), 3);
+        for i in 1..MAX_TRACKED_AVATARS {
+            assert!(shared
+                .avatar_counters(&AvatarId::new(format!("a{i}")))
+                .is_some());
+        }
+        // Renderers choose their ids: past the bound, only the hub counts.
+        assert!(shared
+            .avatar_counters(&AvatarId::new("one-too-many"))
+            .is_none());
+        assert_eq!(lock(&shared.per_avatar).len(), MAX_TRACKED_AVATARS);
     }
 }

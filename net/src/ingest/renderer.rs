@@ -25,7 +25,7 @@ use super::wire::{
     self, Header, Kind, Message, PixelFormat, StreamFormat, WireError, HEADER_LEN,
     MAX_AVATAR_ID_LEN, MAX_META_BYTES,
 };
-use super::{Shared, Stat};
+use super::{IngestCounters, Shared, Stat};
 
 /// How often a blocked read wakes to check for shutdown.
 const READ_TICK: Duration = Duration::from_millis(250);
@@ -55,6 +55,7 @@ pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
         shared: shared.clone(),
         conn,
         avatar: None,
+        own: None,
         slot: Arc::new(Slot::default()),
         passthrough: Arc::new(AtomicBool::new(false)),
         format: None,
@@ -67,6 +68,7 @@ pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
         let worker = Worker {
             avatar: avatar.clone(),
             shared: shared.clone(),
+            own: reader.own.clone(),
             slot: reader.slot.clone(),
             passthrough: reader.passthrough.clone(),
             writer: writer.clone(),
@@ -116,6 +118,8 @@ struct Reader {
     shared: Arc<Shared>,
     conn: u64,
     avatar: Option<AvatarId>,
+    /// This avatar's own counters, beside the hub's.
+    own: Option<Arc<IngestCounters>>,
     slot: Arc<Slot>,
     passthrough: Arc<AtomicBool>,
     format: Option<StreamFormat>,
@@ -125,6 +129,10 @@ struct Reader {
 }
 
 impl Reader {
+    fn count(&self, stat: Stat) {
+        count_both(&self.shared, self.own.as_deref(), stat, 1);
+    }
+
     /// Reads the REGISTER message, claims the avatar id and answers ACCEPTED.
     fn register(&mut self) -> Result<AvatarId, WireError> {
         let Some(header) = self.read_header(false)? else {
@@ -147,6 +155,7 @@ impl Reader {
         self.read_full(&mut name, "avatar id", false)?;
         let avatar = AvatarId::new(wire::parse_avatar_id(&name)?);
         self.shared.claim(&avatar, self.conn, self.slot.clone())?;
+        self.own = self.shared.avatar_counters(&avatar);
         self.avatar = Some(avatar.clone());
         self.set_format(format);
         log::info!(
@@ -225,7 +234,7 @@ impl Reader {
                     self.slot.recycle(data);
                     return Err(e);
                 }
-                self.shared.count(Stat::FramesReceived);
+                self.count(Stat::FramesReceived);
                 let dropped = self.slot.put(RawFrame {
                     format,
                     index,
@@ -233,7 +242,7 @@ impl Reader {
                     data,
                 });
                 if dropped {
-                    self.shared.count(Stat::DroppedNewestWins);
+                    self.count(Stat::DroppedNewestWins);
                 }
                 Ok(())
             }
@@ -248,13 +257,13 @@ impl Reader {
         let arrived_at = Instant::now();
         self.h264 = data;
         read?;
-        self.shared.count(Stat::FramesReceived);
+        self.count(Stat::FramesReceived);
         if !wire::is_annexb(&self.h264) {
             return Err(WireError::NotAnnexB);
         }
         let keyframe = annexb_has_idr(&self.h264);
         if self.waiting_idr && !keyframe {
-            self.shared.count(Stat::DroppedWaitingIdr);
+            self.count(Stat::DroppedWaitingIdr);
             self.ask_keyframe(arrived_at);
             return Ok(());
         }
@@ -273,11 +282,11 @@ impl Reader {
         match self.shared.frames.try_send((avatar, au)) {
             Ok(()) => {
                 let _ = self.shared.waker.wake();
-                self.shared.count(Stat::FramesForwarded);
+                self.count(Stat::FramesForwarded);
             }
             Err(TrySendError::Full(_)) => {
                 // A lost P-frame breaks the chain for every viewer: drop until an IDR.
-                self.shared.count(Stat::DroppedLoopBehind);
+                self.count(Stat::DroppedLoopBehind);
                 self.waiting_idr = true;
                 self.ask_keyframe(arrived_at);
             }
@@ -372,6 +381,7 @@ impl Reader {
 struct Worker {
     avatar: AvatarId,
     shared: Arc<Shared>,
+    own: Option<Arc<IngestCounters>>,
     slot: Arc<Slot>,
     passthrough: Arc<AtomicBool>,
     writer: Writer,
@@ -382,14 +392,26 @@ struct Worker {
     last_rtp: Option<u64>,
 }
 
+/// Counts on the hub and, once the renderer is registered, on its avatar.
+fn count_both(shared: &Shared, own: Option<&IngestCounters>, stat: Stat, n: u64) {
+    shared.add(stat, n);
+    if let Some(c) = own {
+        c.add(stat, n);
+    }
+}
+
 impl Worker {
+    fn count(&self, stat: Stat) {
+        count_both(&self.shared, self.own.as_deref(), stat, 1);
+    }
+
     fn run(mut self) {
         loop {
             let work = self.slot.wait(Duration::from_millis(500));
             if work.keyframe {
                 if self.passthrough.load(Ordering::Relaxed) {
                     if send(&self.writer, &wire::keyframe_request()) {
-                        self.shared.count(Stat::KeyframeRequestsSent);
+                        self.count(Stat::KeyframeRequestsSent);
                     }
                 } else {
                     self.force_idr = true;
@@ -439,8 +461,13 @@ impl Worker {
                 let t = Instant::now();
                 packed_to_i420(f.format, &frame.data, w, h, &mut self.i420)
                     .map_err(WireError::Encoder)?;
-                self.shared
-                    .add(Stat::ConvertMicros, t.elapsed().as_micros() as u64);
+                let micros = t.elapsed().as_micros() as u64;
+                count_both(
+                    &self.shared,
+                    self.own.as_deref(),
+                    Stat::ConvertMicros,
+                    micros,
+                );
                 self.i420.view()
             }
             PixelFormat::H264 => return Ok(()),
@@ -452,14 +479,14 @@ impl Worker {
         let encoded_at = Instant::now();
         let keyframe = match kind {
             Encoded::Skipped => {
-                self.shared.count(Stat::EncoderSkips);
+                self.count(Stat::EncoderSkips);
                 return Ok(());
             }
             Encoded::Keyframe => true,
             Encoded::Delta => false,
         };
         self.force_idr = false;
-        self.shared.count(Stat::FramesEncoded);
+        self.count(Stat::FramesEncoded);
         let mut rtp_time = self.shared.rtp_time(frame.arrived_at);
         if let Some(last) = self.last_rtp {
             rtp_time = rtp_time.max(last + 1);
@@ -476,10 +503,10 @@ impl Worker {
         match self.shared.frames.try_send((self.avatar.clone(), au)) {
             Ok(()) => {
                 let _ = self.shared.waker.wake();
-                self.shared.count(Stat::FramesForwarded);
+                self.count(Stat::FramesForwarded);
             }
             Err(TrySendError::Full(_)) => {
-                self.shared.count(Stat::DroppedLoopBehind);
+                self.count(Stat::DroppedLoopBehind);
                 self.force_idr = true;
             }
             Err(TrySendError::Disconnected(_)) => {}
