@@ -186,16 +186,16 @@ pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
     }
     for sock in &s.sockets {
         drops
-            .get_or_create(&vec![
-                ("reason".into(), "udp_queue_full".into()),
-                ("socket".into(), sock.local.clone()),
-            ])
+            .get_or_create(&labels(&[
+                ("reason", "udp_queue_full"),
+                ("socket", &sock.local),
+            ]))
             .inc_by(sock.dropped_queue_full);
         drops
-            .get_or_create(&vec![
-                ("reason".into(), "udp_send_error".into()),
-                ("socket".into(), sock.local.clone()),
-            ])
+            .get_or_create(&labels(&[
+                ("reason", "udp_send_error"),
+                ("socket", &sock.local),
+            ]))
             .inc_by(sock.send_errors);
     }
     for src in &s.sources {
@@ -205,10 +205,7 @@ pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
             ("source_encoder_skip", src.encoder_skips),
         ] {
             drops
-                .get_or_create(&vec![
-                    ("reason".into(), reason.into()),
-                    ("avatar".into(), src.avatar.clone()),
-                ])
+                .get_or_create(&labels(&[("reason", reason), ("avatar", &src.avatar)]))
                 .inc_by(n);
         }
     }
@@ -282,10 +279,7 @@ pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
                 ("forwarded", a.frames_forwarded),
             ] {
                 frames
-                    .get_or_create(&vec![
-                        ("avatar".into(), avatar.clone()),
-                        ("stage".into(), stage.into()),
-                    ])
+                    .get_or_create(&labels(&[("avatar", avatar), ("stage", stage)]))
                     .inc_by(n);
             }
             for (reason, n) in [
@@ -294,11 +288,8 @@ pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
                 ("waiting_idr", a.dropped_waiting_idr),
                 ("encoder_skip", a.encoder_skips),
             ] {
-                lost.get_or_create(&vec![
-                    ("avatar".into(), avatar.clone()),
-                    ("reason".into(), reason.into()),
-                ])
-                .inc_by(n);
+                lost.get_or_create(&labels(&[("avatar", avatar), ("reason", reason)]))
+                    .inc_by(n);
             }
         }
         r.register(
@@ -357,7 +348,14 @@ pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
 }
 
 fn label(k: &str, v: &str) -> Labels {
-    vec![(k.to_string(), v.to_string())]
+    labels(&[(k, v)])
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn phase_name(p: Phase) -> &'static str {
