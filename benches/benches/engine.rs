@@ -137,46 +137,57 @@ fn drain(engine: &mut Engine) -> usize {
     }
 }
 
+/// One streaming engine fed the same encoded frame again and again, each time
+/// 33 ms and 3000 RTP ticks after the last, as a 30 fps source would.
+struct Feed {
+    engine: Engine,
+    now: Instant,
+    rtp: u64,
+    avatar: AvatarId,
+}
+
+impl Feed {
+    /// The frame after the last one, built from `template`.
+    fn next(&mut self, template: &AccessUnit) -> AccessUnit {
+        self.rtp += 3000;
+        self.now += Duration::from_millis(33);
+        AccessUnit {
+            rtp_time: self.rtp,
+            ..template.clone()
+        }
+    }
+
+    /// Writes `au` to the viewer and drains the engine; returns the datagrams made.
+    fn write(&mut self, au: &AccessUnit) -> usize {
+        self.engine.handle_access_unit(self.now, &self.avatar, au);
+        drain(&mut self.engine)
+    }
+}
+
 fn frame_through_engine(c: &mut Criterion) {
     let mut now = Instant::now();
-    let mut engine = streaming_engine(&mut now);
+    let engine = streaming_engine(&mut now);
     let (idr, p) = encoded_720p();
-    let avatar = AvatarId::new("test-pattern");
+    let mut feed = Feed {
+        engine,
+        now,
+        rtp: 100,
+        avatar: AvatarId::new("test-pattern"),
+    };
     // The first write must be a keyframe for the viewer.
-    engine.handle_access_unit(now, &avatar, &idr);
-    drain(&mut engine);
-    let mut rtp = 100u64;
+    feed.write(&idr);
     let mut group = c.benchmark_group("engine");
-    group.bench_function(
-        format!("720p P-frame {} B write+SRTP+drain", p.data.len()),
-        |b| {
-            b.iter(|| {
-                rtp += 3000;
-                now += Duration::from_millis(33);
-                let au = AccessUnit {
-                    rtp_time: rtp,
-                    ..p.clone()
-                };
-                engine.handle_access_unit(now, &avatar, &au);
-                drain(&mut engine)
-            })
-        },
-    );
-    group.bench_function(
-        format!("720p IDR {} B write+SRTP+drain", idr.data.len()),
-        |b| {
-            b.iter(|| {
-                rtp += 3000;
-                now += Duration::from_millis(33);
-                let au = AccessUnit {
-                    rtp_time: rtp,
-                    ..idr.clone()
-                };
-                engine.handle_access_unit(now, &avatar, &au);
-                drain(&mut engine)
-            })
-        },
-    );
+    for (kind, template) in [("P-frame", &p), ("IDR", &idr)] {
+        group.bench_function(
+            format!("720p {kind} {} B write+SRTP+drain", template.data.len()),
+            |b| {
+                b.iter(|| {
+                    let au = feed.next(template);
+                    feed.write(&au)
+                })
+            },
+        );
+    }
     group.finish();
 
     // The same P-frame as the daemon sees it: one frame after a gap of real
@@ -197,15 +208,9 @@ fn frame_through_engine(c: &mut Criterion) {
                         while gap.elapsed() < Duration::from_millis(gap_ms) {
                             std::hint::spin_loop();
                         }
-                        rtp += 3000;
-                        now += Duration::from_millis(33);
-                        let au = AccessUnit {
-                            rtp_time: rtp,
-                            ..p.clone()
-                        };
+                        let au = feed.next(&p);
                         let t = Instant::now();
-                        engine.handle_access_unit(now, &avatar, &au);
-                        drain(&mut engine);
+                        feed.write(&au);
                         total += t.elapsed();
                     }
                     total

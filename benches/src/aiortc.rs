@@ -331,12 +331,7 @@ fn portcast_latency(r: &PortcastRun, seconds: f64) -> Latency {
                 .collect::<Vec<_>>(),
         )
     };
-    let arrivals: HashMap<(&str, u64), u128> = r
-        .report
-        .frames
-        .iter()
-        .map(|(a, idx, first, _, _)| ((a.as_str(), *idx), *first))
-        .collect();
+    let arrivals = r.report.first_arrivals();
     let net: Vec<f64> = t
         .iter()
         .filter_map(|x| {
@@ -370,23 +365,9 @@ fn portcast_latency(r: &PortcastRun, seconds: f64) -> Latency {
     }
 }
 
-/// Connected count and packet loss (percent) at the viewers.
-fn connected_and_loss(report: &ViewerReport) -> (usize, f64) {
-    let connected = report.clients.iter().filter(|c| c.connected).count();
-    let (got, expected) = report.clients.iter().fold((0u64, 0u64), |a, c| {
-        (a.0 + c.packets, a.1 + c.expected_packets)
-    });
-    let loss = if expected > 0 {
-        100.0 * (1.0 - got as f64 / expected as f64)
-    } else {
-        100.0
-    };
-    (connected, loss)
-}
-
 /// Judges one portcast run of a scale scenario (`bounded`: also f2p p99 < 33 ms, no drop at all).
 fn portcast_scale(r: &PortcastRun, n: usize, bounded: bool) -> (bool, serde_json::Value) {
-    let (connected, loss) = connected_and_loss(&r.report);
+    let (connected, loss) = r.report.connected_and_loss();
     let f2p = summarize(
         &r.timings
             .iter()
@@ -803,12 +784,7 @@ fn aiortc_latency(r: &AiortcRun) -> Latency {
         )
     };
     // The viewer numbers frames by its extended RTP time / 3000; unwrap the same way.
-    let arrivals: HashMap<(&str, u64), u128> = r
-        .report
-        .frames
-        .iter()
-        .map(|(a, idx, first, _, _)| ((a.as_str(), *idx), *first))
-        .collect();
+    let arrivals = r.report.first_arrivals();
     let ticks = u64::from(90_000 / FPS);
     let mut net = Vec::new();
     for frames in by_session(f).values() {
@@ -868,7 +844,7 @@ fn gaps<'a>(frames: impl Iterator<Item = (&'a str, u64)>) -> (u64, u64) {
 }
 
 fn aiortc_scale(r: &AiortcRun, n: usize, bounded: bool) -> (bool, serde_json::Value) {
-    let (connected, loss) = connected_and_loss(&r.report);
+    let (connected, loss) = r.report.connected_and_loss();
     let f2p = summarize(
         &r.frames
             .iter()

@@ -293,15 +293,7 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
             rss_growth: rss_delta,
             ..
         } = stream(&avatars, n, o.secs(), true)?;
-        let connected = report.clients.iter().filter(|c| c.connected).count();
-        let (got, expected) = report.clients.iter().fold((0u64, 0u64), |a, c| {
-            (a.0 + c.packets, a.1 + c.expected_packets)
-        });
-        let loss = if expected > 0 {
-            100.0 * (1.0 - got as f64 / expected as f64)
-        } else {
-            100.0
-        };
+        let (connected, loss) = report.connected_and_loss();
         let steady: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
         let span = match (steady.first(), steady.last()) {
             (Some(a), Some(b)) => b.sent_at.duration_since(a.sent_at).as_secs_f64().max(0.001),

@@ -64,6 +64,31 @@ pub struct ViewerReport {
     pub cpu_seconds: f64,
 }
 
+impl ViewerReport {
+    /// Clients that connected, and packet loss at the viewers in percent
+    /// (100 when no packet was expected at all).
+    pub fn connected_and_loss(&self) -> (usize, f64) {
+        let connected = self.clients.iter().filter(|c| c.connected).count();
+        let (got, expected) = self.clients.iter().fold((0u64, 0u64), |a, c| {
+            (a.0 + c.packets, a.1 + c.expected_packets)
+        });
+        let loss = if expected > 0 {
+            100.0 * (1.0 - got as f64 / expected as f64)
+        } else {
+            100.0
+        };
+        (connected, loss)
+    }
+
+    /// When each (avatar, frame index) first completed at a viewer, ns since the epoch.
+    pub fn first_arrivals(&self) -> std::collections::HashMap<(&str, u64), u128> {
+        self.frames
+            .iter()
+            .map(|(a, idx, first, _, _)| ((a.as_str(), *idx), *first))
+            .collect()
+    }
+}
+
 struct Client {
     rtc: Rtc,
     socket: UdpSocket,
