@@ -22,6 +22,18 @@ pub struct I420Buffer {
 }
 
 impl I420Buffer {
+    /// Sizes the buffer for a `width` x `height` picture and returns its Y, U
+    /// and V planes to write into.
+    fn planes_mut(&mut self, width: usize, height: usize) -> (&mut [u8], &mut [u8], &mut [u8]) {
+        let luma = width * height;
+        self.data.resize(luma + luma / 2, 0);
+        self.width = width;
+        self.height = height;
+        let (y, chroma) = self.data.split_at_mut(luma);
+        let (u, v) = chroma.split_at_mut(luma / 4);
+        (y, u, v)
+    }
+
     /// A borrowed view for the encoder.
     pub fn view(&self) -> portcast_engine::pattern::I420<'_> {
         i420_view(&self.data, self.width, self.height)
@@ -56,12 +68,7 @@ pub fn packed_to_i420(
     height: usize,
     out: &mut I420Buffer,
 ) -> Result<(), String> {
-    let luma = width * height;
-    out.data.resize(luma + luma / 2, 0);
-    out.width = width;
-    out.height = height;
-    let (y, chroma) = out.data.split_at_mut(luma);
-    let (u, v) = chroma.split_at_mut(luma / 4);
+    let (y, u, v) = out.planes_mut(width, height);
     let mut planar = YuvPlanarImageMut {
         y_plane: BufferStoreMut::Borrowed(y),
         y_stride: width as u32,
@@ -106,12 +113,7 @@ pub fn rgb_to_i420_reference(
         PixelFormat::Bgra => (4, 2, 1, 0),
         _ => (3, 0, 1, 2),
     };
-    let luma = width * height;
-    out.data.resize(luma + luma / 2, 0);
-    out.width = width;
-    out.height = height;
-    let (y, chroma) = out.data.split_at_mut(luma);
-    let (u, v) = chroma.split_at_mut(luma / 4);
+    let (y, u, v) = out.planes_mut(width, height);
     let px = |x: usize, row: usize| -> (i32, i32, i32) {
         let o = (row * width + x) * bpp;
         match src.get(o..o + bpp) {
