@@ -125,10 +125,6 @@ fn main() -> ExitCode {
         };
         Ok(server_config(&config, ingest.clone(), token_key))
     }));
-    if let Err(e) = server.handle_signals() {
-        eprintln!("portcast: cannot install signal handlers: {e}");
-        return ExitCode::from(1);
-    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -226,6 +222,7 @@ fn server_config(
             message_burst: c.limits.message_burst.into(),
             ..ConnLimits::default()
         },
+        handle_signals: true,
         ..ServerConfig::default()
     }
 }

@@ -15,6 +15,49 @@ fn fixture(name: &str) -> String {
     .unwrap()
 }
 
+/// The readiness contract (README, Operations): the moment the signaling port
+/// accepts, the UDP ports and the ingest socket exist and a SIGHUP is handled,
+/// not fatal. Polled every millisecond, so a daemon that listens before it has
+/// bound the rest is caught in its gap.
+#[test]
+fn the_signaling_port_accepts_only_once_every_socket_and_signal_handler_is_in_place() {
+    for round in 0..3 {
+        let d = Daemon::spawn(&[]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", d.signal_port)).is_err() {
+            assert!(Instant::now() < deadline, "never listened: {}", d.log());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            std::os::unix::net::UnixStream::connect(&d.ingest_path).is_ok(),
+            "round {round}: signaling accepted before the ingest socket existed"
+        );
+        for port in &d.udp_ports {
+            assert!(
+                std::net::UdpSocket::bind(("127.0.0.1", *port)).is_err(),
+                "round {round}: signaling accepted before udp {port} was bound"
+            );
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-HUP", &d.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !d.log().contains("SIGHUP") {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: SIGHUP neither handled nor logged: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ready = http_get(
+            std::net::SocketAddr::from(([127, 0, 0, 1], d.signal_port)),
+            "/readyz",
+        );
+        assert!(ready.starts_with("HTTP/1.1 200"), "round {round}: {ready}");
+    }
+}
+
 #[test]
 fn a_viewer_over_loopback_decodes_advancing_frames() {
     let d = Daemon::start(&[]);

@@ -94,6 +94,11 @@ pub struct ServerConfig {
     pub ingest: Option<IngestConfig>,
     /// Avatars played from files (`--source y4m:FILE`).
     pub file_sources: Vec<FileSourceSpec>,
+    /// Stop on SIGINT and SIGTERM and reload on SIGHUP (see
+    /// [`Server::set_reloader`]): the daemon wants this, in-process tests do
+    /// not. The handlers are in place before the signaling port listens, so a
+    /// signal sent once the port accepts is never lost (nor fatal).
+    pub handle_signals: bool,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +119,7 @@ impl Default for ServerConfig {
             capture_offers: None,
             ingest: None,
             file_sources: Vec::new(),
+            handle_signals: false,
         }
     }
 }
@@ -201,14 +207,21 @@ pub struct Server {
 
 impl Server {
     /// Binds every socket (once, at start), starts the sources, and builds the engine.
+    /// The signaling port starts listening last, when everything else exists: a
+    /// client that can connect to it can also use the UDP ports and the ingest socket.
     pub fn bind(mut config: ServerConfig) -> Result<Server, NetError> {
         let poll = Poll::new()?;
+        // The signaling port is claimed first (a port in use fails before any
+        // thread starts) but listens last: once it accepts a connection, every
+        // UDP socket, the ingest socket and every source already exist, so
+        // "the port accepts" means "the daemon is ready" for anyone waiting on it.
         let signal_addr = SocketAddr::new(config.bind_ip, config.signal_port);
-        let mut listener =
-            TcpListener::bind(signal_addr).map_err(|e| NetError::Bind(signal_addr, e))?;
-        let signal_addr = listener.local_addr()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let signal_socket =
+            claim_tcp_port(signal_addr).map_err(|e| NetError::Bind(signal_addr, e))?;
+        let signal_addr = signal_socket
+            .local_addr()?
+            .as_socket()
+            .unwrap_or(signal_addr);
         let mut udp = Vec::new();
         let mut specs = Vec::new();
         for (i, p) in config.udp_ports.iter().enumerate() {
@@ -273,6 +286,20 @@ impl Server {
             ),
             None => None,
         };
+        let signals = if config.handle_signals {
+            let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)?;
+            Some(signals)
+        } else {
+            None
+        };
+        signal_socket
+            .listen(LISTEN_BACKLOG)
+            .map_err(|e| NetError::Bind(signal_addr, e))?;
+        let mut listener = TcpListener::from_std(signal_socket.into());
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Server {
             poll,
             listener,
@@ -285,7 +312,7 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             reloader: None,
             waker,
-            signals: None,
+            signals,
             capture,
             ingest,
             config,
@@ -295,18 +322,6 @@ impl Server {
             histograms: Histograms::default(),
             conn_drops: HashMap::new(),
         })
-    }
-
-    /// Also stop on SIGINT and SIGTERM, and reload limits on SIGHUP (see
-    /// [`set_reloader`](Self::set_reloader)); the daemon wants this, in-process
-    /// tests do not.
-    pub fn handle_signals(&mut self) -> Result<(), NetError> {
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-        self.poll
-            .registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        self.signals = Some(signals);
-        Ok(())
     }
 
     /// What SIGHUP calls for a new configuration. Limits, timeouts, origins,
@@ -917,6 +932,21 @@ impl Server {
         }
         log::info!("stopped");
     }
+}
+
+/// Pending connections the kernel queues for the signaling listener.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A non-blocking TCP socket bound to `addr` but not yet listening (see
+/// [`Server::bind`]); `SO_REUSEADDR` as mio's own `TcpListener::bind` sets it,
+/// so a restart does not wait for TIME_WAIT.
+fn claim_tcp_port(addr: SocketAddr) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 /// One set of ingest counters as `/metrics` shows them.

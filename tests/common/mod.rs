@@ -47,17 +47,20 @@ pub fn free_tcp_port() -> u16 {
         .port()
 }
 
-/// The daemon binary running as a child process; killed on drop.
 /// `GET path` on the signaling port; the whole response, head and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    try_http_get(addr, path).unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
+}
+
+/// `GET path`, or why the request could not be made.
+pub fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .unwrap();
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())?;
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    out
+    Ok(out)
 }
 
 /// The value of the first `/metrics` line starting with `name_and_labels` (0 if none).
@@ -68,6 +71,7 @@ pub fn metric(text: &str, name_and_labels: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
+/// The daemon binary running as a child process; killed on drop.
 pub struct Daemon {
     pub child: Child,
     pub signal_port: u16,
@@ -78,7 +82,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts the daemon and waits until it is ready.
     pub fn start(extra: &[&str]) -> Daemon {
+        let mut d = Daemon::spawn(extra);
+        d.wait_ready();
+        d
+    }
+
+    /// Starts the daemon without waiting for anything.
+    pub fn spawn(extra: &[&str]) -> Daemon {
         let signal_port = free_tcp_port();
         let udp_ports = free_udp_ports(5);
         let log_path = std::env::temp_dir().join(format!("portcast-test-{signal_port}.log"));
@@ -111,23 +123,39 @@ impl Daemon {
             }
         }
         let child = cmd.spawn().expect("daemon starts");
-        let d = Daemon {
+        Daemon {
             child,
             signal_port,
             udp_ports,
             log_path,
             ingest_path,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", signal_port)).is_err() {
+        }
+    }
+
+    /// Waits (bounded) for `/readyz` to answer 200: the daemon's documented
+    /// readiness, given only when every socket is bound and every source runs.
+    pub fn wait_ready(&mut self) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.signal_port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let last = match try_http_get(addr, "/readyz") {
+                Ok(r) if r.starts_with("HTTP/1.1 200") => return,
+                Ok(r) => r,
+                Err(e) => e.to_string(),
+            };
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "daemon exited ({status}) before it was ready: {}",
+                    self.log()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
-                "daemon did not listen: {}",
-                d.log()
+                "daemon not ready after 30 s (last /readyz: {last}): {}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        d
     }
 
     /// The daemon's `/metrics` text.

@@ -1,11 +1,26 @@
-// Waits until the daemon serves the viewer page (GET / -> 200) and upgrades /ws/{id} to a
-// WebSocket (101). Usage: node wait-ready.js http://HOST:PORT/ TIMEOUT_MS
+// Waits until the daemon reports ready (GET /readyz -> 200: every socket bound, every source
+// running), serves the viewer page (GET / -> 200) and upgrades /ws/{id} to a WebSocket (101).
+// Usage: node wait-ready.js http://HOST:PORT/ TIMEOUT_MS
 'use strict';
 const http = require('http');
 const crypto = require('crypto');
 
 const base = new URL(process.argv[2]);
 const deadline = Date.now() + Number(process.argv[3] || 15000);
+
+function ready() {
+  return new Promise((resolve) => {
+    const req = http.get(new URL('/readyz', base), { timeout: 2000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve(res.statusCode === 200 ? 'ok'
+        : `GET /readyz -> HTTP ${res.statusCode}: ${body.trim()}`));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => resolve(`GET /readyz -> ${e.code || e.message}`));
+  });
+}
 
 function get() {
   return new Promise((resolve) => {
@@ -46,8 +61,9 @@ function upgrade() {
 (async () => {
   let last = '';
   while (Date.now() < deadline) {
-    const page = await get();
-    last = page === 'ok' ? await upgrade() : page;
+    last = await ready();
+    if (last === 'ok') last = await get();
+    if (last === 'ok') last = await upgrade();
     if (last === 'ok') { console.log(`daemon ready at ${base.href}`); return; }
     await new Promise((r) => setTimeout(r, 250));
   }
