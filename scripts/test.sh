@@ -62,22 +62,40 @@ log "format and lint"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 
-log "cargo test"
-cargo test --workspace 2>&1 | grep -v '^\[OpenH264\]'
-status=${PIPESTATUS[0]}
-[[ $status -eq 0 ]] || exit "$status"
+# Every stage runs even when an earlier one failed (and cargo runs every test
+# binary: --no-fail-fast), so one failure never hides another; the run still
+# fails at the end, naming the stages that failed.
+failed=()
+stage() { # stage NAME COMMAND...: runs it, filtering openh264's chatter, and records a failure
+  local name=$1 rc=0
+  shift
+  log "$name"
+  "$@" 2>&1 | grep --line-buffered -v '^\[OpenH264\]' || rc=${PIPESTATUS[0]}
+  if ((rc != 0)); then
+    echo "FAILED: $name (exit $rc)" >&2
+    failed+=("$name")
+  fi
+}
 
-log "replaying captured offers"
-cargo run -q -- replay fixtures/offers --expect fixtures/offers/expected.json
-
-log "benchmark harness smoke run (numbers come from full runs, see benches/results/README.md)"
-cargo run -q -p portcast-bench -- --smoke --out target/bench-smoke all 2>&1 | grep -v '^\[OpenH264\]'
+stage "cargo test" cargo test --workspace --no-fail-fast
+# The binaries the workspace build above made: `cargo run -p X` would resolve
+# features for X alone and rebuild str0m and friends a second time.
+stage "replaying captured offers" \
+  target/debug/portcast replay fixtures/offers --expect fixtures/offers/expected.json
+# Numbers come from full runs (benches/results/README.md); this only proves the harness works.
+stage "benchmark harness smoke run" \
+  target/debug/portcast-bench --smoke --out target/bench-smoke all
 # The aiortc side installs aiortc from PyPI into target/aiortc-venv once, and
 # runs in a network namespace of its own (aiortc gathers every local address).
-cargo run -q -p portcast-bench -- --smoke --out target/bench-smoke compare-aiortc 2>&1 | grep -v '^\[OpenH264\]'
-
+stage "benchmark smoke run beside aiortc" \
+  target/debug/portcast-bench --smoke --out target/bench-smoke compare-aiortc
 if [[ -z "${PORTCAST_SKIP_E2E:-}" ]]; then
-  log "end-to-end: headless Chromium through an FRP-like NAT"
-  PORTCAST_BIN="$ROOT/target/debug/portcast" bash tests/e2e/run.sh
+  stage "end-to-end: headless Chromium through an FRP-like NAT" \
+    env PORTCAST_BIN="$ROOT/target/debug/portcast" bash tests/e2e/run.sh
+fi
+
+if ((${#failed[@]})); then
+  log "FAILED stages: ${failed[*]}"
+  exit 1
 fi
 log "all tests passed"
