@@ -269,7 +269,7 @@ impl Server {
             sources.insert(a.name.clone(), h);
         }
         for f in &config.file_sources {
-            let h = crate::y4m::spawn(f, tx.clone(), waker.clone())?;
+            let h = crate::y4m::spawn(f, tx.clone(), waker.clone()).map_err(NetError::File)?;
             sources.insert(f.name.clone(), h);
         }
         let ingest = match config.ingest.clone() {

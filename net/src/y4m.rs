@@ -17,7 +17,6 @@ use portcast_engine::encoder::EncoderSettings;
 use portcast_engine::pattern::I420;
 use portcast_engine::AvatarId;
 
-use crate::server::NetError;
 use crate::source::{self, Frames, SourceEvent, SourceHandle};
 
 /// Longest header or FRAME line accepted.
@@ -39,8 +38,8 @@ pub fn spawn(
     spec: &FileSourceSpec,
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
-) -> Result<SourceHandle, NetError> {
-    let file = Y4mFile::open(&spec.path).map_err(NetError::File)?;
+) -> Result<SourceHandle, Y4mError> {
+    let file = Y4mFile::open(&spec.path)?;
     let (width, height, fps) = (file.width(), file.height(), file.fps());
     let auto = u64::from(width) * u64::from(height) * u64::from(fps) * 7 / 100;
     let settings = EncoderSettings {
@@ -53,7 +52,7 @@ pub fn spawn(
         threads: 1,
     };
     source::spawn_frames(spec.name.clone(), settings, Box::new(file), tx, waker)
-        .map_err(|e| NetError::Source(spec.name.to_string(), e))
+        .map_err(|e| Y4mError::Thread(spec.path.clone(), e))
 }
 
 /// Why a Y4M file cannot be streamed.
@@ -72,6 +71,8 @@ pub enum Y4mError {
     BadFrameRate(PathBuf, String),
     /// The file holds no complete frame, or a frame header is malformed.
     BadFrame(PathBuf, String),
+    /// The thread that plays the file could not start.
+    Thread(PathBuf, io::Error),
 }
 
 impl fmt::Display for Y4mError {
@@ -98,6 +99,9 @@ impl fmt::Display for Y4mError {
                 )
             }
             Y4mError::BadFrame(p, m) => write!(f, "{}: {m}", p.display()),
+            Y4mError::Thread(p, e) => {
+                write!(f, "{}: cannot start its source thread: {e}", p.display())
+            }
         }
     }
 }
