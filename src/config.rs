@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use portcast_engine::AvatarId;
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -30,7 +31,6 @@ const MAX_UDP_PORTS: i64 = 64;
 const MAX_SESSIONS: i64 = 10_000;
 // Bounded so the network loop can add the timeout to an `Instant` without overflowing.
 const MAX_CONSENT_TIMEOUT_SECS: i64 = 86_400;
-const MAX_AVATAR_NAME_LEN: usize = 64;
 const MAX_CAPTURE_OFFERS: i64 = 1_000_000;
 
 const DEFAULT_MAX_CONNECTIONS: u16 = 1024;
@@ -58,7 +58,7 @@ pub struct Config {
     /// Time without STUN consent from a viewer before its session ends.
     pub consent_timeout: Duration,
     /// Avatar served for an unknown `avatar_id`; `None` refuses such offers with `unknown_avatar`.
-    pub fallback_avatar: Option<String>,
+    pub fallback_avatar: Option<AvatarId>,
     /// Configured avatars, names unique, never empty.
     pub avatars: Vec<AvatarConfig>,
     /// Folder where every received offer message is written; `None` captures nothing.
@@ -158,7 +158,7 @@ pub struct PortPair {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AvatarConfig {
     /// Name matched against the `avatar_id` of an offer.
-    pub name: String,
+    pub name: AvatarId,
     /// Frame width in pixels (even).
     pub width: u32,
     /// Frame height in pixels (even).
@@ -174,7 +174,7 @@ pub struct AvatarConfig {
 impl Default for AvatarConfig {
     fn default() -> Self {
         AvatarConfig {
-            name: DEFAULT_AVATAR_NAME.to_string(),
+            name: AvatarId::parse(DEFAULT_AVATAR_NAME).expect("a valid literal name"),
             width: DEFAULT_WIDTH,
             height: DEFAULT_HEIGHT,
             fps: DEFAULT_FPS,
@@ -1038,10 +1038,17 @@ impl Draft {
         let udp_ports = self.udp_ports()?;
 
         let avatars = self.avatars()?;
-        let avatars_for_sources = avatars.clone();
+        let sources = self.sources.validate(&avatars)?;
+        // The fallback may be any avatar that has a picture: a built-in one or
+        // the avatar a `--source` file plays.
+        let known: Vec<&str> = avatars
+            .iter()
+            .map(|a| a.name.as_str())
+            .chain(sources.file.as_ref().map(|f| f.avatar.as_str()))
+            .collect();
         let fallback_avatar = match self.fallback_avatar {
-            Some(name) if !avatars.iter().any(|avatar| avatar.name == name.value) => {
-                let known: Vec<&str> = avatars.iter().map(|a| a.name.as_str()).collect();
+            None => None,
+            Some(name) if !known.contains(&name.value.as_str()) => {
                 return Err(invalid(
                     name.origin,
                     format!(
@@ -1051,7 +1058,9 @@ impl Draft {
                     ),
                 ));
             }
-            other => other.map(|name| name.value),
+            Some(name) => Some(
+                AvatarId::parse(&name.value).map_err(|e| invalid(name.origin, e.to_string()))?,
+            ),
         };
 
         let token_secret_file = match self.token_secret_file {
@@ -1098,7 +1107,7 @@ impl Draft {
                 other => other.map(|dir| PathBuf::from(dir.value)),
             },
             capture_offers_max: ranged(&self.capture_max, 1, MAX_CAPTURE_OFFERS, " files")?,
-            sources: self.sources.validate(&avatars_for_sources)?,
+            sources,
             token_secret_file,
             allowed_origins: self.allowed_origins,
             limits: self.limits.validate(&self.max_sessions)?,
@@ -1209,18 +1218,9 @@ impl Draft {
         }
         let mut avatars: Vec<AvatarConfig> = Vec::with_capacity(self.avatars.value.len());
         for draft in &self.avatars.value {
-            let name = &draft.name.value;
-            let valid_name = (1..=MAX_AVATAR_NAME_LEN).contains(&name.len())
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-            if !valid_name {
-                return Err(invalid(
-                    draft.name.origin.clone(),
-                    format!("'{name}' is not a valid avatar name (1-64 characters from A-Z a-z 0-9 _ . -)"),
-                ));
-            }
-            if avatars.iter().any(|other| &other.name == name) {
+            let name = AvatarId::parse(&draft.name.value)
+                .map_err(|e| invalid(draft.name.origin.clone(), e.to_string()))?;
+            if avatars.iter().any(|other| other.name == name) {
                 return Err(invalid(
                     draft.name.origin.clone(),
                     format!("avatar name '{name}' is used more than once"),
@@ -1228,7 +1228,7 @@ impl Draft {
             }
             let kbps: u32 = ranged(&draft.bitrate_kbps, 100, 50_000, " kbps")?;
             avatars.push(AvatarConfig {
-                name: name.clone(),
+                name,
                 width: dimension(&draft.width, 3840)?,
                 height: dimension(&draft.height, 2160)?,
                 fps: ranged(&draft.fps, 1, 60, "")?,
@@ -1276,7 +1276,7 @@ pub enum IngestSocket {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSource {
     /// Avatar id viewers ask for.
-    pub avatar: String,
+    pub avatar: AvatarId,
     /// The Y4M file.
     pub path: PathBuf,
 }
@@ -1369,16 +1369,8 @@ impl SourcesDraft {
                         src.origin,
                     ),
                 };
-                let valid = (1..=MAX_AVATAR_NAME_LEN).contains(&name.len())
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-                if !valid {
-                    return Err(invalid(
-                        origin,
-                        format!("'{name}' is not a valid avatar name (1-64 characters from A-Z a-z 0-9 _ . -)"),
-                    ));
-                }
+                let name =
+                    AvatarId::parse(&name).map_err(|e| invalid(origin.clone(), e.to_string()))?;
                 if avatars.iter().any(|a| a.name == name) {
                     return Err(invalid(
                         origin,
@@ -1603,6 +1595,10 @@ mod tests {
             .expect("valid test args")
     }
 
+    fn id(name: &str) -> AvatarId {
+        AvatarId::parse(name).unwrap()
+    }
+
     fn no_env(_: &str) -> Option<String> {
         None
     }
@@ -1649,7 +1645,7 @@ mod tests {
         assert_eq!(
             config.avatars,
             vec![AvatarConfig {
-                name: "test-pattern".into(),
+                name: id("test-pattern"),
                 width: 1280,
                 height: 720,
                 fps: 30,
@@ -1733,7 +1729,7 @@ fallback_avatar = "test-pattern"
                 udp_ports: pairs(&[(20000, 20000), (20001, 30001), (20002, 20002)]),
                 max_sessions: 50,
                 consent_timeout: Duration::from_secs(12),
-                fallback_avatar: Some("test-pattern".into()),
+                fallback_avatar: Some(id("test-pattern")),
                 avatars: vec![AvatarConfig::default()],
                 capture_offers_dir: None,
                 capture_offers_max: 1000,
@@ -1772,13 +1768,13 @@ encoder_threads = 4
             config.avatars,
             vec![
                 AvatarConfig {
-                    name: "lobby".into(),
+                    name: id("lobby"),
                     width: 640,
                     height: 360,
                     ..AvatarConfig::default()
                 },
                 AvatarConfig {
-                    name: "hd.main_1".into(),
+                    name: id("hd.main_1"),
                     fps: 60,
                     bitrate_bps: 6_000_000,
                     encoder_threads: 4,
@@ -1807,7 +1803,7 @@ encoder_threads = 4
         assert_eq!(
             config.avatars,
             vec![AvatarConfig {
-                name: "test-pattern".into(),
+                name: id("test-pattern"),
                 width: 1920,
                 height: 1080,
                 fps: 25,
@@ -1882,6 +1878,24 @@ name = "other"
     }
 
     #[test]
+    fn fallback_avatar_may_be_the_avatar_of_a_source_file() {
+        let args = [
+            "--source",
+            "y4m:/clips/lecture.y4m",
+            "--avatar",
+            "clip",
+            "--fallback-avatar",
+            "clip",
+        ];
+        let config = load(&cli(&args), &no_env).expect("a --source avatar is a fallback");
+        assert_eq!(config.fallback_avatar.as_deref(), Some("clip"));
+        assert_eq!(
+            config.sources.file.map(|f| f.avatar).as_deref(),
+            Some("clip")
+        );
+    }
+
+    #[test]
     fn env_overrides_flags() {
         let args = [
             "--public-ip",
@@ -1921,7 +1935,7 @@ name = "other"
                 udp_ports: pairs(&[(10111, 20111)]),
                 max_sessions: 3,
                 consent_timeout: Duration::from_secs(60),
-                fallback_avatar: Some("test-pattern".into()),
+                fallback_avatar: Some(id("test-pattern")),
                 avatars: vec![AvatarConfig::default()],
                 capture_offers_dir: None,
                 capture_offers_max: 1000,
@@ -2199,7 +2213,7 @@ name = "other"
         assert_eq!(
             config.sources.file,
             Some(FileSource {
-                avatar: "talk".into(),
+                avatar: id("talk"),
                 path: "/data/talk.y4m".into()
             })
         );

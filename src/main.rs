@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use portcast_engine::auth::TokenKey;
 use portcast_engine::encoder::EncoderSettings;
-use portcast_engine::{AvatarId, EngineConfig, SocketSpec};
+use portcast_engine::{EngineConfig, SocketSpec};
 use portcast_net::y4m::FileSourceSpec;
 use portcast_net::{
     AvatarSpec, CaptureConfig, ConnLimits, IngestConfig, Server, ServerConfig, UdpPortSpec,
@@ -145,13 +145,19 @@ fn engine_config(c: &config::Config) -> EngineConfig {
                 public: SocketAddr::new(c.public_ip, p.public),
             })
             .collect(),
-        avatars: c.avatars.iter().map(|a| AvatarId::new(&a.name)).collect(),
+        // Every avatar with a picture: the test-pattern ones and a `--source` file's.
+        avatars: c
+            .avatars
+            .iter()
+            .map(|a| a.name.clone())
+            .chain(c.sources.file.iter().map(|f| f.avatar.clone()))
+            .collect(),
         max_sessions: c.max_sessions,
         max_sessions_per_avatar: c.limits.max_sessions_per_avatar,
         max_sdp_bytes: c.limits.max_sdp_bytes,
         consent_timeout: c.consent_timeout,
         connect_timeout: c.limits.connect_timeout,
-        fallback_avatar: c.fallback_avatar.as_deref().map(AvatarId::new),
+        fallback_avatar: c.fallback_avatar.clone(),
         // Set by `server_config` only: captured offers carry no token, so replay checks none.
         token_key: None,
         ..EngineConfig::default()
@@ -182,7 +188,7 @@ fn server_config(
             .avatars
             .iter()
             .map(|a| AvatarSpec {
-                name: AvatarId::new(&a.name),
+                name: a.name.clone(),
                 encoder: EncoderSettings {
                     width: a.width,
                     height: a.height,
@@ -207,7 +213,7 @@ fn server_config(
             .file
             .iter()
             .map(|f| FileSourceSpec {
-                name: AvatarId::new(&f.avatar),
+                name: f.avatar.clone(),
                 path: f.path.clone(),
                 bitrate_bps: None,
             })

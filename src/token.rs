@@ -36,14 +36,6 @@ pub fn read_secret_file(path: &Path) -> Result<TokenKey, String> {
     })
 }
 
-/// Whether `name` can be an avatar id: 1-64 characters of `A-Za-z0-9_.-`, as configured avatars.
-fn valid_avatar(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
 /// The token for `portcast token`, or the message explaining why there is none.
 pub fn mint(
     secret_file: &Path,
@@ -57,10 +49,8 @@ pub fn mint(
             "--session: '{session}' is not a valid session id (1-128 characters from A-Z a-z 0-9 . _ ~ -)"
         ));
     }
-    if !valid_avatar(avatar) {
-        return Err(format!(
-            "--avatar: '{avatar}' is not a valid avatar name (1-64 characters from A-Z a-z 0-9 _ . -)"
-        ));
+    if let Err(e) = portcast_engine::AvatarId::parse(avatar) {
+        return Err(format!("--avatar: {e}"));
     }
     let ttl = ttl_secs
         .trim()

@@ -35,7 +35,7 @@ impl InProc {
                 })
                 .collect(),
             avatars: vec![AvatarSpec {
-                name: AvatarId::new("test-pattern"),
+                name: AvatarId::parse("test-pattern").unwrap(),
                 encoder: EncoderSettings {
                     width: 320,
                     height: 180,

@@ -172,7 +172,7 @@ fn frame_through_engine(c: &mut Criterion) {
         engine,
         now,
         rtp: 100,
-        avatar: AvatarId::new("test-pattern"),
+        avatar: AvatarId::parse("test-pattern").unwrap(),
     };
     // The first write must be a keyframe for the viewer.
     feed.write(&idr);

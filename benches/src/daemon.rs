@@ -62,12 +62,14 @@ impl Daemon {
         let config = ServerConfig {
             avatars: avatars
                 .iter()
-                .map(|(n, s)| AvatarSpec {
-                    name: AvatarId::new(n),
-                    encoder: *s,
-                    busy,
+                .map(|(n, s)| {
+                    Ok(AvatarSpec {
+                        name: AvatarId::parse(n).map_err(|e| e.to_string())?,
+                        encoder: *s,
+                        busy,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, String>>()?,
             engine: EngineConfig {
                 max_sessions,
                 max_sessions_per_avatar: max_sessions,

@@ -14,7 +14,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use portcast_engine::pattern::TestPattern;
-use portcast_engine::{AvatarId, EngineConfig};
+use portcast_engine::EngineConfig;
 use portcast_net::ingest::client::IngestClient;
 use portcast_net::ingest::convert::{packed_to_i420, rgb_to_i420_reference, I420Buffer};
 use portcast_net::ingest::wire::{PixelFormat, StreamFormat};
@@ -91,7 +91,7 @@ pub fn ingest(seconds: f64, out: &Path) -> Result<(), String> {
     let report = report?;
     let timings: Vec<FrameTiming> = probe
         .try_iter()
-        .filter(|t| t.avatar == AvatarId::new(AVATAR) && t.datagrams > 0)
+        .filter(|t| t.avatar == AVATAR && t.datagrams > 0)
         .collect();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let total = summarize(

@@ -55,7 +55,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             sockets: Vec::new(),
-            avatars: vec![AvatarId::new("test-pattern")],
+            avatars: vec![AvatarId::parse("test-pattern").expect("a valid literal name")],
             fallback_avatar: None,
             max_sessions: 200,
             max_sdp_bytes: 64 * 1024,
@@ -116,8 +116,10 @@ pub struct Transmit {
 }
 
 /// Something the driver must do, from [`Engine::poll_output`].
+///
+/// Deliberately exhaustive: a driver matches every variant, so a new kind of
+/// output is a compile error there instead of something silently dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Output {
     /// Send a datagram.
     Transmit(Transmit),
@@ -139,8 +141,8 @@ pub enum Output {
         conn: ConnId,
         /// Its session id.
         session_id: String,
-        /// Why it ended (`EndReason::code`).
-        reason: &'static str,
+        /// Why it ended.
+        reason: EndReason,
     },
     /// Nothing more to do until this instant (or new input).
     Timeout(Instant),
@@ -351,8 +353,9 @@ impl Engine {
         self.conns.get(&conn).is_some_and(|c| c.session.is_some())
     }
 
-    #[doc(hidden)]
     /// Makes the next handling of a session panic, to test that a bug in one session is contained.
+    /// Only with the `test-hooks` feature, which this crate's own tests turn on.
+    #[cfg(feature = "test-hooks")]
     pub fn poison_session_for_tests(&mut self, session_id: &str) {
         if let Some(s) = self.sessions.values_mut().find(|s| s.id == session_id) {
             s.poisoned = true;
@@ -776,6 +779,7 @@ impl Engine {
             frames_sent: 0,
             frames_held: 0,
             client_stats: None,
+            #[cfg(feature = "test-hooks")]
             poisoned: false,
         };
         self.demux.add_session(key, &creds.ufrag);
@@ -807,15 +811,22 @@ impl Engine {
     }
 
     fn resolve_avatar(&self, requested: &str) -> Result<AvatarId, SignalError> {
-        let id = AvatarId::new(requested);
-        if self.avatars.contains_key(&id) {
+        // A name that breaks the rule cannot be configured, so it is simply unknown.
+        if let Some(id) = AvatarId::parse(requested)
+            .ok()
+            .filter(|id| self.avatars.contains_key(id))
+        {
             return Ok(id);
         }
         match &self.config.fallback_avatar {
             Some(f) => Ok(f.clone()),
             None => Err(SignalError::UnknownAvatar {
                 requested: requested.to_string(),
-                available: self.avatars().into_iter().map(|a| a.0).collect(),
+                available: self
+                    .avatars()
+                    .into_iter()
+                    .map(|a| a.as_str().to_string())
+                    .collect(),
             }),
         }
     }
@@ -944,7 +955,7 @@ impl Engine {
         self.out.push_back(Output::SessionClosed {
             conn: s.conn,
             session_id: s.id,
-            reason: reason.code(),
+            reason,
         });
     }
 }

@@ -10,14 +10,29 @@ pub struct SocketId(pub usize);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
-/// Name of an avatar (a video source) viewers can ask for, e.g. `test-pattern`.
+/// Name of an avatar (a video source) viewers can ask for, e.g. `test-pattern`:
+/// 1-64 characters of `A-Z a-z 0-9 _ . -`, checked once by [`AvatarId::parse`]
+/// wherever a name comes in (config, renderer, token), so holders never re-check.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AvatarId(pub String);
+pub struct AvatarId(String);
 
 impl AvatarId {
-    /// Builds an avatar id from any string.
-    pub fn new(name: impl Into<String>) -> Self {
-        AvatarId(name.into())
+    /// The longest name accepted.
+    pub const MAX_LEN: usize = 64;
+
+    /// Checks `name` against the avatar-name rule.
+    pub fn parse(name: &str) -> Result<AvatarId, InvalidAvatarId> {
+        let valid = (1..=Self::MAX_LEN).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if valid {
+            Ok(AvatarId(name.to_string()))
+        } else {
+            Err(InvalidAvatarId {
+                name: name.chars().take(80).collect(),
+            })
+        }
     }
 
     /// The name as a string slice.
@@ -25,6 +40,44 @@ impl AvatarId {
         &self.0
     }
 }
+
+impl std::ops::Deref for AvatarId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for AvatarId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for AvatarId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// A name that breaks the avatar-name rule (its first 80 characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidAvatarId {
+    /// The name as given, cut to 80 characters.
+    pub name: String,
+}
+
+impl fmt::Display for InvalidAvatarId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "'{}' is not a valid avatar name (1-64 characters from A-Z a-z 0-9 _ . -)",
+            self.name
+        )
+    }
+}
+
+impl std::error::Error for InvalidAvatarId {}
 
 impl fmt::Display for SocketId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -41,5 +94,21 @@ impl fmt::Display for ConnId {
 impl fmt::Display for AvatarId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avatar_ids_follow_the_name_rule() {
+        for ok in ["test-pattern", "hd.main_1", "A", &"a".repeat(64)] {
+            assert_eq!(AvatarId::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", "a b", "tutor/13", "é", &"a".repeat(65)] {
+            let e = AvatarId::parse(bad).unwrap_err();
+            assert!(e.to_string().contains("is not a valid avatar name"), "{e}");
+        }
     }
 }

@@ -49,7 +49,6 @@
 //!             engine.handle_timeout(now);
 //!             break;
 //!         }
-//!         _ => {}
 //!     }
 //! }
 //! # let _ = Duration::ZERO;
@@ -83,7 +82,7 @@ pub use address::{SocketSpec, SocketTable};
 pub use engine::{
     ConnectInfo, Datagram, Engine, EngineConfig, EngineError, EngineStats, Output, Transmit,
 };
-pub use ids::{AvatarId, ConnId, SocketId};
+pub use ids::{AvatarId, ConnId, InvalidAvatarId, SocketId};
 pub use media::AccessUnit;
 pub use session::{EndReason, Phase, SessionInfo};
 pub use signaling::SignalError;

@@ -130,7 +130,7 @@ impl Replayer {
         let avatar = config
             .avatars
             .first()
-            .map(|a| a.0.clone())
+            .map(|a| a.as_str().to_string())
             .unwrap_or_else(|| "test-pattern".into());
         let engine = Engine::new(config, clock())?;
         let public = engine.sockets().specs().iter().map(|s| s.public).collect();

@@ -110,6 +110,7 @@ pub(crate) struct Session {
     pub frames_held: u64,
     pub client_stats: Option<Value>,
     /// Test hook: the next handling panics (see `Engine::poison_session_for_tests`).
+    #[cfg(feature = "test-hooks")]
     pub poisoned: bool,
 }
 
@@ -130,8 +131,10 @@ pub(crate) struct DrainCtx<'a> {
 }
 
 impl Session {
-    /// Panics if a test poisoned this session.
+    /// Panics if a test poisoned this session (a no-op without the `test-hooks` feature).
+    #[inline]
     pub fn check_poison(&mut self) {
+        #[cfg(feature = "test-hooks")]
         if std::mem::take(&mut self.poisoned) {
             panic!("session {} poisoned by a test", self.id);
         }

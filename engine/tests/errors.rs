@@ -160,7 +160,7 @@ fn unknown_avatar_is_refused_unless_a_fallback_is_configured() {
 
     let cfg = EngineConfig {
         sockets: sockets("127.0.0.1", 10111),
-        fallback_avatar: Some(portcast_engine::AvatarId::new("test-pattern")),
+        fallback_avatar: Some(portcast_engine::AvatarId::parse("test-pattern").unwrap()),
         ..EngineConfig::default()
     };
     let mut w = World::new(cfg, 256, 144);
@@ -265,7 +265,7 @@ fn reloaded_limits_apply_to_new_offers_and_keep_live_sessions() {
     // A fallback naming no avatar is refused and changes nothing.
     let bad = EngineConfig {
         max_sessions: 5,
-        fallback_avatar: Some(portcast_engine::AvatarId::new("nobody")),
+        fallback_avatar: Some(portcast_engine::AvatarId::parse("nobody").unwrap()),
         ..EngineConfig::default()
     };
     assert!(w.engine.reload_limits(&bad).is_err());

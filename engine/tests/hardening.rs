@@ -6,7 +6,7 @@ mod util;
 use std::time::Duration;
 
 use portcast_engine::auth::TokenKey;
-use portcast_engine::{ConnId, ConnectInfo, EngineConfig};
+use portcast_engine::{ConnId, ConnectInfo, EndReason, EngineConfig};
 use serde_json::Value;
 use util::*;
 
@@ -100,7 +100,7 @@ fn a_panic_while_handling_one_session_drops_only_that_session() {
     assert!(w
         .closed
         .iter()
-        .any(|(_, id, r)| id == "doomed" && *r == "internal_error"));
+        .any(|(_, id, r)| id == "doomed" && *r == EndReason::InternalError));
     assert!(
         w.viewers[b].counters.len() > before + 20,
         "the other viewer keeps streaming"

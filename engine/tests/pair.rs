@@ -4,7 +4,7 @@ mod util;
 
 use std::time::Duration;
 
-use portcast_engine::{EngineConfig, Phase};
+use portcast_engine::{EndReason, EngineConfig, Phase};
 use util::*;
 
 fn config(public_ip: &str, public_base: u16) -> EngineConfig {
@@ -180,7 +180,7 @@ fn closing_the_websocket_frees_every_trace_of_the_session() {
     assert_eq!(w.engine.connection_count(), 0);
     assert_eq!(
         w.closed,
-        vec![(conn, "bye-now".to_string(), "websocket_closed")]
+        vec![(conn, "bye-now".to_string(), EndReason::WebSocketClosed)]
     );
     // The session id is free again for a new connection.
     w.add_viewer("bye-now", addr("127.0.0.1:40001"));
@@ -204,7 +204,7 @@ fn a_silent_viewer_loses_its_session_after_the_consent_timeout() {
     w.run(Duration::from_secs(2));
     assert_eq!(w.engine.session_count(), 0);
     assert_eq!(w.engine.demux_table_sizes(), (0, 0));
-    assert_eq!(w.closed[0].2, "consent_expired");
+    assert_eq!(w.closed[0].2, EndReason::ConsentExpired);
     assert_eq!(
         w.viewers[v].byes.len(),
         1,
@@ -231,5 +231,5 @@ fn a_viewer_that_never_connects_is_dropped_after_the_connect_timeout() {
     w.pump();
     w.run(Duration::from_millis(2100));
     assert_eq!(w.engine.session_count(), 0);
-    assert_eq!(w.closed[0].2, "connect_timeout");
+    assert_eq!(w.closed[0].2, EndReason::ConnectTimeout);
 }

@@ -246,10 +246,11 @@ impl Server {
         }
         config.engine.sockets = specs;
         config.engine.avatars = config.avatars.iter().map(|a| a.name.clone()).collect();
-        config
-            .engine
-            .avatars
-            .extend(config.file_sources.iter().map(|f| f.name.clone()));
+        for f in &config.file_sources {
+            if !config.engine.avatars.contains(&f.name) {
+                config.engine.avatars.push(f.name.clone());
+            }
+        }
         let engine =
             Engine::new(config.engine.clone(), Instant::now()).map_err(NetError::Engine)?;
         let capture =
@@ -761,7 +762,6 @@ impl Server {
                         c.close();
                     }
                 }
-                _ => {}
             }
         }
     }

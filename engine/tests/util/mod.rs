@@ -13,7 +13,8 @@ use openh264::formats::YUVSource;
 use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
 use portcast_engine::pattern::{read_frame_counter, TestPattern, I420};
 use portcast_engine::{
-    AccessUnit, AvatarId, ConnId, Datagram, Engine, EngineConfig, Output, SocketId, SocketSpec,
+    AccessUnit, AvatarId, ConnId, Datagram, EndReason, Engine, EngineConfig, Output, SocketId,
+    SocketSpec,
 };
 use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpApi, SdpPendingOffer};
@@ -202,7 +203,7 @@ impl Source {
             threads: 1,
         };
         Source {
-            avatar: AvatarId::new(avatar),
+            avatar: AvatarId::parse(avatar).unwrap(),
             pattern: TestPattern::new(width as usize, height as usize).unwrap(),
             encoder: H264Encoder::new(settings).unwrap(),
             index: 0,
@@ -250,7 +251,7 @@ pub struct World {
     next_frame: Instant,
     public_to_socket: HashMap<SocketAddr, SocketId>,
     pub keyframe_requests: u64,
-    pub closed: Vec<(ConnId, String, &'static str)>,
+    pub closed: Vec<(ConnId, String, EndReason)>,
     pub signals: Vec<(ConnId, String)>,
     /// Datagrams the engine sent that are DTLS application data (SCTP would be; SRTP is not).
     pub dtls_app_data_from_engine: u64,
@@ -359,7 +360,6 @@ impl World {
                     } => {
                         self.closed.push((conn, session_id, reason));
                     }
-                    other => panic!("unexpected output {other:?}"),
                 }
             }
             for v in self.viewers.iter_mut() {

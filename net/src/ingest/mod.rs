@@ -547,19 +547,23 @@ mod tests {
             epoch: Instant::now(),
             stop: AtomicBool::new(false),
         };
-        let first = shared.avatar_counters(&AvatarId::new("a0")).unwrap();
+        let first = shared
+            .avatar_counters(&AvatarId::parse("a0").unwrap())
+            .unwrap();
         first.add(Stat::FramesReceived, 3);
         // The same id again (a renderer that reconnects) continues its counters.
-        let again = shared.avatar_counters(&AvatarId::new("a0")).unwrap();
+        let again = shared
+            .avatar_counters(&AvatarId::parse("a0").unwrap())
+            .unwrap();
         assert_eq!(again.frames_received.load(Ordering::Relaxed), 3);
         for i in 1..MAX_TRACKED_AVATARS {
             assert!(shared
-                .avatar_counters(&AvatarId::new(format!("a{i}")))
+                .avatar_counters(&AvatarId::parse(&format!("a{i}")).unwrap())
                 .is_some());
         }
         // Renderers choose their ids: past the bound, only the hub counts.
         assert!(shared
-            .avatar_counters(&AvatarId::new("one-too-many"))
+            .avatar_counters(&AvatarId::parse("one-too-many").unwrap())
             .is_none());
         assert_eq!(lock(&shared.per_avatar).len(), MAX_TRACKED_AVATARS);
     }

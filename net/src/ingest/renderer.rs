@@ -153,7 +153,7 @@ impl Reader {
         };
         let mut name = vec![0u8; header.payload_len];
         self.read_full(&mut name, "avatar id", false)?;
-        let avatar = AvatarId::new(wire::parse_avatar_id(&name)?);
+        let avatar = wire::parse_avatar_id(&name)?;
         self.shared.claim(&avatar, self.conn, self.slot.clone())?;
         self.own = self.shared.avatar_counters(&avatar);
         self.avatar = Some(avatar.clone());

@@ -23,6 +23,8 @@
 use std::fmt;
 use std::io;
 
+use portcast_engine::AvatarId;
+
 /// The first four bytes of every message.
 pub const MAGIC: [u8; 4] = *b"PCIN";
 /// The protocol version this daemon speaks.
@@ -32,7 +34,7 @@ pub const HEADER_LEN: usize = 16;
 /// Largest meta section accepted.
 pub const MAX_META_BYTES: usize = 256;
 /// Longest avatar id, in bytes (as for configured avatars).
-pub const MAX_AVATAR_ID_LEN: usize = 64;
+pub const MAX_AVATAR_ID_LEN: usize = AvatarId::MAX_LEN;
 /// Largest reason text the daemon sends in a `REFUSED` message.
 pub const MAX_REASON_BYTES: usize = 1024;
 
@@ -344,17 +346,15 @@ impl Message {
 }
 
 /// Checks an avatar id carried by REGISTER: 1-64 bytes of `A-Za-z0-9_.-`.
-pub fn parse_avatar_id(payload: &[u8]) -> Result<&str, WireError> {
-    let valid = (1..=MAX_AVATAR_ID_LEN).contains(&payload.len())
-        && payload
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    match std::str::from_utf8(payload) {
-        Ok(s) if valid => Ok(s),
-        _ => Err(WireError::BadAvatarId(
-            String::from_utf8_lossy(&payload[..payload.len().min(80)]).into_owned(),
-        )),
-    }
+pub fn parse_avatar_id(payload: &[u8]) -> Result<AvatarId, WireError> {
+    std::str::from_utf8(payload)
+        .ok()
+        .and_then(|s| AvatarId::parse(s).ok())
+        .ok_or_else(|| {
+            WireError::BadAvatarId(
+                String::from_utf8_lossy(&payload[..payload.len().min(80)]).into_owned(),
+            )
+        })
 }
 
 /// Whether `data` starts with an Annex-B start code (`00 00 01` or `00 00 00 01`).
