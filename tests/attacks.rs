@@ -308,6 +308,22 @@ fn with_auth_on_only_a_valid_token_gets_video() {
 }
 
 /// A datagram of random bytes from a cheap xorshift generator (deterministic).
+/// Datagrams the kernel dropped for the IPv4 UDP socket bound to `port` (the
+/// `drops` column of /proc/net/udp: receive buffer full).
+fn kernel_udp_drops(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let bound_here = cols.get(1).is_some_and(|a| a.ends_with(&local));
+            bound_here.then(|| cols.get(12)?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
 fn junk(seed: &mut u64, out: &mut Vec<u8>) {
     out.clear();
     *seed ^= *seed << 13;
@@ -403,7 +419,11 @@ fn a_udp_junk_flood_and_forged_stun_do_not_stop_a_live_viewer() {
     let (took, replies) = flooder.join().unwrap();
     let got = v.counters.len() - before;
     let expected = took.as_secs_f64() * 30.0;
-    eprintln!("flood: {total} datagrams in {took:?}; viewer decoded {got} frames (~{expected:.0} expected); replies to attacker: {replies}");
+    // On a loaded machine the kernel drops part of the flood before the loop
+    // reads it (the socket's receive buffer is full): those never reach the
+    // daemon, so they are accounted for from /proc, not expected in /metrics.
+    let kernel_dropped = kernel_udp_drops(target.port());
+    eprintln!("flood: {total} datagrams in {took:?}, {kernel_dropped} dropped by the kernel; viewer decoded {got} frames (~{expected:.0} expected); replies to attacker: {replies}");
     assert!(
         got as f64 >= expected * 0.8,
         "viewer starved: {got} of ~{expected:.0} frames"
@@ -413,9 +433,11 @@ fn a_udp_junk_flood_and_forged_stun_do_not_stop_a_live_viewer() {
     let dropped = metric(&m, "portcast_drops_total{reason=\"unknown_source\"}")
         + metric(&m, "portcast_drops_total{reason=\"malformed\"}")
         + metric(&m, "portcast_drops_total{reason=\"unknown_ufrag\"}");
+    // Every tenth datagram is forged STUN for the live session, which str0m
+    // refuses on its integrity without a drop counter: hence 8 of 10.
     assert!(
-        dropped >= total * 8 / 10,
-        "junk counted as dropped: {dropped} of {total}"
+        dropped + kernel_dropped >= total * 8 / 10,
+        "junk counted as dropped: {dropped}, plus {kernel_dropped} the kernel dropped, of {total}"
     );
     d.assert_fresh_viewer_streams("after-flood");
 }
