@@ -161,11 +161,17 @@ pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
         ended.get_or_create(&label("reason", reason)).inc_by(*n);
     }
     r.register("sessions_ended", "Sessions ended, by reason", ended);
+    r.register(
+        "session_panics",
+        "Sessions dropped because handling them panicked (a bug: report it)",
+        ConstCounter::new(s.engine.session_panics),
+    );
     let drops = Family::<Labels, Counter>::default();
     let engine_drops = [
         ("unknown_ufrag", s.engine.drop_unknown_ufrag),
         ("unknown_source", s.engine.drop_unknown_source),
         ("malformed", s.engine.drop_malformed),
+        ("dtls_application_data", s.engine.drop_dtls_application_data),
         ("held_for_keyframe", s.engine.frames_held),
     ];
     let ingest_drops = s.ingest.as_ref().map_or_else(Vec::new, |i| {
@@ -388,8 +394,12 @@ mod tests {
         let mut stats = EngineStats::default();
         stats.errors.insert("invalid_sdp", 1);
         stats.ended.insert("websocket_closed", 1);
+        rendered_with(&stats)
+    }
+
+    fn rendered_with(stats: &EngineStats) -> String {
         let snapshot = Snapshot {
-            engine: &stats,
+            engine: stats,
             sessions: &[],
             sockets: vec![SocketCounters {
                 local: "127.0.0.1:10111".into(),
@@ -432,6 +442,40 @@ mod tests {
             }
             serde_json::Value::Array(a) => a.iter().for_each(|x| collect_exprs(x, out)),
             _ => {}
+        }
+    }
+
+    /// Every counter the engine keeps reaches /metrics (two once did not).
+    #[test]
+    fn every_engine_counter_is_exported() {
+        let stats = EngineStats {
+            offers: 1,
+            answers: 2,
+            datagrams_in: 3,
+            drop_unknown_ufrag: 4,
+            drop_unknown_source: 5,
+            drop_malformed: 6,
+            drop_dtls_application_data: 7,
+            frames_written: 8,
+            frames_held: 9,
+            keyframe_requests: 10,
+            session_panics: 11,
+            ..EngineStats::default()
+        };
+        let text = rendered_with(&stats);
+        for line in [
+            "portcast_offers_total 1",
+            "portcast_answers_total 2",
+            "portcast_drops_total{reason=\"unknown_ufrag\"} 4",
+            "portcast_drops_total{reason=\"unknown_source\"} 5",
+            "portcast_drops_total{reason=\"malformed\"} 6",
+            "portcast_drops_total{reason=\"dtls_application_data\"} 7",
+            "portcast_drops_total{reason=\"held_for_keyframe\"} 9",
+            "portcast_frames_written_total 8",
+            "portcast_keyframe_requests_total 10",
+            "portcast_session_panics_total 11",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
     }
 
