@@ -59,6 +59,8 @@ pub enum Rule {
     Direction,
     /// Every other m-line is rejected: port 0, no candidate, no direction but inactive.
     Rejected,
+    /// Each answered header extension was offered on that m-line with the same id (RFC 8285).
+    Extensions,
     /// str0m parses the answer again.
     Parses,
 }
@@ -106,6 +108,7 @@ pub fn check_answer(offer: &str, answer: &str, public: &[SocketAddr]) -> AnswerC
         c.setup(i);
         c.codec(i);
         c.bundle(i);
+        c.extensions(i);
     }
     c.rejected();
     if let Err(e) = SdpAnswer::from_sdp_string(answer) {
@@ -123,6 +126,32 @@ struct Checker<'a> {
 impl<'a> Checker<'a> {
     fn violate(&mut self, rule: Rule, detail: String) {
         self.out.violations.push(Violation { rule, detail });
+    }
+
+    fn extensions(&mut self, i: usize) {
+        fn extmaps<'s>(m: Option<&MediaText<'s>>) -> Vec<(&'s str, &'s str)> {
+            m.map(|m| {
+                m.attrs()
+                    .filter(|(n, _)| *n == "extmap")
+                    .filter_map(|(_, v)| {
+                        let mut words = v.split_whitespace();
+                        // The id may carry a direction ("5/sendonly"): compare the number.
+                        let id = words.next()?.split('/').next()?;
+                        Some((id, words.next()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+        }
+        let offered = extmaps(self.offer.media.get(i));
+        for (id, uri) in extmaps(self.answer.media.get(i)) {
+            if !offered.contains(&(id, uri)) {
+                self.violate(
+                    Rule::Extensions,
+                    format!("a=extmap:{id} {uri} was not offered with that id"),
+                );
+            }
+        }
     }
 
     fn ice_lite(&mut self) {
@@ -515,6 +544,8 @@ mod tests {
     fn offer() -> String {
         "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
          m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+         a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+         a=extmap:5 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n\
          a=setup:actpass\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n\
          a=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\n\
          a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
@@ -531,7 +562,10 @@ mod tests {
              m=video 9 UDP/TLS/RTP/SAVPF 102 103\r\nc=IN IP4 0.0.0.0\r\n\
              a=candidate:1 1 udp 2130706175 198.18.0.1 10111 typ host\r\n\
              a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:{FP}\r\n\
-             a=setup:passive\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\n\
+             a=setup:passive\r\na=mid:0\r\n\
+             a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+             a=extmap:5 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n\
+             a=sendonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\n\
              a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
              a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n\
              m=audio 0 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n"
@@ -600,6 +634,14 @@ mod tests {
             (a.replace("m=audio 0", "m=audio 9"), Rule::Rejected),
             (a.replace("a=inactive", "a=sendonly"), Rule::Rejected),
             (a.replace("v=0\r\n", ""), Rule::Parses),
+            (a.replace("a=extmap:5 ", "a=extmap:6 "), Rule::Extensions),
+            (
+                a.replace(
+                    "a=sendonly",
+                    "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\na=sendonly",
+                ),
+                Rule::Extensions,
+            ),
         ];
         for (bad, rule) in cases {
             let got = rules(&bad);

@@ -20,6 +20,7 @@ use crate::ids::{AvatarId, ConnId, SocketId};
 use crate::keyframe::{KeyframeLimiter, DEFAULT_KEYFRAME_INTERVAL};
 use crate::media::AccessUnit;
 use crate::offer::OfferSummary;
+use crate::playout_delay::PlayoutDelay;
 use crate::sctp_guard::{self, Guarded};
 use crate::session::{DrainCtx, EndReason, Phase, Session, SessionInfo};
 use crate::signaling::{self, ClientMessage, Offer, SignalError};
@@ -49,6 +50,9 @@ pub struct EngineConfig {
     pub max_sessions_per_avatar: usize,
     /// When set, every offer needs a token minted with this key (see [`crate::auth`]).
     pub token_key: Option<TokenKey>,
+    /// Sent in the playout-delay header extension to viewers whose offer has it
+    /// (see [`crate::playout_delay`]); `None` never negotiates the extension.
+    pub playout_delay: Option<PlayoutDelay>,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
             resend_buffer_packets: 300,
             max_sessions_per_avatar: 200,
             token_key: None,
+            playout_delay: Some(PlayoutDelay::IMMEDIATE),
         }
     }
 }
@@ -233,6 +238,9 @@ impl Engine {
                     "fallback avatar '{f}' is not a configured avatar"
                 )));
             }
+        }
+        if let Some(d) = config.playout_delay {
+            PlayoutDelay::new(d.min, d.max).map_err(EngineError::Config)?;
         }
         // One certificate for every session: generating one costs ~0.7 ms,
         // which would dominate offer-to-answer time.
@@ -496,6 +504,13 @@ impl Engine {
                 let Some(writer) = s.rtc.writer(mid) else {
                     return;
                 };
+                let writer = match e.config.playout_delay {
+                    Some(d) => {
+                        let (min, max) = d.media_times();
+                        writer.playout_delay(min, max)
+                    }
+                    None => writer,
+                };
                 match writer.write(pt, au.captured_at, rtp_time, au.data.clone()) {
                     Ok(()) => {
                         s.needs_keyframe = false;
@@ -730,6 +745,11 @@ impl Engine {
             .clear_extension_map()
             .set_extension(4, Extension::RtpMid)
             .clear_codecs();
+        if self.config.playout_delay.is_some() {
+            // Answered only when the offer has it (str0m answers the
+            // intersection, with the offer's id); written on every frame.
+            cfg = cfg.set_extension(5, Extension::PlayoutDelay);
+        }
         cfg.codec_config().add_h264(
             choice.format.pt.into(),
             choice.format.rtx.map(Into::into),

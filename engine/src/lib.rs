@@ -72,6 +72,7 @@ pub mod keyframe;
 pub mod media;
 pub mod offer;
 pub mod pattern;
+pub mod playout_delay;
 pub mod replay;
 mod sctp_guard;
 mod sdp_text;
@@ -84,5 +85,6 @@ pub use engine::{
 };
 pub use ids::{AvatarId, ConnId, InvalidAvatarId, SocketId};
 pub use media::AccessUnit;
+pub use playout_delay::PlayoutDelay;
 pub use session::{EndReason, Phase, SessionInfo};
 pub use signaling::SignalError;

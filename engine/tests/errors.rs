@@ -238,13 +238,22 @@ fn every_real_offer_that_should_be_answered_is_answered() {
             sdp.contains("127.0.0.1 1011"),
             "{file}: candidate at the public address"
         );
-        // No per-viewer bandwidth estimation: only the MID extension is answered.
+        // No per-viewer bandwidth estimation: only MID is answered, plus
+        // playout-delay exactly when the offer has it (Chromium's, not aiortc's).
+        let playout = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
         let extmaps: Vec<&str> = sdp.lines().filter(|l| l.starts_with("a=extmap:")).collect();
         assert!(
             extmaps
                 .iter()
-                .all(|l| l.ends_with("urn:ietf:params:rtp-hdrext:sdes:mid")),
+                .all(|l| l.ends_with(" urn:ietf:params:rtp-hdrext:sdes:mid")
+                    || l.ends_with(&format!(" {playout}"))),
             "{file}: {extmaps:?}"
+        );
+        let offered = fixture(file).contains(playout);
+        assert_eq!(
+            extmaps.iter().any(|l| l.ends_with(playout)),
+            offered,
+            "{file}: playout-delay offered {offered}, answered {extmaps:?}"
         );
     }
 }

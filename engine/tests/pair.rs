@@ -233,3 +233,52 @@ fn a_viewer_that_never_connects_is_dropped_after_the_connect_timeout() {
     assert_eq!(w.engine.session_count(), 0);
     assert_eq!(w.closed[0].2, EndReason::ConnectTimeout);
 }
+
+#[test]
+fn playout_delay_is_answered_and_sent_only_to_viewers_that_offer_it() {
+    let mut w = World::new(config("127.0.0.1", 10111), 320, 180);
+    // Chromium offers the extension (its id 5); str0m's default offer, like aiortc's, does not.
+    let offering = str0m::Rtc::builder().set_extension(5, str0m::rtp::Extension::PlayoutDelay);
+    let a = w.add_viewer_from("wants-delay", addr("127.0.0.1:40001"), offering, |_| {});
+    let b = w.add_viewer("plain", addr("127.0.0.1:40002"));
+    w.run(Duration::from_secs(2));
+    let uri = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
+    let answer_a = w.viewers[a].answer_sdp.clone().unwrap();
+    let answer_b = w.viewers[b].answer_sdp.clone().unwrap();
+    assert!(
+        answer_a.contains(&format!("a=extmap:5 {uri}")),
+        "{answer_a}"
+    );
+    assert!(!answer_b.contains(uri), "{answer_b}");
+    // The default asks for immediate rendering on every frame.
+    let zero = str0m::media::MediaTime::from_hundredths(0);
+    let delays = &w.viewers[a].playout_delays;
+    assert!(delays.len() >= 30, "{} frames", delays.len());
+    assert!(
+        delays.iter().all(|d| *d == Some((zero, zero))),
+        "{delays:?}"
+    );
+    assert!(w.viewers[b].playout_delays.iter().all(Option::is_none));
+    assert!(
+        w.viewers[b].counters.len() >= 30,
+        "the plain viewer still plays"
+    );
+}
+
+#[test]
+fn no_playout_delay_is_negotiated_when_it_is_turned_off() {
+    let mut w = World::new(
+        EngineConfig {
+            playout_delay: None,
+            ..config("127.0.0.1", 10111)
+        },
+        320,
+        180,
+    );
+    let offering = str0m::Rtc::builder().set_extension(5, str0m::rtp::Extension::PlayoutDelay);
+    let a = w.add_viewer_from("no-delay", addr("127.0.0.1:40001"), offering, |_| {});
+    w.run(Duration::from_secs(1));
+    let answer = w.viewers[a].answer_sdp.clone().unwrap();
+    assert!(!answer.contains("playout-delay"), "{answer}");
+    assert!(w.viewers[a].playout_delays.iter().all(Option::is_none));
+}

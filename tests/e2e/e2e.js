@@ -153,7 +153,13 @@ const scenarios = [
     fs.mkdirSync(OUT, { recursive: true });
     await page.screenshot({ path: path.join(OUT, 'viewer.png') });
     const last = await stats(page);
+    const sdp = await page.evaluate(() => window.portcastSdp);
+    const PLAYOUT = 'http://www.webrtc.org/experiments/rtp-hdrext/playout-delay';
+    const playoutOffered = sdp.offer.includes(PLAYOUT);
+    const playoutAnswered = sdp.answer.includes(PLAYOUT);
     console.log(`    state=${s.connection_state}/${s.ice_state} local=${s.local_candidate} remote=${s.remote_candidate}`);
+    console.log(`    playout-delay offered=${playoutOffered} answered=${playoutAnswered}`
+      + ` jitter buffer per frame=${last.jitter_buffer_ms} ms`);
     console.log(`    codec=${last.codec} ${last.codec_fmtp} ${last.width}x${last.height} fps=${last.fps}`
       + ` decoded=${last.frames_decoded} dropped=${last.frames_dropped} lost=${last.packets_lost}`
       + ` jitter=${last.jitter}s bitrate=${last.bitrate_kbps}kbit/s rtt=${last.rtt_ms}ms`);
@@ -170,6 +176,8 @@ const scenarios = [
     check(pic.variance > 200, `picture is flat (luma variance ${pic.variance.toFixed(0)})`);
     check(pic.changedPct > 0, 'picture did not change over 700 ms (frozen)');
     check(t.firstFrame !== null, 'no first-frame timing');
+    check(playoutOffered, 'Chromium no longer offers the playout-delay extension');
+    check(playoutAnswered, 'the answer does not carry the playout-delay extension Chromium offered');
     noPageErrors(page);
     await page.close();
   }],

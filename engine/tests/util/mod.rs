@@ -18,9 +18,9 @@ use portcast_engine::{
 };
 use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpApi, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind};
+use str0m::media::{Direction, MediaKind, MediaTime};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
+use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc, RtcConfig};
 
 pub const FRAME: Duration = Duration::from_micros(33_333);
 pub const TICK: Duration = Duration::from_millis(5);
@@ -74,11 +74,24 @@ pub struct Viewer {
     pub mid: Option<str0m::media::Mid>,
     /// Data channels that opened (a rejected m=application must keep this 0).
     pub channels_opened: usize,
+    /// The playout-delay extension's `(min, max)` of each frame received, if any.
+    pub playout_delays: Vec<Option<(MediaTime, MediaTime)>>,
 }
 
 impl Viewer {
     pub fn new(conn: u64, session_id: &str, addr: SocketAddr, now: Instant) -> Self {
-        let mut rtc = Rtc::builder().build(now);
+        Self::with_config(conn, session_id, addr, now, Rtc::builder())
+    }
+
+    /// A viewer whose `Rtc` is built from `config` (e.g. with more header extensions).
+    pub fn with_config(
+        conn: u64,
+        session_id: &str,
+        addr: SocketAddr,
+        now: Instant,
+        config: RtcConfig,
+    ) -> Self {
+        let mut rtc = config.build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         Viewer {
             conn: ConnId(conn),
@@ -97,6 +110,7 @@ impl Viewer {
             online: true,
             mid: None,
             channels_opened: 0,
+            playout_delays: Vec::new(),
         }
     }
 
@@ -143,7 +157,12 @@ impl Viewer {
                 Ok(RtcOutput::Event(e)) => match e {
                     Event::Connected => self.connected = true,
                     Event::ChannelOpen(..) => self.channels_opened += 1,
-                    Event::MediaData(m) => self.decode(&m.data),
+                    Event::MediaData(m) => {
+                        let ext = &m.ext_vals;
+                        self.playout_delays
+                            .push(ext.play_delay_min.zip(ext.play_delay_max));
+                        self.decode(&m.data)
+                    }
                     _ => {}
                 },
                 Err(e) => panic!("viewer rtc error: {e}"),
@@ -292,8 +311,19 @@ impl World {
         addr: SocketAddr,
         extra: impl FnOnce(&mut SdpApi<'_>),
     ) -> usize {
+        self.add_viewer_from(session_id, addr, Rtc::builder(), extra)
+    }
+
+    /// Adds a viewer whose `Rtc` is built from `config`; returns its index.
+    pub fn add_viewer_from(
+        &mut self,
+        session_id: &str,
+        addr: SocketAddr,
+        config: RtcConfig,
+        extra: impl FnOnce(&mut SdpApi<'_>),
+    ) -> usize {
         let conn = self.viewers.len() as u64 + 1000;
-        let mut v = Viewer::new(conn, session_id, addr, self.now);
+        let mut v = Viewer::with_config(conn, session_id, addr, self.now, config);
         let sdp = v.make_offer_with(extra);
         self.engine.open_connection(v.conn, session_id);
         let msg = offer_message(session_id, "test-pattern", &sdp);
