@@ -6,6 +6,8 @@
 #
 # Usage: scripts/flake-hunt.sh [ROUNDS] [HOGS]     (defaults: 10 rounds, one hog per core)
 #        FLAKE_HUNT_LOGS=DIR keeps each round's output there (default target/flake-hunt)
+#        FLAKE_HUNT_E2E=1 also runs the Chromium end-to-end script (tests/e2e/run.sh,
+#        as root) in each round, under the same hogs
 # Bounded: at most 100 rounds, each round at most 20 minutes; the hogs stop with
 # their round (they run under `timeout` too, so nothing outlives the script).
 set -euo pipefail
@@ -40,12 +42,16 @@ for round in $(seq "$rounds"); do
   start=$SECONDS
   rc=0
   timeout -k 10 1200 cargo test --workspace --no-fail-fast >"$log" 2>&1 || rc=$?
+  if [[ -n ${FLAKE_HUNT_E2E:-} ]]; then
+    PORTCAST_BIN="$PWD/target/debug/portcast" timeout -k 10 600 bash tests/e2e/run.sh \
+      >>"$log" 2>&1 || rc=$((rc ? rc : 1))
+  fi
   stop_hogs
   if ((rc == 0)); then
     passed=$((passed + 1))
     echo "round $round: passed in $((SECONDS - start)) s"
   else
-    failed_tests=$(grep -E '^test .* FAILED$|^    [A-Za-z_:0-9]+$' "$log" | sed 's/^ *//' | sort -u | tr '\n' ' ')
+    failed_tests=$(grep -E '^test .* FAILED$|^    [A-Za-z_:0-9]+$|^FAIL ' "$log" | sed 's/^ *//' | sort -u | tr '\n' ' ')
     echo "round $round: FAILED (exit $rc) in $((SECONDS - start)) s: ${failed_tests:-see $log}"
     failures+=("round $round: $failed_tests")
   fi
