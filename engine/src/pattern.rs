@@ -1,14 +1,18 @@
 //! The built-in test-pattern avatar: a moving picture that proves video flows.
 //!
 //! Each frame has colour bars, a box that moves with the frame number, the frame
-//! number and wall-clock time in large digits, and the frame number again as a
-//! band of black/white blocks along the top that survives H.264 compression, so
-//! a test (or a person with a screenshot) can read which frame arrived.
+//! number and wall-clock time in large digits, and both again as bands of
+//! black/white blocks that survive H.264 compression: the frame number along
+//! the top, the capture clock (Unix milliseconds, modulo 2^24) along the
+//! bottom. A test reads which frame arrived; a viewer on the same clock (the
+//! viewer page) reads when it was made, so capture-to-display latency.
 
 /// Number of blocks in the machine-readable band.
 const CODE_BLOCKS: usize = 32;
-/// Bits of the frame counter in the band; the other 8 are a check byte.
+/// Bits of the value in a band (frame counter or clock); the other 8 are a check byte.
 const COUNTER_BITS: u32 = 24;
+/// The capture clock band carries Unix milliseconds modulo this (~4.7 hours).
+pub const CLOCK_MODULUS_MS: u64 = 1 << COUNTER_BITS;
 
 /// Smallest picture the pattern (and its readable code) supports.
 pub const MIN_WIDTH: usize = 128;
@@ -136,16 +140,9 @@ impl TestPattern {
                 }
             }
         }
-        // The code band.
-        let code = encode_counter(index);
-        let bw = w / CODE_BLOCKS;
-        for bit in 0..CODE_BLOCKS {
-            let on = code >> (CODE_BLOCKS - 1 - bit) & 1 == 1;
-            fill(luma, w, bit * bw, 0, bw, band, if on { 235 } else { 16 });
-        }
-        fill(luma, w, CODE_BLOCKS * bw, 0, w - CODE_BLOCKS * bw, band, 16);
-        fill(u, w / 2, 0, 0, w / 2, band / 2, 128);
-        fill(v, w / 2, 0, 0, w / 2, band / 2, 128);
+        // The code bands: frame counter on top, capture clock at the bottom.
+        draw_band(luma, u, v, w, 0, band, encode_code(index));
+        draw_band(luma, u, v, w, h - band, band, encode_code(clock_ms));
         // Human-readable frame number and clock on a dark strip.
         let scale = (h / 120).max(1);
         let text_h = 7 * scale;
@@ -187,17 +184,27 @@ impl TestPattern {
 
 /// Reads the frame number from a decoded picture's code band; `None` if the band is not intact.
 pub fn read_frame_counter(pic: &I420<'_>) -> Option<u64> {
+    read_band(pic, false)
+}
+
+/// Reads the capture clock (Unix ms modulo [`CLOCK_MODULUS_MS`]) from the bottom band.
+pub fn read_capture_clock(pic: &I420<'_>) -> Option<u64> {
+    read_band(pic, true)
+}
+
+fn read_band(pic: &I420<'_>, bottom: bool) -> Option<u64> {
     let (w, h) = (pic.width, pic.height);
     if w < MIN_WIDTH || h < MIN_HEIGHT {
         return None;
     }
     let band = band_height(h);
+    let top = if bottom { h - band } else { 0 };
     let bw = w / CODE_BLOCKS;
     let mut code: u32 = 0;
     for bit in 0..CODE_BLOCKS {
         // Average the middle half of the block, away from its edges.
         let (x0, x1) = (bit * bw + bw / 4, bit * bw + bw * 3 / 4);
-        let (y0, y1) = (band / 4, band * 3 / 4);
+        let (y0, y1) = (top + band / 4, top + band * 3 / 4);
         let mut sum = 0u32;
         let mut n = 0u32;
         for y in y0..y1 {
@@ -209,7 +216,35 @@ pub fn read_frame_counter(pic: &I420<'_>) -> Option<u64> {
         }
         code = code << 1 | u32::from(n > 0 && sum / n > 128);
     }
-    decode_counter(code)
+    decode_code(code)
+}
+
+/// One band of [`CODE_BLOCKS`] black/white blocks carrying `code`, rows `top..top + band`.
+fn draw_band(
+    luma: &mut [u8],
+    u: &mut [u8],
+    v: &mut [u8],
+    w: usize,
+    top: usize,
+    band: usize,
+    code: u32,
+) {
+    let bw = w / CODE_BLOCKS;
+    for bit in 0..CODE_BLOCKS {
+        let on = code >> (CODE_BLOCKS - 1 - bit) & 1 == 1;
+        fill(luma, w, bit * bw, top, bw, band, if on { 235 } else { 16 });
+    }
+    fill(
+        luma,
+        w,
+        CODE_BLOCKS * bw,
+        top,
+        w - CODE_BLOCKS * bw,
+        band,
+        16,
+    );
+    fill(u, w / 2, 0, top / 2, w / 2, band / 2, 128);
+    fill(v, w / 2, 0, top / 2, w / 2, band / 2, 128);
 }
 
 fn band_height(h: usize) -> usize {
@@ -220,12 +255,12 @@ fn check_byte(counter: u32) -> u32 {
     (counter ^ counter >> 8 ^ counter >> 16 ^ 0xA5) & 0xFF
 }
 
-fn encode_counter(index: u64) -> u32 {
-    let c = (index % (1 << COUNTER_BITS)) as u32;
+fn encode_code(value: u64) -> u32 {
+    let c = (value % (1 << COUNTER_BITS)) as u32;
     c << 8 | check_byte(c)
 }
 
-fn decode_counter(code: u32) -> Option<u64> {
+fn decode_code(code: u32) -> Option<u64> {
     let c = code >> 8;
     (check_byte(c) == code & 0xFF).then_some(u64::from(c))
 }
@@ -299,6 +334,23 @@ mod tests {
                     Some(index % (1 << 24)),
                     "{w}x{h} #{index}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn capture_clock_reads_back_from_the_bottom_band() {
+        for (w, h) in [(1280, 720), (640, 360), (128, 64)] {
+            let mut p = TestPattern::new(w, h).unwrap();
+            p.set_busy(true); // the noise corner reaches the bottom rows
+            for clock in [0u64, 999, 1_764_806_400_123] {
+                let pic = p.render(42, clock);
+                assert_eq!(
+                    read_capture_clock(&pic),
+                    Some(clock % CLOCK_MODULUS_MS),
+                    "{w}x{h} at {clock}"
+                );
+                assert_eq!(read_frame_counter(&pic), Some(42));
             }
         }
     }

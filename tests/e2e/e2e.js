@@ -260,6 +260,33 @@ const scenarios = [
     noPageErrors(page);
     await page.close();
   }],
+
+  ['g. glass-to-glass is measured on the page for every displayed frame', async () => {
+    // Browser and daemon share this machine's clock (namespaces do not change it), so the
+    // capture clock the test pattern carries, read back at display, gives the latency.
+    // The figures are printed for the record; the bench owns latency goals.
+    const page = await openPage({ session: rid('g'), autoconnect: '1' });
+    await waitFrames(page, 30, 30000);
+    await page.waitForTimeout(Number(env.PORTCAST_E2E_GLASS_MS || 8000));
+    const g = await page.evaluate(() => {
+      const x = window.portcastGlass;
+      const p = window.portcastPercentile;
+      return { presented: x.presented, measured: x.measured, n: x.all.length,
+        unreadable: x.unreadable, outOfRange: x.outOfRange.slice(0, 10),
+        p50: p(x.all, 50), p95: p(x.all, 95), p99: p(x.all, 99), max: p(x.all, 100) };
+    });
+    const last = await stats(page);
+    console.log(`    unreadable ${g.unreadable}, out of range (first 10) ${JSON.stringify(g.outOfRange)}`);
+    console.log(`    ${g.measured} of ${g.presented} presented frames measured;`
+      + ` capture -> display p50 ${g.p50} ms, p95 ${g.p95} ms, p99 ${g.p99} ms, max ${g.max} ms`
+      + ` (jitter buffer per frame ${last.jitter_buffer_ms} ms, ${last.width}x${last.height} ${last.fps} fps)`);
+    check(g.presented >= 100, `only ${g.presented} frames presented`);
+    check(g.measured >= 0.9 * g.presented, `capture clock read on ${g.measured} of ${g.presented} frames`);
+    check(g.p50 !== null && g.p50 >= 0 && g.p50 < 1000,
+      `capture -> display p50 ${g.p50} ms is not a plausible latency on one machine`);
+    noPageErrors(page);
+    await page.close();
+  }],
 ];
 
 let interrupted = false;
