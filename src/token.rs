@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcast_engine::auth::{TokenKey, MIN_SECRET_LEN};
-use portcast_engine::signaling::valid_session_id;
 
 /// Longest token lifetime `portcast token` mints: 31 days.
 pub const MAX_TTL_SECS: u64 = 31 * 24 * 3600;
@@ -44,10 +43,8 @@ pub fn mint(
     ttl_secs: &str,
     now_unix: u64,
 ) -> Result<String, String> {
-    if !valid_session_id(session) {
-        return Err(format!(
-            "--session: '{session}' is not a valid session id (1-128 characters from A-Z a-z 0-9 . _ ~ -)"
-        ));
+    if let Err(e) = portcast_engine::SessionId::parse(session) {
+        return Err(format!("--session: {e}"));
     }
     if let Err(e) = portcast_engine::AvatarId::parse(avatar) {
         return Err(format!("--avatar: {e}"));

@@ -13,7 +13,8 @@ use portcast_engine::demux::{Demux, SessionKey};
 use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
 use portcast_engine::pattern::TestPattern;
 use portcast_engine::{
-    AccessUnit, AvatarId, ConnId, Datagram, Engine, EngineConfig, Output, SocketId, SocketSpec,
+    AccessUnit, AvatarId, ConnId, Datagram, Engine, EngineConfig, Output, SessionId, SocketId,
+    SocketSpec,
 };
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, MediaKind};
@@ -40,7 +41,7 @@ fn streaming_engine(now: &mut Instant) -> Engine {
     let mut api = client.sdp_api();
     api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
     let (offer, pending) = api.apply().unwrap();
-    engine.open_connection(ConnId(1), "bench");
+    engine.open_connection(ConnId(1), SessionId::parse("bench").unwrap());
     let msg = serde_json::json!({"type":"webrtc_offer","session_id":"bench","avatar_id":"test-pattern","sdp":offer.to_sdp_string()});
     engine.handle_signal(*now, ConnId(1), &msg.to_string());
     let mut pending = Some(pending);

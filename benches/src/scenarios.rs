@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use portcast_engine::encoder::EncoderSettings;
-use portcast_engine::{ConnId, Engine, EngineConfig, Output, SocketSpec};
+use portcast_engine::{ConnId, Engine, EngineConfig, Output, SessionId, SocketSpec};
 use portcast_net::FrameTiming;
 use serde_json::json;
 use str0m::media::{Direction, MediaKind};
@@ -482,7 +482,7 @@ pub fn setup(o: &Opts, offers: usize) -> Result<(), String> {
         let id = format!("s{i}");
         let msg = json!({"type":"webrtc_offer","session_id":id,"user_id":5,"avatar_id":"test-pattern","sdp":sdp})
             .to_string();
-        engine.open_connection(conn, &id);
+        engine.open_connection(conn, SessionId::parse(&id).map_err(|e| e.to_string())?);
         let t = Instant::now();
         engine.handle_signal(t, conn, &msg);
         let mut answered = false;

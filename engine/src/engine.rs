@@ -16,7 +16,8 @@ use crate::address::{AddressError, SocketSpec, SocketTable};
 use crate::answer::AnswerPlan;
 use crate::auth::{TokenError, TokenKey};
 use crate::demux::{Demux, Route, SessionKey};
-use crate::ids::{AvatarId, ConnId, SocketId};
+use crate::gop::JoinGop;
+use crate::ids::{AvatarId, ConnId, SessionId, SocketId};
 use crate::keyframe::{KeyframeLimiter, DEFAULT_KEYFRAME_INTERVAL};
 use crate::media::AccessUnit;
 use crate::offer::OfferSummary;
@@ -194,7 +195,7 @@ pub struct ConnectInfo {
 }
 
 struct Conn {
-    url_session_id: String,
+    url_session_id: SessionId,
     session: Option<SessionKey>,
     info: ConnectInfo,
 }
@@ -202,6 +203,18 @@ struct Conn {
 struct Avatar {
     viewers: Vec<SessionKey>,
     limiter: KeyframeLimiter,
+    /// The current GOP, replayed to a viewer whose media starts (see [`crate::gop`]).
+    gop: JoinGop,
+}
+
+impl Avatar {
+    fn new(keyframe_interval: Duration) -> Self {
+        Avatar {
+            viewers: Vec::new(),
+            limiter: KeyframeLimiter::new(keyframe_interval),
+            gop: JoinGop::default(),
+        }
+    }
 }
 
 /// The sans-IO core: feed it input with `handle_*`, take output with `poll_output`.
@@ -251,15 +264,7 @@ impl Engine {
         let avatars = config
             .avatars
             .iter()
-            .map(|a| {
-                (
-                    a.clone(),
-                    Avatar {
-                        viewers: Vec::new(),
-                        limiter: KeyframeLimiter::new(config.keyframe_interval),
-                    },
-                )
-            })
+            .map(|a| (a.clone(), Avatar::new(config.keyframe_interval)))
             .collect();
         Ok(Engine {
             socket_load: vec![0; sockets.len()],
@@ -340,16 +345,21 @@ impl Engine {
     }
 
     /// Registers a new WebSocket opened at `/ws/{url_session_id}`.
-    pub fn open_connection(&mut self, conn: ConnId, url_session_id: &str) {
+    pub fn open_connection(&mut self, conn: ConnId, url_session_id: SessionId) {
         self.open_connection_with(conn, url_session_id, ConnectInfo::default());
     }
 
     /// Registers a new WebSocket with its token and the wall-clock time it opened.
-    pub fn open_connection_with(&mut self, conn: ConnId, url_session_id: &str, info: ConnectInfo) {
+    pub fn open_connection_with(
+        &mut self,
+        conn: ConnId,
+        url_session_id: SessionId,
+        info: ConnectInfo,
+    ) {
         self.conns.insert(
             conn,
             Conn {
-                url_session_id: url_session_id.to_string(),
+                url_session_id,
                 session: None,
                 info,
             },
@@ -475,12 +485,12 @@ impl Engine {
     /// Fans one encoded picture of `avatar` out to its viewers.
     pub fn handle_access_unit(&mut self, now: Instant, avatar: &AvatarId, au: &AccessUnit) {
         self.touch(now);
-        let Some(a) = self.avatars.get(avatar) else {
+        let Some(a) = self.avatars.get_mut(avatar) else {
             log::debug!("access unit for unknown avatar {avatar} dropped");
             return;
         };
+        a.gop.push(au);
         let viewers = a.viewers.clone();
-        let rtp_time = MediaTime::new(au.rtp_time, Frequency::NINETY_KHZ);
         for key in viewers {
             let Some(s) = self.sessions.get_mut(&key) else {
                 continue;
@@ -493,35 +503,54 @@ impl Engine {
                 self.stats.frames_held += 1;
                 continue;
             }
-            self.guarded(now, key, |e| {
-                let Some(s) = e.sessions.get_mut(&key) else {
-                    return;
-                };
-                s.check_poison();
-                let (Some(mid), Some(pt)) = (s.mid, s.pt) else {
-                    return;
-                };
-                let Some(writer) = s.rtc.writer(mid) else {
-                    return;
-                };
-                let writer = match e.config.playout_delay {
-                    Some(d) => {
-                        let (min, max) = d.media_times();
-                        writer.playout_delay(min, max)
-                    }
-                    None => writer,
-                };
-                match writer.write(pt, au.captured_at, rtp_time, au.data.clone()) {
-                    Ok(()) => {
-                        s.needs_keyframe = false;
-                        s.frames_sent += 1;
-                        e.stats.frames_written += 1;
-                    }
-                    Err(err) => log::debug!("session {}: write failed: {err}", s.id),
-                }
-                e.drain_session(now, key, None);
-            });
+            self.write_picture(now, key, au);
         }
+    }
+
+    /// Writes one picture to one streaming session; a panic ends only that session.
+    fn write_picture(&mut self, now: Instant, key: SessionKey, au: &AccessUnit) {
+        let rtp_time = MediaTime::new(au.rtp_time, Frequency::NINETY_KHZ);
+        self.guarded(now, key, |e| {
+            let Some(s) = e.sessions.get_mut(&key) else {
+                return;
+            };
+            s.check_poison();
+            let (Some(mid), Some(pt)) = (s.mid, s.pt) else {
+                return;
+            };
+            let Some(writer) = s.rtc.writer(mid) else {
+                return;
+            };
+            let writer = match e.config.playout_delay {
+                Some(d) => {
+                    let (min, max) = d.media_times();
+                    writer.playout_delay(min, max)
+                }
+                None => writer,
+            };
+            match writer.write(pt, au.captured_at, rtp_time, au.data.clone()) {
+                Ok(()) => {
+                    s.needs_keyframe = false;
+                    s.frames_sent += 1;
+                    e.stats.frames_written += 1;
+                }
+                Err(err) => log::debug!("session {}: write failed: {err}", s.id),
+            }
+            e.drain_session(now, key, None);
+        });
+    }
+
+    /// Hands a session whose media just started its avatar's current GOP;
+    /// true when it took it (no keyframe needs to be asked for).
+    fn replay_gop(&mut self, now: Instant, key: SessionKey, avatar: &AvatarId) -> bool {
+        let frames = match self.avatars.get(avatar) {
+            Some(a) if !a.gop.frames().is_empty() => a.gop.frames().to_vec(),
+            _ => return false,
+        };
+        for au in &frames {
+            self.write_picture(now, key, au);
+        }
+        self.sessions.get(&key).is_some_and(|s| !s.needs_keyframe)
     }
 
     /// Advances time: str0m timers, consent and connect deadlines, delayed keyframe requests.
@@ -622,14 +651,8 @@ impl Engine {
         if self.avatars.contains_key(&avatar) {
             return false;
         }
-        let limiter = KeyframeLimiter::new(self.config.keyframe_interval);
-        self.avatars.insert(
-            avatar,
-            Avatar {
-                viewers: Vec::new(),
-                limiter,
-            },
-        );
+        self.avatars
+            .insert(avatar, Avatar::new(self.config.keyframe_interval));
         true
     }
 
@@ -639,9 +662,10 @@ impl Engine {
     /// they must not be written before its first IDR.
     pub fn restart_avatar(&mut self, now: Instant, avatar: &AvatarId) {
         self.touch(now);
-        let Some(a) = self.avatars.get(avatar) else {
+        let Some(a) = self.avatars.get_mut(avatar) else {
             return;
         };
+        a.gop.clear();
         for key in &a.viewers {
             if let Some(s) = self.sessions.get_mut(key) {
                 s.needs_keyframe = true;
@@ -684,9 +708,9 @@ impl Engine {
         if c.session.is_some() {
             return Err(SignalError::AlreadyNegotiated);
         }
-        if c.url_session_id != offer.session_id {
+        if c.url_session_id.as_str() != offer.session_id {
             return Err(SignalError::SessionIdMismatch {
-                url: c.url_session_id.clone(),
+                url: c.url_session_id.to_string(),
                 message: offer.session_id,
             });
         }
@@ -826,6 +850,9 @@ impl Engine {
             conn,
             text: signaling::server_answer(&answer_sdp),
         });
+        // Ask for the keyframe now rather than when DTLS completes: the IDR
+        // is then waiting in the avatar's GOP when this viewer's media starts.
+        self.request_keyframe(now, &avatar);
         self.drain_session(now, key, None);
         Ok(())
     }
@@ -903,9 +930,14 @@ impl Engine {
             now,
         };
         let fx = s.drain(&mut ctx);
-        if fx.keyframe_wanted {
+        // Rare (a join or a PLI): the avatar's name is cloned only then.
+        if fx.keyframe_wanted || fx.media_started {
             let avatar = s.avatar.clone();
-            self.request_keyframe(now, &avatar);
+            let replayed =
+                fx.media_started && fx.end.is_none() && self.replay_gop(now, key, &avatar);
+            if fx.keyframe_wanted && !replayed {
+                self.request_keyframe(now, &avatar);
+            }
         }
         if let Some(reason) = fx.end {
             self.end_session(now, key, reason);

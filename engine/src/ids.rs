@@ -79,6 +79,61 @@ impl fmt::Display for InvalidAvatarId {
 
 impl std::error::Error for InvalidAvatarId {}
 
+/// A viewer's session id, from the URL `/ws/{session_id}`: 1-128 characters of
+/// `A-Z a-z 0-9 . _ ~ -`, checked once by [`SessionId::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// The longest id accepted.
+    pub const MAX_LEN: usize = 128;
+
+    /// Checks `id` against the session-id rule.
+    pub fn parse(id: &str) -> Result<SessionId, InvalidSessionId> {
+        let valid = (1..=Self::MAX_LEN).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+        if valid {
+            Ok(SessionId(id.to_string()))
+        } else {
+            Err(InvalidSessionId {
+                id: id.chars().take(140).collect(),
+            })
+        }
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An id that breaks the session-id rule (its first 140 characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSessionId {
+    /// The id as given, cut to 140 characters.
+    pub id: String,
+}
+
+impl fmt::Display for InvalidSessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "'{}' is not a valid session id (1-128 characters from A-Z a-z 0-9 . _ ~ -)",
+            self.id
+        )
+    }
+}
+
+impl std::error::Error for InvalidSessionId {}
+
 impl fmt::Display for SocketId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "udp#{}", self.0)
@@ -100,6 +155,17 @@ impl fmt::Display for AvatarId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_ids_follow_the_url_rule() {
+        for ok in ["session-123", "a.b_c~d", &"x".repeat(128)] {
+            assert_eq!(SessionId::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", "a/b", "a%20b", "a b", &"x".repeat(129)] {
+            let e = SessionId::parse(bad).unwrap_err();
+            assert!(e.to_string().contains("is not a valid session id"), "{e}");
+        }
+    }
 
     #[test]
     fn avatar_ids_follow_the_name_rule() {

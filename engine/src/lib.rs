@@ -13,7 +13,9 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use portcast_engine::{ConnId, Datagram, Engine, EngineConfig, Output, SocketId, SocketSpec};
+//! use portcast_engine::{
+//!     ConnId, Datagram, Engine, EngineConfig, Output, SessionId, SocketId, SocketSpec,
+//! };
 //!
 //! let mut now = Instant::now();
 //! let mut engine = Engine::new(EngineConfig {
@@ -25,7 +27,7 @@
 //! }, now)
 //! .unwrap();
 //! let conn = ConnId(1);
-//! engine.open_connection(conn, "session-123");
+//! engine.open_connection(conn, SessionId::parse("session-123").unwrap());
 //! engine.handle_signal(now, conn, r#"{"type":"webrtc_offer","session_id":"session-123"}"#);
 //! engine.handle_datagram(now, Datagram {
 //!     socket: SocketId(0),
@@ -67,6 +69,7 @@ pub mod auth;
 pub mod demux;
 pub mod encoder;
 mod engine;
+pub mod gop;
 mod ids;
 pub mod keyframe;
 pub mod media;
@@ -83,7 +86,7 @@ pub use address::{SocketSpec, SocketTable};
 pub use engine::{
     ConnectInfo, Datagram, Engine, EngineConfig, EngineError, EngineStats, Output, Transmit,
 };
-pub use ids::{AvatarId, ConnId, InvalidAvatarId, SocketId};
+pub use ids::{AvatarId, ConnId, InvalidAvatarId, InvalidSessionId, SessionId, SocketId};
 pub use media::AccessUnit;
 pub use playout_delay::PlayoutDelay;
 pub use session::{EndReason, Phase, SessionInfo};

@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use crate::answer_check::{check_answer, AnswerCheck};
-use crate::signaling::valid_session_id;
-use crate::{ConnId, Engine, EngineConfig, EngineError, Output};
+use crate::{ConnId, Engine, EngineConfig, EngineError, Output, SessionId};
 
 /// An offer to replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +147,7 @@ impl Replayer {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let fresh_id = format!("replay-{}", conn.0);
+        let fresh = || SessionId::parse(&fresh_id).expect("replay-N is a valid session id");
         let (text, offer_sdp, url_id) = match input {
             ReplayInput::Sdp(sdp) => {
                 let text = json!({
@@ -155,7 +155,7 @@ impl Replayer {
                     "avatar_id": self.avatar, "sdp": sdp,
                 })
                 .to_string();
-                (text, Some(sdp.clone()), fresh_id)
+                (text, Some(sdp.clone()), fresh())
             }
             ReplayInput::Message(text) => {
                 let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
@@ -165,14 +165,14 @@ impl Replayer {
                 let url_id = v
                     .get("session_id")
                     .and_then(Value::as_str)
-                    .filter(|id| valid_session_id(id))
-                    .map_or(fresh_id, str::to_string);
+                    .and_then(|id| SessionId::parse(id).ok())
+                    .unwrap_or_else(fresh);
                 (text.clone(), sdp, url_id)
             }
         };
 
         let now = (self.clock)();
-        self.engine.open_connection(conn, &url_id);
+        self.engine.open_connection(conn, url_id);
         self.engine.handle_signal(now, conn, &text);
         let reply = self.drain(conn);
         let engine_time = (self.clock)().saturating_duration_since(now);

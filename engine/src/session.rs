@@ -118,6 +118,8 @@ pub(crate) struct Session {
 #[derive(Debug, Default)]
 pub(crate) struct DrainEffects {
     pub keyframe_wanted: bool,
+    /// The viewer's video just started: it may take the avatar's current GOP.
+    pub media_started: bool,
     pub end: Option<EndReason>,
 }
 
@@ -249,6 +251,7 @@ impl Session {
                     self.phase = Phase::Streaming;
                     self.needs_keyframe = true;
                     fx.keyframe_wanted = true;
+                    fx.media_started = true;
                 } else {
                     fx.end = Some(EndReason::DtlsFailed(
                         "negotiated video has no H.264 payload type".into(),

@@ -5,7 +5,7 @@ mod util;
 
 use std::time::Duration;
 
-use portcast_engine::{ConnId, EngineConfig};
+use portcast_engine::{ConnId, EngineConfig, SessionId};
 use serde_json::Value;
 use util::*;
 
@@ -21,7 +21,8 @@ fn world(max_sessions: usize) -> World {
 /// Sends `text` on a fresh connection opened at `/ws/{url_id}`; returns the reply.
 fn reply(w: &mut World, conn: u64, url_id: &str, text: &str) -> Value {
     let conn = ConnId(conn);
-    w.engine.open_connection(conn, url_id);
+    w.engine
+        .open_connection(conn, SessionId::parse(url_id).unwrap());
     w.reply_on(conn, text)
 }
 

@@ -216,7 +216,10 @@ fn as_the_dtls_client_the_engine_never_starts_sctp_for_a_rejected_data_channel()
     // The viewer insists on being the DTLS server, so the engine is the DTLS
     // (and would-be SCTP) client: any SCTP now could only come from the engine.
     let offer = offer.replace("a=setup:actpass", "a=setup:passive");
-    w.engine.open_connection(viewer.conn, "dc-active");
+    w.engine.open_connection(
+        viewer.conn,
+        portcast_engine::SessionId::parse("dc-active").unwrap(),
+    );
     let text = offer_message("dc-active", "test-pattern", &offer);
     w.engine.handle_signal(w.now, viewer.conn, &text);
     w.viewers.push(viewer);

@@ -23,7 +23,7 @@ fn offer_reply(
     let conn = ConnId(conn);
     w.engine.open_connection_with(
         conn,
-        id,
+        portcast_engine::SessionId::parse(id).unwrap(),
         ConnectInfo {
             token,
             unix_time: unix,

@@ -4,6 +4,7 @@ mod util;
 
 use std::time::Duration;
 
+use portcast_engine::pattern::CLOCK_MODULUS_MS;
 use portcast_engine::{EndReason, EngineConfig, Phase};
 use util::*;
 
@@ -39,6 +40,14 @@ fn viewer_decodes_advancing_frames_from_the_test_pattern() {
     );
     assert!(viewer.counters_advance(), "counters {:?}", viewer.counters);
     assert_eq!(viewer.decode_errors, 0);
+    // The capture clock band survives H.264 and reads back on every picture.
+    for (counter, clock) in viewer.counters.iter().zip(&viewer.clocks) {
+        assert_eq!(
+            *clock,
+            Some(capture_clock_of(*counter) % CLOCK_MODULUS_MS),
+            "frame {counter}"
+        );
+    }
     let info = &w.engine.sessions()[0];
     assert_eq!(info.phase, Phase::Streaming);
     assert_eq!(info.remote, Some(addr("127.0.0.1:40000")));
@@ -166,6 +175,48 @@ fn a_new_viewer_gets_a_keyframe_quickly_and_pli_asks_the_source_again() {
 }
 
 #[test]
+fn a_viewer_joining_soon_after_a_keyframe_decodes_the_moment_its_media_starts() {
+    let mut w = World::new(config("127.0.0.1", 10111), 320, 180);
+    w.add_viewer("first", addr("127.0.0.1:40000"));
+    // The first viewer's IDR and a few pictures after it are the avatar's GOP.
+    w.run(Duration::from_millis(150));
+    let idr_before = w.source.keyframes;
+    let late = w.add_viewer("late", addr("127.0.0.1:40001"));
+    let streaming = |w: &World| {
+        w.engine
+            .sessions()
+            .iter()
+            .any(|s| s.session_id == "late" && s.phase == Phase::Streaming)
+    };
+    let mut waited = Duration::ZERO;
+    while !streaming(&w) {
+        assert!(
+            waited < Duration::from_secs(2),
+            "late viewer never streamed"
+        );
+        w.run(TICK);
+        waited += TICK;
+    }
+    // In the very step its media started, before any new picture was encoded.
+    assert!(
+        !w.viewers[late].counters.is_empty(),
+        "the late viewer decodes at once from the replayed GOP"
+    );
+    assert_eq!(
+        w.source.keyframes, idr_before,
+        "no IDR was needed (the request at answer time merged into the first viewer's)"
+    );
+    w.run(Duration::from_secs(1));
+    let v = &w.viewers[late];
+    assert!(v.counters.len() >= 30, "decoded {}", v.counters.len());
+    assert!(v.counters_advance(), "{:?}", v.counters);
+    assert_eq!(
+        v.decode_errors, 0,
+        "the replayed GOP and live pictures join up"
+    );
+}
+
+#[test]
 fn closing_the_websocket_frees_every_trace_of_the_session() {
     let mut w = World::new(config("127.0.0.1", 10111), 256, 144);
     let v = w.add_viewer("bye-now", addr("127.0.0.1:40000"));
@@ -224,7 +275,8 @@ fn a_viewer_that_never_connects_is_dropped_after_the_connect_timeout() {
     let mut w = World::new(cfg, 256, 144);
     let mut v = Viewer::new(1, "never", addr("127.0.0.1:40000"), w.now);
     let sdp = v.make_offer();
-    w.engine.open_connection(v.conn, "never");
+    w.engine
+        .open_connection(v.conn, portcast_engine::SessionId::parse("never").unwrap());
     w.engine
         .handle_signal(w.now, v.conn, &offer_message("never", "test-pattern", &sdp));
     // The answer is sent, but the viewer never sends a single check.

@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
+use portcast_engine::SessionId;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
@@ -16,7 +17,7 @@ pub enum ConnEvent {
     /// The upgrade finished: tell the engine about `/ws/{session_id}`.
     Opened {
         /// Session id from the URL.
-        session_id: String,
+        session_id: SessionId,
         /// `?token=` from the URL.
         token: Option<String>,
         /// The page's `Origin` header.
@@ -64,7 +65,7 @@ impl Default for ConnLimits {
 
 /// What becomes of a connection once its response is written.
 struct Upgrade {
-    session_id: String,
+    session_id: SessionId,
     token: Option<String>,
     origin: Option<String>,
     leftover: Vec<u8>,

@@ -3,7 +3,7 @@
 //! The signaling port serves the viewer page at `/`, a liveness probe at
 //! `/healthz`, and WebSocket upgrades at `/ws/{session_id}`. Nothing else.
 
-use portcast_engine::signaling::valid_session_id;
+use portcast_engine::SessionId;
 
 /// Most headers a request may carry.
 const MAX_HEADERS: usize = 48;
@@ -22,7 +22,7 @@ pub enum Request {
     /// `GET /ws/{session_id}` with a valid WebSocket upgrade.
     WebSocket {
         /// Session id from the path.
-        session_id: String,
+        session_id: SessionId,
         /// `Sec-WebSocket-Key`.
         key: String,
         /// `?token=` from the query string, if any.
@@ -117,10 +117,9 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
         "/readyz" => Request::Ready,
         "/metrics" => Request::Metrics,
         p if p.starts_with("/ws/") => {
-            let id = &p[4..];
-            if !valid_session_id(id) {
+            let Ok(session_id) = SessionId::parse(&p[4..]) else {
                 return Err(HttpError::BadSessionId);
-            }
+            };
             let upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
             let connection = header("connection").is_some_and(|v| {
                 v.split(',')
@@ -138,7 +137,7 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
                 return Err(HttpError::UpgradeRequired("missing Sec-WebSocket-Key"));
             };
             Request::WebSocket {
-                session_id: id.to_string(),
+                session_id,
                 key: key.to_string(),
                 token: query_param(query, "token").map(str::to_string),
                 origin: header("origin").map(str::to_string),
@@ -201,7 +200,7 @@ mod tests {
         assert_eq!(
             req,
             Request::WebSocket {
-                session_id: "session-123".into(),
+                session_id: SessionId::parse("session-123").unwrap(),
                 key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
                 token: Some("abc".into()),
                 origin: None,

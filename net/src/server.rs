@@ -643,7 +643,7 @@ impl Server {
                         token: ws_token,
                         unix_time,
                     };
-                    self.engine.open_connection_with(id, &session_id, info);
+                    self.engine.open_connection_with(id, session_id, info);
                 }
                 ConnEvent::Text(text) => {
                     self.capture.on_text(&text);

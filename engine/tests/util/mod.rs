@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
-use portcast_engine::pattern::{read_frame_counter, TestPattern, I420};
+use portcast_engine::pattern::{read_capture_clock, read_frame_counter, TestPattern, I420};
 use portcast_engine::{
-    AccessUnit, AvatarId, ConnId, Datagram, EndReason, Engine, EngineConfig, Output, SocketId,
-    SocketSpec,
+    AccessUnit, AvatarId, ConnId, Datagram, EndReason, Engine, EngineConfig, Output, SessionId,
+    SocketId, SocketSpec,
 };
 use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpApi, SdpPendingOffer};
@@ -65,6 +65,8 @@ pub struct Viewer {
     pub connected: bool,
     decoder: Decoder,
     pub counters: Vec<u64>,
+    /// The capture clock read from each decoded picture (same order as `counters`).
+    pub clocks: Vec<Option<u64>>,
     pub decode_errors: usize,
     /// Public addresses this viewer's datagrams came from.
     pub heard_from: Vec<SocketAddr>,
@@ -105,6 +107,7 @@ impl Viewer {
             connected: false,
             decoder: Decoder::new().unwrap(),
             counters: Vec::new(),
+            clocks: Vec::new(),
             decode_errors: 0,
             heard_from: Vec::new(),
             online: true,
@@ -186,6 +189,7 @@ impl Viewer {
                 };
                 if let Some(c) = read_frame_counter(&view) {
                     self.counters.push(c);
+                    self.clocks.push(read_capture_clock(&view));
                 }
             }
             Ok(None) => {}
@@ -197,6 +201,11 @@ impl Viewer {
     pub fn counters_advance(&self) -> bool {
         self.counters.windows(2).all(|w| w[1] > w[0])
     }
+}
+
+/// The capture clock the test source stamps on frame `index` (a made-up epoch, 30 fps).
+pub fn capture_clock_of(index: u64) -> u64 {
+    1_764_806_400_000 + index * 1000 / 30
 }
 
 /// The test-pattern source, encoding in the test thread.
@@ -235,7 +244,9 @@ impl Source {
     }
 
     pub fn next(&mut self, now: Instant) -> Option<AccessUnit> {
-        let pic = self.pattern.render(self.index, 0);
+        let pic = self
+            .pattern
+            .render(self.index, capture_clock_of(self.index));
         self.buf.clear();
         let kind = self
             .encoder
@@ -325,7 +336,8 @@ impl World {
         let conn = self.viewers.len() as u64 + 1000;
         let mut v = Viewer::with_config(conn, session_id, addr, self.now, config);
         let sdp = v.make_offer_with(extra);
-        self.engine.open_connection(v.conn, session_id);
+        self.engine
+            .open_connection(v.conn, SessionId::parse(session_id).unwrap());
         let msg = offer_message(session_id, "test-pattern", &sdp);
         self.engine.handle_signal(self.now, v.conn, &msg);
         self.viewers.push(v);
