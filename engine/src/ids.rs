@@ -22,11 +22,7 @@ impl AvatarId {
 
     /// Checks `name` against the avatar-name rule.
     pub fn parse(name: &str) -> Result<AvatarId, InvalidAvatarId> {
-        let valid = (1..=Self::MAX_LEN).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if valid {
+        if is_id(name, Self::MAX_LEN, b"_.-") {
             Ok(AvatarId(name.to_string()))
         } else {
             Err(InvalidAvatarId {
@@ -90,11 +86,7 @@ impl SessionId {
 
     /// Checks `id` against the session-id rule.
     pub fn parse(id: &str) -> Result<SessionId, InvalidSessionId> {
-        let valid = (1..=Self::MAX_LEN).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
-        if valid {
+        if is_id(id, Self::MAX_LEN, b"-_.~") {
             Ok(SessionId(id.to_string()))
         } else {
             Err(InvalidSessionId {
@@ -133,6 +125,13 @@ impl fmt::Display for InvalidSessionId {
 }
 
 impl std::error::Error for InvalidSessionId {}
+
+/// Whether `s` is 1 to `max` bytes of ASCII letters, digits and `extra`.
+fn is_id(s: &str, max: usize, extra: &[u8]) -> bool {
+    (1..=max).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
 
 impl fmt::Display for SocketId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
