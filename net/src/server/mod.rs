@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
@@ -11,21 +11,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use portcast_engine::encoder::EncoderSettings;
-use portcast_engine::{
-    AvatarId, ConnId, Datagram, Engine, EngineConfig, Output, SocketId, SocketSpec,
-};
+use portcast_engine::{AvatarId, ConnId, Datagram, Engine, Output, SocketId, SocketSpec};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::capture::{CaptureConfig, OfferCapture};
-use crate::conn::{Conn, ConnEvent, ConnLimits};
-use crate::ingest::{IngestConfig, IngestCounters, IngestHub, ListenError};
-use crate::metrics::{self, Histograms, SocketCounters, SourceSnapshot};
+use crate::capture::OfferCapture;
+use crate::conn::{Conn, ConnEvent};
+use crate::ingest::{IngestCounters, IngestHub};
+use crate::metrics::Histograms;
 use crate::probe::FrameTiming;
 use crate::source::{self, SourceEvent, SourceHandle, CHANNEL_DEPTH};
 use crate::udp::UdpPort;
-use crate::y4m::{FileSourceSpec, Y4mError};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -35,136 +31,13 @@ const UDP_BASE: usize = 16;
 const CONN_BASE: usize = 1 << 20;
 
 /// The viewer page served at `/`.
-pub const VIEWER_PAGE: &str = include_str!("viewer.html");
+pub const VIEWER_PAGE: &str = include_str!("../viewer.html");
 
-/// One UDP port: the local port bound, the public address announced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UdpPortSpec {
-    /// Local port (bound on the bind ip).
-    pub local_port: u16,
-    /// Public address announced in candidates.
-    pub public: SocketAddr,
-}
+mod config;
+mod reload;
+mod status;
 
-/// An avatar and how its built-in test pattern is encoded.
-#[derive(Debug, Clone)]
-pub struct AvatarSpec {
-    /// Its name.
-    pub name: AvatarId,
-    /// Encoder settings.
-    pub encoder: EncoderSettings,
-    /// Fill part of the test pattern with noise so the encoder uses its full bitrate (benchmarks).
-    pub busy: bool,
-}
-
-/// Builds a fresh configuration when the daemon gets SIGHUP (the daemon
-/// re-reads its file, flags and environment); an error keeps the old one.
-pub type Reloader = Box<dyn FnMut() -> Result<ServerConfig, String> + Send>;
-
-/// Everything the loop needs.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Address every socket binds to.
-    pub bind_ip: IpAddr,
-    /// TCP port for HTTP + WebSocket signaling (0 picks a free one).
-    pub signal_port: u16,
-    /// UDP sockets.
-    pub udp_ports: Vec<UdpPortSpec>,
-    /// Avatars with built-in sources.
-    pub avatars: Vec<AvatarSpec>,
-    /// Engine settings (its `sockets` and `avatars` are filled from the above).
-    pub engine: EngineConfig,
-    /// Most TCP connections at once.
-    pub max_connections: usize,
-    /// Time allowed to send a complete HTTP request head.
-    pub head_timeout: Duration,
-    /// Per-connection limits.
-    pub limits: ConnLimits,
-    /// How long shutdown waits for goodbyes to flush.
-    pub shutdown_grace: Duration,
-    /// Per-frame timing reports (benchmarks); `None` in the daemon.
-    pub frame_probe: Option<SyncSender<FrameTiming>>,
-    /// Page origins allowed to open a WebSocket (`Origin` header); empty allows any.
-    pub allowed_origins: Vec<String>,
-    /// A WebSocket that has not sent a usable offer this long after opening is closed.
-    pub idle_timeout: Duration,
-    /// Where received offers are written (`--capture-offers`); `None` writes nothing.
-    pub capture_offers: Option<CaptureConfig>,
-    /// The renderers' ingest socket (`docs/ingest.md`); `None` disables it.
-    pub ingest: Option<IngestConfig>,
-    /// Avatars played from files (`--source y4m:FILE`).
-    pub file_sources: Vec<FileSourceSpec>,
-    /// Stop on SIGINT and SIGTERM and reload on SIGHUP (see
-    /// [`Server::set_reloader`]): the daemon wants this, in-process tests do
-    /// not. The handlers are in place before the signaling port listens, so a
-    /// signal sent once the port accepts is never lost (nor fatal).
-    pub handle_signals: bool,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            bind_ip: IpAddr::from([0, 0, 0, 0]),
-            signal_port: 9000,
-            udp_ports: Vec::new(),
-            avatars: Vec::new(),
-            engine: EngineConfig::default(),
-            max_connections: 1024,
-            head_timeout: Duration::from_secs(5),
-            limits: ConnLimits::default(),
-            shutdown_grace: Duration::from_secs(2),
-            frame_probe: None,
-            allowed_origins: Vec::new(),
-            idle_timeout: Duration::from_secs(30),
-            capture_offers: None,
-            ingest: None,
-            file_sources: Vec::new(),
-            handle_signals: false,
-        }
-    }
-}
-
-/// Errors starting the server.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum NetError {
-    /// A socket could not be bound.
-    Bind(SocketAddr, io::Error),
-    /// The engine refused the configuration.
-    Engine(portcast_engine::EngineError),
-    /// A source could not start.
-    Source(String, io::Error),
-    /// Poll, waker or signal registration failed.
-    Io(io::Error),
-    /// The offer capture folder is unusable.
-    Capture(io::Error),
-    /// The ingest socket could not be opened.
-    Ingest(ListenError),
-    /// A `--source` file cannot be played.
-    File(Y4mError),
-}
-
-impl std::fmt::Display for NetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NetError::Bind(a, e) => write!(f, "cannot bind {a}: {e}"),
-            NetError::Engine(e) => write!(f, "{e}"),
-            NetError::Source(a, e) => write!(f, "avatar {a}: {e}"),
-            NetError::Io(e) => write!(f, "event loop: {e}"),
-            NetError::Capture(e) => write!(f, "offer capture: {e}"),
-            NetError::Ingest(e) => write!(f, "ingest socket: {e}"),
-            NetError::File(e) => write!(f, "source file {e}"),
-        }
-    }
-}
-
-impl std::error::Error for NetError {}
-
-impl From<io::Error> for NetError {
-    fn from(e: io::Error) -> Self {
-        NetError::Io(e)
-    }
-}
+pub use config::{AvatarSpec, NetError, Reloader, ServerConfig, UdpPortSpec};
 
 /// A handle that stops a running server from another thread.
 #[derive(Clone)]
@@ -462,86 +335,6 @@ impl Server {
         }
     }
 
-    fn reload(&mut self) {
-        let Some(reloader) = self.reloader.as_mut() else {
-            log::warn!("SIGHUP received, but this server has no configuration to reload");
-            return;
-        };
-        let new = match reloader() {
-            Ok(c) => c,
-            Err(e) => {
-                log::error!("SIGHUP: configuration not reloaded, the running one stays: {e}");
-                return;
-            }
-        };
-        let engine_changed = match self.engine.reload_limits(&new.engine) {
-            Ok(changed) => changed,
-            Err(e) => {
-                log::error!("SIGHUP: configuration not reloaded, the running one stays: {e}");
-                return;
-            }
-        };
-        let old = &self.config;
-        let avatars = |c: &ServerConfig| -> Vec<(AvatarId, EncoderSettings)> {
-            c.avatars
-                .iter()
-                .map(|a| (a.name.clone(), a.encoder))
-                .collect()
-        };
-        let names = |pairs: &[(bool, &'static str)]| -> Vec<&'static str> {
-            pairs.iter().filter(|(d, _)| *d).map(|(_, n)| *n).collect()
-        };
-        let fixed = names(&[
-            (new.bind_ip != old.bind_ip, "bind_ip"),
-            (new.signal_port != old.signal_port, "signal_port"),
-            (new.udp_ports != old.udp_ports, "udp ports or public_ip"),
-            (avatars(&new) != avatars(old), "avatars"),
-            (new.file_sources != old.file_sources, "sources.file"),
-            (new.ingest != old.ingest, "sources.ingest"),
-            (new.capture_offers != old.capture_offers, "capture_offers"),
-        ]);
-        let mut changed = engine_changed;
-        changed.extend(names(&[
-            (
-                new.max_connections != old.max_connections,
-                "max_connections",
-            ),
-            (new.head_timeout != old.head_timeout, "header_timeout"),
-            (new.idle_timeout != old.idle_timeout, "idle_timeout"),
-            (new.limits != old.limits, "connection limits"),
-            (
-                new.allowed_origins != old.allowed_origins,
-                "allowed_origins",
-            ),
-        ]));
-        let c = &mut self.config;
-        c.max_connections = new.max_connections;
-        c.head_timeout = new.head_timeout;
-        c.idle_timeout = new.idle_timeout;
-        c.limits = new.limits;
-        c.allowed_origins = new.allowed_origins;
-        c.shutdown_grace = new.shutdown_grace;
-        c.engine = EngineConfig {
-            sockets: std::mem::take(&mut c.engine.sockets),
-            avatars: std::mem::take(&mut c.engine.avatars),
-            ..new.engine
-        };
-        if !fixed.is_empty() {
-            log::warn!(
-                "SIGHUP: {} changed but need a restart; still running with the old values",
-                fixed.join(", ")
-            );
-        }
-        if changed.is_empty() {
-            log::info!("SIGHUP: configuration reloaded; no limit changed");
-        } else {
-            log::info!(
-                "SIGHUP: configuration reloaded; now in effect for new connections and offers: {}",
-                changed.join(", ")
-            );
-        }
-    }
-
     fn accept(&mut self, now: Instant) {
         loop {
             match self.listener.accept() {
@@ -799,84 +592,6 @@ impl Server {
         allowed.is_empty() || origin.is_some_and(|o| allowed.iter().any(|a| a == o))
     }
 
-    /// `/metrics` and `/readyz`, which need the loop's state.
-    fn dynamic_response(&self, request: &crate::http::Request) -> Vec<u8> {
-        use crate::http::{response, Request};
-        match request {
-            Request::Metrics => {
-                let sessions = self.engine.sessions();
-                let snapshot = metrics::Snapshot {
-                    engine: self.engine.stats(),
-                    sessions: &sessions,
-                    sockets: self
-                        .udp
-                        .iter()
-                        .map(|u| SocketCounters {
-                            local: u.local.to_string(),
-                            received: u.received,
-                            received_bytes: u.received_bytes,
-                            sent: u.sent,
-                            sent_bytes: u.sent_bytes,
-                            dropped_queue_full: u.dropped_full,
-                            send_errors: u.send_errors,
-                            send_calls: u.send_calls,
-                        })
-                        .collect(),
-                    sources: self
-                        .sources
-                        .iter()
-                        .map(|(a, h)| SourceSnapshot {
-                            avatar: a.to_string(),
-                            frames: h.counters.frames.load(Ordering::Relaxed),
-                            keyframes: h.counters.keyframes.load(Ordering::Relaxed),
-                            late_skips: h.counters.late_skips.load(Ordering::Relaxed),
-                            channel_drops: h.counters.channel_drops.load(Ordering::Relaxed),
-                            encoder_skips: h.counters.encoder_skips.load(Ordering::Relaxed),
-                        })
-                        .collect(),
-                    connections: self.conns.len(),
-                    conn_drops: self.conn_drops.iter().map(|(k, v)| (*k, *v)).collect(),
-                    rss_bytes: metrics::rss_bytes(),
-                    ingest: self.ingest.as_ref().map(|hub| metrics::IngestSnapshot {
-                        live_renderers: hub.live_renderers() as u64,
-                        avatars: hub
-                            .avatar_counters()
-                            .iter()
-                            .map(|(a, c)| (a.to_string(), ingest_snapshot(c)))
-                            .collect(),
-                        ..ingest_snapshot(&hub.counters())
-                    }),
-                };
-                let body = metrics::render(&self.histograms, &snapshot);
-                response(
-                    "200 OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body.as_bytes(),
-                )
-            }
-            Request::Ready => {
-                let dead: Vec<String> = self
-                    .sources
-                    .iter()
-                    .filter(|(_, h)| !h.is_alive())
-                    .map(|(a, _)| a.to_string())
-                    .collect();
-                if dead.is_empty() {
-                    let body = format!(
-                        "ready: {} udp sockets bound, {} sources running\n",
-                        self.udp.len(),
-                        self.sources.len()
-                    );
-                    response("200 OK", "text/plain", body.as_bytes())
-                } else {
-                    let body = format!("not ready: source threads stopped: {}\n", dead.join(", "));
-                    response("503 Service Unavailable", "text/plain", body.as_bytes())
-                }
-            }
-            _ => response("404 Not Found", "text/plain", b"not found\n"),
-        }
-    }
-
     fn reap_conns(&mut self, now: Instant) {
         let done: Vec<Token> = self
             .conns
@@ -947,24 +662,4 @@ fn claim_tcp_port(addr: SocketAddr) -> io::Result<socket2::Socket> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)
-}
-
-/// One set of ingest counters as `/metrics` shows them.
-fn ingest_snapshot(c: &IngestCounters) -> metrics::IngestSnapshot {
-    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    metrics::IngestSnapshot {
-        live_renderers: 0,
-        registered: get(&c.registered),
-        protocol_errors: get(&c.protocol_errors),
-        frames_received: get(&c.frames_received),
-        frames_encoded: get(&c.frames_encoded),
-        frames_forwarded: get(&c.frames_forwarded),
-        dropped_newest_wins: get(&c.dropped_newest_wins),
-        dropped_loop_behind: get(&c.dropped_loop_behind),
-        dropped_waiting_idr: get(&c.dropped_waiting_idr),
-        encoder_skips: get(&c.encoder_skips),
-        keyframe_requests_sent: get(&c.keyframe_requests_sent),
-        convert_seconds: get(&c.convert_us) as f64 / 1e6,
-        avatars: Vec::new(),
-    }
 }
