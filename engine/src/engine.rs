@@ -9,8 +9,7 @@ use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::media::{Frequency, MediaTime};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::Extension;
-use str0m::{Candidate, IceCreds, Input, Rtc, RtcConfig};
+use str0m::{Candidate, IceCreds, Input, Rtc};
 
 use crate::address::{AddressError, SocketSpec, SocketTable};
 use crate::answer::AnswerPlan;
@@ -23,7 +22,7 @@ use crate::media::AccessUnit;
 use crate::offer::OfferSummary;
 use crate::playout_delay::PlayoutDelay;
 use crate::sctp_guard::{self, Guarded};
-use crate::session::{DrainCtx, EndReason, Phase, Session, SessionInfo};
+use crate::session::{self, DrainCtx, EndReason, Phase, Session, SessionInfo, SessionSeed};
 use crate::signaling::{self, ClientMessage, Offer, SignalError};
 
 /// How the engine behaves; validated by [`Engine::new`].
@@ -72,6 +71,26 @@ impl Default for EngineConfig {
             token_key: None,
             playout_delay: Some(PlayoutDelay::IMMEDIATE),
         }
+    }
+}
+
+impl EngineConfig {
+    /// The rules that relate settings; `known` says whether an avatar can be served.
+    fn check(&self, known: impl Fn(&AvatarId) -> bool) -> Result<(), EngineError> {
+        if self.max_sessions == 0 {
+            return Err(EngineError::Config(
+                "max_sessions must be at least 1".into(),
+            ));
+        }
+        if let Some(f) = self.fallback_avatar.as_ref().filter(|f| !known(f)) {
+            return Err(EngineError::Config(format!(
+                "fallback avatar '{f}' is not a configured avatar"
+            )));
+        }
+        if let Some(d) = self.playout_delay {
+            PlayoutDelay::new(d.min, d.max).map_err(EngineError::Config)?;
+        }
+        Ok(())
     }
 }
 
@@ -240,21 +259,7 @@ impl Engine {
     /// sessions; `now` is the engine's first notion of time (it reads no clock).
     pub fn new(config: EngineConfig, now: Instant) -> Result<Self, EngineError> {
         let sockets = SocketTable::new(config.sockets.clone()).map_err(EngineError::Address)?;
-        if config.max_sessions == 0 {
-            return Err(EngineError::Config(
-                "max_sessions must be at least 1".into(),
-            ));
-        }
-        if let Some(f) = &config.fallback_avatar {
-            if !config.avatars.contains(f) {
-                return Err(EngineError::Config(format!(
-                    "fallback avatar '{f}' is not a configured avatar"
-                )));
-            }
-        }
-        if let Some(d) = config.playout_delay {
-            PlayoutDelay::new(d.min, d.max).map_err(EngineError::Config)?;
-        }
+        config.check(|a| config.avatars.contains(a))?;
         // One certificate for every session: generating one costs ~0.7 ms,
         // which would dominate offer-to-answer time.
         let cert = str0m::crypto::from_feature_flags()
@@ -292,18 +297,8 @@ impl Engine {
         &mut self,
         config: &EngineConfig,
     ) -> Result<Vec<&'static str>, EngineError> {
-        if config.max_sessions == 0 {
-            return Err(EngineError::Config(
-                "max_sessions must be at least 1".into(),
-            ));
-        }
-        if let Some(f) = &config.fallback_avatar {
-            if !self.avatars.contains_key(f) {
-                return Err(EngineError::Config(format!(
-                    "fallback avatar '{f}' is not a configured avatar"
-                )));
-            }
-        }
+        // Avatars a renderer added at runtime count as configured.
+        config.check(|a| self.avatars.contains_key(a))?;
         let old = &self.config;
         let mut changed = Vec::new();
         macro_rules! diff {
@@ -755,32 +750,14 @@ impl Engine {
             .receive_destination(socket)
             .ok_or_else(|| SignalError::OfferRejected("no socket".into()))?;
         let creds = IceCreds::new();
-        let mut cfg = RtcConfig::new()
-            .set_ice_lite(true)
-            .set_dtls_cert(self.cert.clone())
-            .set_local_ice_credentials(creds.clone())
-            .set_send_buffer_video(self.config.resend_buffer_packets)
-            // Only the MID header extension (BUNDLE demux in the browser).
-            // One encoder feeds every viewer of an avatar, so per-viewer
-            // bandwidth estimation has nothing to act on: without
-            // transport-cc / abs-send-time no viewer sends TWCC feedback
-            // (an SRTCP packet to decrypt and parse every ~50-100 ms each)
-            // and every RTP packet is 12 bytes shorter.
-            .clear_extension_map()
-            .set_extension(4, Extension::RtpMid)
-            .clear_codecs();
-        if self.config.playout_delay.is_some() {
-            // Answered only when the offer has it (str0m answers the
-            // intersection, with the offer's id); written on every frame.
-            cfg = cfg.set_extension(5, Extension::PlayoutDelay);
-        }
-        cfg.codec_config().add_h264(
-            choice.format.pt.into(),
-            choice.format.rtx.map(Into::into),
-            true,
-            choice.format.profile_level_id.unwrap_or(0x42e01f),
-        );
-        let mut rtc: Rtc = cfg.build(now);
+        let mut rtc: Rtc = session::rtc_config(
+            self.cert.clone(),
+            creds.clone(),
+            self.config.resend_buffer_packets,
+            self.config.playout_delay.is_some(),
+            &choice.format,
+        )
+        .build(now);
         let candidate = Candidate::host(public, "udp")
             .map_err(|e| SignalError::OfferRejected(format!("candidate {public}: {e}")))?;
         rtc.add_local_candidate(candidate);
@@ -803,29 +780,19 @@ impl Engine {
 
         let key = SessionKey(self.next_key);
         self.next_key += 1;
-        let session = Session {
-            key,
-            conn,
-            id: offer.session_id.clone(),
-            user: offer.user_id.clone(),
-            avatar: avatar.clone(),
-            rtc,
-            socket,
-            local_ufrag: creds.ufrag.clone(),
-            phase: Phase::Negotiated,
-            mid: None,
-            pt: None,
-            needs_keyframe: true,
-            created: now,
-            last_consent: now,
-            rtc_timeout: now,
-            remote: None,
-            frames_sent: 0,
-            frames_held: 0,
-            client_stats: None,
-            #[cfg(feature = "test-hooks")]
-            poisoned: false,
-        };
+        let session = Session::new(
+            SessionSeed {
+                key,
+                conn,
+                id: offer.session_id.clone(),
+                user: offer.user_id.clone(),
+                avatar: avatar.clone(),
+                rtc,
+                socket,
+                local_ufrag: creds.ufrag.clone(),
+            },
+            now,
+        );
         self.demux.add_session(key, &creds.ufrag);
         self.socket_load[socket.0] += 1;
         if let Some(a) = self.avatars.get_mut(&avatar) {

@@ -6,13 +6,16 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt};
-use str0m::{Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
+use str0m::rtp::Extension;
+use str0m::{Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc, RtcConfig};
 
 use crate::address::SocketTable;
 use crate::demux::{Demux, SessionKey};
 use crate::ids::{AvatarId, ConnId, SocketId};
+use crate::offer::H264Format;
 use crate::Output;
 
 /// Why a session ended.
@@ -89,6 +92,55 @@ pub struct SessionInfo {
     pub frames_sent: u64,
 }
 
+/// Who a new session serves and where; everything else starts fresh.
+pub(crate) struct SessionSeed {
+    pub key: SessionKey,
+    pub conn: ConnId,
+    pub id: String,
+    pub user: Option<String>,
+    pub avatar: AvatarId,
+    pub rtc: Rtc,
+    pub socket: SocketId,
+    pub local_ufrag: String,
+}
+
+/// The str0m configuration of one viewer's `Rtc`: ICE-lite with the shared
+/// certificate, the one H.264 format chosen from the offer (and its RTX),
+/// and only the header extensions the engine uses.
+pub(crate) fn rtc_config(
+    cert: DtlsCert,
+    creds: IceCreds,
+    resend_buffer_packets: usize,
+    playout_delay: bool,
+    format: &H264Format,
+) -> RtcConfig {
+    let mut cfg = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_dtls_cert(cert)
+        .set_local_ice_credentials(creds)
+        .set_send_buffer_video(resend_buffer_packets)
+        // The MID header extension (BUNDLE demux in the browser). One encoder
+        // feeds every viewer of an avatar, so per-viewer bandwidth estimation
+        // has nothing to act on: without transport-cc / abs-send-time no
+        // viewer sends TWCC feedback (an SRTCP packet to decrypt and parse
+        // every ~50-100 ms each) and every RTP packet is 12 bytes shorter.
+        .clear_extension_map()
+        .set_extension(4, Extension::RtpMid)
+        .clear_codecs();
+    if playout_delay {
+        // Answered only when the offer has it (str0m answers the
+        // intersection, with the offer's id); written on every frame.
+        cfg = cfg.set_extension(5, Extension::PlayoutDelay);
+    }
+    cfg.codec_config().add_h264(
+        format.pt.into(),
+        format.rtx.map(Into::into),
+        true,
+        format.profile_level_id.unwrap_or(0x42e01f),
+    );
+    cfg
+}
+
 pub(crate) struct Session {
     pub key: SessionKey,
     pub conn: ConnId,
@@ -133,6 +185,43 @@ pub(crate) struct DrainCtx<'a> {
 }
 
 impl Session {
+    /// A session whose answer is being sent at `now`: negotiated, waiting for its first keyframe.
+    pub fn new(seed: SessionSeed, now: Instant) -> Session {
+        let SessionSeed {
+            key,
+            conn,
+            id,
+            user,
+            avatar,
+            rtc,
+            socket,
+            local_ufrag,
+        } = seed;
+        Session {
+            key,
+            conn,
+            id,
+            user,
+            avatar,
+            rtc,
+            socket,
+            local_ufrag,
+            phase: Phase::Negotiated,
+            mid: None,
+            pt: None,
+            needs_keyframe: true,
+            created: now,
+            last_consent: now,
+            rtc_timeout: now,
+            remote: None,
+            frames_sent: 0,
+            frames_held: 0,
+            client_stats: None,
+            #[cfg(feature = "test-hooks")]
+            poisoned: false,
+        }
+    }
+
     /// Panics if a test poisoned this session (a no-op without the `test-hooks` feature).
     #[inline]
     pub fn check_poison(&mut self) {
