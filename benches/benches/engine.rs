@@ -36,7 +36,10 @@ fn streaming_engine(now: &mut Instant) -> Engine {
     )
     .unwrap();
     let client_addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    let mut client = Rtc::builder().build(*now);
+    // Offers playout-delay like Chromium, so each packet carries it as for a browser.
+    let mut client = Rtc::builder()
+        .set_extension(5, str0m::rtp::Extension::PlayoutDelay)
+        .build(*now);
     client.add_local_candidate(Candidate::host(client_addr, "udp").unwrap());
     let mut api = client.sdp_api();
     api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);

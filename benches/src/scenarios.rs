@@ -449,7 +449,10 @@ pub fn setup(o: &Opts, offers: usize) -> Result<(), String> {
     let now = Instant::now();
     let sdps: Vec<String> = (0..offers)
         .map(|i| {
-            let mut rtc = RtcConfig::new().set_dtls_cert(cert.clone()).build(now);
+            let mut rtc = RtcConfig::new()
+                .set_dtls_cert(cert.clone())
+                .set_extension(5, str0m::rtp::Extension::PlayoutDelay)
+                .build(now);
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 20000 + (i % 40000) as u16));
             if let Ok(c) = Candidate::host(addr, "udp") {
                 rtc.add_local_candidate(c);

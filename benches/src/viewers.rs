@@ -206,7 +206,12 @@ fn connect(
     let local = std_socket.local_addr().map_err(|e| e.to_string())?;
     let socket = UdpSocket::from_std(std_socket);
     let now = Instant::now();
-    let mut rtc = RtcConfig::new().set_dtls_cert(cert).build(now);
+    // Offer the playout-delay extension as Chromium does (its id 5), so the
+    // daemon writes it on every packet as it would for a browser.
+    let mut rtc = RtcConfig::new()
+        .set_dtls_cert(cert)
+        .set_extension(5, str0m::rtp::Extension::PlayoutDelay)
+        .build(now);
     rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);
     let mut api = rtc.sdp_api();
     api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
