@@ -1,31 +1,28 @@
-//! Command-line flags of the daemon; resolution into a [`crate::config::Config`] lives in `config.rs`.
+//! Command-line flags of the daemon; resolution into a [`crate::config::Config`] lives in `config/`.
 
+use std::ffi::{OsStr, OsString};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::config::read::PortRange;
+use crate::config::settings::Settings;
+use crate::config::{BITRATE_KBPS, ENCODER_THREADS, FPS, HEIGHT, WIDTH};
 
 /// Footer of `--help`: the precedence rule is surprising (environment beats flags), so spell it out.
 const AFTER_HELP: &str = "\
 Precedence, lowest to highest:
   built-in defaults < config file (--config) < command-line flags < environment variables
-Environment variables (an empty variable counts as unset):
-  PORTCAST_PUBLIC_IP, PORTCAST_BIND_IP, PORTCAST_SIGNAL_PORT,
-  PORTCAST_UDP_PORTS (A-B or a single port), PORTCAST_PORT_MAP (comma-separated LOCAL:PUBLIC),
-  PORTCAST_MAX_SESSIONS, PORTCAST_CONSENT_TIMEOUT_SECS, PORTCAST_FALLBACK_AVATAR,
-  PORTCAST_INGEST_SOCKET, PORTCAST_TOKEN_SECRET_FILE,
-  PORTCAST_ALLOWED_ORIGINS (comma-separated), PORTCAST_MAX_SESSIONS_PER_AVATAR,
-  PORTCAST_MAX_CONNECTIONS, PORTCAST_IDLE_TIMEOUT_SECS, PORTCAST_HEADER_TIMEOUT_SECS,
-  PORTCAST_MAX_MESSAGE_KIB, PORTCAST_MAX_SDP_KIB, PORTCAST_MESSAGES_PER_SEC,
-  PORTCAST_MESSAGE_BURST, PORTCAST_CONNECT_TIMEOUT_SECS, PORTCAST_LOG_FORMAT
-A layer that sets the UDP range, the port map or the allowed origins replaces the lower
-layer's value as a whole. RUST_LOG sets the log level (default info).
-Config file keys:
-  webrtc_public_ip, bind_ip, signal_port, webrtc_port_min, webrtc_port_max, max_sessions,
-  consent_timeout_secs, fallback_avatar, capture_offers_dir, capture_offers_max,
-  ingest_socket, ingest_max_frame_mb, token_secret_file, allowed_origins (array),
-  max_sessions_per_avatar, max_connections, idle_timeout_secs, header_timeout_secs,
-  max_message_kib, max_sdp_kib, messages_per_sec, message_burst, connect_timeout_secs,
-  log_format,
+An environment variable that is empty counts as unset. A layer that sets the UDP range, the
+port map or the allowed origins replaces the lower layer's value as a whole. RUST_LOG sets
+the log level (default info).
+Config file keys: each flag above whose value is a single setting, spelled with underscores
+(max_sessions = 200), except --public-ip (webrtc_public_ip), --capture-offers
+(capture_offers_dir) and --capture-max (capture_offers_max); and
+  webrtc_port_min, webrtc_port_max (for --udp-ports), allowed_origins = [..],
   [port_map] LOCAL = PUBLIC,
   [[avatar]] name, width, height, fps, bitrate_kbps, encoder_threads (replaces the built-in list)
 Signals: SIGTERM/SIGINT say bye to every viewer and exit 0. SIGHUP re-reads the file, flags
@@ -35,10 +32,14 @@ avatars and sources need a restart.
 Subcommands take the same flags: `portcast replay offers/ --public-ip 203.0.113.7` answers
 as the daemon with that public ip would (without token checks: captured offers carry none).";
 
-/// Daemon flags; values stay text so `config::load` reports every bad value as `source: key: problem`.
+// The command line: single-valued settings ([`Settings`]), the settings made of several
+// values, and the subcommand. (A `//` comment: clap would show a doc comment as the about.)
+//
+// Parse it with [`parse_from`]: `config::load` layers the flags over the file and under the
+// environment, so it needs to know which flags were given, not only their values.
 //
 // `command: None` means "run the daemon", so the flags stay top-level and existing
-// invocations keep working; they are `global` so a subcommand reads the same config.
+// invocations keep working; [`command`] makes them global so a subcommand reads the same config.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Parser)]
 #[command(name = "portcast", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -47,232 +48,127 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// TOML config file, keys listed below [default: none]
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Address announced in ICE candidates; 0.0.0.0 and :: are refused [default: 127.0.0.1]
-    #[arg(long, global = true, value_name = "IP")]
-    pub public_ip: Option<String>,
-
-    /// Address the signaling TCP listener and the UDP sockets bind [default: 0.0.0.0]
-    #[arg(long, global = true, value_name = "IP")]
-    pub bind_ip: Option<String>,
-
-    /// TCP port for HTTP and WebSocket signaling [default: 9000]
-    #[arg(long, global = true, value_name = "PORT")]
-    pub signal_port: Option<String>,
+    /// Single-valued settings; their values here are the flag's or the default.
+    #[command(flatten)]
+    pub settings: Settings,
 
     /// Inclusive local UDP port range (at most 64 ports) or a single port [default: 10111-10115]
-    #[arg(long, global = true, value_name = "A-B")]
-    pub udp_ports: Option<String>,
+    #[arg(long, env = "PORTCAST_UDP_PORTS", value_name = "A-B", value_parser = PortRange)]
+    pub udp_ports: Option<RangeInclusive<u16>>,
 
-    /// Public port to announce for a local UDP port the forwarder renumbers; repeatable [default: the local port]
-    #[arg(long, global = true, value_name = "LOCAL:PUBLIC")]
+    /// Public port to announce for a local UDP port the forwarder renumbers; repeatable, or comma-separated [default: the local port]
+    #[arg(long, env = "PORTCAST_PORT_MAP", value_name = "LOCAL:PUBLIC")]
     pub port_map: Vec<String>,
-
-    /// Maximum concurrent viewer sessions, 1-10000 [default: 200]
-    #[arg(long, global = true, value_name = "N")]
-    pub max_sessions: Option<String>,
-
-    /// Seconds without STUN consent before a viewer's session ends, 1-86400 [default: 30]
-    #[arg(long, global = true, value_name = "SECS")]
-    pub consent_timeout_secs: Option<String>,
-
-    /// Avatar served for an offer naming an unknown avatar_id [default: none, error "unknown_avatar"]
-    #[arg(long, global = true, value_name = "NAME")]
-    pub fallback_avatar: Option<String>,
-
-    /// Write every webrtc_offer message received to DIR, one file each, for `portcast replay` [default: off]
-    #[arg(long, global = true, value_name = "DIR")]
-    pub capture_offers: Option<String>,
-
-    /// Most offer files kept in the --capture-offers DIR; capture stops when reached, 1-1000000 [default: 1000]
-    #[arg(long, global = true, value_name = "N")]
-    pub capture_max: Option<String>,
-
-    /// File holding the shared secret (at least 16 bytes) that signaling tokens are checked with [default: none, no token needed]
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILE",
-        help_heading = "Access and limits"
-    )]
-    pub token_secret_file: Option<String>,
 
     /// Page origin (scheme://host[:port]) allowed to open a WebSocket; repeatable or comma-separated [default: any]
     #[arg(
         long,
-        global = true,
+        env = "PORTCAST_ALLOWED_ORIGINS",
         value_name = "ORIGIN",
         help_heading = "Access and limits"
     )]
     pub allowed_origin: Vec<String>,
 
-    /// Maximum concurrent viewers of one avatar, 1-10000 [default: --max-sessions]
-    #[arg(
-        long,
-        global = true,
-        value_name = "N",
-        help_heading = "Access and limits"
-    )]
-    pub max_sessions_per_avatar: Option<String>,
-
-    /// Maximum open TCP connections (HTTP and WebSocket), 16-100000 [default: 1024]
-    #[arg(
-        long,
-        global = true,
-        value_name = "N",
-        help_heading = "Access and limits"
-    )]
-    pub max_connections: Option<String>,
-
-    /// Seconds a WebSocket may stay open without a usable offer, 1-3600 [default: 30]
-    #[arg(
-        long,
-        global = true,
-        value_name = "SECS",
-        help_heading = "Access and limits"
-    )]
-    pub idle_timeout_secs: Option<String>,
-
-    /// Seconds allowed to send a complete HTTP request head, 1-60 [default: 5]
-    #[arg(
-        long,
-        global = true,
-        value_name = "SECS",
-        help_heading = "Access and limits"
-    )]
-    pub header_timeout_secs: Option<String>,
-
-    /// Largest WebSocket message in KiB, 4-4096 [default: 256]
-    #[arg(
-        long,
-        global = true,
-        value_name = "KIB",
-        help_heading = "Access and limits"
-    )]
-    pub max_message_kib: Option<String>,
-
-    /// Largest SDP offer in KiB, 4-1024 and at most --max-message-kib [default: 64]
-    #[arg(
-        long,
-        global = true,
-        value_name = "KIB",
-        help_heading = "Access and limits"
-    )]
-    pub max_sdp_kib: Option<String>,
-
-    /// Steady WebSocket messages per second allowed per connection, 1-1000 [default: 10]
-    #[arg(
-        long,
-        global = true,
-        value_name = "N",
-        help_heading = "Access and limits"
-    )]
-    pub messages_per_sec: Option<String>,
-
-    /// WebSocket messages allowed in a burst above the steady rate, 1-10000 [default: 20]
-    #[arg(
-        long,
-        global = true,
-        value_name = "N",
-        help_heading = "Access and limits"
-    )]
-    pub message_burst: Option<String>,
-
-    /// Seconds after the answer for ICE + DTLS to complete before the session ends, 1-300 [default: 20]
-    #[arg(
-        long,
-        global = true,
-        value_name = "SECS",
-        help_heading = "Access and limits"
-    )]
-    pub connect_timeout_secs: Option<String>,
-
-    /// Log lines as plain text or one JSON object per line; the level comes from RUST_LOG [default: text]
-    #[arg(long, global = true, value_name = "text|json")]
-    pub log_format: Option<String>,
-
     /// Frame width in pixels, even, 16-3840 [default: 1280]
-    #[arg(
-        long,
-        global = true,
-        value_name = "PX",
-        help_heading = "Built-in test-pattern avatar"
-    )]
-    pub width: Option<String>,
+    #[arg(long, value_name = "PX", help_heading = AVATAR_HEADING, value_parser = WIDTH)]
+    pub width: Option<u32>,
 
     /// Frame height in pixels, even, 16-2160 [default: 720]
-    #[arg(
-        long,
-        global = true,
-        value_name = "PX",
-        help_heading = "Built-in test-pattern avatar"
-    )]
-    pub height: Option<String>,
+    #[arg(long, value_name = "PX", help_heading = AVATAR_HEADING, value_parser = HEIGHT)]
+    pub height: Option<u32>,
 
     /// Frames per second, 1-60 [default: 30]
-    #[arg(
-        long,
-        global = true,
-        value_name = "N",
-        help_heading = "Built-in test-pattern avatar"
-    )]
-    pub fps: Option<String>,
+    #[arg(long, value_name = "N", help_heading = AVATAR_HEADING, value_parser = FPS)]
+    pub fps: Option<u32>,
 
     /// H.264 target bitrate in kbit/s, 100-50000 [default: 2000]
-    #[arg(
-        long,
-        global = true,
-        value_name = "KBPS",
-        help_heading = "Built-in test-pattern avatar"
-    )]
-    pub bitrate_kbps: Option<String>,
+    #[arg(long, value_name = "KBPS", help_heading = AVATAR_HEADING, value_parser = BITRATE_KBPS)]
+    pub bitrate_kbps: Option<u32>,
 
     /// H.264 encoder threads, 1-8 [default: 1]
-    #[arg(
-        long,
-        global = true,
-        value_name = "N",
-        help_heading = "Built-in test-pattern avatar"
-    )]
-    pub encoder_threads: Option<String>,
-
-    /// Unix socket GPU renderers push frames to (docs/ingest.md), or "off" [default: /run/portcast/ingest.sock, or portcast-ingest.sock beside --config when /run/portcast is not writable]
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH|off",
-        help_heading = "Frame sources"
-    )]
-    pub ingest_socket: Option<String>,
-
-    /// Largest frame a renderer may push, in MiB, 1-256 [default: 16]
-    #[arg(
-        long,
-        global = true,
-        value_name = "MIB",
-        help_heading = "Frame sources"
-    )]
-    pub ingest_max_frame_mb: Option<String>,
+    #[arg(long, value_name = "N", help_heading = AVATAR_HEADING, value_parser = ENCODER_THREADS)]
+    pub encoder_threads: Option<u16>,
 
     /// Also serve an avatar played in a loop from a file: y4m:FILE (8-bit 4:2:0) [default: none]
-    #[arg(
-        long,
-        global = true,
-        value_name = "y4m:FILE",
-        help_heading = "Frame sources"
-    )]
+    #[arg(long, value_name = "y4m:FILE", help_heading = "Frame sources")]
     pub source: Option<String>,
 
     /// Avatar id of the --source [default: the file name without its extension]
-    #[arg(
-        long,
-        global = true,
-        value_name = "NAME",
-        help_heading = "Frame sources"
-    )]
+    // Text, not AvatarId: `token --avatar` shares the id, and clap hands values between them.
+    #[arg(long, value_name = "NAME", help_heading = "Frame sources")]
     pub avatar: Option<String>,
+
+    /// Which of the flags above were on the command line, as typed (argument id, values).
+    #[arg(skip)]
+    pub given: Vec<(String, Vec<OsString>)>,
+}
+
+const AVATAR_HEADING: &str = "Built-in test-pattern avatar";
+
+/// The clap command: [`Cli`] with every daemon flag global, so `portcast replay DIR
+/// --public-ip X` reads the same configuration as the daemon.
+pub fn command() -> clap::Command {
+    // Values are not shown: a variable may hold something an operator would not paste.
+    Cli::command().mut_args(|arg| arg.global(true).hide_env_values(true))
+}
+
+/// Parses a command line; `--help` and `--version` come back as the error clap prints.
+///
+/// The environment is not read here: `config::load` reads `PORTCAST_*` itself, after the
+/// flags (the environment wins), and names the variable when its value is bad.
+pub fn parse_from<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let parsed = command()
+        .mut_args(|arg| arg.env(None))
+        .try_get_matches_from(&argv);
+    let matches = match parsed {
+        Ok(matches) => matches,
+        // Help is rendered again from the full command so it lists the variables.
+        Err(e) if e.kind() == ErrorKind::DisplayHelp => {
+            return Err(command().try_get_matches_from(&argv).err().unwrap_or(e))
+        }
+        Err(e) => return Err(e),
+    };
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    // Global flags given after a subcommand are recorded in its matches.
+    let mut levels = vec![&matches];
+    let mut current = &matches;
+    while let Some((_, sub)) = current.subcommand() {
+        levels.push(sub);
+        current = sub;
+    }
+    for arg in command().get_arguments() {
+        let id = arg.get_id().as_str();
+        for level in &levels {
+            if level.try_contains_id(id).unwrap_or(false)
+                && level.value_source(id) == Some(ValueSource::CommandLine)
+            {
+                if let Ok(Some(raw)) = level.try_get_raw(id) {
+                    cli.given.retain(|(given, _)| given != id);
+                    cli.given
+                        .push((id.to_string(), raw.map(OsStr::to_os_string).collect()));
+                }
+            }
+        }
+    }
+    Ok(cli)
+}
+
+impl Cli {
+    /// The values of a flag given on the command line, as typed.
+    pub fn given(&self, id: &str) -> Option<&[OsString]> {
+        self.given
+            .iter()
+            .find(|(given, _)| given == id)
+            .map(|(_, values)| values.as_slice())
+    }
 }
 
 /// Subcommands; without one, portcast runs the daemon.

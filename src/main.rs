@@ -15,8 +15,8 @@ mod token;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
 use portcast_engine::auth::TokenKey;
 use portcast_engine::encoder::EncoderSettings;
 use portcast_engine::{EngineConfig, SocketSpec};
@@ -26,7 +26,7 @@ use portcast_net::{
 };
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
     // Minting a token needs no daemon configuration (and must not fail on one).
     if let Some(cli::Command::Token {
         secret_file,
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    logging::init(config.log_format, level);
+    logging::init(config.settings.log_format, level);
     if let Some(cli::Command::Replay {
         paths,
         expect,
@@ -91,10 +91,10 @@ fn main() -> ExitCode {
             config.allowed_origins.join(", ")
         );
     }
-    let ingest = match &config.sources.ingest_socket {
-        config::IngestSocket::Off => None,
-        config::IngestSocket::At(path) => Some(path.clone()),
-        config::IngestSocket::Default => {
+    let ingest = match &config.settings.ingest_socket {
+        Some(config::IngestSocket::Off) => None,
+        Some(config::IngestSocket::At(path)) => Some(path.clone()),
+        None => {
             match portcast_net::ingest::default_socket_path(cli.config.as_deref()) {
                 Ok(path) => Some(path),
                 // Without a usable default place the daemon still serves its
@@ -136,13 +136,14 @@ fn main() -> ExitCode {
 
 /// The engine's settings as the daemon runs it; `replay` answers with the same.
 fn engine_config(c: &config::Config) -> EngineConfig {
+    let s = &c.settings;
     EngineConfig {
         sockets: c
             .udp_ports
             .iter()
             .map(|p| SocketSpec {
-                local: SocketAddr::new(c.bind_ip, p.local),
-                public: SocketAddr::new(c.public_ip, p.public),
+                local: SocketAddr::new(s.bind_ip, p.local),
+                public: SocketAddr::new(s.webrtc_public_ip, p.public),
             })
             .collect(),
         // Every avatar with a picture: the test-pattern ones and a `--source` file's.
@@ -150,14 +151,14 @@ fn engine_config(c: &config::Config) -> EngineConfig {
             .avatars
             .iter()
             .map(|a| a.name.clone())
-            .chain(c.sources.file.iter().map(|f| f.avatar.clone()))
+            .chain(c.file_source.iter().map(|f| f.avatar.clone()))
             .collect(),
-        max_sessions: c.max_sessions,
-        max_sessions_per_avatar: c.limits.max_sessions_per_avatar,
-        max_sdp_bytes: c.limits.max_sdp_bytes,
-        consent_timeout: c.consent_timeout,
-        connect_timeout: c.limits.connect_timeout,
-        fallback_avatar: c.fallback_avatar.clone(),
+        max_sessions: s.max_sessions,
+        max_sessions_per_avatar: c.max_sessions_per_avatar(),
+        max_sdp_bytes: s.max_sdp_kib << 10,
+        consent_timeout: Duration::from_secs(s.consent_timeout_secs),
+        connect_timeout: Duration::from_secs(s.connect_timeout_secs),
+        fallback_avatar: s.fallback_avatar.clone(),
         // Set by `server_config` only: captured offers carry no token, so replay checks none.
         token_key: None,
         ..EngineConfig::default()
@@ -169,19 +170,20 @@ fn server_config(
     ingest: Option<PathBuf>,
     token_key: Option<TokenKey>,
 ) -> ServerConfig {
+    let s = &c.settings;
     let engine = EngineConfig {
         token_key,
         ..engine_config(c)
     };
     ServerConfig {
-        bind_ip: c.bind_ip,
-        signal_port: c.signal_port,
+        bind_ip: s.bind_ip,
+        signal_port: s.signal_port,
         udp_ports: c
             .udp_ports
             .iter()
             .map(|p| UdpPortSpec {
                 local_port: p.local,
-                public: SocketAddr::new(c.public_ip, p.public),
+                public: SocketAddr::new(s.webrtc_public_ip, p.public),
             })
             .collect(),
         avatars: c
@@ -199,18 +201,17 @@ fn server_config(
                 busy: false,
             })
             .collect(),
-        capture_offers: c
+        capture_offers: s
             .capture_offers_dir
             .clone()
-            .map(|dir| CaptureConfig::new(dir, c.capture_offers_max, engine.max_sdp_bytes)),
+            .map(|dir| CaptureConfig::new(dir, s.capture_offers_max, engine.max_sdp_bytes)),
         engine,
         ingest: ingest.map(|path| IngestConfig {
-            max_frame_bytes: c.sources.ingest_max_frame_bytes,
+            max_frame_bytes: s.ingest_max_frame_mb << 20,
             ..IngestConfig::new(path)
         }),
         file_sources: c
-            .sources
-            .file
+            .file_source
             .iter()
             .map(|f| FileSourceSpec {
                 name: f.avatar.clone(),
@@ -219,13 +220,13 @@ fn server_config(
             })
             .collect(),
         allowed_origins: c.allowed_origins.clone(),
-        idle_timeout: c.limits.idle_timeout,
-        head_timeout: c.limits.header_timeout,
-        max_connections: c.limits.max_connections,
+        idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+        head_timeout: Duration::from_secs(s.header_timeout_secs),
+        max_connections: s.max_connections,
         limits: ConnLimits {
-            max_message: c.limits.max_message_bytes,
-            messages_per_sec: c.limits.messages_per_sec.into(),
-            message_burst: c.limits.message_burst.into(),
+            max_message: s.max_message_kib << 10,
+            messages_per_sec: s.messages_per_sec.into(),
+            message_burst: s.message_burst.into(),
             ..ConnLimits::default()
         },
         handle_signals: true,

@@ -1,0 +1,923 @@
+//! Daemon configuration: defaults, TOML file, flags and `PORTCAST_*` environment, merged and validated.
+//!
+//! Single-valued settings are declared once, in [`settings::Settings`]; [`load`] layers
+//! them generically. What is written by hand here is what relates several values: the UDP
+//! range and its port map, the avatar list (and the flags that change the test-pattern
+//! avatar), the allowed origins, a `--source` file, and the rules between settings.
+
+pub mod read;
+pub mod settings;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use clap::{Arg, Args, FromArgMatches};
+use portcast_engine::AvatarId;
+
+use crate::cli::Cli;
+use read::{Avatar, Dimension, Int, Port, PortRange, Read};
+
+pub use read::{IngestSocket, LogFormat};
+pub use settings::Settings;
+
+/// `--width` and `[[avatar]] width`.
+pub const WIDTH: Dimension = Dimension { max: 3840 };
+/// `--height` and `[[avatar]] height`.
+pub const HEIGHT: Dimension = Dimension { max: 2160 };
+/// `--fps` and `[[avatar]] fps`.
+pub const FPS: Int<u32> = Int::count(1, 60);
+/// `--bitrate-kbps` and `[[avatar]] bitrate_kbps`.
+pub const BITRATE_KBPS: Int<u32> = Int::of(100, 50_000, " kbps", "a whole number");
+/// `--encoder-threads` and `[[avatar]] encoder_threads`.
+pub const ENCODER_THREADS: Int<u16> = Int::count(1, 8);
+
+/// The built-in avatar; `--width` and friends change it.
+const DEFAULT_AVATAR_NAME: &str = "test-pattern";
+const DEFAULT_UDP_PORTS: RangeInclusive<u16> = 10111..=10115;
+
+/// Resolved daemon configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Every single-valued setting.
+    pub settings: Settings,
+    /// One entry per local UDP port, ascending by local port.
+    pub udp_ports: Vec<PortPair>,
+    /// Configured avatars, names unique, never empty.
+    pub avatars: Vec<AvatarConfig>,
+    /// An avatar played from a file (`--source y4m:FILE --avatar NAME`).
+    pub file_source: Option<FileSource>,
+    /// The shared secret signaling tokens are checked with; `None` needs no token.
+    pub token_secret_file: Option<SecretFile>,
+    /// Page origins allowed to open a WebSocket, normalised as browsers send them; empty allows any.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Config {
+    /// Most sessions watching one avatar at once (`max_sessions` unless set).
+    pub fn max_sessions_per_avatar(&self) -> usize {
+        let s = &self.settings;
+        s.max_sessions_per_avatar.unwrap_or(s.max_sessions)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        load(&Cli::default(), &|_| None).expect("the built-in defaults are valid")
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let command =
+            Settings::augment_args(clap::Command::new("portcast")).mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from(["portcast"])
+            .expect("every setting has a default or is optional");
+        Settings::from_arg_matches(&matches).expect("defaults parse")
+    }
+}
+
+/// The file holding the token secret; read when the daemon starts ([`SecretFile::read`]), not by `load`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// Path as given (relative paths are relative to the working directory).
+    pub path: PathBuf,
+    /// Where the path was set, for errors about the file.
+    pub origin: Origin,
+}
+
+impl SecretFile {
+    /// The key in the file: at least 16 bytes once trailing newlines are removed.
+    ///
+    /// `portcast replay` never reads it (captured offers carry no token), so a production
+    /// config replays on a machine without the secret.
+    pub fn read(&self) -> Result<portcast_engine::auth::TokenKey, ConfigError> {
+        crate::token::read_secret_file(&self.path).map_err(|m| invalid(self.origin.clone(), m))
+    }
+}
+
+/// A local UDP port and the port announced for it in ICE candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortPair {
+    /// Port the UDP socket binds.
+    pub local: u16,
+    /// Port announced to viewers (differs from `local` behind a port-rewriting forwarder).
+    pub public: u16,
+}
+
+/// Encoding parameters of one avatar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvatarConfig {
+    /// Name matched against the `avatar_id` of an offer.
+    pub name: AvatarId,
+    /// Frame width in pixels (even).
+    pub width: u32,
+    /// Frame height in pixels (even).
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// H.264 target bitrate in bits per second.
+    pub bitrate_bps: u32,
+    /// Number of H.264 encoder threads.
+    pub encoder_threads: u16,
+}
+
+impl Default for AvatarConfig {
+    fn default() -> Self {
+        AvatarConfig {
+            name: AvatarId::parse(DEFAULT_AVATAR_NAME).expect("a valid literal name"),
+            width: 1280,
+            height: 720,
+            fps: 30,
+            bitrate_bps: 2_000_000,
+            encoder_threads: 1,
+        }
+    }
+}
+
+/// An avatar played from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSource {
+    /// Avatar id viewers ask for.
+    pub avatar: AvatarId,
+    /// The Y4M file.
+    pub path: PathBuf,
+}
+
+/// Where a configuration value came from, so an error points at the value to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Built-in default of the named setting.
+    Default(String),
+    /// A key of the config file.
+    File {
+        /// Path of the file as given on the command line.
+        path: PathBuf,
+        /// Dotted key, e.g. `port_map.10111` or `avatar[0].width`.
+        key: String,
+    },
+    /// A command-line flag such as `--udp-ports`.
+    Flag(String),
+    /// An environment variable such as `PORTCAST_SIGNAL_PORT`.
+    Env(String),
+}
+
+impl Origin {
+    fn is_default(&self) -> bool {
+        matches!(self, Origin::Default(_))
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default(key) => write!(f, "built-in default for '{key}'"),
+            Origin::File { path, key } => write!(f, "{}: key '{key}'", path.display()),
+            Origin::Flag(flag) => f.write_str(flag),
+            Origin::Env(var) => write!(f, "environment {var}"),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded; the message names the source and the key.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    Read {
+        /// Path of the file as given on the command line.
+        path: PathBuf,
+        /// Underlying I/O error.
+        error: io::Error,
+    },
+    /// The config file is not valid TOML.
+    Parse {
+        /// Path of the file as given on the command line.
+        path: PathBuf,
+        /// Parser error, carrying line and column.
+        error: Box<toml::de::Error>,
+    },
+    /// A value is malformed, out of range, unknown or inconsistent with another value.
+    Invalid {
+        /// Where the offending value came from.
+        origin: Origin,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => {
+                // The "(os error N)" suffix means nothing to an operator fixing a path.
+                let text = error.to_string();
+                let text = text.split(" (os error").next().unwrap_or(&text);
+                write!(
+                    f,
+                    "config file {} could not be read: {text}",
+                    path.display()
+                )
+            }
+            ConfigError::Parse { path, error } => {
+                write!(
+                    f,
+                    "config file {}: {}",
+                    path.display(),
+                    error.to_string().trim_end()
+                )
+            }
+            ConfigError::Invalid { origin, message } => write!(f, "{origin}: {message}"),
+        }
+    }
+}
+
+// No `source()`: the cause is already part of the message, and error-chain printers would
+// otherwise repeat it.
+impl std::error::Error for ConfigError {}
+
+fn invalid(origin: Origin, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        origin,
+        message: message.into(),
+    }
+}
+
+/// Resolves the configuration: defaults < TOML file (`--config`) < command-line flags < `PORTCAST_*` environment.
+///
+/// The highest layer that sets a setting wins; a layer that sets the UDP range, the port
+/// map or the allowed origins replaces the lower layer's value as a whole, and flags
+/// `--width` etc. modify the avatar named `test-pattern`. Every value given is checked by
+/// the setting's reader (flags already while the command line was parsed), even if a
+/// higher layer overrides it; rules between settings are checked on the merged result.
+/// `env` is `|k| std::env::var(k).ok()` outside tests; an empty variable counts as unset.
+pub fn load(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let mut file = match &cli.config {
+        Some(path) => FileLayer::read(path)?,
+        None => FileLayer::default(),
+    };
+    let layers = Layers { cli, env };
+    let (settings, origins) = layers.settings(&mut file)?;
+    let udp_ports = layers.udp_ports(&mut file)?;
+    let allowed_origins = layers.allowed_origins(&mut file)?;
+    let avatars = layers.avatars(&mut file)?;
+    file.no_unknown_keys()?;
+    let file_source = file_source(cli, &avatars)?;
+
+    // The fallback may be any avatar that has a picture: a built-in one or the avatar a
+    // `--source` file plays.
+    if let Some(fallback) = &settings.fallback_avatar {
+        let known: Vec<&str> = avatars
+            .iter()
+            .map(|a| a.name.as_str())
+            .chain(file_source.as_ref().map(|f| f.avatar.as_str()))
+            .collect();
+        if !known.contains(&fallback.as_str()) {
+            return Err(invalid(
+                origins.of("fallback_avatar"),
+                format!(
+                    "no avatar named '{fallback}' is configured (configured: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    // An offer travels inside one WebSocket message.
+    let (sdp_kib, message_kib) = (settings.max_sdp_kib, settings.max_message_kib);
+    if sdp_kib > message_kib {
+        let (sdp, message) = (origins.of("max_sdp_kib"), origins.of("max_message_kib"));
+        // Blame the layer the operator actually wrote, not the default it combined with.
+        let blamed = if sdp.is_default() { &message } else { &sdp };
+        return Err(invalid(
+            blamed.clone(),
+            format!(
+                "max_sdp_kib {sdp_kib} is larger than max_message_kib {message_kib}: an offer \
+                 travels inside one WebSocket message (max_sdp_kib from {sdp}, max_message_kib \
+                 from {message})"
+            ),
+        ));
+    }
+    let token_secret_file = settings.token_secret_file.clone().map(|path| SecretFile {
+        path,
+        origin: origins.of("token_secret_file"),
+    });
+    Ok(Config {
+        settings,
+        udp_ports,
+        avatars,
+        file_source,
+        token_secret_file,
+        allowed_origins,
+    })
+}
+
+/// A value as given, with where it was given.
+#[derive(Debug, Clone)]
+struct Sourced<T> {
+    value: T,
+    origin: Origin,
+}
+
+impl<T> Sourced<T> {
+    fn new(value: T, origin: Origin) -> Self {
+        Sourced { value, origin }
+    }
+}
+
+/// Where each setting that some layer set came from; unset ones are defaults.
+#[derive(Default)]
+struct Origins(HashMap<String, Origin>);
+
+impl Origins {
+    fn of(&self, key: &str) -> Origin {
+        self.0
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| Origin::Default(key.to_string()))
+    }
+}
+
+/// The command line and the environment, looked up by a setting's clap id.
+struct Layers<'a> {
+    cli: &'a Cli,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Layers<'_> {
+    /// The environment's value for the flag `id` declares a variable for, if set and not blank.
+    fn env(&self, arg: &Arg) -> Option<(String, Origin)> {
+        let var = arg.get_env()?.to_str()?;
+        // Container templates often define variables as empty rather than leaving them out.
+        let text = (self.env)(var).filter(|text| !text.trim().is_empty())?;
+        Some((text, Origin::Env(var.to_string())))
+    }
+
+    /// The values of flag `arg` if it was on the command line.
+    fn flag(&self, arg: &Arg) -> Option<(Vec<OsString>, Origin)> {
+        let values = self.cli.given(arg.get_id().as_str())?;
+        let long = arg.get_long().unwrap_or_default();
+        Some((values.to_vec(), Origin::Flag(format!("--{long}"))))
+    }
+
+    /// The highest layer's value of each single-valued setting, read by its own parser.
+    fn settings(&self, file: &mut FileLayer) -> Result<(Settings, Origins), ConfigError> {
+        let declared = Settings::augment_args(clap::Command::new("portcast"));
+        let mut argv: Vec<OsString> = vec!["portcast".into()];
+        let mut origins = Origins::default();
+        for arg in declared.get_arguments() {
+            let id = arg.get_id().as_str();
+            // Lowest layer first: each value given is checked, even one a higher layer overrides.
+            let mut given = None;
+            if let Some(value) = file.take(id) {
+                let origin = file.origin(id);
+                let text = toml_text(&value).map_err(|m| invalid(origin.clone(), m))?;
+                check(arg, OsStr::new(&text)).map_err(|m| invalid(origin.clone(), m))?;
+                given = Some((vec![OsString::from(text)], origin));
+            }
+            given = self.flag(arg).or(given);
+            if let Some((text, origin)) = self.env(arg) {
+                given = Some((vec![OsString::from(text)], origin));
+            }
+            let Some((values, origin)) = given else {
+                continue;
+            };
+            let long = arg.get_long().expect("every setting is a --flag");
+            for value in values {
+                check(arg, &value).map_err(|m| invalid(origin.clone(), m))?;
+                argv.push(format!("--{long}").into());
+                argv.push(value);
+            }
+            origins.0.insert(id.to_string(), origin);
+        }
+        // Every value was checked above, so only a bug in this function fails here.
+        let matches = declared
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(argv)
+            .map_err(|e| invalid(Origin::Default("settings".into()), read::problem(&e)))?;
+        let settings = Settings::from_arg_matches(&matches)
+            .map_err(|e| invalid(Origin::Default("settings".into()), read::problem(&e)))?;
+        Ok((settings, origins))
+    }
+
+    /// The declared flag `id` of the whole command line (for its variable and its name).
+    fn arg(id: &str) -> Arg {
+        crate::cli::command()
+            .get_arguments()
+            .find(|arg| arg.get_id() == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no flag {id} is declared"))
+    }
+
+    /// A multi-valued flag's text from the environment or the command line (occurrences
+    /// joined by commas, as the variable writes them).
+    fn list(&self, id: &str) -> Option<(String, Origin)> {
+        let arg = Self::arg(id);
+        self.env(&arg).or_else(|| {
+            self.flag(&arg).map(|(values, origin)| {
+                let texts: Vec<_> = values.iter().map(|v| v.to_string_lossy()).collect();
+                (texts.join(","), origin)
+            })
+        })
+    }
+
+    fn udp_ports(&self, file: &mut FileLayer) -> Result<Vec<PortPair>, ConfigError> {
+        let default = |key: &str| Origin::Default(key.to_string());
+        let mut min = Sourced::new(*DEFAULT_UDP_PORTS.start(), default("webrtc_port_min"));
+        let mut max = Sourced::new(*DEFAULT_UDP_PORTS.end(), default("webrtc_port_max"));
+        for (key, slot) in [("webrtc_port_min", &mut min), ("webrtc_port_max", &mut max)] {
+            if let Some(value) = file.take(key) {
+                *slot = Sourced::new(file.value(key, &value, &Port)?, file.origin(key));
+            }
+        }
+        let arg = Self::arg("udp_ports");
+        let range = match self.env(&arg) {
+            Some((text, origin)) => Some(Sourced::new(
+                PortRange
+                    .read(&text)
+                    .map_err(|m| invalid(origin.clone(), m))?,
+                origin,
+            )),
+            None => self
+                .cli
+                .udp_ports
+                .clone()
+                .map(|range| Sourced::new(range, Origin::Flag("--udp-ports".into()))),
+        };
+        if let Some(range) = range {
+            min = Sourced::new(*range.value.start(), range.origin.clone());
+            max = Sourced::new(*range.value.end(), range.origin);
+        }
+        if let Some(problem) = PortRange::problem(min.value, max.value) {
+            let (low, high) = (min.value, max.value);
+            if min.origin == max.origin {
+                return Err(invalid(min.origin, format!("'{low}-{high}' {problem}")));
+            }
+            // Blame the layer the operator actually wrote, not the default it combined with.
+            let blamed = if min.origin.is_default() {
+                max.origin.clone()
+            } else {
+                min.origin.clone()
+            };
+            return Err(invalid(
+                blamed,
+                format!(
+                    "port range {low}-{high} {problem} (min from {}, max from {})",
+                    min.origin, max.origin
+                ),
+            ));
+        }
+        let map = self.port_map(file)?;
+        pair_ports(min.value..=max.value, map)
+    }
+
+    /// `(local, public)` entries, each with its origin; ports checked, not yet against the range.
+    fn port_map(&self, file: &mut FileLayer) -> Result<Vec<Sourced<(u16, u16)>>, ConfigError> {
+        let port = |side: &str, text: &str, origin: &Origin| {
+            Port.read(text)
+                .map_err(|m| invalid(origin.clone(), format!("{side} port {m}")))
+        };
+        if let Some((text, origin)) = self.list("port_map") {
+            let mut entries = Vec::new();
+            for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let bad = || {
+                    invalid(
+                        origin.clone(),
+                        format!("'{item}' is not a LOCAL:PUBLIC port pair"),
+                    )
+                };
+                let (local, public) = item.split_once(':').ok_or_else(bad)?;
+                if read::integer(local).is_none() || read::integer(public).is_none() {
+                    return Err(bad());
+                }
+                let pair = (
+                    port("local", local, &origin)?,
+                    port("public", public, &origin)?,
+                );
+                entries.push(Sourced::new(pair, origin.clone()));
+            }
+            file.take("port_map");
+            return Ok(entries);
+        }
+        let Some(value) = file.take("port_map") else {
+            return Ok(Vec::new());
+        };
+        let toml::Value::Table(table) = value else {
+            return Err(invalid(
+                file.origin("port_map"),
+                "expected a table of LOCAL = PUBLIC ports",
+            ));
+        };
+        let mut entries = Vec::new();
+        for (local, public) in table {
+            let origin = file.origin(&format!("port_map.{local}"));
+            Port.read(&local).map_err(|m| invalid(origin.clone(), m))?;
+            let public = toml_text(&public).map_err(|m| invalid(origin.clone(), m))?;
+            let pair = (
+                port("local", &local, &origin)?,
+                port("public", &public, &origin)?,
+            );
+            entries.push(Sourced::new(pair, origin));
+        }
+        Ok(entries)
+    }
+
+    fn allowed_origins(&self, file: &mut FileLayer) -> Result<Vec<String>, ConfigError> {
+        let items: Vec<(String, Origin)>;
+        let list: Origin;
+        if let Some((text, origin)) = self.list("allowed_origin") {
+            file.take("allowed_origins");
+            items = text
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| (item.to_string(), origin.clone()))
+                .collect();
+            list = origin;
+        } else if let Some(value) = file.take("allowed_origins") {
+            list = file.origin("allowed_origins");
+            let toml::Value::Array(array) = value else {
+                return Err(invalid(list, "expected an array of origins"));
+            };
+            let mut texts = Vec::with_capacity(array.len());
+            for (index, item) in array.iter().enumerate() {
+                let origin = file.origin(&format!("allowed_origins[{index}]"));
+                texts.push((
+                    toml_text(item).map_err(|m| invalid(origin.clone(), m))?,
+                    origin,
+                ));
+            }
+            items = texts;
+        } else {
+            return Ok(Vec::new());
+        }
+        parse_origins(items, list)
+    }
+
+    fn avatars(&self, file: &mut FileLayer) -> Result<Vec<AvatarConfig>, ConfigError> {
+        let mut avatars = match file.take("avatar") {
+            None => vec![AvatarConfig::default()],
+            Some(value) => file.avatars(value)?,
+        };
+        let cli = self.cli;
+        let flags = [
+            (cli.width.is_some(), "--width"),
+            (cli.height.is_some(), "--height"),
+            (cli.fps.is_some(), "--fps"),
+            (cli.bitrate_kbps.is_some(), "--bitrate-kbps"),
+            (cli.encoder_threads.is_some(), "--encoder-threads"),
+        ];
+        let Some(first_flag) = flags.iter().find(|(set, _)| *set).map(|f| f.1) else {
+            return Ok(avatars);
+        };
+        let Some(avatar) = avatars
+            .iter_mut()
+            .find(|avatar| avatar.name == DEFAULT_AVATAR_NAME)
+        else {
+            // Silently adding the avatar back would change which avatars are served.
+            return Err(invalid(
+                Origin::Flag(first_flag.to_string()),
+                format!(
+                    "no avatar named '{DEFAULT_AVATAR_NAME}' is configured to apply it to \
+                     (the [[avatar]] list of the config file replaces the built-in one)"
+                ),
+            ));
+        };
+        avatar.width = cli.width.unwrap_or(avatar.width);
+        avatar.height = cli.height.unwrap_or(avatar.height);
+        avatar.fps = cli.fps.unwrap_or(avatar.fps);
+        avatar.bitrate_bps = cli.bitrate_kbps.map_or(avatar.bitrate_bps, |k| k * 1000);
+        avatar.encoder_threads = cli.encoder_threads.unwrap_or(avatar.encoder_threads);
+        Ok(avatars)
+    }
+}
+
+/// Runs `arg`'s own value parser on one value; the error is the problem alone.
+fn check(arg: &Arg, value: &OsStr) -> Result<(), String> {
+    // The same argument as a positional (no flag name), so the parser reports the bare problem.
+    let probe = arg
+        .clone()
+        .long(None)
+        .env(None)
+        .default_value(None)
+        .required(false)
+        .index(1);
+    clap::Command::new("check")
+        .no_binary_name(true)
+        .arg(probe)
+        .try_get_matches_from([OsStr::new("--"), value])
+        .map(drop)
+        .map_err(|e| read::problem(&e))
+}
+
+/// One value of the file as the text a flag would carry.
+fn toml_text(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(text) => Ok(text.clone()),
+        toml::Value::Integer(number) => Ok(number.to_string()),
+        toml::Value::Float(number) => Ok(number.to_string()),
+        toml::Value::Boolean(flag) => Ok(flag.to_string()),
+        toml::Value::Datetime(time) => Ok(time.to_string()),
+        toml::Value::Array(_) => Err("expected a single value, found an array".into()),
+        toml::Value::Table(_) => Err("expected a single value, found a table".into()),
+    }
+}
+
+/// The config file's keys not yet taken by a setting.
+#[derive(Default)]
+struct FileLayer {
+    path: PathBuf,
+    table: toml::Table,
+}
+
+impl FileLayer {
+    fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|error| ConfigError::Parse {
+                path: path.to_path_buf(),
+                error: Box::new(error),
+            })?;
+        Ok(FileLayer {
+            path: path.to_path_buf(),
+            table,
+        })
+    }
+
+    fn take(&mut self, key: &str) -> Option<toml::Value> {
+        self.table.remove(key)
+    }
+
+    fn origin(&self, key: &str) -> Origin {
+        Origin::File {
+            path: self.path.clone(),
+            key: key.to_string(),
+        }
+    }
+
+    fn value<R: Read>(
+        &self,
+        key: &str,
+        value: &toml::Value,
+        reader: &R,
+    ) -> Result<R::Value, ConfigError> {
+        let origin = || self.origin(key);
+        let text = toml_text(value).map_err(|m| invalid(origin(), m))?;
+        reader.read(&text).map_err(|m| invalid(origin(), m))
+    }
+
+    /// Every key left was taken by no setting: a typo, or a key of another version.
+    fn no_unknown_keys(&self) -> Result<(), ConfigError> {
+        match self.table.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(invalid(
+                self.origin(key),
+                "unknown key (`portcast --help` lists the keys)",
+            )),
+        }
+    }
+
+    /// The `[[avatar]]` tables; each replaces the built-in list, missing keys take defaults.
+    fn avatars(&self, value: toml::Value) -> Result<Vec<AvatarConfig>, ConfigError> {
+        let toml::Value::Array(tables) = value else {
+            return Err(invalid(self.origin("avatar"), "expected [[avatar]] tables"));
+        };
+        if tables.is_empty() {
+            return Err(invalid(
+                self.origin("avatar"),
+                "at least one avatar must be configured",
+            ));
+        }
+        let mut avatars: Vec<AvatarConfig> = Vec::with_capacity(tables.len());
+        for (index, table) in tables.into_iter().enumerate() {
+            let at = format!("avatar[{index}]");
+            let toml::Value::Table(mut table) = table else {
+                return Err(invalid(self.origin(&at), "expected a table"));
+            };
+            let mut field = |name: &str| table.remove(name).map(|v| (format!("{at}.{name}"), v));
+            let mut avatar = AvatarConfig::default();
+            // A defaulted name can only clash with another entry, so blame this table.
+            let mut name_key = at.clone();
+            if let Some((key, value)) = field("name") {
+                avatar.name = self.value(&key, &value, &Avatar)?;
+                name_key = key;
+            }
+            if let Some((key, value)) = field("width") {
+                avatar.width = self.value(&key, &value, &WIDTH)?;
+            }
+            if let Some((key, value)) = field("height") {
+                avatar.height = self.value(&key, &value, &HEIGHT)?;
+            }
+            if let Some((key, value)) = field("fps") {
+                avatar.fps = self.value(&key, &value, &FPS)?;
+            }
+            if let Some((key, value)) = field("bitrate_kbps") {
+                avatar.bitrate_bps = self.value(&key, &value, &BITRATE_KBPS)? * 1000;
+            }
+            if let Some((key, value)) = field("encoder_threads") {
+                avatar.encoder_threads = self.value(&key, &value, &ENCODER_THREADS)?;
+            }
+            if let Some(key) = table.keys().next() {
+                return Err(invalid(
+                    self.origin(&format!("{at}.{key}")),
+                    "unknown key (an avatar has name, width, height, fps, bitrate_kbps, encoder_threads)",
+                ));
+            }
+            if avatars.iter().any(|other| other.name == avatar.name) {
+                return Err(invalid(
+                    self.origin(&name_key),
+                    format!("avatar name '{}' is used more than once", avatar.name),
+                ));
+            }
+            avatars.push(avatar);
+        }
+        Ok(avatars)
+    }
+}
+
+/// The avatar a `--source` file plays, named by `--avatar` or after the file.
+fn file_source(cli: &Cli, avatars: &[AvatarConfig]) -> Result<Option<FileSource>, ConfigError> {
+    let flag = |name: &str| Origin::Flag(name.to_string());
+    let (source, avatar) = match (&cli.source, &cli.avatar) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(invalid(
+                flag("--avatar"),
+                "--avatar names the avatar of a --source; add --source y4m:FILE",
+            ))
+        }
+        (Some(source), avatar) => (source, avatar),
+    };
+    let Some(path) = source.strip_prefix("y4m:").filter(|p| !p.is_empty()) else {
+        return Err(invalid(
+            flag("--source"),
+            format!("'{source}' is not a supported source; use y4m:FILE"),
+        ));
+    };
+    let path = PathBuf::from(path);
+    let (name, origin) = match avatar {
+        Some(name) => (name.clone(), flag("--avatar")),
+        None => (
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            flag("--source"),
+        ),
+    };
+    let name = Avatar.read(&name).map_err(|m| invalid(origin.clone(), m))?;
+    if avatars.iter().any(|a| a.name == name) {
+        return Err(invalid(
+            origin,
+            format!("avatar '{name}' is already configured; give the --source another --avatar"),
+        ));
+    }
+    Ok(Some(FileSource { avatar: name, path }))
+}
+
+/// One [`PortPair`] per port of `range`, public ports from `map` (entries checked against the range).
+fn pair_ports(
+    range: RangeInclusive<u16>,
+    map: Vec<Sourced<(u16, u16)>>,
+) -> Result<Vec<PortPair>, ConfigError> {
+    let (min, max) = (*range.start(), *range.end());
+    let mut mapped: BTreeMap<u16, Sourced<u16>> = BTreeMap::new();
+    for entry in map {
+        let (local, public) = entry.value;
+        if !range.contains(&local) {
+            return Err(invalid(
+                entry.origin,
+                format!("local port {local} is outside the UDP port range {min}-{max}"),
+            ));
+        }
+        if mapped.contains_key(&local) {
+            return Err(invalid(
+                entry.origin,
+                format!("local port {local} is mapped more than once"),
+            ));
+        }
+        mapped.insert(local, Sourced::new(public, entry.origin));
+    }
+    let mut pairs = Vec::with_capacity(range.len());
+    let mut owner_of_public: HashMap<u16, u16> = HashMap::new();
+    for local in range {
+        let public = mapped.get(&local).map_or(local, |entry| entry.value);
+        if let Some(previous) = owner_of_public.insert(public, local) {
+            // Identity entries are distinct, so at least one side of a clash is a map entry.
+            let origin = mapped
+                .get(&local)
+                .or_else(|| mapped.get(&previous))
+                .map_or(Origin::Default("port_map".into()), |entry| {
+                    entry.origin.clone()
+                });
+            return Err(invalid(
+                origin,
+                format!(
+                    "public port {public} would be announced for both local ports {previous} and {local}"
+                ),
+            ));
+        }
+        pairs.push(PortPair { local, public });
+    }
+    Ok(pairs)
+}
+
+/// Checks and normalises origins, each `(text, where it was set)`; `*` alone allows any origin.
+///
+/// Browsers send `Origin` as `scheme://host[:port]`, lower-case, without a default port or a
+/// trailing slash; entries are brought to that form so the server's exact comparison matches.
+fn parse_origins(items: Vec<(String, Origin)>, list: Origin) -> Result<Vec<String>, ConfigError> {
+    if items.iter().any(|(item, _)| item.trim() == "*") {
+        if items.len() == 1 {
+            return Ok(Vec::new());
+        }
+        return Err(invalid(
+            list,
+            "'*' allows any origin and cannot be combined with other origins",
+        ));
+    }
+    let mut origins: Vec<String> = Vec::with_capacity(items.len());
+    for (item, origin) in items {
+        let normalised = normalise_origin(&item).map_err(|m| invalid(origin, m))?;
+        if !origins.contains(&normalised) {
+            origins.push(normalised);
+        }
+    }
+    Ok(origins)
+}
+
+fn normalise_origin(text: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!("'{text}' is not an origin ({why}; expected scheme://host[:port], e.g. https://app.example.com)")
+    };
+    let trimmed = text.trim();
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    let (scheme, rest) = trimmed
+        .split_once("://")
+        .ok_or_else(|| bad("no scheme://"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok {
+        return Err(bad("bad scheme"));
+    }
+    if rest.contains(['/', '?', '#', '@']) || rest.contains(char::is_whitespace) {
+        return Err(bad(
+            "only scheme, host and port are compared: no path, query or user",
+        ));
+    }
+    // A bracketed IPv6 host has colons of its own.
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(inner) => {
+            let (address, after) = inner.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+            if address.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("bad IPv6 address"));
+            }
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':').ok_or_else(|| bad("junk after ]"))?),
+            };
+            (format!("[{}]", address.to_ascii_lowercase()), port)
+        }
+        None => {
+            let (host, port) = match rest.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            };
+            let host_ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            if !host_ok {
+                return Err(bad("bad host"));
+            }
+            (host.to_ascii_lowercase(), port)
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(port) => Some(
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad("bad port"))?,
+        ),
+    };
+    Ok(match (scheme.as_str(), port) {
+        // Browsers leave the scheme's default port out of Origin.
+        ("http" | "ws", Some(80)) | ("https" | "wss", Some(443)) | (_, None) => {
+            format!("{scheme}://{host}")
+        }
+        (_, Some(port)) => format!("{scheme}://{host}:{port}"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+//! Every single-valued setting, declared once: its file key (the field name), flag,
+//! environment variable, default, range and help line.
+//!
+//! To add a setting, add a field here and use it where it applies (`src/main.rs` hands
+//! settings to the engine and the server). `config::load` layers it (defaults < file <
+//! flags < environment), `--help` lists it, and errors name it, with no other change.
+//! Settings made of several values (the UDP range, the port map, allowed origins and the
+//! avatar list) are read in `config/mod.rs`, because their file form differs from their
+//! flag form.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use clap::Args;
+use portcast_engine::AvatarId;
+
+use super::read::{Avatar, IngestSocket, IngestSocketText, Int, Ip, LogFormat, LogFormatText};
+use super::read::{NonEmptyPath, Port};
+
+/// The daemon's default public address: viewers on this machine.
+pub const DEFAULT_PUBLIC_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The default bind address: every interface.
+pub const DEFAULT_BIND_IP: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+/// The most viewer sessions a daemon may be configured for.
+pub const MAX_SESSIONS: i64 = 10_000;
+
+// Single-valued settings, resolved from every layer (`config::load`). The field name is
+// the config-file key; `long` is the flag and `env` the variable. (`//`, not `///`: clap
+// would show a doc comment here as the about text of `portcast --help`.)
+#[allow(missing_docs)] // the comment above documents it
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Settings {
+    /// Address announced in ICE candidates; 0.0.0.0 and :: are refused
+    #[arg(long = "public-ip", env = "PORTCAST_PUBLIC_IP", value_name = "IP",
+          default_value_t = DEFAULT_PUBLIC_IP, value_parser = Ip { announced: true })]
+    pub webrtc_public_ip: IpAddr,
+
+    /// Address the signaling TCP listener and the UDP sockets bind
+    #[arg(long, env = "PORTCAST_BIND_IP", value_name = "IP",
+          default_value_t = DEFAULT_BIND_IP, value_parser = Ip { announced: false })]
+    pub bind_ip: IpAddr,
+
+    /// TCP port for HTTP and WebSocket signaling
+    #[arg(long, env = "PORTCAST_SIGNAL_PORT", value_name = "PORT",
+          default_value_t = 9000, value_parser = Port)]
+    pub signal_port: u16,
+
+    /// Maximum concurrent viewer sessions, 1-10000
+    #[arg(long, env = "PORTCAST_MAX_SESSIONS", value_name = "N",
+          default_value_t = 200, value_parser = Int::<usize>::count(1, MAX_SESSIONS))]
+    pub max_sessions: usize,
+
+    /// Seconds without STUN consent before a viewer's session ends, 1-86400
+    // Bounded so the network loop can add the timeout to an `Instant` without overflowing.
+    #[arg(long, env = "PORTCAST_CONSENT_TIMEOUT_SECS", value_name = "SECS",
+          default_value_t = 30, value_parser = Int::<u64>::seconds(1, 86_400))]
+    pub consent_timeout_secs: u64,
+
+    /// Avatar served for an offer naming an unknown avatar_id [default: none, error "unknown_avatar"]
+    #[arg(long, env = "PORTCAST_FALLBACK_AVATAR", value_name = "NAME", value_parser = Avatar)]
+    pub fallback_avatar: Option<AvatarId>,
+
+    /// Write every webrtc_offer message received to DIR, one file each, for `portcast replay` [default: off]
+    #[arg(long = "capture-offers", value_name = "DIR",
+          value_parser = NonEmptyPath { what: "folder name" })]
+    pub capture_offers_dir: Option<PathBuf>,
+
+    /// Most offer files kept in the --capture-offers DIR; capture stops when reached, 1-1000000
+    #[arg(long = "capture-max", value_name = "N", default_value_t = 1000,
+          value_parser = Int::<usize>::of(1, 1_000_000, " files", "a whole number"))]
+    pub capture_offers_max: usize,
+
+    /// Log lines as plain text or one JSON object per line; the level comes from RUST_LOG
+    #[arg(long, env = "PORTCAST_LOG_FORMAT", value_name = "text|json",
+          default_value_t = LogFormat::Text, value_parser = LogFormatText)]
+    pub log_format: LogFormat,
+
+    /// File holding the shared secret (at least 16 bytes) that signaling tokens are checked with [default: none, no token needed]
+    #[arg(long, env = "PORTCAST_TOKEN_SECRET_FILE", value_name = "FILE",
+          help_heading = "Access and limits", value_parser = NonEmptyPath { what: "file name" })]
+    pub token_secret_file: Option<PathBuf>,
+
+    /// Maximum concurrent viewers of one avatar, 1-10000 [default: --max-sessions]
+    #[arg(long, env = "PORTCAST_MAX_SESSIONS_PER_AVATAR", value_name = "N",
+          help_heading = "Access and limits", value_parser = Int::<usize>::count(1, MAX_SESSIONS))]
+    pub max_sessions_per_avatar: Option<usize>,
+
+    /// Maximum open TCP connections (HTTP and WebSocket), 16-100000
+    #[arg(long, env = "PORTCAST_MAX_CONNECTIONS", value_name = "N",
+          help_heading = "Access and limits", default_value_t = 1024,
+          value_parser = Int::<usize>::count(16, 100_000))]
+    pub max_connections: usize,
+
+    /// Seconds a WebSocket may stay open without a usable offer, 1-3600
+    #[arg(long, env = "PORTCAST_IDLE_TIMEOUT_SECS", value_name = "SECS",
+          help_heading = "Access and limits", default_value_t = 30,
+          value_parser = Int::<u64>::seconds(1, 3600))]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds allowed to send a complete HTTP request head, 1-60
+    #[arg(long, env = "PORTCAST_HEADER_TIMEOUT_SECS", value_name = "SECS",
+          help_heading = "Access and limits", default_value_t = 5,
+          value_parser = Int::<u64>::seconds(1, 60))]
+    pub header_timeout_secs: u64,
+
+    /// Largest WebSocket message in KiB, 4-4096
+    #[arg(long, env = "PORTCAST_MAX_MESSAGE_KIB", value_name = "KIB",
+          help_heading = "Access and limits", default_value_t = 256,
+          value_parser = Int::<usize>::of(4, 4096, " KiB", "a whole number of KiB"))]
+    pub max_message_kib: usize,
+
+    /// Largest SDP offer in KiB, 4-1024 and at most --max-message-kib
+    #[arg(long, env = "PORTCAST_MAX_SDP_KIB", value_name = "KIB",
+          help_heading = "Access and limits", default_value_t = 64,
+          value_parser = Int::<usize>::of(4, 1024, " KiB", "a whole number of KiB"))]
+    pub max_sdp_kib: usize,
+
+    /// Steady WebSocket messages per second allowed per connection, 1-1000
+    #[arg(long, env = "PORTCAST_MESSAGES_PER_SEC", value_name = "N",
+          help_heading = "Access and limits", default_value_t = 10,
+          value_parser = Int::<u32>::count(1, 1000))]
+    pub messages_per_sec: u32,
+
+    /// WebSocket messages allowed in a burst above the steady rate, 1-10000
+    #[arg(long, env = "PORTCAST_MESSAGE_BURST", value_name = "N",
+          help_heading = "Access and limits", default_value_t = 20,
+          value_parser = Int::<u32>::count(1, 10_000))]
+    pub message_burst: u32,
+
+    /// Seconds after the answer for ICE + DTLS to complete before the session ends, 1-300
+    #[arg(long, env = "PORTCAST_CONNECT_TIMEOUT_SECS", value_name = "SECS",
+          help_heading = "Access and limits", default_value_t = 20,
+          value_parser = Int::<u64>::seconds(1, 300))]
+    pub connect_timeout_secs: u64,
+
+    /// Unix socket GPU renderers push frames to (docs/ingest.md), or "off" [default: /run/portcast/ingest.sock, or portcast-ingest.sock beside --config when /run/portcast is not writable]
+    #[arg(long, env = "PORTCAST_INGEST_SOCKET", value_name = "PATH|off",
+          help_heading = "Frame sources", value_parser = IngestSocketText)]
+    pub ingest_socket: Option<IngestSocket>,
+
+    /// Largest frame a renderer may push, in MiB, 1-256
+    #[arg(long, value_name = "MIB", help_heading = "Frame sources", default_value_t = 16,
+          value_parser = Int::<usize>::of(1, 256, " MiB", "a whole number"))]
+    pub ingest_max_frame_mb: usize,
+}
