@@ -3,9 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,7 +23,7 @@ pub struct Daemon {
     /// Thread id of the loop thread (for its CPU time).
     pub loop_tid: u32,
     /// Source counters.
-    pub sources: Vec<(AvatarId, Arc<SourceCounters>)>,
+    pub sources: Vec<(AvatarId, SourceCounters)>,
     shutdown: ShutdownHandle,
     thread: Option<JoinHandle<()>>,
 }
@@ -110,9 +108,7 @@ impl Daemon {
     pub fn source_skips(&self) -> u64 {
         self.sources
             .iter()
-            .map(|(_, c)| {
-                c.late_skips.load(Ordering::Relaxed) + c.channel_drops.load(Ordering::Relaxed)
-            })
+            .map(|(_, c)| c.late_skips.get() + c.channel_drops.get())
             .sum()
     }
 
@@ -121,7 +117,7 @@ impl Daemon {
     pub fn encoder_skips(&self) -> u64 {
         self.sources
             .iter()
-            .map(|(_, c)| c.encoder_skips.load(Ordering::Relaxed))
+            .map(|(_, c)| c.encoder_skips.get())
             .sum()
     }
 

@@ -112,7 +112,7 @@ pub fn ingest(seconds: f64, out: &Path) -> Result<(), String> {
             .map(|t| us(t.sent_at - t.encoded_at))
             .collect::<Vec<_>>(),
     );
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let load = |c: &portcast_net::metrics::Counter| c.get();
     let received = report.clients.first().map_or(0, |c| c.frames);
     println!("\n## ingest: 1280x720 i420 pushed at {fps} fps over the ingest socket, one viewer, {seconds} s");
     println!(

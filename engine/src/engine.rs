@@ -1,5 +1,6 @@
 //! The engine: sessions, signaling, demux and fan-out, driven by its caller.
 
+use crate::stats::EngineStats;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -171,37 +172,6 @@ pub enum Output {
     },
     /// Nothing more to do until this instant (or new input).
     Timeout(Instant),
-}
-
-/// Counters kept by the engine.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EngineStats {
-    /// Offers received.
-    pub offers: u64,
-    /// Answers sent.
-    pub answers: u64,
-    /// Errors sent to peers, by code.
-    pub errors: HashMap<&'static str, u64>,
-    /// Sessions ended, by reason.
-    pub ended: HashMap<&'static str, u64>,
-    /// Datagrams handed in.
-    pub datagrams_in: u64,
-    /// Datagrams dropped: STUN naming an unknown ufrag.
-    pub drop_unknown_ufrag: u64,
-    /// Datagrams dropped: not STUN and from an unknown pair.
-    pub drop_unknown_source: u64,
-    /// Datagrams dropped: not a WebRTC packet kind, or unparsable.
-    pub drop_malformed: u64,
-    /// Datagrams dropped or cut for carrying DTLS application data (SCTP, never negotiated).
-    pub drop_dtls_application_data: u64,
-    /// Frames written to viewers (one per viewer per frame).
-    pub frames_written: u64,
-    /// Frames held back from a viewer waiting for its first keyframe.
-    pub frames_held: u64,
-    /// Keyframe requests sent to encoders.
-    pub keyframe_requests: u64,
-    /// Sessions dropped because handling them panicked (a bug, contained).
-    pub session_panics: u64,
 }
 
 /// What the driver knows of a connection when it opens.
@@ -398,7 +368,7 @@ impl Engine {
         self.touch(now);
         let result = match signaling::parse_client_message(text) {
             Ok(ClientMessage::Offer(offer)) => {
-                self.stats.offers += 1;
+                self.stats.offers.inc();
                 self.accept_offer(now, conn, offer)
             }
             Ok(ClientMessage::ClientStats(v)) => {
@@ -409,7 +379,7 @@ impl Engine {
         };
         if let Err(e) = result {
             log::info!("{conn}: refused message: {} ({e})", e.code());
-            *self.stats.errors.entry(e.code()).or_default() += 1;
+            self.stats.count_error(e.code());
             self.out.push_back(Output::Signal {
                 conn,
                 text: e.to_json(),
@@ -420,24 +390,23 @@ impl Engine {
     /// Handles one datagram from a socket.
     pub fn handle_datagram(&mut self, now: Instant, d: Datagram<'_>) {
         self.touch(now);
-        self.stats.datagrams_in += 1;
         let key = match self.demux.route(d.socket, d.from, d.bytes) {
             Route::Session(k) => k,
             Route::UnknownUfrag => {
-                self.stats.drop_unknown_ufrag += 1;
+                self.stats.drop_unknown_ufrag.inc();
                 return;
             }
             Route::UnknownSource => {
-                self.stats.drop_unknown_source += 1;
+                self.stats.drop_unknown_source.inc();
                 return;
             }
             Route::NotWebRtc => {
-                self.stats.drop_malformed += 1;
+                self.stats.drop_malformed.inc();
                 return;
             }
         };
         let Some(destination) = self.sockets.receive_destination(d.socket) else {
-            self.stats.drop_malformed += 1;
+            self.stats.drop_malformed.inc();
             return;
         };
         if !self.sessions.contains_key(&key) {
@@ -447,17 +416,17 @@ impl Engine {
         let bytes = match sctp_guard::strip_application_data(d.bytes) {
             Guarded::Keep(b) => b,
             Guarded::Stripped(rest) => {
-                self.stats.drop_dtls_application_data += 1;
+                self.stats.drop_dtls_application_data.inc();
                 stripped = rest;
                 &stripped[..]
             }
             Guarded::Drop => {
-                self.stats.drop_dtls_application_data += 1;
+                self.stats.drop_dtls_application_data.inc();
                 return;
             }
         };
         let Ok(recv) = Receive::new(Protocol::Udp, d.from, destination, bytes) else {
-            self.stats.drop_malformed += 1;
+            self.stats.drop_malformed.inc();
             return;
         };
         let is_stun = d.bytes.first().is_some_and(|b| *b < 2);
@@ -495,7 +464,7 @@ impl Engine {
             }
             if s.needs_keyframe && !au.keyframe {
                 s.frames_held += 1;
-                self.stats.frames_held += 1;
+                self.stats.frames_held.inc();
                 continue;
             }
             self.write_picture(now, key, au);
@@ -527,7 +496,7 @@ impl Engine {
                 Ok(()) => {
                     s.needs_keyframe = false;
                     s.frames_sent += 1;
-                    e.stats.frames_written += 1;
+                    e.stats.frames_written.inc();
                 }
                 Err(err) => log::debug!("session {}: write failed: {err}", s.id),
             }
@@ -588,7 +557,7 @@ impl Engine {
             }
         }
         for avatar in due_avatars {
-            self.stats.keyframe_requests += 1;
+            self.stats.keyframe_requests.inc();
             self.out.push_back(Output::KeyframeRequest { avatar });
         }
     }
@@ -802,7 +771,7 @@ impl Engine {
             c.session = Some(key);
         }
         self.sessions.insert(key, Box::new(session));
-        self.stats.answers += 1;
+        self.stats.answers.inc();
         log::info!(
             "session {} started: user={} avatar={} h264_pt={} profile={:06x} port={} public={} {conn}",
             offer.session_id,
@@ -872,7 +841,7 @@ impl Engine {
     fn guarded(&mut self, now: Instant, key: SessionKey, f: impl FnOnce(&mut Self)) {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
         if result.is_err() {
-            self.stats.session_panics += 1;
+            self.stats.session_panics.inc();
             let id = self
                 .sessions
                 .get(&key)
@@ -914,7 +883,7 @@ impl Engine {
     fn request_keyframe(&mut self, now: Instant, avatar: &AvatarId) {
         if let Some(a) = self.avatars.get_mut(avatar) {
             if a.limiter.request(now) {
-                self.stats.keyframe_requests += 1;
+                self.stats.keyframe_requests.inc();
                 self.out.push_back(Output::KeyframeRequest {
                     avatar: avatar.clone(),
                 });
@@ -952,7 +921,7 @@ impl Engine {
                 c.session = None;
             }
         }
-        *self.stats.ended.entry(reason.code()).or_default() += 1;
+        self.stats.count_ended(reason.code());
         log::info!(
             "session {} ended: reason={} user={} remote={} port={} duration={:.1}s frames_sent={}",
             s.id,

@@ -81,13 +81,13 @@ mod sctp_guard;
 mod sdp_text;
 mod session;
 pub mod signaling;
+mod stats;
 
 pub use address::{SocketSpec, SocketTable};
-pub use engine::{
-    ConnectInfo, Datagram, Engine, EngineConfig, EngineError, EngineStats, Output, Transmit,
-};
+pub use engine::{ConnectInfo, Datagram, Engine, EngineConfig, EngineError, Output, Transmit};
 pub use ids::{AvatarId, ConnId, InvalidAvatarId, InvalidSessionId, SessionId, SocketId};
 pub use media::AccessUnit;
 pub use playout_delay::PlayoutDelay;
 pub use session::{EndReason, Phase, SessionInfo};
 pub use signaling::SignalError;
+pub use stats::{labels, EngineStats, Labels};

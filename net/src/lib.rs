@@ -20,7 +20,7 @@ pub mod y4m;
 
 pub use capture::CaptureConfig;
 pub use conn::ConnLimits;
-pub use ingest::{IngestConfig, IngestCounters};
+pub use ingest::{IngestConfig, IngestCounters, IngestMetrics};
 pub use probe::FrameTiming;
 pub use server::{
     AvatarSpec, NetError, Reloader, Server, ServerConfig, ShutdownHandle, UdpPortSpec, VIEWER_PAGE,

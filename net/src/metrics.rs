@@ -1,367 +1,274 @@
-//! Prometheus metrics, rendered on the loop thread at scrape time.
+//! Prometheus metrics: every family is declared and registered once, in
+//! [`Metrics::new`], and counted where its event happens.
 //!
-//! Counters live where they are cheapest to keep (the engine's stats, each UDP
-//! socket's counters, each source's atomics) and are copied into a fresh
-//! registry when `/metrics` is scraped; only the histograms are kept here,
-//! observed by the loop as frames and iterations go by.
+//! The engine's counters are its own ([`EngineStats`], registered here); the
+//! UDP sockets, the sources and the ingest hub get handles on their counters
+//! from [`Metrics::udp`], [`Metrics::source`] and [`Metrics::ingest`] when they
+//! are created and count on them from whichever thread they run on; the loop
+//! observes the histograms. A scrape sets the few gauges that describe live
+//! state (sessions by phase, connections, renderers, memory) and encodes the
+//! registry: nothing is copied in between.
+//!
+//! A new metric: a field and one `register` line below, then count on it.
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use portcast_engine::{EngineStats, Phase, SessionInfo};
+use portcast_engine::{labels, EngineStats, Labels, Phase, SessionInfo};
 
-type Labels = Vec<(String, String)>;
+use crate::ingest::{IngestCounters, IngestMetrics};
+use crate::source::SourceCounters;
+use crate::udp::UdpCounters;
 
-/// The histograms the loop feeds.
-#[derive(Debug, Clone)]
-pub struct Histograms {
+/// The daemon's metrics and the registry `/metrics` encodes.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
     /// Encoder time per frame (t1 - t0), seconds.
     pub encode: Histogram,
     /// Frame-to-packet time (t2 - t0), seconds.
     pub frame_to_packet: Histogram,
     /// Time the loop spends handling one wake-up, seconds.
     pub loop_iteration: Histogram,
+    drops: Family<Labels, Counter>,
+    sessions: Family<Labels, Gauge>,
+    connections: Gauge,
+    resident_memory: Gauge,
+    udp_in: Family<Labels, Counter>,
+    udp_bytes_in: Family<Labels, Counter>,
+    udp_out: Family<Labels, Counter>,
+    udp_bytes_out: Family<Labels, Counter>,
+    udp_calls: Family<Labels, Counter>,
+    source_frames: Family<Labels, Counter>,
+    ingest: Option<(IngestMetrics, Gauge)>,
 }
 
-impl Default for Histograms {
-    fn default() -> Self {
+/// What a scrape reads from the loop's live state.
+#[derive(Debug, Clone, Copy)]
+pub struct Live<'a> {
+    /// Live sessions.
+    pub sessions: &'a [SessionInfo],
+    /// Open TCP connections.
+    pub connections: usize,
+    /// Renderers feeding an avatar now (ingest on).
+    pub renderers: usize,
+}
+
+impl Metrics {
+    /// Registers the engine's counters and the daemon's own; the ingest
+    /// families exist only when the ingest socket is on.
+    pub fn new(engine: &EngineStats, ingest: bool) -> Self {
+        let mut r = Registry::with_prefix("portcast");
+        engine.register(&mut r);
         // 50 us .. ~0.4 s in x2 steps: covers an iteration as well as a slow IDR.
         let buckets = || Histogram::new(exponential_buckets(0.000_05, 2.0, 14));
-        Histograms {
+        let m = Metrics {
             encode: buckets(),
             frame_to_packet: buckets(),
             loop_iteration: buckets(),
-        }
-    }
-}
-
-/// One UDP socket's counters at scrape time.
-#[derive(Debug, Clone)]
-pub struct SocketCounters {
-    /// Its local address.
-    pub local: String,
-    /// Datagrams received.
-    pub received: u64,
-    /// Bytes received.
-    pub received_bytes: u64,
-    /// Datagrams sent.
-    pub sent: u64,
-    /// Bytes sent.
-    pub sent_bytes: u64,
-    /// Dropped because the send queue was full.
-    pub dropped_queue_full: u64,
-    /// Refused by the kernel.
-    pub send_errors: u64,
-    /// Send system calls (each up to a batch of datagrams).
-    pub send_calls: u64,
-}
-
-/// One source's counters at scrape time.
-#[derive(Debug, Clone)]
-pub struct SourceSnapshot {
-    /// Avatar.
-    pub avatar: String,
-    /// Frames encoded.
-    pub frames: u64,
-    /// Keyframes encoded.
-    pub keyframes: u64,
-    /// Frames skipped because the source fell behind.
-    pub late_skips: u64,
-    /// Frames dropped because the loop's channel was full.
-    pub channel_drops: u64,
-    /// Pictures the encoder's rate control skipped.
-    pub encoder_skips: u64,
-}
-
-/// The renderers' ingest socket at scrape time (all renderers together).
-#[derive(Debug, Clone, Default)]
-pub struct IngestSnapshot {
-    /// Renderers feeding an avatar now.
-    pub live_renderers: u64,
-    /// Registrations accepted.
-    pub registered: u64,
-    /// Connections closed for breaking the protocol or being refused.
-    pub protocol_errors: u64,
-    /// Frames read from renderers.
-    pub frames_received: u64,
-    /// Raw frames encoded.
-    pub frames_encoded: u64,
-    /// Access units handed to the loop.
-    pub frames_forwarded: u64,
-    /// Raw frames replaced by a newer one before the encoder took them.
-    pub dropped_newest_wins: u64,
-    /// Access units dropped because the loop's channel was full.
-    pub dropped_loop_behind: u64,
-    /// Pass-through frames dropped while waiting for an IDR.
-    pub dropped_waiting_idr: u64,
-    /// Raw frames the encoder's rate control skipped.
-    pub encoder_skips: u64,
-    /// KEYFRAME_REQUEST messages sent to pass-through renderers.
-    pub keyframe_requests_sent: u64,
-    /// Time spent converting RGB to I420, seconds.
-    pub convert_seconds: f64,
-    /// The same counters per avatar id a renderer fed (hub-wide fields such
-    /// as `live_renderers` are unused there).
-    pub avatars: Vec<(String, IngestSnapshot)>,
-}
-
-/// Everything a scrape shows besides the histograms.
-#[derive(Debug, Clone)]
-pub struct Snapshot<'a> {
-    /// Engine counters.
-    pub engine: &'a EngineStats,
-    /// Live sessions.
-    pub sessions: &'a [SessionInfo],
-    /// Per UDP socket.
-    pub sockets: Vec<SocketCounters>,
-    /// Per source.
-    pub sources: Vec<SourceSnapshot>,
-    /// Open TCP connections.
-    pub connections: usize,
-    /// Connections refused or closed by a limit, by reason.
-    pub conn_drops: Vec<(&'static str, u64)>,
-    /// Resident memory, bytes.
-    pub rss_bytes: u64,
-    /// The ingest socket, when enabled.
-    pub ingest: Option<IngestSnapshot>,
-}
-
-/// Renders the Prometheus text exposition.
-pub fn render(h: &Histograms, s: &Snapshot<'_>) -> String {
-    let mut r = Registry::with_prefix("portcast");
-    let by_phase = Family::<Labels, Gauge>::default();
-    for phase in [Phase::Negotiated, Phase::Connected, Phase::Streaming] {
-        let n = s.sessions.iter().filter(|x| x.phase == phase).count();
-        by_phase
-            .get_or_create(&label("state", phase_name(phase)))
-            .set(n as i64);
-    }
-    r.register("sessions", "Live sessions by state", by_phase);
-    r.register(
-        "offers",
-        "Offers received",
-        ConstCounter::new(s.engine.offers),
-    );
-    r.register(
-        "answers",
-        "Answers sent",
-        ConstCounter::new(s.engine.answers),
-    );
-    let errors = Family::<Labels, Counter>::default();
-    for (code, n) in &s.engine.errors {
-        errors.get_or_create(&label("code", code)).inc_by(*n);
-    }
-    r.register("signal_errors", "Errors sent to viewers, by code", errors);
-    let ended = Family::<Labels, Counter>::default();
-    for (reason, n) in &s.engine.ended {
-        ended.get_or_create(&label("reason", reason)).inc_by(*n);
-    }
-    r.register("sessions_ended", "Sessions ended, by reason", ended);
-    r.register(
-        "session_panics",
-        "Sessions dropped because handling them panicked (a bug: report it)",
-        ConstCounter::new(s.engine.session_panics),
-    );
-    let drops = Family::<Labels, Counter>::default();
-    let engine_drops = [
-        ("unknown_ufrag", s.engine.drop_unknown_ufrag),
-        ("unknown_source", s.engine.drop_unknown_source),
-        ("malformed", s.engine.drop_malformed),
-        ("dtls_application_data", s.engine.drop_dtls_application_data),
-        ("held_for_keyframe", s.engine.frames_held),
-    ];
-    let ingest_drops = s.ingest.as_ref().map_or_else(Vec::new, |i| {
-        vec![
-            ("ingest_newest_wins", i.dropped_newest_wins),
-            ("ingest_loop_behind", i.dropped_loop_behind),
-            ("ingest_waiting_idr", i.dropped_waiting_idr),
-            ("ingest_encoder_skip", i.encoder_skips),
-            ("ingest_protocol_error", i.protocol_errors),
-        ]
-    });
-    for (reason, n) in engine_drops
-        .iter()
-        .chain(s.conn_drops.iter())
-        .chain(ingest_drops.iter())
-    {
-        drops.get_or_create(&label("reason", reason)).inc_by(*n);
-    }
-    for sock in &s.sockets {
-        drops
-            .get_or_create(&labels(&[
-                ("reason", "udp_queue_full"),
-                ("socket", &sock.local),
-            ]))
-            .inc_by(sock.dropped_queue_full);
-        drops
-            .get_or_create(&labels(&[
-                ("reason", "udp_send_error"),
-                ("socket", &sock.local),
-            ]))
-            .inc_by(sock.send_errors);
-    }
-    for src in &s.sources {
-        for (reason, n) in [
-            ("source_late", src.late_skips),
-            ("source_channel_full", src.channel_drops),
-            ("source_encoder_skip", src.encoder_skips),
-        ] {
-            drops
-                .get_or_create(&labels(&[("reason", reason), ("avatar", &src.avatar)]))
-                .inc_by(n);
-        }
-    }
-    r.register("drops", "Things dropped, by reason", drops);
-    let io = Family::<Labels, Counter>::default;
-    let (dg_in, by_in, dg_out, by_out, calls) = (io(), io(), io(), io(), io());
-    for sock in &s.sockets {
-        let l = label("socket", &sock.local);
-        dg_in.get_or_create(&l).inc_by(sock.received);
-        by_in.get_or_create(&l).inc_by(sock.received_bytes);
-        dg_out.get_or_create(&l).inc_by(sock.sent);
-        by_out.get_or_create(&l).inc_by(sock.sent_bytes);
-        calls.get_or_create(&l).inc_by(sock.send_calls);
-    }
-    r.register("udp_datagrams_in", "Datagrams received, per socket", dg_in);
-    r.register("udp_bytes_in", "Bytes received, per socket", by_in);
-    r.register("udp_datagrams_out", "Datagrams sent, per socket", dg_out);
-    r.register("udp_bytes_out", "Bytes sent, per socket", by_out);
-    r.register(
-        "udp_send_calls",
-        "sendmmsg calls, per socket (datagrams_out / send_calls = batch size)",
-        calls,
-    );
-    if let Some(i) = &s.ingest {
+            drops: engine.drops.clone(),
+            sessions: Family::default(),
+            connections: Gauge::default(),
+            resident_memory: Gauge::default(),
+            udp_in: Family::default(),
+            udp_bytes_in: Family::default(),
+            udp_out: Family::default(),
+            udp_bytes_out: Family::default(),
+            udp_calls: Family::default(),
+            source_frames: Family::default(),
+            ingest: ingest.then(|| (ingest_metrics(&engine.drops), Gauge::default())),
+            registry: Registry::default(),
+        };
+        r.register("sessions", "Live sessions by state", m.sessions.clone());
         r.register(
-            "ingest_renderers",
-            "Renderers feeding an avatar through the ingest socket",
-            ConstGauge::new(i.live_renderers as i64),
+            "udp_datagrams_in",
+            "Datagrams received, per socket",
+            m.udp_in.clone(),
         );
-        let counters = [
-            (
-                "ingest_registrations",
-                "Renderer registrations accepted",
-                i.registered,
-            ),
-            (
-                "ingest_frames_received",
-                "Frames read from renderers",
-                i.frames_received,
-            ),
-            (
-                "ingest_frames_encoded",
-                "Raw renderer frames encoded",
-                i.frames_encoded,
-            ),
-            (
-                "ingest_frames_forwarded",
-                "Renderer access units handed to the loop",
-                i.frames_forwarded,
-            ),
-            (
-                "ingest_keyframe_requests",
-                "Keyframe requests sent to pass-through renderers",
-                i.keyframe_requests_sent,
-            ),
-        ];
-        for (name, help, n) in counters {
-            r.register(name, help, ConstCounter::new(n));
-        }
         r.register(
-            "ingest_convert_seconds",
-            "Time spent converting renderer RGB frames to I420",
-            ConstCounter::new(i.convert_seconds),
+            "udp_bytes_in",
+            "Bytes received, per socket",
+            m.udp_bytes_in.clone(),
         );
-        let frames = Family::<Labels, Counter>::default();
-        let lost = Family::<Labels, Counter>::default();
-        for (avatar, a) in &i.avatars {
-            for (stage, n) in [
-                ("received", a.frames_received),
-                ("encoded", a.frames_encoded),
-                ("forwarded", a.frames_forwarded),
+        r.register(
+            "udp_datagrams_out",
+            "Datagrams sent, per socket",
+            m.udp_out.clone(),
+        );
+        r.register(
+            "udp_bytes_out",
+            "Bytes sent, per socket",
+            m.udp_bytes_out.clone(),
+        );
+        r.register(
+            "udp_send_calls",
+            "sendmmsg calls, per socket (datagrams_out / send_calls = batch size)",
+            m.udp_calls.clone(),
+        );
+        if let Some((i, renderers)) = &m.ingest {
+            r.register(
+                "ingest_renderers",
+                "Renderers feeding an avatar through the ingest socket",
+                renderers.clone(),
+            );
+            let hub = &i.hub;
+            for (name, help, c) in [
+                (
+                    "ingest_registrations",
+                    "Renderer registrations accepted",
+                    &hub.registered,
+                ),
+                (
+                    "ingest_frames_received",
+                    "Frames read from renderers",
+                    &hub.frames_received,
+                ),
+                (
+                    "ingest_frames_encoded",
+                    "Raw renderer frames encoded",
+                    &hub.frames_encoded,
+                ),
+                (
+                    "ingest_frames_forwarded",
+                    "Renderer access units handed to the loop",
+                    &hub.frames_forwarded,
+                ),
+                (
+                    "ingest_keyframe_requests",
+                    "Keyframe requests sent to pass-through renderers",
+                    &hub.keyframe_requests_sent,
+                ),
             ] {
-                frames
-                    .get_or_create(&labels(&[("avatar", avatar), ("stage", stage)]))
-                    .inc_by(n);
+                r.register(name, help, c.clone());
             }
-            for (reason, n) in [
-                ("newest_wins", a.dropped_newest_wins),
-                ("loop_behind", a.dropped_loop_behind),
-                ("waiting_idr", a.dropped_waiting_idr),
-                ("encoder_skip", a.encoder_skips),
-            ] {
-                lost.get_or_create(&labels(&[("avatar", avatar), ("reason", reason)]))
-                    .inc_by(n);
-            }
+            r.register(
+                "ingest_convert_seconds",
+                "Time spent converting renderer RGB frames to I420",
+                hub.convert_seconds.clone(),
+            );
+            r.register(
+                "ingest_avatar_frames",
+                "Renderer frames per avatar, by stage (received, encoded, forwarded to the loop)",
+                i.avatar_frames.clone(),
+            );
+            r.register(
+                "ingest_avatar_drops",
+                "Renderer frames lost per avatar, by reason",
+                i.avatar_drops.clone(),
+            );
         }
         r.register(
-            "ingest_avatar_frames",
-            "Renderer frames per avatar, by stage (received, encoded, forwarded to the loop)",
-            frames,
+            "source_frames",
+            "Frames encoded, per avatar",
+            m.source_frames.clone(),
+        );
+        r.register("connections", "Open TCP connections", m.connections.clone());
+        r.register(
+            "resident_memory_bytes",
+            "Resident set size",
+            m.resident_memory.clone(),
+        );
+        r.register("encode_seconds", "Encoder time per frame", m.encode.clone());
+        r.register(
+            "frame_to_packet_seconds",
+            "Raw frame to last datagram sent",
+            m.frame_to_packet.clone(),
         );
         r.register(
-            "ingest_avatar_drops",
-            "Renderer frames lost per avatar, by reason",
-            lost,
+            "loop_iteration_seconds",
+            "Loop time per wake-up",
+            m.loop_iteration.clone(),
         );
+        Metrics { registry: r, ..m }
     }
-    r.register(
-        "keyframe_requests",
-        "Keyframe requests sent to encoders",
-        ConstCounter::new(s.engine.keyframe_requests),
-    );
-    r.register(
-        "frames_written",
-        "Frames written to viewers",
-        ConstCounter::new(s.engine.frames_written),
-    );
-    let frames = Family::<Labels, Counter>::default();
-    for src in &s.sources {
-        frames
-            .get_or_create(&label("avatar", &src.avatar))
-            .inc_by(src.frames);
+
+    /// The counters of the UDP socket bound at `local`.
+    pub fn udp(&self, local: &str) -> UdpCounters {
+        let l = labels(&[("socket", local)]);
+        let drop = |reason| {
+            self.drops
+                .get_or_create_owned(&labels(&[("reason", reason), ("socket", local)]))
+        };
+        UdpCounters {
+            received: self.udp_in.get_or_create_owned(&l),
+            received_bytes: self.udp_bytes_in.get_or_create_owned(&l),
+            sent: self.udp_out.get_or_create_owned(&l),
+            sent_bytes: self.udp_bytes_out.get_or_create_owned(&l),
+            send_calls: self.udp_calls.get_or_create_owned(&l),
+            dropped_full: drop("udp_queue_full"),
+            send_errors: drop("udp_send_error"),
+        }
     }
-    r.register("source_frames", "Frames encoded, per avatar", frames);
-    r.register(
-        "connections",
-        "Open TCP connections",
-        ConstGauge::new(s.connections as i64),
-    );
-    r.register(
-        "resident_memory_bytes",
-        "Resident set size",
-        ConstGauge::new(s.rss_bytes as i64),
-    );
-    r.register("encode_seconds", "Encoder time per frame", h.encode.clone());
-    r.register(
-        "frame_to_packet_seconds",
-        "Raw frame to last datagram sent",
-        h.frame_to_packet.clone(),
-    );
-    r.register(
-        "loop_iteration_seconds",
-        "Loop time per wake-up",
-        h.loop_iteration.clone(),
-    );
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = encode(&mut out, &r);
-    out
+
+    /// The counters of the source feeding `avatar`.
+    pub fn source(&self, avatar: &str) -> SourceCounters {
+        let drop = |reason| {
+            self.drops
+                .get_or_create_owned(&labels(&[("reason", reason), ("avatar", avatar)]))
+        };
+        SourceCounters {
+            frames: self
+                .source_frames
+                .get_or_create_owned(&labels(&[("avatar", avatar)])),
+            late_skips: drop("source_late"),
+            channel_drops: drop("source_channel_full"),
+            encoder_skips: drop("source_encoder_skip"),
+            ..SourceCounters::default()
+        }
+    }
+
+    /// The ingest hub's counters (unregistered ones when ingest is off).
+    pub fn ingest(&self) -> IngestMetrics {
+        self.ingest
+            .as_ref()
+            .map_or_else(IngestMetrics::default, |(i, _)| i.clone())
+    }
+
+    /// Counts a connection refused or closed by a limit.
+    pub fn connection_dropped(&self, reason: &str) {
+        self.drops
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+
+    /// Sets the gauges of live state and renders the Prometheus text exposition.
+    pub fn render(&self, live: Live<'_>) -> String {
+        for phase in [Phase::Negotiated, Phase::Connected, Phase::Streaming] {
+            let n = live.sessions.iter().filter(|x| x.phase == phase).count();
+            self.sessions
+                .get_or_create(&labels(&[("state", phase_name(phase))]))
+                .set(n as i64);
+        }
+        self.connections.set(live.connections as i64);
+        self.resident_memory.set(rss_bytes() as i64);
+        if let Some((_, renderers)) = &self.ingest {
+            renderers.set(live.renderers as i64);
+        }
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
 }
 
-fn label(k: &str, v: &str) -> Labels {
-    labels(&[(k, v)])
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+/// The hub's counters, whose losses are reasons of the one drops family.
+fn ingest_metrics(drops: &Family<Labels, Counter>) -> IngestMetrics {
+    let reason = |r| drops.get_or_create_owned(&labels(&[("reason", r)]));
+    IngestMetrics {
+        hub: IngestCounters {
+            dropped_newest_wins: reason("ingest_newest_wins"),
+            dropped_loop_behind: reason("ingest_loop_behind"),
+            dropped_waiting_idr: reason("ingest_waiting_idr"),
+            encoder_skips: reason("ingest_encoder_skip"),
+            protocol_errors: reason("ingest_protocol_error"),
+            ..IngestCounters::default()
+        },
+        ..IngestMetrics::default()
+    }
 }
 
 fn phase_name(p: Phase) -> &'static str {
@@ -391,43 +298,58 @@ mod tests {
 
     fn rendered() -> String {
         // One of everything, so every family shows (empty families render nothing).
-        let mut stats = EngineStats::default();
-        stats.errors.insert("invalid_sdp", 1);
-        stats.ended.insert("websocket_closed", 1);
+        let stats = EngineStats::default();
+        stats
+            .errors
+            .get_or_create(&labels(&[("code", "invalid_sdp")]))
+            .inc();
+        stats
+            .ended
+            .get_or_create(&labels(&[("reason", "websocket_closed")]))
+            .inc();
         rendered_with(&stats)
     }
 
     fn rendered_with(stats: &EngineStats) -> String {
-        let snapshot = Snapshot {
-            engine: stats,
+        let m = Metrics::new(stats, true);
+        m.udp("127.0.0.1:10111").received.inc();
+        m.source("test-pattern").frames.inc_by(3);
+        m.connection_dropped("head_timeout");
+        m.ingest()
+            .for_avatar(&portcast_engine::AvatarId::parse("renderer-1").unwrap())
+            .frames_received
+            .inc();
+        m.render(Live {
             sessions: &[],
-            sockets: vec![SocketCounters {
-                local: "127.0.0.1:10111".into(),
-                received: 1,
-                received_bytes: 100,
-                sent: 2,
-                sent_bytes: 200,
-                dropped_queue_full: 0,
-                send_errors: 0,
-                send_calls: 1,
-            }],
-            sources: vec![SourceSnapshot {
-                avatar: "test-pattern".into(),
-                frames: 3,
-                keyframes: 1,
-                late_skips: 0,
-                channel_drops: 0,
-                encoder_skips: 0,
-            }],
             connections: 1,
-            conn_drops: vec![("head_timeout", 1)],
-            rss_bytes: 1 << 20,
-            ingest: Some(IngestSnapshot {
-                avatars: vec![("renderer-1".into(), IngestSnapshot::default())],
-                ..IngestSnapshot::default()
-            }),
+            renderers: 1,
+        })
+    }
+
+    /// A counter bumped where its event happens shows at the next scrape:
+    /// the registry holds the live counters, not a copy.
+    #[test]
+    fn counts_show_at_the_next_scrape_without_a_copy() {
+        let stats = EngineStats::default();
+        let m = Metrics::new(&stats, false);
+        let udp = m.udp("127.0.0.1:10111");
+        let live = Live {
+            sessions: &[],
+            connections: 0,
+            renderers: 0,
         };
-        render(&Histograms::default(), &snapshot)
+        let line = "portcast_udp_datagrams_in_total{socket=\"127.0.0.1:10111\"} 5";
+        assert!(!m.render(live).lines().any(|l| l == line));
+        udp.received.inc_by(5);
+        stats.offers.inc();
+        let text = m.render(live);
+        assert!(text.lines().any(|l| l == line), "{text}");
+        assert!(
+            text.lines().any(|l| l == "portcast_offers_total 1"),
+            "{text}"
+        );
+        // Ingest off: none of its families.
+        assert!(!text.contains("portcast_ingest"), "{text}");
     }
 
     fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
@@ -448,20 +370,21 @@ mod tests {
     /// Every counter the engine keeps reaches /metrics (two once did not).
     #[test]
     fn every_engine_counter_is_exported() {
-        let stats = EngineStats {
-            offers: 1,
-            answers: 2,
-            datagrams_in: 3,
-            drop_unknown_ufrag: 4,
-            drop_unknown_source: 5,
-            drop_malformed: 6,
-            drop_dtls_application_data: 7,
-            frames_written: 8,
-            frames_held: 9,
-            keyframe_requests: 10,
-            session_panics: 11,
-            ..EngineStats::default()
-        };
+        let stats = EngineStats::default();
+        for (c, n) in [
+            (&stats.offers, 1),
+            (&stats.answers, 2),
+            (&stats.drop_unknown_ufrag, 4),
+            (&stats.drop_unknown_source, 5),
+            (&stats.drop_malformed, 6),
+            (&stats.drop_dtls_application_data, 7),
+            (&stats.frames_written, 8),
+            (&stats.frames_held, 9),
+            (&stats.keyframe_requests, 10),
+            (&stats.session_panics, 11),
+        ] {
+            c.inc_by(n);
+        }
         let text = rendered_with(&stats);
         for line in [
             "portcast_offers_total 1",

@@ -2,7 +2,7 @@
 //! encoded access units to the loop through a bounded channel and a `Waker`.
 //! The loop thread never encodes.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,6 +12,7 @@ use mio::Waker;
 use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
 use portcast_engine::pattern::{TestPattern, I420};
 use portcast_engine::{AccessUnit, AvatarId};
+use prometheus_client::metrics::counter::Counter;
 
 /// Access units waiting for the loop; when full, the source drops and asks itself for an IDR.
 pub const CHANNEL_DEPTH: usize = 16;
@@ -26,21 +27,22 @@ pub enum Control {
     Keyframe,
 }
 
-/// Counters a source thread keeps, readable from any thread.
-#[derive(Debug, Default)]
+/// Counters a source thread keeps, readable from any thread (clones share
+/// the values; [`crate::metrics::Metrics::source`] makes them part of `/metrics`).
+#[derive(Debug, Clone, Default)]
 pub struct SourceCounters {
     /// Pictures encoded.
-    pub frames: AtomicU64,
+    pub frames: Counter,
     /// IDR pictures encoded.
-    pub keyframes: AtomicU64,
+    pub keyframes: Counter,
     /// Frames not rendered because the thread fell behind its clock.
-    pub late_skips: AtomicU64,
+    pub late_skips: Counter,
     /// Access units dropped because the loop's channel was full.
-    pub channel_drops: AtomicU64,
+    pub channel_drops: Counter,
     /// Pictures the encoder's rate control skipped (content too costly for the bitrate).
-    pub encoder_skips: AtomicU64,
+    pub encoder_skips: Counter,
     /// Total encode time in microseconds.
-    pub encode_us: AtomicU64,
+    pub encode_us: Counter,
 }
 
 /// The loop's handle on a running source thread.
@@ -52,7 +54,7 @@ pub struct SourceHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     /// Its counters.
-    pub counters: Arc<SourceCounters>,
+    pub counters: SourceCounters,
 }
 
 impl SourceHandle {
@@ -106,6 +108,7 @@ pub fn spawn_test_pattern(
     avatar: AvatarId,
     settings: EncoderSettings,
     busy: bool,
+    counters: SourceCounters,
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
 ) -> std::io::Result<SourceHandle> {
@@ -120,7 +123,7 @@ pub fn spawn_test_pattern(
             )
         })?;
     pattern.set_busy(busy);
-    spawn_frames(avatar, settings, Box::new(pattern), tx, waker)
+    spawn_frames(avatar, settings, Box::new(pattern), counters, tx, waker)
 }
 
 /// Starts a source thread encoding `pattern`'s pictures at `settings.fps` for `avatar`.
@@ -128,6 +131,7 @@ pub fn spawn_frames(
     avatar: AvatarId,
     settings: EncoderSettings,
     pattern: Box<dyn Frames>,
+    counters: SourceCounters,
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
 ) -> std::io::Result<SourceHandle> {
@@ -135,7 +139,6 @@ pub fn spawn_frames(
         .map_err(|e| std::io::Error::other(format!("encoder for {avatar}: {e}")))?;
     let (control, control_rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
-    let counters = Arc::new(SourceCounters::default());
     let worker = Worker {
         avatar: avatar.clone(),
         fps: settings.fps.max(1),
@@ -168,7 +171,7 @@ struct Worker {
     waker: Arc<Waker>,
     control: Receiver<Control>,
     stop: Arc<AtomicBool>,
-    counters: Arc<SourceCounters>,
+    counters: SourceCounters,
 }
 
 impl Worker {
@@ -197,9 +200,7 @@ impl Worker {
             let behind = (now - due).as_nanos() / frame.as_nanos().max(1);
             if behind >= 1 {
                 index += behind as u64;
-                self.counters
-                    .late_skips
-                    .fetch_add(behind as u64, Ordering::Relaxed);
+                self.counters.late_skips.inc_by(behind as u64);
             }
             while let Ok(c) = self.control.try_recv() {
                 match c {
@@ -222,9 +223,7 @@ impl Worker {
             let result = self.encoder.encode(&pic, force_idr, &mut buf);
             let encoded_at = Instant::now();
             let encode_us = encoded_at.duration_since(captured_at).as_micros() as u64;
-            self.counters
-                .encode_us
-                .fetch_add(encode_us, Ordering::Relaxed);
+            self.counters.encode_us.inc_by(encode_us);
             let kind = match result {
                 Ok(k) => k,
                 Err(e) => {
@@ -236,16 +235,16 @@ impl Worker {
             index += 1;
             let keyframe = match kind {
                 Encoded::Skipped => {
-                    self.counters.encoder_skips.fetch_add(1, Ordering::Relaxed);
+                    self.counters.encoder_skips.inc();
                     continue;
                 }
                 Encoded::Keyframe => true,
                 Encoded::Delta => false,
             };
             force_idr = false;
-            self.counters.frames.fetch_add(1, Ordering::Relaxed);
+            self.counters.frames.inc();
             if keyframe {
-                self.counters.keyframes.fetch_add(1, Ordering::Relaxed);
+                self.counters.keyframes.inc();
             }
             let au = AccessUnit {
                 data: Arc::from(&buf[..]),
@@ -262,7 +261,7 @@ impl Worker {
                 Err(TrySendError::Full(_)) => {
                     // The loop is behind: a lost P-frame breaks the chain, so
                     // the next picture must be an IDR.
-                    self.counters.channel_drops.fetch_add(1, Ordering::Relaxed);
+                    self.counters.channel_drops.inc();
                     force_idr = true;
                 }
                 Err(TrySendError::Disconnected(_)) => return,

@@ -8,6 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use mio::net::UdpSocket;
+use prometheus_client::metrics::counter::Counter;
 
 /// Datagrams kept per socket while the kernel buffer is full; beyond this they are dropped.
 pub const MAX_PENDING_DATAGRAMS: usize = 4096;
@@ -23,20 +24,27 @@ pub struct UdpPort {
     /// The address it is bound to.
     pub local: SocketAddr,
     pending: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Its counters (registered in `/metrics` by [`crate::metrics::Metrics::udp`]).
+    pub counters: UdpCounters,
+}
+
+/// One UDP socket's counters.
+#[derive(Debug, Clone, Default)]
+pub struct UdpCounters {
     /// Datagrams dropped because the queue was full.
-    pub dropped_full: u64,
+    pub dropped_full: Counter,
     /// Datagrams the kernel refused with an error other than WouldBlock.
-    pub send_errors: u64,
+    pub send_errors: Counter,
     /// Datagrams sent.
-    pub sent: u64,
+    pub sent: Counter,
     /// Send system calls made (each carries up to [`BATCH`] datagrams).
-    pub send_calls: u64,
+    pub send_calls: Counter,
     /// Datagrams received.
-    pub received: u64,
+    pub received: Counter,
     /// Bytes received.
-    pub received_bytes: u64,
+    pub received_bytes: Counter,
     /// Bytes sent.
-    pub sent_bytes: u64,
+    pub sent_bytes: Counter,
 }
 
 impl UdpPort {
@@ -48,13 +56,7 @@ impl UdpPort {
             socket,
             local,
             pending: VecDeque::new(),
-            dropped_full: 0,
-            send_errors: 0,
-            sent: 0,
-            send_calls: 0,
-            received: 0,
-            received_bytes: 0,
-            sent_bytes: 0,
+            counters: UdpCounters::default(),
         })
     }
 
@@ -63,7 +65,7 @@ impl UdpPort {
     /// has pushed back for [`MAX_PENDING_DATAGRAMS`] datagrams already.
     pub fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
         if self.pending.len() >= MAX_PENDING_DATAGRAMS {
-            self.dropped_full += 1;
+            self.counters.dropped_full.inc();
             return;
         }
         self.pending.push_back((to, bytes));
@@ -78,11 +80,10 @@ impl UdpPort {
         while !self.pending.is_empty() {
             match self.send_batch() {
                 Ok(n) => {
-                    self.send_calls += 1;
-                    for (_, bytes) in self.pending.drain(..n) {
-                        self.sent += 1;
-                        self.sent_bytes += bytes.len() as u64;
-                    }
+                    let bytes: usize = self.pending.drain(..n).map(|(_, b)| b.len()).sum();
+                    self.counters.send_calls.inc();
+                    self.counters.sent.inc_by(n as u64);
+                    self.counters.sent_bytes.inc_by(bytes as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -90,8 +91,8 @@ impl UdpPort {
                     // The first datagram of the batch failed (an unreachable or
                     // unroutable address): drop it alone and go on. A viewer that
                     // went away is ended by its session's consent timer.
-                    self.send_calls += 1;
-                    self.send_errors += 1;
+                    self.counters.send_calls.inc();
+                    self.counters.send_errors.inc();
                     if let Some((to, _)) = self.pending.pop_front() {
                         log::debug!("udp {}: send to {to} failed: {e}", self.local);
                     }
@@ -215,10 +216,10 @@ mod tests {
         assert_eq!(port.pending(), total % BATCH);
         port.flush();
         assert_eq!(port.pending(), 0);
-        assert_eq!(port.sent, total as u64);
-        assert_eq!(port.send_calls, 4);
+        assert_eq!(port.counters.sent.get(), total as u64);
+        assert_eq!(port.counters.send_calls.get(), 4);
         assert_eq!(
-            port.sent_bytes,
+            port.counters.sent_bytes.get(),
             (0..total).map(|i| 20 + i as u64).sum::<u64>()
         );
         let mut buf = [0u8; 2048];
@@ -240,7 +241,14 @@ mod tests {
         port.send("[::1]:9".parse().unwrap(), b"bad".to_vec());
         port.send(r.local_addr().unwrap(), b"two".to_vec());
         port.flush();
-        assert_eq!((port.sent, port.send_errors, port.pending()), (2, 1, 0));
+        assert_eq!(
+            (
+                port.counters.sent.get(),
+                port.counters.send_errors.get(),
+                port.pending()
+            ),
+            (2, 1, 0)
+        );
         let mut buf = [0u8; 16];
         let n = r.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"one");

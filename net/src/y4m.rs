@@ -17,7 +17,7 @@ use portcast_engine::encoder::EncoderSettings;
 use portcast_engine::pattern::I420;
 use portcast_engine::AvatarId;
 
-use crate::source::{self, Frames, SourceEvent, SourceHandle};
+use crate::source::{self, Frames, SourceCounters, SourceEvent, SourceHandle};
 
 /// Longest header or FRAME line accepted.
 const MAX_LINE: usize = 1024;
@@ -36,6 +36,7 @@ pub struct FileSourceSpec {
 /// Opens the file (errors surface here, at start) and starts its source thread.
 pub fn spawn(
     spec: &FileSourceSpec,
+    counters: SourceCounters,
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
 ) -> Result<SourceHandle, Y4mError> {
@@ -51,8 +52,15 @@ pub fn spawn(
             .unwrap_or(auto.clamp(300_000, 8_000_000) as u32),
         threads: 1,
     };
-    source::spawn_frames(spec.name.clone(), settings, Box::new(file), tx, waker)
-        .map_err(|e| Y4mError::Thread(spec.path.clone(), e))
+    source::spawn_frames(
+        spec.name.clone(),
+        settings,
+        Box::new(file),
+        counters,
+        tx,
+        waker,
+    )
+    .map_err(|e| Y4mError::Thread(spec.path.clone(), e))
 }
 
 /// Why a Y4M file cannot be streamed.

@@ -36,7 +36,9 @@ use std::time::{Duration, Instant};
 
 use mio::net::UnixListener;
 use mio::{Interest, Registry, Token, Waker};
-use portcast_engine::{AvatarId, Engine};
+use portcast_engine::{labels, AvatarId, Engine, Labels};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use crate::source::SourceEvent;
 use slot::Slot;
@@ -112,31 +114,33 @@ impl fmt::Display for ListenError {
 
 impl std::error::Error for ListenError {}
 
-/// Counters over all renderers, readable from any thread.
-#[derive(Debug, Default)]
+/// Counters over all renderers, or over one avatar's renderers; readable
+/// from any thread (clones share the values). [`crate::metrics::Metrics::ingest`]
+/// makes the hub's part of `/metrics`, and each avatar's through [`IngestMetrics`].
+#[derive(Debug, Clone, Default)]
 pub struct IngestCounters {
     /// Renderers whose registration was accepted.
-    pub registered: AtomicU64,
+    pub registered: Counter,
     /// Connections closed for breaking the protocol or being refused.
-    pub protocol_errors: AtomicU64,
+    pub protocol_errors: Counter,
     /// Frames read completely from renderers.
-    pub frames_received: AtomicU64,
+    pub frames_received: Counter,
     /// Raw frames replaced in the slot by a newer one before the encoder took them.
-    pub dropped_newest_wins: AtomicU64,
+    pub dropped_newest_wins: Counter,
     /// Access units dropped because the loop's channel was full.
-    pub dropped_loop_behind: AtomicU64,
+    pub dropped_loop_behind: Counter,
     /// Pass-through frames dropped while waiting for an IDR after a drop.
-    pub dropped_waiting_idr: AtomicU64,
+    pub dropped_waiting_idr: Counter,
     /// Raw frames encoded into a picture.
-    pub frames_encoded: AtomicU64,
+    pub frames_encoded: Counter,
     /// Raw frames the encoder's rate control skipped.
-    pub encoder_skips: AtomicU64,
+    pub encoder_skips: Counter,
     /// Access units handed to the loop.
-    pub frames_forwarded: AtomicU64,
+    pub frames_forwarded: Counter,
     /// KEYFRAME_REQUEST messages sent to pass-through renderers.
-    pub keyframe_requests_sent: AtomicU64,
-    /// Time spent converting RGB24/BGRA to I420, microseconds.
-    pub convert_us: AtomicU64,
+    pub keyframe_requests_sent: Counter,
+    /// Time spent converting RGB24/BGRA to I420, seconds.
+    pub convert_seconds: Counter<f64, AtomicU64>,
 }
 
 impl IngestCounters {
@@ -151,16 +155,57 @@ impl IngestCounters {
             Stat::EncoderSkips => &self.encoder_skips,
             Stat::FramesForwarded => &self.frames_forwarded,
             Stat::KeyframeRequestsSent => &self.keyframe_requests_sent,
-            Stat::ConvertMicros => &self.convert_us,
+            Stat::ConvertMicros => {
+                self.convert_seconds.inc_by(n as f64 / 1e6);
+                return;
+            }
         };
-        counter.fetch_add(n, Ordering::Relaxed);
+        counter.inc_by(n);
     }
 
     /// Frames lost on the way, whatever the reason.
     pub fn dropped(&self) -> u64 {
-        self.dropped_newest_wins.load(Ordering::Relaxed)
-            + self.dropped_loop_behind.load(Ordering::Relaxed)
-            + self.dropped_waiting_idr.load(Ordering::Relaxed)
+        self.dropped_newest_wins.get()
+            + self.dropped_loop_behind.get()
+            + self.dropped_waiting_idr.get()
+    }
+}
+
+/// The hub's counters and how it makes each avatar's: `/metrics` families
+/// labelled by avatar, or unregistered counters (tests, benches).
+#[derive(Debug, Clone, Default)]
+pub struct IngestMetrics {
+    /// Over all renderers.
+    pub hub: IngestCounters,
+    /// `ingest_avatar_frames{avatar, stage}`.
+    pub avatar_frames: Family<Labels, Counter>,
+    /// `ingest_avatar_drops{avatar, reason}`.
+    pub avatar_drops: Family<Labels, Counter>,
+}
+
+impl IngestMetrics {
+    /// The counters of one avatar id, children of the two families (counters
+    /// `/metrics` does not show per avatar are its own).
+    pub(crate) fn for_avatar(&self, avatar: &AvatarId) -> IngestCounters {
+        let a = avatar.as_str();
+        let frames = |stage| {
+            self.avatar_frames
+                .get_or_create_owned(&labels(&[("avatar", a), ("stage", stage)]))
+        };
+        let drops = |reason| {
+            self.avatar_drops
+                .get_or_create_owned(&labels(&[("avatar", a), ("reason", reason)]))
+        };
+        IngestCounters {
+            frames_received: frames("received"),
+            frames_encoded: frames("encoded"),
+            frames_forwarded: frames("forwarded"),
+            dropped_newest_wins: drops("newest_wins"),
+            dropped_loop_behind: drops("loop_behind"),
+            dropped_waiting_idr: drops("waiting_idr"),
+            encoder_skips: drops("encoder_skip"),
+            ..IngestCounters::default()
+        }
     }
 }
 
@@ -199,8 +244,8 @@ pub(crate) struct Shared {
     live: Mutex<HashMap<AvatarId, Live>>,
     reserved: HashSet<AvatarId>,
     events: Mutex<Vec<HubEvent>>,
-    counters: Arc<IngestCounters>,
-    per_avatar: Mutex<HashMap<AvatarId, Arc<IngestCounters>>>,
+    metrics: IngestMetrics,
+    per_avatar: Mutex<HashMap<AvatarId, IngestCounters>>,
     epoch: Instant,
     stop: AtomicBool,
 }
@@ -223,7 +268,7 @@ impl Shared {
             }
             live.insert(avatar.clone(), Live { conn, slot });
         }
-        self.counters.registered.fetch_add(1, Ordering::Relaxed);
+        self.metrics.hub.registered.inc();
         self.event(HubEvent::Registered(avatar.clone()));
         Ok(())
     }
@@ -253,13 +298,13 @@ impl Shared {
     }
 
     pub(crate) fn add(&self, stat: Stat, n: u64) {
-        self.counters.add(stat, n);
+        self.metrics.hub.add(stat, n);
     }
 
     /// The counters of one avatar's renderers (kept across reconnects), or
     /// `None` once [`MAX_TRACKED_AVATARS`] ids have been seen: renderers pick
     /// their ids, so the table is bounded; the hub-wide counters still count.
-    pub(crate) fn avatar_counters(&self, avatar: &AvatarId) -> Option<Arc<IngestCounters>> {
+    pub(crate) fn avatar_counters(&self, avatar: &AvatarId) -> Option<IngestCounters> {
         let mut map = lock(&self.per_avatar);
         if let Some(c) = map.get(avatar) {
             return Some(c.clone());
@@ -267,7 +312,7 @@ impl Shared {
         if map.len() >= MAX_TRACKED_AVATARS {
             return None;
         }
-        let c = Arc::new(IngestCounters::default());
+        let c = self.metrics.for_avatar(avatar);
         map.insert(avatar.clone(), c.clone());
         Some(c)
     }
@@ -306,6 +351,7 @@ impl IngestHub {
         reserved: impl IntoIterator<Item = AvatarId>,
         frames: SyncSender<SourceEvent>,
         waker: Arc<Waker>,
+        metrics: IngestMetrics,
         registry: &Registry,
         token: Token,
     ) -> Result<IngestHub, ListenError> {
@@ -330,7 +376,7 @@ impl IngestHub {
                 live: Mutex::new(HashMap::new()),
                 reserved: reserved.into_iter().collect(),
                 events: Mutex::new(Vec::new()),
-                counters: Arc::new(IngestCounters::default()),
+                metrics,
                 per_avatar: Mutex::new(HashMap::new()),
                 epoch: Instant::now(),
                 stop: AtomicBool::new(false),
@@ -346,19 +392,8 @@ impl IngestHub {
     }
 
     /// The counters of all renderers.
-    pub fn counters(&self) -> Arc<IngestCounters> {
-        self.shared.counters.clone()
-    }
-
-    /// The counters of each avatar a renderer has fed (at most
-    /// [`MAX_TRACKED_AVATARS`]), by avatar id.
-    pub fn avatar_counters(&self) -> Vec<(AvatarId, Arc<IngestCounters>)> {
-        let mut v: Vec<_> = lock(&self.shared.per_avatar)
-            .iter()
-            .map(|(a, c)| (a.clone(), c.clone()))
-            .collect();
-        v.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-        v
+    pub fn counters(&self) -> IngestCounters {
+        self.shared.metrics.hub.clone()
     }
 
     /// Accepts every pending connection and starts its threads (the listener was readable).
@@ -542,7 +577,7 @@ mod tests {
             live: Mutex::new(HashMap::new()),
             reserved: HashSet::new(),
             events: Mutex::new(Vec::new()),
-            counters: Arc::new(IngestCounters::default()),
+            metrics: IngestMetrics::default(),
             per_avatar: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             stop: AtomicBool::new(false),
@@ -555,7 +590,7 @@ mod tests {
         let again = shared
             .avatar_counters(&AvatarId::parse("a0").unwrap())
             .unwrap();
-        assert_eq!(again.frames_received.load(Ordering::Relaxed), 3);
+        assert_eq!(again.frames_received.get(), 3);
         for i in 1..MAX_TRACKED_AVATARS {
             assert!(shared
                 .avatar_counters(&AvatarId::parse(&format!("a{i}")).unwrap())

@@ -119,7 +119,7 @@ struct Reader {
     conn: u64,
     avatar: Option<AvatarId>,
     /// This avatar's own counters, beside the hub's.
-    own: Option<Arc<IngestCounters>>,
+    own: Option<IngestCounters>,
     slot: Arc<Slot>,
     passthrough: Arc<AtomicBool>,
     format: Option<StreamFormat>,
@@ -130,7 +130,7 @@ struct Reader {
 
 impl Reader {
     fn count(&self, stat: Stat) {
-        count_both(&self.shared, self.own.as_deref(), stat, 1);
+        count_both(&self.shared, self.own.as_ref(), stat, 1);
     }
 
     /// Reads the REGISTER message, claims the avatar id and answers ACCEPTED.
@@ -381,7 +381,7 @@ impl Reader {
 struct Worker {
     avatar: AvatarId,
     shared: Arc<Shared>,
-    own: Option<Arc<IngestCounters>>,
+    own: Option<IngestCounters>,
     slot: Arc<Slot>,
     passthrough: Arc<AtomicBool>,
     writer: Writer,
@@ -402,7 +402,7 @@ fn count_both(shared: &Shared, own: Option<&IngestCounters>, stat: Stat, n: u64)
 
 impl Worker {
     fn count(&self, stat: Stat) {
-        count_both(&self.shared, self.own.as_deref(), stat, 1);
+        count_both(&self.shared, self.own.as_ref(), stat, 1);
     }
 
     fn run(mut self) {
@@ -462,12 +462,7 @@ impl Worker {
                 packed_to_i420(f.format, &frame.data, w, h, &mut self.i420)
                     .map_err(WireError::Encoder)?;
                 let micros = t.elapsed().as_micros() as u64;
-                count_both(
-                    &self.shared,
-                    self.own.as_deref(),
-                    Stat::ConvertMicros,
-                    micros,
-                );
+                count_both(&self.shared, self.own.as_ref(), Stat::ConvertMicros, micros);
                 self.i420.view()
             }
             PixelFormat::H264 => return Ok(()),

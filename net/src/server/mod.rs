@@ -18,7 +18,7 @@ use signal_hook_mio::v1_0::Signals;
 use crate::capture::OfferCapture;
 use crate::conn::{Conn, ConnEvent};
 use crate::ingest::{IngestCounters, IngestHub};
-use crate::metrics::Histograms;
+use crate::metrics::Metrics;
 use crate::probe::FrameTiming;
 use crate::source::{self, SourceEvent, SourceHandle, CHANNEL_DEPTH};
 use crate::udp::UdpPort;
@@ -74,8 +74,7 @@ pub struct Server {
     recv_buf: Box<[u8]>,
     signal_addr: SocketAddr,
     datagrams_sent: u64,
-    histograms: Histograms,
-    conn_drops: HashMap<&'static str, u64>,
+    metrics: Metrics,
 }
 
 impl Server {
@@ -126,6 +125,10 @@ impl Server {
         }
         let engine =
             Engine::new(config.engine.clone(), Instant::now()).map_err(NetError::Engine)?;
+        let metrics = Metrics::new(engine.stats(), config.ingest.is_some());
+        for port in &mut udp {
+            port.counters = metrics.udp(&port.local.to_string());
+        }
         let capture =
             OfferCapture::new(config.capture_offers.clone()).map_err(NetError::Capture)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -136,6 +139,7 @@ impl Server {
                 a.name.clone(),
                 a.encoder,
                 a.busy,
+                metrics.source(a.name.as_str()),
                 tx.clone(),
                 waker.clone(),
             )
@@ -143,7 +147,13 @@ impl Server {
             sources.insert(a.name.clone(), h);
         }
         for f in &config.file_sources {
-            let h = crate::y4m::spawn(f, tx.clone(), waker.clone()).map_err(NetError::File)?;
+            let h = crate::y4m::spawn(
+                f,
+                metrics.source(f.name.as_str()),
+                tx.clone(),
+                waker.clone(),
+            )
+            .map_err(NetError::File)?;
             sources.insert(f.name.clone(), h);
         }
         let ingest = match config.ingest.clone() {
@@ -153,6 +163,7 @@ impl Server {
                     sources.keys().cloned(),
                     tx,
                     waker.clone(),
+                    metrics.ingest(),
                     poll.registry(),
                     INGEST,
                 )
@@ -193,8 +204,7 @@ impl Server {
             recv_buf: vec![0u8; 2048].into_boxed_slice(),
             signal_addr,
             datagrams_sent: 0,
-            histograms: Histograms::default(),
-            conn_drops: HashMap::new(),
+            metrics,
         })
     }
 
@@ -218,7 +228,7 @@ impl Server {
     }
 
     /// Counters of every source thread.
-    pub fn source_counters(&self) -> Vec<(AvatarId, Arc<source::SourceCounters>)> {
+    pub fn source_counters(&self) -> Vec<(AvatarId, source::SourceCounters)> {
         self.sources
             .iter()
             .map(|(a, h)| (a.clone(), h.counters.clone()))
@@ -236,7 +246,7 @@ impl Server {
     }
 
     /// Counters over all renderers, when ingest is enabled.
-    pub fn ingest_counters(&self) -> Option<Arc<IngestCounters>> {
+    pub fn ingest_counters(&self) -> Option<IngestCounters> {
         self.ingest.as_ref().map(IngestHub::counters)
     }
 
@@ -312,7 +322,7 @@ impl Server {
             deadline = self.drain_engine();
             self.reap_conns(now);
             if !events.is_empty() {
-                self.histograms
+                self.metrics
                     .loop_iteration
                     .observe(busy_since.elapsed().as_secs_f64());
             }
@@ -340,7 +350,7 @@ impl Server {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
                     if self.conns.len() >= self.config.max_connections {
-                        *self.conn_drops.entry("too_many_connections").or_default() += 1;
+                        self.metrics.connection_dropped("too_many_connections");
                         log::warn!("refusing {peer}: {} connections open", self.conns.len());
                         continue; // dropping the stream closes it
                     }
@@ -376,8 +386,8 @@ impl Server {
         loop {
             match self.udp[i].socket.recv_from(&mut self.recv_buf) {
                 Ok((n, from)) => {
-                    self.udp[i].received += 1;
-                    self.udp[i].received_bytes += n as u64;
+                    self.udp[i].counters.received.inc();
+                    self.udp[i].counters.received_bytes.inc_by(n as u64);
                     let bytes = &self.recv_buf[..n];
                     self.engine.handle_datagram(
                         now,
@@ -419,7 +429,7 @@ impl Server {
                 } => {
                     if !self.origin_allowed(origin.as_deref()) {
                         log::info!("{id}: origin {origin:?} is not allowed; closing");
-                        *self.conn_drops.entry("origin_not_allowed").or_default() += 1;
+                        self.metrics.connection_dropped("origin_not_allowed");
                         if let Some(c) = self.conns.get_mut(&token) {
                             c.send_and_close(portcast_engine::signaling::server_error(
                                 "origin_not_allowed",
@@ -457,11 +467,11 @@ impl Server {
                     }
                 }
                 ConnEvent::TooLarge => {
-                    *self.conn_drops.entry("message_too_large").or_default() += 1;
+                    self.metrics.connection_dropped("message_too_large");
                 }
                 ConnEvent::RateLimited => {
                     log::info!("{id}: over the message rate; closed");
-                    *self.conn_drops.entry("rate_limited").or_default() += 1;
+                    self.metrics.connection_dropped("rate_limited");
                 }
             }
         }
@@ -479,13 +489,13 @@ impl Server {
                     let written_at = Instant::now();
                     self.flush_udp();
                     let sent_at = Instant::now();
-                    self.histograms.encode.observe(
+                    self.metrics.encode.observe(
                         au.encoded_at
                             .saturating_duration_since(au.captured_at)
                             .as_secs_f64(),
                     );
                     if self.datagrams_sent > sent_before {
-                        self.histograms.frame_to_packet.observe(
+                        self.metrics.frame_to_packet.observe(
                             sent_at
                                 .saturating_duration_since(au.captured_at)
                                 .as_secs_f64(),
@@ -566,7 +576,7 @@ impl Server {
         for (token, c) in self.conns.iter_mut() {
             if c.reading_head() && now.saturating_duration_since(c.accepted) > timeout {
                 log::info!("closing a connection that sent no complete request in {timeout:?}");
-                *self.conn_drops.entry("head_timeout").or_default() += 1;
+                self.metrics.connection_dropped("head_timeout");
                 c.abort();
             } else if c.is_websocket()
                 && c.ws_opened
@@ -577,7 +587,7 @@ impl Server {
                     "conn#{}: no session {idle:?} after opening; closing",
                     token.0
                 );
-                *self.conn_drops.entry("idle_websocket").or_default() += 1;
+                self.metrics.connection_dropped("idle_websocket");
                 c.send_and_close(portcast_engine::signaling::server_error(
                     "idle_timeout",
                     "no offer was accepted on this connection in time; it is closed",
