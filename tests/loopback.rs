@@ -117,7 +117,7 @@ fn refusals_over_the_websocket_leave_the_daemon_serving() {
     // Plain HTTP junk gets an HTTP error, not a crash.
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", d.signal_port)).unwrap();
     use std::io::{Read, Write};
-    raw.write_all(b"BREW /pot HTTP/1.1\r\n\r\n").unwrap();
+    raw.write_all(b"BREW / HTTP/1.1\r\n\r\n").unwrap();
     let mut resp = String::new();
     let _ = raw.read_to_string(&mut resp);
     assert!(resp.starts_with("HTTP/1.1 405"), "{resp}");

@@ -9,7 +9,8 @@ use portcast_engine::SessionId;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
-use crate::http::{self, HttpError, Request};
+use crate::http::{self, Head, HttpError};
+use crate::server::routes::{Answer, ROUTES};
 
 /// What a connection wants from the loop after an event.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,8 +24,13 @@ pub enum ConnEvent {
         /// The page's `Origin` header.
         origin: Option<String>,
     },
-    /// A request only the server can answer (`/metrics`, `/readyz`): call [`Conn::respond`].
-    Request(Request),
+    /// A request the loop answers (route `route` of the routes table): call [`Conn::respond`].
+    Request {
+        /// Index in the routes table.
+        route: usize,
+        /// The request head.
+        head: Head,
+    },
     /// A text frame arrived.
     Text(String),
     /// A binary frame arrived (the protocol is JSON text).
@@ -107,18 +113,12 @@ pub struct Conn {
     /// When the WebSocket opened, if it did.
     pub ws_opened: Option<Instant>,
     limits: ConnLimits,
-    viewer_page: &'static str,
     bucket: TokenBucket,
 }
 
 impl Conn {
     /// A freshly accepted connection.
-    pub fn new(
-        stream: TcpStream,
-        now: Instant,
-        limits: ConnLimits,
-        viewer_page: &'static str,
-    ) -> Self {
+    pub fn new(stream: TcpStream, now: Instant, limits: ConnLimits) -> Self {
         Conn {
             state: State::Head {
                 stream,
@@ -127,7 +127,6 @@ impl Conn {
             accepted: now,
             ws_opened: None,
             limits,
-            viewer_page,
             bucket: TokenBucket {
                 tokens: limits.message_burst,
                 last: now,
@@ -180,27 +179,20 @@ impl Conn {
             State::Head {
                 mut stream,
                 mut buf,
-            } => {
-                match read_head(
-                    &mut stream,
-                    &mut buf,
-                    self.limits.max_head,
-                    self.viewer_page,
-                ) {
-                    Err(()) => State::Done,
-                    Ok(None) => State::Head { stream, buf },
-                    Ok(Some(Routing::Respond(bytes, upgrade))) => State::Respond {
-                        stream,
-                        out: bytes,
-                        pos: 0,
-                        upgrade,
-                    },
-                    Ok(Some(Routing::Server(request))) => {
-                        out.push(ConnEvent::Request(request));
-                        State::Routed { stream }
-                    }
+            } => match read_head(&mut stream, &mut buf, self.limits.max_head) {
+                Err(()) => State::Done,
+                Ok(None) => State::Head { stream, buf },
+                Ok(Some(Routing::Respond(bytes, upgrade))) => State::Respond {
+                    stream,
+                    out: bytes,
+                    pos: 0,
+                    upgrade,
+                },
+                Ok(Some(Routing::Server(route, head))) => {
+                    out.push(ConnEvent::Request { route, head });
+                    State::Routed { stream }
                 }
-            }
+            },
             State::Routed { stream } => State::Routed { stream },
             State::Respond {
                 mut stream,
@@ -358,8 +350,8 @@ impl Conn {
 enum Routing {
     /// Write this, then close or upgrade.
     Respond(Vec<u8>, Option<Upgrade>),
-    /// The server must answer.
-    Server(Request),
+    /// The loop answers route `.0` of the routes table.
+    Server(usize, Head),
 }
 
 /// Reads what is there; Ok(Some) says what to do, Ok(None) needs more bytes, Err closes.
@@ -367,7 +359,6 @@ fn read_head(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     max_head: usize,
-    viewer_page: &str,
 ) -> Result<Option<Routing>, ()> {
     let mut chunk = [0u8; 4096];
     loop {
@@ -382,40 +373,33 @@ fn read_head(
             break;
         }
     }
-    let routing = match http::parse_head(buf, max_head) {
+    let head = match http::parse_head(buf, max_head) {
         Ok(None) => return Ok(None),
-        Ok(Some((Request::ViewerPage, _))) => Routing::Respond(
-            http::response("200 OK", "text/html; charset=utf-8", viewer_page.as_bytes()),
-            None,
-        ),
-        Ok(Some((Request::Health, _))) => {
-            Routing::Respond(http::response("200 OK", "text/plain", b"ok\n"), None)
-        }
-        Ok(Some((
-            Request::WebSocket {
-                session_id,
-                key,
-                token,
-                origin,
-            },
-            len,
-        ))) => {
-            let leftover = buf.get(len..).unwrap_or_default().to_vec();
-            Routing::Respond(
-                http::upgrade_response(&key),
-                Some(Upgrade {
-                    session_id,
-                    token,
-                    origin,
-                    leftover,
-                }),
-            )
-        }
-        Ok(Some((other, _))) => Routing::Server(other),
-        Err(e) => {
-            log_refusal(stream, &e);
-            Routing::Respond(e.response(), None)
-        }
+        Ok(Some(h)) => h,
+        Err(e) => return Ok(Some(refuse(stream, e))),
+    };
+    let (head, len) = head;
+    let (route, param) = match http::route(ROUTES, &head) {
+        Ok(r) => r,
+        Err(e) => return Ok(Some(refuse(stream, e))),
+    };
+    let routing = match ROUTES[route].answer {
+        Answer::Respond(_) => Routing::Server(route, head),
+        Answer::WebSocket => match head.websocket(param) {
+            Ok(ws) => {
+                let leftover = buf.get(len..).unwrap_or_default().to_vec();
+                Routing::Respond(
+                    http::upgrade_response(&ws.key),
+                    Some(Upgrade {
+                        session_id: ws.session_id,
+                        token: ws.token,
+                        origin: ws.origin,
+                        leftover,
+                    }),
+                )
+            }
+            Err(e) => refuse(stream, e),
+        },
     };
     Ok(Some(routing))
 }
@@ -460,10 +444,11 @@ fn write_some(stream: &mut TcpStream, bytes: &[u8], pos: &mut usize) -> io::Resu
     Ok(true)
 }
 
-fn log_refusal(stream: &TcpStream, e: &HttpError) {
+fn refuse(stream: &TcpStream, e: HttpError) -> Routing {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "?".into());
     log::info!("http {peer}: refused: {e:?}");
+    Routing::Respond(e.response(), None)
 }

@@ -1,35 +1,138 @@
-//! HTTP/1.1 request heads, parsed with httparse, and the few responses the daemon gives.
+//! HTTP/1.1 request heads, parsed with httparse; routing over a table of
+//! [`Route`]s; the few responses the daemon gives.
 //!
-//! The signaling port serves the viewer page at `/`, a liveness probe at
-//! `/healthz`, and WebSocket upgrades at `/ws/{session_id}`. Nothing else.
+//! The daemon's routes are one table, `server::routes::ROUTES`: a method, a
+//! path and what answers it. [`route`] finds a request's route or says
+//! 404 / 405 from that table.
 
 use portcast_engine::SessionId;
 
 /// Most headers a request may carry.
 const MAX_HEADERS: usize = 48;
 
-/// What a request asks for.
+/// A parsed request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    /// `GET /`: the embedded viewer page.
-    ViewerPage,
-    /// `GET /healthz`: the process answers.
-    Health,
-    /// `GET /readyz`: sockets bound and sources alive.
-    Ready,
-    /// `GET /metrics`: Prometheus text.
-    Metrics,
-    /// `GET /ws/{session_id}` with a valid WebSocket upgrade.
-    WebSocket {
-        /// Session id from the path.
-        session_id: SessionId,
-        /// `Sec-WebSocket-Key`.
-        key: String,
-        /// `?token=` from the query string, if any.
-        token: Option<String>,
-        /// The `Origin` header, if any.
-        origin: Option<String>,
-    },
+pub struct Head {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, without query or fragment.
+    pub path: String,
+    /// The query string, without `?`.
+    pub query: String,
+    /// Header names and values (values trimmed; non-UTF-8 values dropped).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The raw value of `name` in the query string.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        query_param(&self.query, name)
+    }
+
+    /// A WebSocket upgrade to `/ws/{session_id}`, checked.
+    pub fn websocket(&self, session_id: &str) -> Result<WebSocketRequest, HttpError> {
+        let Ok(session_id) = SessionId::parse(session_id) else {
+            return Err(HttpError::BadSessionId);
+        };
+        let upgrade = self
+            .header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        let connection = self.header("connection").is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+        if !upgrade || !connection {
+            return Err(HttpError::UpgradeRequired("missing Upgrade: websocket"));
+        }
+        if self.header("sec-websocket-version") != Some("13") {
+            return Err(HttpError::UpgradeRequired(
+                "Sec-WebSocket-Version must be 13",
+            ));
+        }
+        let Some(key) = self.header("sec-websocket-key").filter(|k| !k.is_empty()) else {
+            return Err(HttpError::UpgradeRequired("missing Sec-WebSocket-Key"));
+        };
+        Ok(WebSocketRequest {
+            session_id,
+            key: key.to_string(),
+            token: self.query_param("token").map(str::to_string),
+            origin: self.header("origin").map(str::to_string),
+        })
+    }
+}
+
+/// `GET /ws/{session_id}` with a valid WebSocket upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSocketRequest {
+    /// Session id from the path.
+    pub session_id: SessionId,
+    /// `Sec-WebSocket-Key`.
+    pub key: String,
+    /// `?token=` from the query string, if any.
+    pub token: Option<String>,
+    /// The `Origin` header, if any.
+    pub origin: Option<String>,
+}
+
+/// One route: a method, a path and what answers it. A path ending in a
+/// `{name}` segment matches any one non-empty segment there (handed to the
+/// answer as the route's parameter).
+#[derive(Debug)]
+pub struct Route<A: 'static> {
+    /// The method, e.g. `GET`.
+    pub method: &'static str,
+    /// The path, e.g. `/metrics` or `/ws/{session_id}`.
+    pub path: &'static str,
+    /// What answers it.
+    pub answer: A,
+}
+
+impl<A> Route<A> {
+    /// The parameter when `path` matches this route's path.
+    fn matches<'p>(&self, path: &'p str) -> Option<&'p str> {
+        match self.path.find('{') {
+            None => (self.path == path).then_some(""),
+            Some(i) => path
+                .strip_prefix(&self.path[..i])
+                .filter(|p| !p.is_empty() && !p.contains('/')),
+        }
+    }
+}
+
+/// The route `head` asks for, as an index into `routes`, and its parameter;
+/// or 404 (naming what is served) or 405 (naming the methods the path allows).
+pub fn route<'h, A>(routes: &[Route<A>], head: &'h Head) -> Result<(usize, &'h str), HttpError> {
+    let mut allow = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        if let Some(param) = r.matches(&head.path) {
+            if r.method == head.method {
+                return Ok((i, param));
+            }
+            if !allow.contains(&r.method) {
+                allow.push(r.method);
+            }
+        }
+    }
+    if allow.is_empty() {
+        let mut served: Vec<String> = Vec::new();
+        for r in routes {
+            let s = format!("{} {}", r.method, r.path);
+            if !served.contains(&s) {
+                served.push(s);
+            }
+        }
+        Err(HttpError::NotFound(served.join(", ")))
+    } else {
+        Err(HttpError::MethodNotAllowed(allow.join(", ")))
+    }
 }
 
 /// Why a request is refused; each maps to a status line.
@@ -39,10 +142,10 @@ pub enum HttpError {
     Malformed(String),
     /// The head is larger than allowed.
     HeadTooLarge,
-    /// A method other than GET.
-    MethodNotAllowed,
-    /// No such path.
-    NotFound,
+    /// The path is served, but not with this method; the methods it allows.
+    MethodNotAllowed(String),
+    /// No such path; the routes that are served.
+    NotFound(String),
     /// `/ws/` with an unusable session id.
     BadSessionId,
     /// `/ws/{id}` without a proper WebSocket upgrade.
@@ -58,12 +161,17 @@ impl HttpError {
                 "431 Request Header Fields Too Large",
                 "request head too large\n".to_string(),
             ),
-            HttpError::MethodNotAllowed => {
-                ("405 Method Not Allowed", "only GET is served\n".into())
+            HttpError::MethodNotAllowed(allow) => {
+                return response_with(
+                    "405 Method Not Allowed",
+                    "text/plain; charset=utf-8",
+                    &[("Allow", allow)],
+                    format!("this path answers {allow}\n").as_bytes(),
+                );
             }
-            HttpError::NotFound => (
+            HttpError::NotFound(served) => (
                 "404 Not Found",
-                "not found; the viewer is at / and signaling at /ws/{session_id}\n".into(),
+                format!("not found; this port serves {served}\n"),
             ),
             HttpError::BadSessionId => (
                 "400 Bad Request",
@@ -79,8 +187,8 @@ impl HttpError {
 }
 
 /// Parses a request head from `buf`; `Ok(None)` means more bytes are needed.
-/// On success returns the request and the length of the head.
-pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, HttpError> {
+/// On success returns the head and its length.
+pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Head, usize)>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -98,54 +206,23 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
     if len > max_head {
         return Err(HttpError::HeadTooLarge);
     }
-    if req.method != Some("GET") {
-        return Err(HttpError::MethodNotAllowed);
-    }
     let target = req.path.unwrap_or("/");
     let target = target.split('#').next().unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let header = |name: &str| {
-        req.headers
+    let head = Head {
+        method: req.method.unwrap_or("GET").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        headers: req
+            .headers
             .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-            .map(str::trim)
+            .filter_map(|h| {
+                let v = std::str::from_utf8(h.value).ok()?;
+                Some((h.name.to_string(), v.trim().to_string()))
+            })
+            .collect(),
     };
-    let request = match path {
-        "/" | "/index.html" => Request::ViewerPage,
-        "/healthz" => Request::Health,
-        "/readyz" => Request::Ready,
-        "/metrics" => Request::Metrics,
-        p if p.starts_with("/ws/") => {
-            let Ok(session_id) = SessionId::parse(&p[4..]) else {
-                return Err(HttpError::BadSessionId);
-            };
-            let upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-            let connection = header("connection").is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            });
-            if !upgrade || !connection {
-                return Err(HttpError::UpgradeRequired("missing Upgrade: websocket"));
-            }
-            if header("sec-websocket-version") != Some("13") {
-                return Err(HttpError::UpgradeRequired(
-                    "Sec-WebSocket-Version must be 13",
-                ));
-            }
-            let Some(key) = header("sec-websocket-key").filter(|k| !k.is_empty()) else {
-                return Err(HttpError::UpgradeRequired("missing Sec-WebSocket-Key"));
-            };
-            Request::WebSocket {
-                session_id,
-                key: key.to_string(),
-                token: query_param(query, "token").map(str::to_string),
-                origin: header("origin").map(str::to_string),
-            }
-        }
-        _ => return Err(HttpError::NotFound),
-    };
-    Ok(Some((request, len)))
+    Ok(Some((head, len)))
 }
 
 /// The raw value of `name` in a query string (tokens need no percent-decoding).
@@ -159,12 +236,26 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 
 /// A complete `Connection: close` response.
 pub fn response(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
+    response_with(status, content_type, &[], body)
+}
+
+/// A complete `Connection: close` response with extra headers.
+pub fn response_with(
+    status: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+         Cache-Control: no-store\r\nConnection: close\r\n",
         body.len()
-    )
-    .into_bytes();
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
     out.extend_from_slice(body);
     out
 }
@@ -185,6 +276,28 @@ mod tests {
 
     const MAX: usize = 8192;
 
+    const ROUTES: &[Route<&str>] = &[
+        Route {
+            method: "GET",
+            path: "/",
+            answer: "page",
+        },
+        Route {
+            method: "GET",
+            path: "/ws/{session_id}",
+            answer: "ws",
+        },
+        Route {
+            method: "DELETE",
+            path: "/ws/{session_id}",
+            answer: "end",
+        },
+    ];
+
+    fn head(text: &str) -> Head {
+        parse_head(text.as_bytes(), MAX).unwrap().unwrap().0
+    }
+
     fn ws_head(path: &str) -> String {
         format!(
             "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
@@ -194,12 +307,14 @@ mod tests {
 
     #[test]
     fn websocket_upgrade_with_session_id_is_recognised() {
-        let head = ws_head("/ws/session-123?token=abc");
-        let (req, len) = parse_head(head.as_bytes(), MAX).unwrap().unwrap();
-        assert_eq!(len, head.len());
+        let text = ws_head("/ws/session-123?token=abc");
+        let (h, len) = parse_head(text.as_bytes(), MAX).unwrap().unwrap();
+        assert_eq!(len, text.len());
+        let (i, id) = route(ROUTES, &h).unwrap();
+        assert_eq!((ROUTES[i].answer, id), ("ws", "session-123"));
         assert_eq!(
-            req,
-            Request::WebSocket {
+            h.websocket(id).unwrap(),
+            WebSocketRequest {
                 session_id: SessionId::parse("session-123").unwrap(),
                 key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
                 token: Some("abc".into()),
@@ -213,8 +328,8 @@ mod tests {
 
     #[test]
     fn partial_heads_wait_and_oversized_heads_are_refused() {
-        let head = ws_head("/ws/a");
-        assert_eq!(parse_head(&head.as_bytes()[..20], MAX), Ok(None));
+        let text = ws_head("/ws/a");
+        assert_eq!(parse_head(&text.as_bytes()[..20], MAX), Ok(None));
         let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX));
         assert_eq!(
             parse_head(huge.as_bytes(), MAX),
@@ -223,7 +338,45 @@ mod tests {
     }
 
     #[test]
+    fn routes_come_from_the_table() {
+        let answer =
+            |text: &str| route(ROUTES, &head(text)).map(|(i, p)| (ROUTES[i].answer, p.to_string()));
+        assert_eq!(
+            answer("GET /?x=1 HTTP/1.1\r\n\r\n"),
+            Ok(("page", String::new()))
+        );
+        assert_eq!(
+            answer("DELETE /ws/s1 HTTP/1.1\r\n\r\n"),
+            Ok(("end", "s1".into()))
+        );
+        // A parameter is one non-empty segment.
+        for path in ["/ws/", "/ws/a/b", "/nope", "/index"] {
+            let err = answer(&format!("GET {path} HTTP/1.1\r\n\r\n")).unwrap_err();
+            assert_eq!(
+                err,
+                HttpError::NotFound("GET /, GET /ws/{session_id}, DELETE /ws/{session_id}".into()),
+                "{path}"
+            );
+        }
+        let err = answer("POST /ws/s1 HTTP/1.1\r\n\r\n").unwrap_err();
+        assert_eq!(err, HttpError::MethodNotAllowed("GET, DELETE".into()));
+        let resp = String::from_utf8(err.response()).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 405"), "{resp}");
+        assert!(resp.contains("\r\nAllow: GET, DELETE\r\n"), "{resp}");
+    }
+
+    #[test]
     fn bad_requests_get_their_status() {
+        let refused = |text: &str| match parse_head(text.as_bytes(), MAX) {
+            Err(e) => e,
+            Ok(h) => {
+                let (h, _) = h.unwrap();
+                match route(ROUTES, &h) {
+                    Err(e) => e,
+                    Ok((_, id)) => h.websocket(id).unwrap_err(),
+                }
+            }
+        };
         let cases: [(&str, &str); 6] = [
             ("POST / HTTP/1.1\r\n\r\n", "405"),
             ("GET /nope HTTP/1.1\r\n\r\n", "404"),
@@ -232,20 +385,12 @@ mod tests {
             ("\x16\x03\x01\x02\x00\r\n\r\n", "400"),
             ("GET / HTTP/1.1\r\nbad header\r\n\r\n", "400"),
         ];
-        for (head, status) in cases {
-            let err = parse_head(head.as_bytes(), MAX).unwrap_err();
-            let resp = String::from_utf8(err.response()).unwrap();
+        for (text, status) in cases {
+            let resp = String::from_utf8(refused(text).response()).unwrap();
             assert!(
                 resp.starts_with(&format!("HTTP/1.1 {status}")),
-                "{head:?} -> {resp}"
+                "{text:?} -> {resp}"
             );
         }
-        assert_eq!(
-            parse_head(b"GET /?x=1 HTTP/1.1\r\n\r\n", MAX)
-                .unwrap()
-                .unwrap()
-                .0,
-            Request::ViewerPage
-        );
     }
 }

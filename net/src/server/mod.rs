@@ -35,7 +35,7 @@ pub const VIEWER_PAGE: &str = include_str!("../viewer.html");
 
 mod config;
 mod reload;
-mod status;
+pub(crate) mod routes;
 
 pub use config::{AvatarSpec, NetError, Reloader, ServerConfig, UdpPortSpec};
 
@@ -365,10 +365,8 @@ impl Server {
                         log::warn!("cannot register {peer}: {e}");
                         continue;
                     }
-                    self.conns.insert(
-                        token,
-                        Conn::new(stream, now, self.config.limits, VIEWER_PAGE),
-                    );
+                    self.conns
+                        .insert(token, Conn::new(stream, now, self.config.limits));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -460,8 +458,15 @@ impl Server {
                         ));
                     }
                 }
-                ConnEvent::Request(request) => {
-                    let response = self.dynamic_response(&request);
+                ConnEvent::Request { route, head } => {
+                    let response = match routes::ROUTES.get(route).map(|r| r.answer) {
+                        Some(routes::Answer::Respond(answer)) => answer(self, &head),
+                        _ => crate::http::response(
+                            "500 Internal Server Error",
+                            "text/plain",
+                            b"no answer\n",
+                        ),
+                    };
                     if let Some(c) = self.conns.get_mut(&token) {
                         c.respond(response);
                     }

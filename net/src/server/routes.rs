@@ -1,0 +1,94 @@
+//! Every HTTP route of the signaling port, in one table, and the answers
+//! that need the loop's state.
+//!
+//! A new route is one line in [`ROUTES`] and the function that answers it.
+
+use crate::http::{response, Head, Route};
+use crate::metrics::Live;
+
+use super::{Server, VIEWER_PAGE};
+
+/// What answers a route.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Answer {
+    /// The connection upgrades to a WebSocket for the session named by the path.
+    WebSocket,
+    /// The loop answers with one response, then the connection closes.
+    Respond(fn(&Server, &Head) -> Vec<u8>),
+}
+
+/// The signaling port's routes.
+pub(crate) const ROUTES: &[Route<Answer>] = &[
+    Route {
+        method: "GET",
+        path: "/",
+        answer: Answer::Respond(viewer_page),
+    },
+    Route {
+        method: "GET",
+        path: "/index.html",
+        answer: Answer::Respond(viewer_page),
+    },
+    Route {
+        method: "GET",
+        path: "/ws/{session_id}",
+        answer: Answer::WebSocket,
+    },
+    Route {
+        method: "GET",
+        path: "/healthz",
+        answer: Answer::Respond(|_, _| response("200 OK", "text/plain", b"ok\n")),
+    },
+    Route {
+        method: "GET",
+        path: "/readyz",
+        answer: Answer::Respond(Server::ready),
+    },
+    Route {
+        method: "GET",
+        path: "/metrics",
+        answer: Answer::Respond(Server::metrics),
+    },
+];
+
+fn viewer_page(_: &Server, _: &Head) -> Vec<u8> {
+    response("200 OK", "text/html; charset=utf-8", VIEWER_PAGE.as_bytes())
+}
+
+impl Server {
+    /// `/metrics`: the registry, with the live-state gauges set now.
+    fn metrics(&self, _: &Head) -> Vec<u8> {
+        let sessions = self.engine.sessions();
+        let body = self.metrics.render(Live {
+            sessions: &sessions,
+            connections: self.conns.len(),
+            renderers: self.ingest.as_ref().map_or(0, |h| h.live_renderers()),
+        });
+        response(
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body.as_bytes(),
+        )
+    }
+
+    /// `/readyz`: 200 while every source thread runs.
+    fn ready(&self, _: &Head) -> Vec<u8> {
+        let dead: Vec<String> = self
+            .sources
+            .iter()
+            .filter(|(_, h)| !h.is_alive())
+            .map(|(a, _)| a.to_string())
+            .collect();
+        if dead.is_empty() {
+            let body = format!(
+                "ready: {} udp sockets bound, {} sources running\n",
+                self.udp.len(),
+                self.sources.len()
+            );
+            response("200 OK", "text/plain", body.as_bytes())
+        } else {
+            let body = format!("not ready: source threads stopped: {}\n", dead.join(", "));
+            response("503 Service Unavailable", "text/plain", body.as_bytes())
+        }
+    }
+}
