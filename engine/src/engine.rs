@@ -712,6 +712,14 @@ impl Engine {
         let plan = AnswerPlan::new(&offer.sdp, &choice)?;
         let sdp_offer = SdpOffer::from_sdp_string(&plan.str0m_offer())
             .map_err(|e| SignalError::InvalidSdp(e.to_string()))?;
+        // str0m's parser stops at the first session-level line it cannot read
+        // and then sees no m-lines, though the offer has them (the plan found
+        // them): say which part failed rather than str0m's "No m-lines in offer".
+        if sdp_offer.media_lines.is_empty() {
+            return Err(SignalError::OfferRejected(
+                "the SDP's session section could not be parsed (a line before the first m=; check v=, o=, s=, t= and the session attributes)".into(),
+            ));
+        }
 
         let socket = self.pick_socket();
         let public = self
@@ -733,18 +741,7 @@ impl Engine {
         let answer = rtc
             .sdp_api()
             .accept_offer(sdp_offer)
-            .map_err(|e| {
-                let text = e.to_string();
-                // str0m reports any unparsable line before the first m= this
-                // way, though the offer has m-lines (the summary found them).
-                if text.contains("No m-lines") {
-                    SignalError::OfferRejected(format!(
-                        "{text} (a line before the first m= could not be parsed; check v=, o=, s=, t= and the session attributes)"
-                    ))
-                } else {
-                    SignalError::OfferRejected(text)
-                }
-            })?;
+            .map_err(|e| SignalError::OfferRejected(e.to_string()))?;
         let answer_sdp = plan.complete(&answer.to_sdp_string())?;
 
         let key = SessionKey(self.next_key);

@@ -336,3 +336,25 @@ fn repeated_time_descriptions_are_answered() {
     );
     assert_eq!(v["type"], "webrtc_answer", "{v}");
 }
+
+#[test]
+fn an_unreadable_session_line_is_named_as_such() {
+    // str0m 0.25 stops at a session-level line it cannot read and then sees
+    // no m-lines; the error says which section failed, not "No m-lines".
+    let mut w = world(10);
+    let sdp = fixture("chromium156_video_recvonly_nocand.sdp").replacen(
+        "t=0 0\r\n",
+        "t=0 0\r\ne=someone@example.com\r\nk=clear:secret\r\n",
+        1,
+    );
+    let v = reply(
+        &mut w,
+        1,
+        "session",
+        &offer_message("session", "test-pattern", &sdp),
+    );
+    assert_eq!(v["code"], "offer_rejected", "{v}");
+    let message = v["message"].as_str().unwrap_or_default();
+    assert!(message.contains("session section"), "{v}");
+    assert!(!message.contains("No m-lines"), "{v}");
+}
