@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use portcast_engine::auth::TokenKey;
 use portcast_engine::encoder::EncoderSettings;
-use portcast_engine::{EngineConfig, SocketSpec};
+use portcast_engine::{EngineConfig, PlayoutDelay, SocketSpec};
 use portcast_net::y4m::FileSourceSpec;
 use portcast_net::{
     AvatarSpec, CaptureConfig, ConnLimits, IngestConfig, Server, ServerConfig, UdpPortSpec,
@@ -159,6 +159,10 @@ fn engine_config(c: &config::Config) -> EngineConfig {
         consent_timeout: Duration::from_secs(s.consent_timeout_secs),
         connect_timeout: Duration::from_secs(s.connect_timeout_secs),
         fallback_avatar: s.fallback_avatar.clone(),
+        playout_delay: Some(PlayoutDelay {
+            min: Duration::ZERO,
+            max: Duration::from_millis(s.playout_delay_max_ms),
+        }),
         // Set by `server_config` only: captured offers carry no token, so replay checks none.
         token_key: None,
         ..EngineConfig::default()

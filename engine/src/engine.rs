@@ -259,7 +259,8 @@ impl Engine {
 
     /// Takes new limits from a reloaded configuration, without touching live
     /// sessions: session caps, SDP size, consent/connect timeouts, keyframe
-    /// interval, resend buffer (new sessions), token key and fallback avatar.
+    /// interval, resend buffer (new sessions), token key, fallback avatar, and the
+    /// playout delay (which every viewer's next frame carries).
     /// Sockets and avatars are fixed at start; `config.sockets` and
     /// `config.avatars` are ignored here. On error nothing changes.
     /// Returns the names of the settings that changed.
@@ -286,7 +287,8 @@ impl Engine {
             connect_timeout,
             keyframe_interval,
             resend_buffer_packets,
-            fallback_avatar
+            fallback_avatar,
+            playout_delay
         );
         if old.token_key.is_some() != config.token_key.is_some()
             || matches!((&old.token_key, &config.token_key), (Some(a), Some(b)) if !a.same_key(b))
@@ -302,6 +304,7 @@ impl Engine {
         c.keyframe_interval = config.keyframe_interval;
         c.resend_buffer_packets = config.resend_buffer_packets;
         c.fallback_avatar = config.fallback_avatar.clone();
+        c.playout_delay = config.playout_delay;
         c.token_key = config.token_key.clone();
         for a in self.avatars.values_mut() {
             a.limiter.set_interval(config.keyframe_interval);

@@ -334,3 +334,33 @@ fn no_playout_delay_is_negotiated_when_it_is_turned_off() {
     assert!(!answer.contains("playout-delay"), "{answer}");
     assert!(w.viewers[a].playout_delays.iter().all(Option::is_none));
 }
+
+#[test]
+fn a_reloaded_playout_delay_reaches_the_next_frames() {
+    let mut w = World::new(config("127.0.0.1", 10111), 320, 180);
+    let offering = str0m::Rtc::builder().set_extension(5, str0m::rtp::Extension::PlayoutDelay);
+    let a = w.add_viewer_from("wants-delay", addr("127.0.0.1:40001"), offering, |_| {});
+    w.run(Duration::from_secs(1));
+    let before = w.viewers[a].playout_delays.len();
+    let hundredths = str0m::media::MediaTime::from_hundredths;
+    assert!(before >= 10, "{before} frames");
+    // playout_delay_max_ms = 120: min stays 0, max goes on the wire in 10 ms units.
+    let relaxed = EngineConfig {
+        playout_delay: Some(portcast_engine::PlayoutDelay {
+            min: Duration::ZERO,
+            max: Duration::from_millis(120),
+        }),
+        ..config("127.0.0.1", 10111)
+    };
+    let changed = w.engine.reload_limits(&relaxed).unwrap();
+    assert_eq!(changed, vec!["playout_delay"]);
+    w.run(Duration::from_secs(1));
+    let delays = &w.viewers[a].playout_delays;
+    assert!(delays.len() >= before + 10, "{} frames", delays.len());
+    assert!(
+        delays[before..]
+            .iter()
+            .all(|d| *d == Some((hundredths(0), hundredths(12)))),
+        "{delays:?}"
+    );
+}

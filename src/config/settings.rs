@@ -127,6 +127,11 @@ pub struct Settings {
           value_parser = Int::<u32>::count(1, 10_000))]
     pub message_burst: u32,
 
+    /// Longest a browser may hold a frame before showing it, in ms (playout-delay extension, min 0), 0-40950; 0 shows each frame as soon as it is decoded
+    #[arg(long, env = "PORTCAST_PLAYOUT_DELAY_MAX_MS", value_name = "MS",
+          default_value_t = 0, value_parser = Int::<u64>::of(0, 40_950, " ms", "a whole number of ms"))]
+    pub playout_delay_max_ms: u64,
+
     /// Seconds after the answer for ICE + DTLS to complete before the session ends, 1-300
     #[arg(long, env = "PORTCAST_CONNECT_TIMEOUT_SECS", value_name = "SECS",
           help_heading = "Access and limits", default_value_t = 20,
