@@ -498,6 +498,10 @@ impl Engine {
             match writer.write(pt, au.captured_at, rtp_time, au.data.clone()) {
                 Ok(()) => {
                     s.needs_keyframe = false;
+                    if s.frames_sent == 0 {
+                        let waited = now.saturating_duration_since(s.created);
+                        e.stats.first_frame.observe(waited.as_secs_f64());
+                    }
                     s.frames_sent += 1;
                     e.stats.frames_written.inc();
                 }

@@ -9,6 +9,7 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// A metric's labels: (name, value) pairs.
@@ -52,6 +53,8 @@ pub struct EngineStats {
     pub keyframe_requests: Counter,
     /// Sessions dropped because handling them panicked (a bug, contained).
     pub session_panics: Counter,
+    /// Answer sent to the session's first frame written, seconds (ICE + DTLS + the wait for a keyframe).
+    pub first_frame: Histogram,
 }
 
 impl Default for EngineStats {
@@ -71,6 +74,8 @@ impl Default for EngineStats {
             frames_written: Counter::default(),
             keyframe_requests: Counter::default(),
             session_panics: Counter::default(),
+            // 5 ms .. ~5 s in x2 steps.
+            first_frame: Histogram::new(exponential_buckets(0.005, 2.0, 11)),
             drops,
         }
     }
@@ -106,6 +111,11 @@ impl EngineStats {
             "frames_written",
             "Frames written to viewers",
             self.frames_written.clone(),
+        );
+        r.register(
+            "first_frame_seconds",
+            "Answer sent to a viewer's first frame written (ICE + DTLS + the wait for a keyframe)",
+            self.first_frame.clone(),
         );
     }
 

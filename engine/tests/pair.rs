@@ -214,6 +214,10 @@ fn a_viewer_joining_soon_after_a_keyframe_decodes_the_moment_its_media_starts() 
         v.decode_errors, 0,
         "the replayed GOP and live pictures join up"
     );
+    // portcast_first_frame_seconds: one observation per viewer, its answer-to-first-frame wait.
+    let first = &w.engine.stats().first_frame;
+    assert_eq!(first.count(), 2, "one per viewer, not per frame");
+    assert!(first.sum() > 0.0 && first.sum() < 2.5, "{}", first.sum());
 }
 
 #[test]
