@@ -451,7 +451,22 @@ fn health_readiness_and_metrics_answer() {
         ready.starts_with("HTTP/1.1 200") && ready.contains("5 udp sockets bound"),
         "{ready}"
     );
-    d.assert_fresh_viewer_streams("for-metrics");
+    let mut v = NetViewer::connect(d.port(), "for-metrics", "test-pattern").expect("answer");
+    v.run_until_frames(10, Duration::from_secs(10));
+    assert!(v.counters.len() >= 10, "decoded {}", v.counters.len());
+    // The avatars a viewer may name, with this one's live viewer.
+    let avatars = d.http_get("/avatars");
+    let body: serde_json::Value =
+        serde_json::from_str(avatars.split("\r\n\r\n").nth(1).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}: {avatars}"));
+    assert_eq!(
+        body,
+        serde_json::json!({"avatars": [
+            {"id": "test-pattern", "source": "test_pattern", "live": true, "viewers": 1}
+        ]}),
+        "{avatars}"
+    );
+    drop(v);
     let m = d.http_get("/metrics");
     assert!(m.contains("portcast_answers_total 1"), "{m}");
     assert!(metric(&m, "portcast_frames_written_total") > 0);

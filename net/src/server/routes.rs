@@ -49,6 +49,11 @@ pub(crate) const ROUTES: &[Route<Answer>] = &[
         path: "/metrics",
         answer: Answer::Respond(Server::metrics),
     },
+    Route {
+        method: "GET",
+        path: "/avatars",
+        answer: Answer::Respond(Server::avatars),
+    },
 ];
 
 fn viewer_page(_: &Server, _: &Head) -> Vec<u8> {
@@ -69,6 +74,40 @@ impl Server {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             body.as_bytes(),
         )
+    }
+
+    /// `/avatars`: every avatar a viewer may name, what feeds it, whether it
+    /// has pictures now and how many viewers it has (JSON).
+    fn avatars(&self, _: &Head) -> Vec<u8> {
+        let sessions = self.engine.sessions();
+        let list: Vec<serde_json::Value> = self
+            .engine
+            .avatars()
+            .iter()
+            .map(|a| {
+                let (source, live) = if self.config.avatars.iter().any(|s| &s.name == a) {
+                    (
+                        "test_pattern",
+                        self.sources.get(a).is_some_and(|h| h.is_alive()),
+                    )
+                } else if self.config.file_sources.iter().any(|f| &f.name == a) {
+                    ("file", self.sources.get(a).is_some_and(|h| h.is_alive()))
+                } else {
+                    (
+                        "renderer",
+                        self.ingest.as_ref().is_some_and(|h| h.is_live(a)),
+                    )
+                };
+                serde_json::json!({
+                    "id": a.as_str(),
+                    "source": source,
+                    "live": live,
+                    "viewers": sessions.iter().filter(|s| &s.avatar == a).count(),
+                })
+            })
+            .collect();
+        let body = serde_json::json!({ "avatars": list }).to_string();
+        response("200 OK", "application/json", body.as_bytes())
     }
 
     /// `/readyz`: 200 while every source thread runs.
