@@ -84,34 +84,38 @@ impl Default for EngineStats {
 impl EngineStats {
     /// Registers every counter (sharing its value) in `r`.
     pub fn register(&self, r: &mut Registry) {
-        r.register("offers", "Offers received", self.offers.clone());
-        r.register("answers", "Answers sent", self.answers.clone());
-        r.register(
-            "signal_errors",
-            "Errors sent to viewers, by code",
-            self.errors.clone(),
-        );
-        r.register(
-            "sessions_ended",
-            "Sessions ended, by reason",
-            self.ended.clone(),
-        );
-        r.register(
-            "session_panics",
-            "Sessions dropped because handling them panicked (a bug: report it)",
-            self.session_panics.clone(),
-        );
-        r.register("drops", "Things dropped, by reason", self.drops.clone());
-        r.register(
-            "keyframe_requests",
-            "Keyframe requests sent to encoders",
-            self.keyframe_requests.clone(),
-        );
-        r.register(
-            "frames_written",
-            "Frames written to viewers",
-            self.frames_written.clone(),
-        );
+        for (name, help, c) in [
+            ("offers", "Offers received", &self.offers),
+            ("answers", "Answers sent", &self.answers),
+            (
+                "session_panics",
+                "Sessions dropped because handling them panicked (a bug: report it)",
+                &self.session_panics,
+            ),
+            (
+                "keyframe_requests",
+                "Keyframe requests sent to encoders",
+                &self.keyframe_requests,
+            ),
+            (
+                "frames_written",
+                "Frames written to viewers",
+                &self.frames_written,
+            ),
+        ] {
+            r.register(name, help, c.clone());
+        }
+        for (name, help, f) in [
+            (
+                "signal_errors",
+                "Errors sent to viewers, by code",
+                &self.errors,
+            ),
+            ("sessions_ended", "Sessions ended, by reason", &self.ended),
+            ("drops", "Things dropped, by reason", &self.drops),
+        ] {
+            r.register(name, help, f.clone());
+        }
         r.register(
             "first_frame_seconds",
             "Answer sent to a viewer's first frame written (ICE + DTLS + the wait for a keyframe)",

@@ -84,31 +84,36 @@ impl Metrics {
             registry: Registry::default(),
         };
         r.register("sessions", "Live sessions by state", m.sessions.clone());
-        r.register(
-            "udp_datagrams_in",
-            "Datagrams received, per socket",
-            m.udp_in.clone(),
-        );
-        r.register(
-            "udp_bytes_in",
-            "Bytes received, per socket",
-            m.udp_bytes_in.clone(),
-        );
-        r.register(
-            "udp_datagrams_out",
-            "Datagrams sent, per socket",
-            m.udp_out.clone(),
-        );
-        r.register(
-            "udp_bytes_out",
-            "Bytes sent, per socket",
-            m.udp_bytes_out.clone(),
-        );
-        r.register(
-            "udp_send_calls",
-            "sendmmsg calls, per socket (datagrams_out / send_calls = batch size)",
-            m.udp_calls.clone(),
-        );
+        for (name, help, f) in [
+            (
+                "udp_datagrams_in",
+                "Datagrams received, per socket",
+                &m.udp_in,
+            ),
+            (
+                "udp_bytes_in",
+                "Bytes received, per socket",
+                &m.udp_bytes_in,
+            ),
+            (
+                "udp_datagrams_out",
+                "Datagrams sent, per socket",
+                &m.udp_out,
+            ),
+            ("udp_bytes_out", "Bytes sent, per socket", &m.udp_bytes_out),
+            (
+                "udp_send_calls",
+                "sendmmsg calls, per socket (datagrams_out / send_calls = batch size)",
+                &m.udp_calls,
+            ),
+            (
+                "source_frames",
+                "Frames encoded, per avatar",
+                &m.source_frames,
+            ),
+        ] {
+            r.register(name, help, f.clone());
+        }
         if let Some((i, renderers)) = &m.ingest {
             r.register(
                 "ingest_renderers",
@@ -150,39 +155,42 @@ impl Metrics {
                 "Time spent converting renderer RGB frames to I420",
                 hub.convert_seconds.clone(),
             );
-            r.register(
-                "ingest_avatar_frames",
-                "Renderer frames per avatar, by stage (received, encoded, forwarded to the loop)",
-                i.avatar_frames.clone(),
-            );
-            r.register(
-                "ingest_avatar_drops",
-                "Renderer frames lost per avatar, by reason",
-                i.avatar_drops.clone(),
-            );
+            for (name, help, f) in [
+                (
+                    "ingest_avatar_frames",
+                    "Renderer frames per avatar, by stage (received, encoded, forwarded to the loop)",
+                    &i.avatar_frames,
+                ),
+                (
+                    "ingest_avatar_drops",
+                    "Renderer frames lost per avatar, by reason",
+                    &i.avatar_drops,
+                ),
+            ] {
+                r.register(name, help, f.clone());
+            }
         }
-        r.register(
-            "source_frames",
-            "Frames encoded, per avatar",
-            m.source_frames.clone(),
-        );
         r.register("connections", "Open TCP connections", m.connections.clone());
         r.register(
             "resident_memory_bytes",
             "Resident set size",
             m.resident_memory.clone(),
         );
-        r.register("encode_seconds", "Encoder time per frame", m.encode.clone());
-        r.register(
-            "frame_to_packet_seconds",
-            "Raw frame to last datagram sent",
-            m.frame_to_packet.clone(),
-        );
-        r.register(
-            "loop_iteration_seconds",
-            "Loop time per wake-up",
-            m.loop_iteration.clone(),
-        );
+        for (name, help, h) in [
+            ("encode_seconds", "Encoder time per frame", &m.encode),
+            (
+                "frame_to_packet_seconds",
+                "Raw frame to last datagram sent",
+                &m.frame_to_packet,
+            ),
+            (
+                "loop_iteration_seconds",
+                "Loop time per wake-up",
+                &m.loop_iteration,
+            ),
+        ] {
+            r.register(name, help, h.clone());
+        }
         Metrics { registry: r, ..m }
     }
 

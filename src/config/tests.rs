@@ -4,25 +4,8 @@ use super::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A TOML file in the temp dir, removed when dropped.
-struct TempToml(PathBuf);
-
-impl TempToml {
-    fn new(name: &str, text: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("portcast-{}-{name}.toml", std::process::id()));
-        std::fs::write(&path, text).expect("write temp config");
-        TempToml(path)
-    }
-
-    fn arg(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for TempToml {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+fn temp_toml(name: &str, text: &str) -> TempFile {
+    TempFile::new(&format!("{name}.toml"), text.as_bytes())
 }
 
 fn cli(args: &[&str]) -> Cli {
@@ -161,7 +144,7 @@ fn every_setting_is_a_file_key_and_a_flag() {
             continue;
         };
         let (key, default) = (arg.get_id().as_str(), default.to_string_lossy());
-        let file = TempToml::new(&format!("key-{key}"), &format!("{key} = \"{default}\"\n"));
+        let file = temp_toml(&format!("key-{key}"), &format!("{key} = \"{default}\"\n"));
         let from_file = load(&cli(&["--config", &file.arg()]), &no_env);
         assert_eq!(from_file.expect(key), Config::default(), "{key}");
         let flag = format!("--{}", arg.get_long().expect("a flag"));
@@ -174,7 +157,7 @@ fn every_setting_is_a_file_key_and_a_flag() {
 
 #[test]
 fn seed_toml_keys_parse_into_config() {
-    let file = TempToml::new(
+    let file = temp_toml(
         "seed",
         r#"
 webrtc_public_ip = "203.0.113.7"
@@ -213,7 +196,7 @@ fallback_avatar = "test-pattern"
 
 #[test]
 fn avatar_tables_replace_the_default_list_and_fill_missing_keys() {
-    let file = TempToml::new(
+    let file = temp_toml(
         "avatars",
         r#"
 fallback_avatar = "lobby"
@@ -280,7 +263,7 @@ fn avatar_flags_modify_the_test_pattern_avatar() {
 
 #[test]
 fn flags_override_file() {
-    let file = TempToml::new(
+    let file = temp_toml(
         "flags-over-file",
         r#"
 webrtc_public_ip = "203.0.113.7"
@@ -412,7 +395,7 @@ fn env_overrides_flags() {
 
 #[test]
 fn env_overrides_file_and_empty_env_is_unset() {
-    let file = TempToml::new("env-over-file", "signal_port = 8443\nmax_sessions = 50\n");
+    let file = temp_toml("env-over-file", "signal_port = 8443\nmax_sessions = 50\n");
     let env = env_of(&[
         ("PORTCAST_SIGNAL_PORT", "7000"),
         ("PORTCAST_MAX_SESSIONS", "  "),
@@ -434,7 +417,7 @@ fn offer_capture_is_off_by_default_and_set_by_file_or_flags() {
         ),
         (None, 1000)
     );
-    let file = TempToml::new(
+    let file = temp_toml(
         "capture",
         "capture_offers_dir = \"/var/tmp/offers\"\ncapture_offers_max = 20\n",
     );
@@ -501,63 +484,51 @@ fn file_errors_name_the_file_and_the_problem() {
         )
     );
 
-    let file = TempToml::new("unknown-key", "signal_port = 1\nwebrtc_port_mn = 5\n");
-    let err = load(&cli(&["--config", &file.arg()]), &no_env)
-        .expect_err("unknown key")
-        .to_string();
-    assert_eq!(
-        err,
-        format!(
-            "{}: key 'webrtc_port_mn': unknown key (`portcast --help` lists the keys)",
-            file.arg()
-        )
-    );
-
-    let file = TempToml::new(
-        "unknown-avatar-key",
-        "[[avatar]]\nname = \"a\"\ncolour = \"red\"\n",
-    );
-    let err = load(&cli(&["--config", &file.arg()]), &no_env)
-        .expect_err("unknown avatar key")
-        .to_string();
-    assert!(
-        err.starts_with(&format!(
-            "{}: key 'avatar[0].colour': unknown key",
-            file.arg()
-        )),
-        "{err}"
-    );
-
-    let file = TempToml::new("syntax", "signal_port = \n");
-    let err = load(&cli(&["--config", &file.arg()]), &no_env)
-        .expect_err("syntax")
-        .to_string();
-    assert!(
-        err.starts_with(&format!("config file {}: ", file.arg())),
-        "{err}"
-    );
-    assert!(err.contains("line 1, column"), "{err}");
-
-    let file = TempToml::new("wrong-type", "max_sessions = \"many\"\n");
-    let err = load(&cli(&["--config", &file.arg()]), &no_env)
-        .expect_err("wrong type")
-        .to_string();
-    assert_eq!(
-        err,
-        format!(
-            "{}: key 'max_sessions': 'many' is not a whole number",
-            file.arg()
-        )
-    );
-
-    let file = TempToml::new("list-for-scalar", "signal_port = [1, 2]\n");
-    let err = load(&cli(&["--config", &file.arg()]), &no_env)
-        .expect_err("array")
-        .to_string();
-    assert!(
-        err.ends_with("key 'signal_port': expected a single value, found an array"),
-        "{err}"
-    );
+    // (file name, contents, the error ({path}: the file's path), whole or only its start)
+    let cases = [
+        (
+            "unknown-key",
+            "signal_port = 1\nwebrtc_port_mn = 5\n",
+            "{path}: key 'webrtc_port_mn': unknown key (`portcast --help` lists the keys)",
+            true,
+        ),
+        (
+            "unknown-avatar-key",
+            "[[avatar]]\nname = \"a\"\ncolour = \"red\"\n",
+            "{path}: key 'avatar[0].colour': unknown key",
+            false,
+        ),
+        (
+            "syntax",
+            "signal_port = \n",
+            "config file {path}: TOML parse error at line 1, column",
+            false,
+        ),
+        (
+            "wrong-type",
+            "max_sessions = \"many\"\n",
+            "{path}: key 'max_sessions': 'many' is not a whole number",
+            true,
+        ),
+        (
+            "list-for-scalar",
+            "signal_port = [1, 2]\n",
+            "{path}: key 'signal_port': expected a single value, found an array",
+            true,
+        ),
+    ];
+    for (name, text, expected, whole) in cases {
+        let file = temp_toml(name, text);
+        let err = load(&cli(&["--config", &file.arg()]), &no_env)
+            .expect_err(name)
+            .to_string();
+        let expected = expected.replace("{path}", &file.arg());
+        if whole {
+            assert_eq!(err, expected, "{name}");
+        } else {
+            assert!(err.starts_with(&expected), "{name}: {err}");
+        }
+    }
 }
 
 /// (TOML file or "" for none, flags, environment, expected message prefix; `{file}` is the path)
@@ -654,7 +625,7 @@ const INVALID_CASES: &[Case] = &[
 #[test]
 fn validation_errors_name_source_and_key() {
     for (index, &(toml_text, args, env, expected)) in INVALID_CASES.iter().enumerate() {
-        let file = TempToml::new(&format!("case{index}"), toml_text);
+        let file = temp_toml(&format!("case{index}"), toml_text);
         let mut full: Vec<&str> = Vec::new();
         let path = file.arg();
         if !toml_text.is_empty() {
@@ -681,7 +652,7 @@ fn ingest_socket_and_file_source_resolve_from_every_layer() {
         (&None, &None)
     );
     assert_eq!(config.settings.ingest_max_frame_mb, 16);
-    let file = TempToml::new(
+    let file = temp_toml(
         "ingest",
         "ingest_socket = \"/tmp/r.sock\"\ningest_max_frame_mb = 4\n",
     );
@@ -790,7 +761,7 @@ fn limits_resolve_from_every_layer() {
     let config = load(&cli(&["--max-sessions", "40"]), &no_env).expect("flag loads");
     assert_eq!(config.max_sessions_per_avatar(), 40);
 
-    let file = TempToml::new(
+    let file = temp_toml(
         "limits",
         r#"
 max_sessions_per_avatar = 11
@@ -854,7 +825,7 @@ fn token_secret_file_resolves_from_every_layer_and_is_read_at_start() {
     assert_eq!(config.token_secret_file, None);
 
     let secret = TempFile::new("secret", b"0123456789abcdef-secret\n");
-    let file = TempToml::new(
+    let file = temp_toml(
         "secret",
         &format!("token_secret_file = \"{}\"\n", secret.arg()),
     );
@@ -911,7 +882,7 @@ fn allowed_origins_resolve_from_every_layer_and_are_normalised() {
     let config = load(&cli(&[]), &no_env).expect("defaults load");
     assert!(config.allowed_origins.is_empty());
 
-    let file = TempToml::new(
+    let file = temp_toml(
         "origins",
         "allowed_origins = [\"https://App.Example.com/\", \"http://localhost:9000\"]\n",
     );
@@ -954,7 +925,7 @@ fn allowed_origins_resolve_from_every_layer_and_are_normalised() {
 fn log_format_resolves_from_every_layer() {
     let config = load(&cli(&[]), &no_env).expect("defaults load");
     assert_eq!(config.settings.log_format, LogFormat::Text);
-    let file = TempToml::new("log-format", "log_format = \"json\"\n");
+    let file = temp_toml("log-format", "log_format = \"json\"\n");
     let config = load(&cli(&["--config", &file.arg()]), &no_env).expect("file loads");
     assert_eq!(config.settings.log_format, LogFormat::Json);
     let args = ["--config", &file.arg(), "--log-format", "text"];
