@@ -14,6 +14,8 @@ log() { printf '\n== %s\n' "$*"; }
 need_apt=()
 command -v nasm >/dev/null || need_apt+=(nasm)
 command -v cc >/dev/null || need_apt+=(build-essential)
+# The Opus encoder (the `opus` crate) links Debian's libopus through pkg-config.
+pkg-config --exists opus 2>/dev/null || need_apt+=(libopus-dev pkg-config)
 # tests/ingest.rs drives the Python ingest client (standard library only).
 command -v python3 >/dev/null || need_apt+=(python3)
 if [[ -z "${PORTCAST_SKIP_E2E:-}" ]]; then

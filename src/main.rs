@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use portcast_engine::audio::AudioSettings;
 use portcast_engine::auth::TokenKey;
 use portcast_engine::encoder::EncoderSettings;
 use portcast_engine::{EngineConfig, PlayoutDelay, SocketSpec};
@@ -153,6 +154,13 @@ fn engine_config(c: &config::Config) -> EngineConfig {
             .map(|a| a.name.clone())
             .chain(c.file_source.iter().map(|f| f.avatar.clone()))
             .collect(),
+        // The test-pattern avatars speak unless test_pattern_audio is off.
+        audio_avatars: c
+            .avatars
+            .iter()
+            .filter(|_| s.test_pattern_audio)
+            .map(|a| a.name.clone())
+            .collect(),
         max_sessions: s.max_sessions,
         max_sessions_per_avatar: c.max_sessions_per_avatar(),
         max_sdp_bytes: s.max_sdp_kib << 10,
@@ -203,6 +211,10 @@ fn server_config(
                     threads: a.encoder_threads,
                 },
                 busy: false,
+                audio: s.test_pattern_audio.then_some(AudioSettings {
+                    bitrate_bps: s.audio_bitrate_kbps * 1000,
+                    frame: Duration::from_millis(s.audio_frame_ms),
+                }),
             })
             .collect(),
         capture_offers: s

@@ -44,6 +44,7 @@ impl InProc {
                     threads: 1,
                 },
                 busy: false,
+                audio: None,
             }],
             head_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),

@@ -104,7 +104,7 @@ fn offers_are_captured_as_received_up_to_the_limit_and_replay() {
     assert_eq!(stdout.matches(": answered pt=").count(), 2, "{stdout}");
     assert!(
         stdout.contains(
-            "-cap-1.json: answered pt=102 profile=42001f rtx=103 setup=passive mid=0 rejected=1,2"
+            "-cap-1.json: answered pt=102 profile=42001f rtx=103 setup=passive mid=0 rejected=2"
         ),
         "{stdout}"
     );

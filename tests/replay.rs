@@ -69,10 +69,10 @@ fn replaying_the_fixtures_matches_their_expected_outcomes() {
         answered
     );
     assert!(stdout.contains(
-        "chromium156_video_audio_dc_gathered.sdp: answered pt=102 profile=42001f rtx=103 setup=passive mid=0 rejected=1,2 cands=127.0.0.1:10111 in "
+        "chromium156_video_audio_dc_gathered.sdp: answered pt=102 profile=42001f rtx=103 setup=passive mid=0 rejected=2 cands=127.0.0.1:10111 audio=1:opus/111 in "
     ), "{stdout}");
     assert!(stdout.contains(
-        "chromium156_audio_video_dc_loopback.sdp: answered pt=102 profile=42001f rtx=103 setup=passive mid=1 rejected=0,2 "
+        "chromium156_audio_video_dc_loopback.sdp: answered pt=102 profile=42001f rtx=103 setup=passive mid=1 rejected=2 "
     ), "{stdout}");
     assert!(
         stdout.contains("capture_chromium156_viewer_page.json: answered pt=102 "),

@@ -65,6 +65,7 @@ impl Daemon {
                         name: AvatarId::parse(n).map_err(|e| e.to_string())?,
                         encoder: *s,
                         busy,
+                        audio: None,
                     })
                 })
                 .collect::<Result<_, String>>()?,

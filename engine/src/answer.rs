@@ -22,37 +22,46 @@
 //! format with its `a=rtpmap`: outside the BUNDLE group and with port 0,
 //! nothing uses them.
 
-use crate::offer::H264Choice;
+use crate::offer::{H264Choice, OpusChoice};
 use crate::sdp_text::{MediaText, SdpText};
 use crate::signaling::SignalError;
 
-/// How one offer is answered: which m-line str0m negotiates, which are rejected.
+/// How one offer is answered: which m-lines str0m negotiates, which are rejected.
 #[derive(Debug)]
 pub(crate) struct AnswerPlan<'a> {
     offer: SdpText<'a>,
-    chosen: usize,
-    /// The chosen H.264 payload type and its RTX, the only formats str0m sees.
-    formats: Vec<u8>,
-    /// The chosen mid, when the offer bundles it (the answer's BUNDLE group is then exactly it).
-    bundled_mid: Option<&'a str>,
+    /// The accepted m-lines in the offer's order (the video, and the audio when
+    /// the avatar speaks), each with the only formats str0m sees: the chosen
+    /// H.264 payload type and its RTX, or the Opus payload type.
+    chosen: Vec<(usize, Vec<u8>)>,
+    /// The accepted mids the offer bundles (the answer's BUNDLE group is then exactly them).
+    bundled: Vec<&'a str>,
 }
 
 impl<'a> AnswerPlan<'a> {
-    /// Plans the answer of `offer_sdp`, accepting only the chosen m-line and format.
+    /// Plans the answer of `offer_sdp`, accepting only the chosen video m-line and format.
+    #[cfg(test)]
+    pub fn new(offer_sdp: &'a str, choice: &H264Choice) -> Result<Self, SignalError> {
+        Self::with_audio(offer_sdp, choice, None)
+    }
+
+    /// Plans the answer of `offer_sdp`: the chosen video, and `audio` when it
+    /// is bundled with the video (one transport carries both); every other
+    /// m-line is rejected.
     ///
     /// str0m no longer sees the other m-lines, so the cross-section rules it
     /// would have enforced (one mid per m-line, mids unique, BUNDLE naming
     /// existing mids) are checked here.
-    pub fn new(offer_sdp: &'a str, choice: &H264Choice) -> Result<Self, SignalError> {
-        let chosen = choice.mline;
-        let formats = std::iter::once(choice.format.pt)
-            .chain(choice.format.rtx)
-            .collect();
+    pub fn with_audio(
+        offer_sdp: &'a str,
+        choice: &H264Choice,
+        audio: Option<&OpusChoice>,
+    ) -> Result<Self, SignalError> {
         let offer = SdpText::parse(offer_sdp);
-        let Some(section) = offer.media.get(chosen) else {
+        let Some(section) = offer.media.get(choice.mline) else {
             return Err(SignalError::InvalidSdp(format!(
                 "m-line {} does not exist",
-                chosen + 1
+                choice.mline + 1
             )));
         };
         let mut mids: Vec<&str> = Vec::with_capacity(offer.media.len());
@@ -74,32 +83,61 @@ impl<'a> AnswerPlan<'a> {
                 mids.push(mid);
             }
         }
-        let bundle = offer.bundle_mids();
-        if let Some(missing) = bundle.iter().flatten().find(|b| !mids.contains(b)) {
+        let bundle = offer.bundle_mids().unwrap_or_default();
+        if let Some(missing) = bundle.iter().find(|b| !mids.contains(b)) {
             return Err(SignalError::InvalidSdp(format!(
                 "a=group:BUNDLE names mid {:?}, which no m-line has",
                 short(missing)
             )));
         }
-        let bundled_mid = section
-            .mid()
-            .filter(|mid| bundle.iter().flatten().any(|b| b == mid));
+        let bundled_mid = |m: &MediaText<'a>| m.mid().filter(|mid| bundle.contains(mid));
+        let video_formats = std::iter::once(choice.format.pt)
+            .chain(choice.format.rtx)
+            .collect();
+        let mut chosen = vec![(choice.mline, video_formats)];
+        // Audio rides the video's transport: only an audio m-line bundled with it.
+        if let Some(a) = audio {
+            let bundled_audio = offer.media.get(a.mline).and_then(bundled_mid);
+            if bundled_mid(section).is_some() && bundled_audio.is_some() && a.mline != choice.mline
+            {
+                chosen.push((a.mline, vec![a.pt]));
+            }
+        }
+        chosen.sort_by_key(|(i, _)| *i);
+        let bundled = chosen
+            .iter()
+            .filter_map(|(i, _)| offer.media.get(*i).and_then(bundled_mid))
+            .collect();
         Ok(AnswerPlan {
             offer,
             chosen,
-            formats,
-            bundled_mid,
+            bundled,
         })
     }
 
-    /// The offer str0m answers: the session part and the chosen m-line only.
+    /// Whether the answer accepts an audio m-line.
+    pub fn has_audio(&self) -> bool {
+        self.chosen.iter().any(|(i, _)| {
+            self.offer
+                .media
+                .get(*i)
+                .is_some_and(|m| m.kind() == "audio")
+        })
+    }
+
+    /// The offer str0m answers: the session part and the chosen m-lines only.
     pub fn str0m_offer(&self) -> String {
         let mut out = String::new();
-        // Only the chosen m-line remains, so the group is its mid alone. str0m
+        // Only the chosen m-lines remain, so the group is their mids. str0m
         // 0.25 refuses an offer without a=group ("Session attribute a=group
         // missing"), so it gets one even when the offer had none; the answer
         // then carries none (`complete`), as RFC 8843 asks.
-        let mut group = self.offer.media.get(self.chosen).and_then(|m| m.mid());
+        let mids: Vec<&str> = self
+            .chosen
+            .iter()
+            .filter_map(|(i, _)| self.offer.media.get(*i).and_then(|m| m.mid()))
+            .collect();
+        let mut group = Some(mids.as_slice()).filter(|m| !m.is_empty());
         let mut seen_time = false;
         for line in &self.offer.session {
             if line.starts_with("a=group:") || is_direction(line) {
@@ -123,81 +161,103 @@ impl<'a> AnswerPlan<'a> {
             }
         }
         push_bundle(&mut out, group);
-        if let Some(m) = self.offer.media.get(self.chosen) {
-            self.push_chosen(&mut out, m);
-        }
-        out
-    }
-
-    /// The chosen m-line with only the chosen formats and their attributes, as `a=recvonly`.
-    ///
-    /// The engine only sends. Shown a `sendrecv` viewer, str0m would answer
-    /// `sendrecv` and invite the browser's camera; shown `recvonly`, it answers
-    /// `sendonly`, which RFC 3264 section 6.1 allows against either. The
-    /// offer summary has already refused viewers that do not receive.
-    fn push_chosen(&self, out: &mut String, m: &MediaText<'_>) {
-        let mut mline: Vec<String> = m.mline.split(' ').take(3).map(str::to_string).collect();
-        mline.extend(self.formats.iter().map(u8::to_string));
-        push_line(out, &format!("m={}", mline.join(" ")));
-        for line in &m.lines {
-            if self.keeps(line) && !is_direction(line) {
-                push_line(out, line);
+        for (i, formats) in &self.chosen {
+            if let Some(m) = self.offer.media.get(*i) {
+                push_chosen(&mut out, m, formats);
             }
         }
-        push_line(out, "a=recvonly");
-    }
-
-    /// Whether a line of the chosen section survives: format attributes only for kept formats.
-    fn keeps(&self, line: &str) -> bool {
-        let Some(rest) = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
-            .iter()
-            .find_map(|p| line.strip_prefix(p))
-        else {
-            return true;
-        };
-        let pt = rest.split(' ').next().unwrap_or("");
-        // `a=rtcp-fb:* nack` applies to every format.
-        pt == "*" || pt.parse::<u8>().is_ok_and(|pt| self.formats.contains(&pt))
+        out
     }
 
     /// The answer sent to the viewer, built from str0m's answer to [`Self::str0m_offer`].
     pub fn complete(&self, str0m_answer: &str) -> Result<String, SignalError> {
         let answer = SdpText::parse(str0m_answer);
-        let [accepted] = answer.media.as_slice() else {
+        if answer.media.len() != self.chosen.len() {
             return Err(SignalError::OfferRejected(format!(
-                "the WebRTC stack answered {} m-lines instead of 1",
-                answer.media.len()
+                "the WebRTC stack answered {} m-lines instead of {}",
+                answer.media.len(),
+                self.chosen.len()
             )));
-        };
+        }
+        // str0m gives each sending track a random msid stream; the browser
+        // synchronises (lip sync) the tracks of one stream, so every accepted
+        // section takes the first one's.
+        let stream = answer
+            .media
+            .first()
+            .and_then(|m| m.attrs().find(|(n, _)| *n == "msid"))
+            .and_then(|(_, v)| v.split(' ').next());
         let mut out = String::with_capacity(str0m_answer.len() + 128 * self.offer.media.len());
-        let mut group = self.bundled_mid;
+        let mut group = Some(self.bundled.as_slice()).filter(|m| !m.is_empty());
         for line in &answer.session {
             if line.starts_with("a=group:") {
                 continue;
             }
-            push_line(&mut out, line);
+            match (line.strip_prefix("a=msid-semantic:"), stream) {
+                (Some(_), Some(stream)) => {
+                    push_line(&mut out, &format!("a=msid-semantic: WMS {stream}"));
+                }
+                _ => push_line(&mut out, line),
+            }
             // a= lines follow t= (RFC 8866 section 5): the group goes first among them.
             if line.starts_with("t=") {
                 push_bundle(&mut out, group.take());
             }
         }
         push_bundle(&mut out, group);
-        let transport: Vec<&str> = accepted
-            .lines
+        let transport: Vec<&str> = answer
+            .media
+            .first()
+            .map(|m| m.lines.as_slice())
+            .unwrap_or_default()
             .iter()
             .chain(&answer.session)
             .copied()
             .filter(|l| TRANSPORT.iter().any(|t| l.starts_with(t)))
             .collect();
+        let mut accepted = answer.media.iter();
         for (i, m) in self.offer.media.iter().enumerate() {
-            if i == self.chosen {
-                push_section(&mut out, accepted);
+            if self.chosen.iter().any(|(c, _)| *c == i) {
+                if let Some(a) = accepted.next() {
+                    push_section(&mut out, a, stream);
+                }
             } else {
                 push_rejected(&mut out, m, &transport);
             }
         }
         Ok(out)
     }
+}
+
+/// A chosen m-line with only its chosen formats and their attributes, as `a=recvonly`.
+///
+/// The engine only sends. Shown a `sendrecv` viewer, str0m would answer
+/// `sendrecv` and invite the browser's camera or microphone; shown `recvonly`,
+/// it answers `sendonly`, which RFC 3264 section 6.1 allows against either.
+/// The offer summary has already refused viewers that do not receive.
+fn push_chosen(out: &mut String, m: &MediaText<'_>, formats: &[u8]) {
+    let mut mline: Vec<String> = m.mline.split(' ').take(3).map(str::to_string).collect();
+    mline.extend(formats.iter().map(u8::to_string));
+    push_line(out, &format!("m={}", mline.join(" ")));
+    for line in &m.lines {
+        if keeps(line, formats) && !is_direction(line) {
+            push_line(out, line);
+        }
+    }
+    push_line(out, "a=recvonly");
+}
+
+/// Whether a line of a chosen section survives: format attributes only for kept formats.
+fn keeps(line: &str, formats: &[u8]) -> bool {
+    let Some(rest) = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+        .iter()
+        .find_map(|p| line.strip_prefix(p))
+    else {
+        return true;
+    };
+    let pt = rest.split(' ').next().unwrap_or("");
+    // `a=rtcp-fb:* nack` applies to every format.
+    pt == "*" || pt.parse::<u8>().is_ok_and(|pt| formats.contains(&pt))
 }
 
 /// Attributes a rejected section repeats from the accepted one, for strict parsers.
@@ -267,17 +327,24 @@ fn rtpmap_of<'a>(m: &MediaText<'a>, pt: &str) -> Option<&'a str> {
     (name_ok && numbers_ok).then_some(value)
 }
 
-fn push_bundle(out: &mut String, mid: Option<&str>) {
-    if let Some(mid) = mid {
-        push_line(out, &format!("a=group:BUNDLE {mid}"));
+fn push_bundle(out: &mut String, mids: Option<&[&str]>) {
+    if let Some(mids) = mids {
+        push_line(out, &format!("a=group:BUNDLE {}", mids.join(" ")));
     }
 }
 
-fn push_section(out: &mut String, m: &MediaText<'_>) {
+/// An accepted section as str0m wrote it, its `a=msid` moved to `stream`.
+fn push_section(out: &mut String, m: &MediaText<'_>, stream: Option<&str>) {
     out.push_str("m=");
     push_line(out, m.mline);
     for line in &m.lines {
-        push_line(out, line);
+        match (line.strip_prefix("a=msid:"), stream) {
+            (Some(msid), Some(stream)) => {
+                let track = msid.split_once(' ').map_or("", |(_, t)| t);
+                push_line(out, &format!("a=msid:{stream} {track}"));
+            }
+            _ => push_line(out, line),
+        }
     }
 }
 

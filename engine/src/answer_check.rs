@@ -28,6 +28,10 @@ pub struct AnswerFacts {
     pub setup: Option<String>,
     /// Mid of the accepted video m-line.
     pub video_mid: Option<String>,
+    /// Mid of the accepted audio m-line, when the avatar speaks and the offer has Opus.
+    pub audio_mid: Option<String>,
+    /// Payload type of the answered Opus format.
+    pub opus_pt: Option<u8>,
     /// Mids of the m-lines answered with port 0, in order.
     pub rejected_mids: Vec<String>,
     /// The mids of the answer's BUNDLE group, if it has one.
@@ -51,12 +55,16 @@ pub enum Rule {
     Setup,
     /// Same m-lines as the offer: count, order, media types and mids.
     Mids,
-    /// The BUNDLE group lists exactly the accepted mid, if the offer bundled it.
+    /// The BUNDLE group lists exactly the accepted mids, if the offer bundled them.
     Bundle,
     /// One H.264 payload type from the offer, its fmtp unchanged, plus only its RTX.
     Codec,
-    /// Exactly one video m-line is accepted, `a=sendonly`, and the offer lets the viewer receive it.
+    /// Exactly one video m-line is accepted, and at most one audio m-line beside
+    /// it, each `a=sendonly` where the offer lets the viewer receive it.
     Direction,
+    /// An accepted audio m-line: one Opus payload type from the offer, bundled
+    /// with the video, in the video's msid stream (so the browser syncs them).
+    Audio,
     /// Every other m-line is rejected: port 0, no candidate, no direction but inactive.
     Rejected,
     /// Each answered header extension was offered on that m-line with the same id (RFC 8285).
@@ -103,12 +111,16 @@ pub fn check_answer(offer: &str, answer: &str, public: &[SocketAddr]) -> AnswerC
     c.ice_lite();
     c.mids();
     c.candidates(public);
-    if let Some(i) = c.accepted_video() {
+    if let Some((i, audio)) = c.accepted() {
         c.transport(i);
         c.setup(i);
         c.codec(i);
-        c.bundle(i);
+        c.bundle(i, audio);
         c.extensions(i);
+        if let Some(j) = audio {
+            c.audio(i, j);
+            c.extensions(j);
+        }
     }
     c.rejected();
     if let Err(e) = SdpAnswer::from_sdp_string(answer) {
@@ -236,8 +248,9 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// The accepted m-line, if it is exactly one video m-line the viewer receives.
-    fn accepted_video(&mut self) -> Option<usize> {
+    /// The accepted video m-line and the accepted audio m-line, if the
+    /// answer accepts exactly one video and at most one audio m-line.
+    fn accepted(&mut self) -> Option<(usize, Option<usize>)> {
         let accepted: Vec<(usize, &MediaText<'a>)> = self
             .answer
             .media
@@ -245,39 +258,110 @@ impl<'a> Checker<'a> {
             .enumerate()
             .filter(|(_, m)| m.port() != Some(0))
             .collect();
-        let [(i, m)] = accepted[..] else {
+        let of = |kind: &str| -> Vec<usize> {
+            accepted
+                .iter()
+                .filter(|(_, m)| m.kind() == kind)
+                .map(|(i, _)| *i)
+                .collect()
+        };
+        let (videos, audios) = (of("video"), of("audio"));
+        let (&[i], [] | [_]) = (&videos[..], &audios[..]) else {
             let n = accepted.len();
             self.violate(
                 Rule::Direction,
-                format!("{n} m-lines accepted; exactly one (the video) must be"),
+                format!(
+                    "{n} m-lines accepted ({} video, {} audio); exactly one video and at most one audio may be",
+                    videos.len(),
+                    audios.len()
+                ),
             );
             return None;
         };
-        let (kind, dir, mid) = (m.kind(), m.direction(), m.mid());
-        self.out.facts.video_mid = mid.map(str::to_string);
-        if kind != "video" {
-            self.violate(Rule::Direction, format!("the accepted m-line is {kind:?}"));
-            return None;
-        }
-        if dir != Some("sendonly") {
+        if videos.len() + audios.len() != accepted.len() {
             self.violate(
                 Rule::Direction,
-                format!("the video is answered {dir:?}, not sendonly"),
+                "an m-line other than audio or video is accepted".into(),
             );
+            return None;
         }
-        let offered = self.offer.media.get(i).map(|o| (o.port(), o.direction()));
-        match offered {
-            Some((port, dir))
-                if port != Some(0) && matches!(dir, None | Some("recvonly" | "sendrecv")) => {}
-            other => self.violate(
-                Rule::Direction,
-                format!(
-                    "the offer's m-line {} does not receive video: {other:?}",
-                    i + 1
+        let audio = audios.first().copied();
+        for (j, kind) in std::iter::once((i, "video")).chain(audio.map(|j| (j, "audio"))) {
+            let dir = self.answer.media.get(j).and_then(|m| m.direction());
+            if dir != Some("sendonly") {
+                self.violate(
+                    Rule::Direction,
+                    format!("the {kind} is answered {dir:?}, not sendonly"),
+                );
+            }
+            let offered = self.offer.media.get(j).map(|o| (o.port(), o.direction()));
+            match offered {
+                Some((port, dir))
+                    if port != Some(0) && matches!(dir, None | Some("recvonly" | "sendrecv")) => {}
+                other => self.violate(
+                    Rule::Direction,
+                    format!(
+                        "the offer's m-line {} does not receive {kind}: {other:?}",
+                        j + 1
+                    ),
                 ),
-            ),
+            }
         }
-        Some(i)
+        let mids: Vec<Option<String>> = std::iter::once(Some(i))
+            .chain([audio])
+            .map(|j| {
+                let m = self.answer.media.get(j?)?;
+                m.mid().map(str::to_string)
+            })
+            .collect();
+        self.out.facts.video_mid = mids[0].clone();
+        self.out.facts.audio_mid = mids[1].clone();
+        Some((i, audio))
+    }
+
+    /// The accepted audio `j`: Opus from the offer, bundled and in one msid stream with video `i`.
+    fn audio(&mut self, i: usize, j: usize) {
+        let (Some(a), Some(o)) = (self.answer.media.get(j), self.offer.media.get(j)) else {
+            return;
+        };
+        let (answered, offered) = (Formats::of(a), Formats::of(o));
+        let mut problems = Vec::new();
+        match &answered.list[..] {
+            [f] if f.is("opus") && f.clock == "48000/2" => {
+                self.out.facts.opus_pt = Some(f.pt);
+                if !offered
+                    .get(f.pt)
+                    .is_some_and(|of| of.is("opus") && of.clock == "48000/2")
+                {
+                    problems.push(format!("pt {} is not an Opus format of the offer", f.pt));
+                }
+            }
+            list => problems.push(format!(
+                "the audio answers {:?}, not one opus/48000/2 format",
+                list.iter().map(|f| f.pt).collect::<Vec<_>>()
+            )),
+        }
+        let stream = |m: Option<&MediaText<'a>>| {
+            m.and_then(|m| m.attr("msid"))
+                .and_then(|v| v.split(' ').next())
+        };
+        let (video_stream, audio_stream) = (stream(self.answer.media.get(i)), stream(Some(a)));
+        if video_stream.is_none() || video_stream != audio_stream {
+            problems.push(format!(
+                "msid streams: video {video_stream:?}, audio {audio_stream:?}; one stream is what the browser syncs"
+            ));
+        }
+        let group = self.answer.bundle_mids().unwrap_or_default();
+        let bundled = |m: Option<&MediaText<'a>>| {
+            m.and_then(|m| m.mid())
+                .is_some_and(|mid| group.contains(&mid))
+        };
+        if !bundled(self.answer.media.get(i)) || !bundled(Some(a)) {
+            problems.push("the audio is not bundled with the video".into());
+        }
+        for p in problems {
+            self.violate(Rule::Audio, p);
+        }
     }
 
     fn transport(&mut self, i: usize) {
@@ -385,13 +469,17 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn bundle(&mut self, i: usize) {
-        let mid = self.answer.media.get(i).and_then(|m| m.mid());
-        let offered = self.offer.bundle_mids();
-        let expected: Option<Vec<&str>> = match (offered, mid) {
-            (Some(group), Some(mid)) if group.contains(&mid) => Some(vec![mid]),
-            _ => None,
-        };
+    fn bundle(&mut self, i: usize, audio: Option<usize>) {
+        let offered = self.offer.bundle_mids().unwrap_or_default();
+        let mut accepted = vec![i];
+        accepted.extend(audio);
+        accepted.sort_unstable();
+        let expected: Vec<&str> = accepted
+            .iter()
+            .filter_map(|j| self.answer.media.get(*j).and_then(|m| m.mid()))
+            .filter(|mid| offered.contains(mid))
+            .collect();
+        let expected = Some(expected).filter(|e| !e.is_empty());
         let got = self.answer.bundle_mids();
         self.out.facts.bundle = got
             .as_ref()
@@ -406,15 +494,22 @@ impl<'a> Checker<'a> {
 
     fn rejected(&mut self) {
         let mut problems = Vec::new();
-        let accepted_count = self
-            .answer
-            .media
-            .iter()
-            .filter(|m| m.port() != Some(0))
-            .count();
+        let accepted = |kind: &str| {
+            self.answer
+                .media
+                .iter()
+                .filter(|m| m.port() != Some(0) && m.kind() == kind)
+                .count()
+        };
+        let (videos, audios) = (accepted("video"), accepted("audio"));
         for (i, m) in self.answer.media.iter().enumerate() {
             if m.port() != Some(0) {
-                if m.kind() != "video" || accepted_count > 1 {
+                let allowed = match m.kind() {
+                    "video" => videos == 1,
+                    "audio" => audios == 1 && videos == 1,
+                    _ => false,
+                };
+                if !allowed {
                     problems.push(format!("m-line {} ({}) is not rejected", i + 1, m.kind()));
                 }
                 continue;
@@ -446,6 +541,8 @@ struct Formats<'a> {
 struct Format<'a> {
     pt: u8,
     codec: &'a str,
+    /// What follows the codec name in `a=rtpmap`: `90000`, `48000/2`.
+    clock: &'a str,
     params: Vec<(&'a str, &'a str)>,
 }
 
@@ -455,9 +552,8 @@ impl<'a> Formats<'a> {
             .formats()
             .filter_map(|f| f.parse::<u8>().ok())
             .map(|pt| {
-                let codec = attr_for_pt(m, "rtpmap", pt)
-                    .and_then(|v| v.split('/').next())
-                    .unwrap_or("");
+                let rtpmap = attr_for_pt(m, "rtpmap", pt).unwrap_or("");
+                let (codec, clock) = rtpmap.split_once('/').unwrap_or((rtpmap, ""));
                 let params = attr_for_pt(m, "fmtp", pt)
                     .map(|v| {
                         v.split(';')
@@ -468,7 +564,12 @@ impl<'a> Formats<'a> {
                             .collect()
                     })
                     .unwrap_or_default();
-                Format { pt, codec, params }
+                Format {
+                    pt,
+                    codec,
+                    clock,
+                    params,
+                }
             })
             .collect();
         Formats { list }
@@ -572,6 +673,28 @@ mod tests {
         )
     }
 
+    /// [`answer`] with the audio accepted as a speaking avatar's: Opus, bundled, one msid stream.
+    fn spoken() -> String {
+        answer()
+            .replace("BUNDLE 0\r\n", "BUNDLE 0 1\r\n")
+            .replace("a=mid:0\r\n", "a=mid:0\r\na=msid:s1 v1\r\n")
+            .replace(
+                "m=audio 0 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n",
+                "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=msid:s1 a1\r\n\
+                 a=sendonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n",
+            )
+    }
+
+    #[test]
+    fn a_speaking_avatars_answer_accepts_opus_audio_beside_the_video() {
+        let c = check_answer(&offer(), &spoken(), &public());
+        assert_eq!(c.violations, vec![], "{}", spoken());
+        assert_eq!(c.facts.audio_mid.as_deref(), Some("1"));
+        assert_eq!(c.facts.opus_pt, Some(111));
+        assert_eq!(c.facts.bundle, Some(vec!["0".into(), "1".into()]));
+        assert!(c.facts.rejected_mids.is_empty());
+    }
+
     fn public() -> Vec<SocketAddr> {
         vec!["198.18.0.1:10111".parse().unwrap()]
     }
@@ -600,6 +723,7 @@ mod tests {
                 rejected_mids: vec!["1".into()],
                 bundle: Some(vec!["0".into()]),
                 candidates: public(),
+                ..AnswerFacts::default()
             }
         );
     }
@@ -631,7 +755,18 @@ mod tests {
             ),
             (a.replace("102 103\r\n", "102 103 96\r\n"), Rule::Codec),
             (a.replace("a=sendonly", "a=sendrecv"), Rule::Direction),
-            (a.replace("m=audio 0", "m=audio 9"), Rule::Rejected),
+            // Audio accepted without Opus, outside the bundle, in no msid stream.
+            (a.replace("m=audio 0", "m=audio 9"), Rule::Audio),
+            (
+                spoken().replace("a=msid:s1 a1", "a=msid:s2 a1"),
+                Rule::Audio,
+            ),
+            (spoken().replace("BUNDLE 0 1", "BUNDLE 0"), Rule::Bundle),
+            (spoken().replace("111 opus", "111 PCMU"), Rule::Audio),
+            (
+                spoken().replace("a=mid:1\r\na=msid:s1 a1\r\na=sendonly", "a=mid:1\r\na=msid:s1 a1\r\na=sendrecv"),
+                Rule::Direction,
+            ),
             (a.replace("a=inactive", "a=sendonly"), Rule::Rejected),
             (a.replace("v=0\r\n", ""), Rule::Parses),
             (a.replace("a=extmap:5 ", "a=extmap:6 "), Rule::Extensions),

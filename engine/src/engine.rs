@@ -19,7 +19,7 @@ use crate::demux::{Demux, Route, SessionKey};
 use crate::gop::JoinGop;
 use crate::ids::{AvatarId, ConnId, SessionId, SocketId};
 use crate::keyframe::{KeyframeLimiter, DEFAULT_KEYFRAME_INTERVAL};
-use crate::media::AccessUnit;
+use crate::media::{AccessUnit, AudioFrame};
 use crate::offer::OfferSummary;
 use crate::playout_delay::PlayoutDelay;
 use crate::sctp_guard::{self, Guarded};
@@ -33,6 +33,8 @@ pub struct EngineConfig {
     pub sockets: Vec<SocketSpec>,
     /// Avatars viewers may ask for.
     pub avatars: Vec<AvatarId>,
+    /// Avatars with a voice: their viewers' offers get an Opus audio m-line accepted.
+    pub audio_avatars: Vec<AvatarId>,
     /// Avatar served when an offer names an unknown one; `None` refuses with `unknown_avatar`.
     pub fallback_avatar: Option<AvatarId>,
     /// Most sessions alive at once.
@@ -61,6 +63,8 @@ impl Default for EngineConfig {
         EngineConfig {
             sockets: Vec::new(),
             avatars: vec![AvatarId::parse("test-pattern").expect("a valid literal name")],
+            // The built-in test pattern speaks (it beeps with its flash), as in the daemon.
+            audio_avatars: vec![AvatarId::parse("test-pattern").expect("a valid literal name")],
             fallback_avatar: None,
             max_sessions: 200,
             max_sdp_bytes: 64 * 1024,
@@ -194,14 +198,17 @@ struct Avatar {
     limiter: KeyframeLimiter,
     /// The current GOP, replayed to a viewer whose media starts (see [`crate::gop`]).
     gop: JoinGop,
+    /// Whether it speaks: new viewers get its audio.
+    audio: bool,
 }
 
 impl Avatar {
-    fn new(keyframe_interval: Duration) -> Self {
+    fn new(keyframe_interval: Duration, audio: bool) -> Self {
         Avatar {
             viewers: Vec::new(),
             limiter: KeyframeLimiter::new(keyframe_interval),
             gop: JoinGop::default(),
+            audio,
         }
     }
 }
@@ -239,7 +246,10 @@ impl Engine {
         let avatars = config
             .avatars
             .iter()
-            .map(|a| (a.clone(), Avatar::new(config.keyframe_interval)))
+            .map(|a| {
+                let audio = config.audio_avatars.contains(a);
+                (a.clone(), Avatar::new(config.keyframe_interval, audio))
+            })
             .collect();
         Ok(Engine {
             socket_load: vec![0; sockets.len()],
@@ -474,6 +484,47 @@ impl Engine {
         }
     }
 
+    /// Fans one Opus packet of `avatar` out to its viewers that took its audio.
+    ///
+    /// Audio needs no keyframe: a viewer hears from the first packet after its
+    /// connection is up. Each packet keeps its own RTP time and capture instant,
+    /// so the Sender Reports put it on the video's NTP timeline.
+    pub fn handle_audio(&mut self, now: Instant, avatar: &AvatarId, frame: &AudioFrame) {
+        self.touch(now);
+        let Some(a) = self.avatars.get(avatar) else {
+            return;
+        };
+        let rtp_time = MediaTime::new(frame.rtp_time, Frequency::FORTY_EIGHT_KHZ);
+        for key in a.viewers.clone() {
+            let live = self
+                .sessions
+                .get(&key)
+                .is_some_and(|s| s.audio.is_some() && s.phase != Phase::Negotiated);
+            if !live {
+                continue;
+            }
+            self.guarded(now, key, |e| {
+                let Some(s) = e.sessions.get_mut(&key) else {
+                    return;
+                };
+                s.check_poison();
+                let Some((mid, pt)) = s.audio else {
+                    return;
+                };
+                let Some(writer) = s.rtc.writer(mid) else {
+                    return;
+                };
+                match writer.write(pt, frame.captured_at, rtp_time, frame.data.clone()) {
+                    Ok(()) => {
+                        e.stats.audio_frames_written.inc();
+                    }
+                    Err(err) => log::debug!("session {}: audio write failed: {err}", s.id),
+                }
+                e.drain_session(now, key, None);
+            });
+        }
+    }
+
     /// Writes one picture to one streaming session; a panic ends only that session.
     fn write_picture(&mut self, now: Instant, key: SessionKey, au: &AccessUnit) {
         let rtp_time = MediaTime::new(au.rtp_time, Frequency::NINETY_KHZ);
@@ -623,8 +674,15 @@ impl Engine {
             return false;
         }
         self.avatars
-            .insert(avatar, Avatar::new(self.config.keyframe_interval));
+            .insert(avatar, Avatar::new(self.config.keyframe_interval, false));
         true
+    }
+
+    /// Whether `avatar` speaks: offers from then on get its audio (or not).
+    pub fn set_avatar_audio(&mut self, avatar: &AvatarId, audio: bool) {
+        if let Some(a) = self.avatars.get_mut(avatar) {
+            a.audio = audio;
+        }
     }
 
     /// A new source took over `avatar` (a renderer reconnected): its viewers wait for an IDR, and one is requested.
@@ -714,9 +772,13 @@ impl Engine {
                 max: self.config.max_sessions_per_avatar,
             });
         }
-        let choice = OfferSummary::parse(&offer.sdp)?.choose_h264()?;
-        // str0m negotiates the chosen video m-line only; the plan rejects the others.
-        let plan = AnswerPlan::new(&offer.sdp, &choice)?;
+        let summary = OfferSummary::parse(&offer.sdp)?;
+        let choice = summary.choose_h264()?;
+        let speaks = self.avatars.get(&avatar).is_some_and(|a| a.audio);
+        let audio = summary.choose_opus().filter(|_| speaks);
+        // str0m negotiates the chosen video (and audio) m-line only; the plan rejects the others.
+        let plan = AnswerPlan::with_audio(&offer.sdp, &choice, audio.as_ref())?;
+        let opus_pt = audio.filter(|_| plan.has_audio()).map(|a| a.pt);
         let sdp_offer = SdpOffer::from_sdp_string(&plan.str0m_offer())
             .map_err(|e| SignalError::InvalidSdp(e.to_string()))?;
         // str0m's parser stops at the first session-level line it cannot read
@@ -740,6 +802,7 @@ impl Engine {
             self.config.resend_buffer_packets,
             self.config.playout_delay.is_some(),
             &choice.format,
+            opus_pt,
         )
         .build(now);
         let candidate = Candidate::host(public, "udp")

@@ -65,6 +65,7 @@
 pub mod address;
 mod answer;
 pub mod answer_check;
+pub mod audio;
 pub mod auth;
 pub mod demux;
 pub mod encoder;
@@ -86,7 +87,7 @@ mod stats;
 pub use address::{SocketSpec, SocketTable};
 pub use engine::{ConnectInfo, Datagram, Engine, EngineConfig, EngineError, Output, Transmit};
 pub use ids::{AvatarId, ConnId, InvalidAvatarId, InvalidSessionId, SessionId, SocketId};
-pub use media::AccessUnit;
+pub use media::{AccessUnit, AudioFrame};
 pub use playout_delay::PlayoutDelay;
 pub use session::{EndReason, Phase, SessionInfo};
 pub use signaling::SignalError;

@@ -35,3 +35,17 @@ pub fn annexb_has_idr(data: &[u8]) -> bool {
     }
     false
 }
+
+/// One encoded Opus packet of an avatar's voice, shared by every viewer.
+#[derive(Debug, Clone)]
+pub struct AudioFrame {
+    /// The Opus packet (RFC 6716), one frame of 10 or 20 ms.
+    pub data: Arc<[u8]>,
+    /// RTP timestamp of its first sample in the 48 kHz clock, on the same
+    /// timeline as the avatar's video (both count from one source clock).
+    pub rtp_time: u64,
+    /// When its first sample was captured, on the clock video's
+    /// `captured_at` uses: the Sender Reports map both tracks to one NTP
+    /// timeline through it, which is what lip sync rests on.
+    pub captured_at: Instant,
+}

@@ -54,6 +54,8 @@ pub struct MediaSection {
     pub direction: String,
     /// H.264 formats in the offerer's order of preference (only listed payload types).
     pub h264: Vec<H264Format>,
+    /// The first listed Opus payload type (`opus/48000/2`), on an audio m-line.
+    pub opus: Option<u8>,
 }
 
 impl MediaSection {
@@ -68,6 +70,17 @@ impl MediaSection {
 pub struct OfferSummary {
     /// The m-lines in order.
     pub media: Vec<MediaSection>,
+}
+
+/// The Opus format the engine will answer an audio m-line with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpusChoice {
+    /// Index of the audio m-line.
+    pub mline: usize,
+    /// Its mid.
+    pub mid: Option<String>,
+    /// The offer's Opus payload type.
+    pub pt: u8,
 }
 
 /// The H.264 format the engine will answer with, on which m-line.
@@ -153,6 +166,9 @@ impl OfferSummary {
             if m.kind == "video" {
                 m.h264 = h264_formats(attrs, &m.formats);
             }
+            if m.kind == "audio" {
+                m.opus = opus_format(attrs, &m.formats);
+            }
         }
         Ok(OfferSummary { media })
     }
@@ -187,6 +203,40 @@ impl OfferSummary {
     }
 }
 
+impl OfferSummary {
+    /// The offer's first audio m-line, when the viewer receives on it and it
+    /// offers Opus; `None` otherwise (the audio m-lines are then rejected).
+    pub fn choose_opus(&self) -> Option<OpusChoice> {
+        let (mline, m) = self
+            .media
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.kind == "audio")?;
+        if m.port == 0 || !m.viewer_receives() {
+            return None;
+        }
+        Some(OpusChoice {
+            mline,
+            mid: m.mid.clone(),
+            pt: m.opus?,
+        })
+    }
+}
+
+/// The first listed payload type whose `a=rtpmap` is `opus/48000/2` (RFC 7587).
+fn opus_format(attrs: &[(&str, &str)], listed: &[u8]) -> Option<u8> {
+    let mapped: Vec<u8> = attrs
+        .iter()
+        .filter(|(n, _)| *n == "rtpmap")
+        .filter_map(|(_, v)| {
+            let (pt, enc) = v.split_once(' ')?;
+            let pt = pt.parse::<u8>().ok()?;
+            enc.eq_ignore_ascii_case("opus/48000/2").then_some(pt)
+        })
+        .collect();
+    listed.iter().copied().find(|pt| mapped.contains(pt))
+}
+
 fn parse_mline(value: &str, line_no: usize) -> Result<MediaSection, SignalError> {
     let mut parts = value.split(' ');
     let kind = parts.next().unwrap_or("");
@@ -204,6 +254,7 @@ fn parse_mline(value: &str, line_no: usize) -> Result<MediaSection, SignalError>
             formats,
             direction: String::new(),
             h264: Vec::new(),
+            opus: None,
         }),
         _ => Err(SignalError::InvalidSdp(format!(
             "line {line_no}: malformed m= line {:?}",

@@ -26,6 +26,7 @@ pub struct TestPattern {
     height: usize,
     frame: Vec<u8>,
     busy: bool,
+    flash: bool,
 }
 
 /// A planar 4:2:0 picture borrowed from a renderer or decoder.
@@ -67,6 +68,7 @@ impl TestPattern {
             height,
             frame: vec![0; width * height * 3 / 2],
             busy: false,
+            flash: false,
         })
     }
 
@@ -75,6 +77,13 @@ impl TestPattern {
     /// the plain pattern compresses to a few hundred kbit/s.
     pub fn set_busy(&mut self, busy: bool) {
         self.busy = busy;
+    }
+
+    /// With `flash`, the next pictures show a white patch on their right
+    /// quarter (see [`crate::audio::flashing`]: the source sets it in step
+    /// with its beep).
+    pub fn set_flash(&mut self, flash: bool) {
+        self.flash = flash;
     }
 
     /// Picture width.
@@ -140,6 +149,12 @@ impl TestPattern {
                 }
             }
         }
+        if self.flash {
+            let (x, y, pw, ph) = flash_patch(w, h);
+            fill(luma, w, x, y, pw, ph, 235);
+            fill(u, w / 2, x / 2, y / 2, pw / 2, ph / 2, 128);
+            fill(v, w / 2, x / 2, y / 2, pw / 2, ph / 2, 128);
+        }
         // The code bands: frame counter on top, capture clock at the bottom.
         draw_band(luma, u, v, w, 0, band, encode_code(index));
         draw_band(luma, u, v, w, h - band, band, encode_code(clock_ms));
@@ -180,6 +195,30 @@ impl TestPattern {
             strides: (w, w / 2, w / 2),
         }
     }
+}
+
+/// Where the flash patch is: (x, y, width, height), all even: the right
+/// quarter, from a third to a half of the height (clear of the text, the
+/// bands and the moving box).
+fn flash_patch(w: usize, h: usize) -> (usize, usize, usize, usize) {
+    let x = (w * 3 / 4) & !1;
+    let y = (h / 3) & !1;
+    (x, y, (w - x) & !1, ((h / 2) & !1) - y)
+}
+
+/// Whether a decoded picture shows the flash patch (its middle is near white;
+/// the colour bar under it is dark blue).
+pub fn shows_flash(pic: &I420<'_>) -> bool {
+    let (x, y, pw, ph) = flash_patch(pic.width, pic.height);
+    let (mut sum, mut n) = (0u64, 0u64);
+    for row in y + ph / 4..y + ph * 3 / 4 {
+        let start = row * pic.strides.0;
+        for px in &pic.y[start + x + pw / 4..start + x + pw * 3 / 4] {
+            sum += u64::from(*px);
+            n += 1;
+        }
+    }
+    n > 0 && sum / n > 200
 }
 
 /// Reads the frame number from a decoded picture's code band; `None` if the band is not intact.
@@ -382,6 +421,20 @@ mod tests {
             .filter(|(x, y)| x != y)
             .count();
         assert!(differing > 1000, "only {differing} pixels changed");
+    }
+
+    #[test]
+    fn the_flash_patch_shows_only_when_set() {
+        let mut p = TestPattern::new(320, 180).unwrap();
+        assert!(!shows_flash(&p.render(0, 0)));
+        p.set_flash(true);
+        let pic = p.render(1, 0);
+        assert!(shows_flash(&pic));
+        // The code bands survive the patch.
+        assert_eq!(read_frame_counter(&pic), Some(1));
+        // The moving box never reaches it.
+        p.set_flash(false);
+        assert!((0..240).all(|i| !shows_flash(&p.render(i, 0))));
     }
 
     #[test]

@@ -231,6 +231,7 @@ impl Replay {
                     "pt": f.pt, "profile_level_id": f.profile_level_id,
                     "packetization_mode": f.packetization_mode, "rtx": f.rtx,
                     "setup": f.setup, "video_mid": f.video_mid,
+                    "audio_mid": f.audio_mid, "opus_pt": f.opus_pt,
                     "rejected_mids": f.rejected_mids, "bundle": f.bundle,
                     "candidates": f.candidates.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
                     "violations": check.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
@@ -279,6 +280,9 @@ impl Replay {
                     },
                     cands.join(","),
                 );
+                if let (Some(mid), Some(pt)) = (&f.audio_mid, f.opus_pt) {
+                    s.push_str(&format!(" audio={mid}:opus/{pt}"));
+                }
                 for v in &check.violations {
                     s.push_str(&format!(" VIOLATION {v};"));
                 }
@@ -303,6 +307,8 @@ pub const EXPECTATION_KEYS: &[&str] = &[
     "rtx",
     "setup",
     "video_mid",
+    "audio_mid",
+    "opus_pt",
     "rejected_mids",
     "bundle",
     "candidates",

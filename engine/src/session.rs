@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use str0m::config::DtlsCert;
-use str0m::format::Codec;
-use str0m::media::{MediaKind, Mid, Pt};
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, MediaKind, Mid, Pt};
 use str0m::rtp::Extension;
 use str0m::{Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc, RtcConfig};
 
@@ -113,6 +113,7 @@ pub(crate) fn rtc_config(
     resend_buffer_packets: usize,
     playout_delay: bool,
     format: &H264Format,
+    opus_pt: Option<u8>,
 ) -> RtcConfig {
     let mut cfg = RtcConfig::new()
         .set_ice_lite(true)
@@ -138,8 +139,31 @@ pub(crate) fn rtc_config(
         true,
         format.profile_level_id.unwrap_or(0x42e01f),
     );
+    if let Some(pt) = opus_pt {
+        // The offer's Opus payload type, stereo-signalled as RFC 7587 has
+        // it (the encoder sends mono), in-band FEC on.
+        cfg.codec_config().add_config(
+            pt.into(),
+            None,
+            Codec::Opus,
+            Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            FormatParams {
+                min_p_time: Some(10),
+                use_inband_fec: Some(true),
+                ..FormatParams::default()
+            },
+        );
+        // The browser aligns the two tracks once it has a Sender Report of
+        // each; str0m's 5 s default for audio would leave the first seconds
+        // unsynchronised (str0m issue #1021).
+        cfg = cfg.set_rtcp_report_interval_audio(AUDIO_REPORT_INTERVAL);
+    }
     cfg
 }
+
+/// Between two Sender Reports on an audio track (video's default is also 1 s).
+pub(crate) const AUDIO_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) struct Session {
     pub key: SessionKey,
@@ -153,6 +177,8 @@ pub(crate) struct Session {
     pub phase: Phase,
     pub mid: Option<Mid>,
     pub pt: Option<Pt>,
+    /// The audio track, once str0m has added it: its mid and Opus payload type.
+    pub audio: Option<(Mid, Pt)>,
     pub needs_keyframe: bool,
     pub created: Instant,
     pub last_consent: Instant,
@@ -209,6 +235,7 @@ impl Session {
             phase: Phase::Negotiated,
             mid: None,
             pt: None,
+            audio: None,
             needs_keyframe: true,
             created: now,
             last_consent: now,
@@ -346,6 +373,14 @@ impl Session {
                         "negotiated video has no H.264 payload type".into(),
                     ));
                 }
+            }
+            Event::MediaAdded(m) if m.kind == MediaKind::Audio && self.audio.is_none() => {
+                let pt = self.rtc.writer(m.mid).and_then(|w| {
+                    w.payload_params()
+                        .find(|p| p.spec().codec == Codec::Opus)
+                        .map(|p| p.pt())
+                });
+                self.audio = pt.map(|pt| (m.mid, pt));
             }
             Event::KeyframeRequest(_) => {
                 self.needs_keyframe = self.needs_keyframe || self.phase != Phase::Streaming;

@@ -49,6 +49,8 @@ pub struct EngineStats {
     pub frames_held: Counter,
     /// Frames written to viewers (one per viewer per frame).
     pub frames_written: Counter,
+    /// Opus packets written to viewers (one per viewer per packet).
+    pub audio_frames_written: Counter,
     /// Keyframe requests sent to encoders.
     pub keyframe_requests: Counter,
     /// Sessions dropped because handling them panicked (a bug, contained).
@@ -72,6 +74,7 @@ impl Default for EngineStats {
             drop_dtls_application_data: reason("dtls_application_data"),
             frames_held: reason("held_for_keyframe"),
             frames_written: Counter::default(),
+            audio_frames_written: Counter::default(),
             keyframe_requests: Counter::default(),
             session_panics: Counter::default(),
             // 5 ms .. ~5 s in x2 steps.

@@ -46,8 +46,17 @@ fn forwarded_config() -> EngineConfig {
     }
 }
 
+/// The forwarded daemon whose avatar has no voice: every audio m-line is rejected.
+fn silent_config() -> EngineConfig {
+    EngineConfig {
+        audio_avatars: Vec::new(),
+        ..forwarded_config()
+    }
+}
+
+/// The answer of a silent avatar (see [`silent_config`]).
 fn answer_of(file: &str) -> String {
-    let mut r = Replayer::new(forwarded_config(), std::time::Instant::now).unwrap();
+    let mut r = Replayer::new(silent_config(), std::time::Instant::now).unwrap();
     match r.replay(&ReplayInput::Sdp(fixture(file))).outcome {
         ReplayOutcome::Answered { sdp, .. } => sdp,
         other => panic!("{file}: not answered: {other:?}"),
@@ -179,7 +188,7 @@ fn a_captured_message_replays_like_its_sdp() {
 
 #[test]
 fn a_viewer_offering_video_audio_and_a_data_channel_decodes_and_gets_no_sctp() {
-    let mut w = World::new(forwarded_config(), 256, 144);
+    let mut w = World::new(silent_config(), 256, 144);
     let v = w.add_viewer_with("dc", addr("10.0.0.7:40000"), |api| {
         api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
         api.add_channel("chat".into());
@@ -259,4 +268,39 @@ fn the_invariants_hold_for_answers_to_str0m_offers_too() {
         .map(|s| s.public)
         .collect();
     assert_eq!(check_answer(&offer, &sdp, &public).violations, vec![]);
+}
+
+#[test]
+fn a_speaking_avatar_accepts_the_offers_opus_audio_and_still_rejects_the_data_channel() {
+    let mut r = Replayer::new(forwarded_config(), std::time::Instant::now).unwrap();
+    let file = "chromium156_video_audio_dc_gathered.sdp";
+    let ReplayOutcome::Answered { sdp: answer, check } =
+        r.replay(&ReplayInput::Sdp(fixture(file))).outcome
+    else {
+        panic!("{file}: not answered");
+    };
+    assert_eq!(check.violations, vec![], "{answer}");
+    let mlines: Vec<&str> = answer
+        .split("\r\n")
+        .filter(|l| l.starts_with("m="))
+        .collect();
+    assert_eq!(
+        mlines,
+        [
+            "m=video 9 UDP/TLS/RTP/SAVPF 102 103",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "m=application 0 UDP/DTLS/SCTP webrtc-datachannel",
+        ],
+        "{answer}"
+    );
+    assert!(answer.contains("\r\na=group:BUNDLE 0 1\r\n"), "{answer}");
+    let audio = answer.split("m=audio").nth(1).unwrap();
+    let audio = audio.split("m=application").next().unwrap();
+    assert!(audio.contains("a=sendonly\r\n"), "{audio}");
+    assert!(audio.contains("a=rtpmap:111 opus/48000/2\r\n"), "{audio}");
+    assert_eq!(
+        (check.facts.audio_mid.as_deref(), check.facts.opus_pt),
+        (Some("1"), Some(111))
+    );
+    assert!(!answer.contains("a=sctp-port"), "data channel not accepted");
 }

@@ -5,7 +5,8 @@ mod util;
 use std::time::Duration;
 
 use portcast_engine::pattern::CLOCK_MODULUS_MS;
-use portcast_engine::{EndReason, EngineConfig, Phase};
+use portcast_engine::{AvatarId, EndReason, EngineConfig, Phase};
+use str0m::media::{Direction, MediaKind};
 use util::*;
 
 fn config(public_ip: &str, public_base: u16) -> EngineConfig {
@@ -367,4 +368,121 @@ fn a_reloaded_playout_delay_reaches_the_next_frames() {
             .all(|d| *d == Some((hundredths(0), hundredths(12)))),
         "{delays:?}"
     );
+}
+
+/// Seconds on the sender's NTP timeline of RTP time `rtp` (in `clock` Hz), through a Sender Report.
+fn ntp_secs(report: &str0m::rtp::rtcp::SenderInfo, rtp: u64, clock: f64) -> f64 {
+    let base = report
+        .ntp_time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // RTP timestamps are 32 bits on the wire: compare them modulo 2^32.
+    let ticks = (rtp as u32).wrapping_sub(report.rtp_time.numer() as u32) as i32;
+    base + f64::from(ticks) / clock
+}
+
+#[test]
+fn the_beep_and_the_flash_reach_the_viewer_on_one_timeline() {
+    let avatar = AvatarId::parse("test-pattern").unwrap();
+    let mut w = World::new(
+        EngineConfig {
+            audio_avatars: vec![avatar],
+            ..config("127.0.0.1", 10111)
+        },
+        320,
+        180,
+    );
+    w.voice = Some(util::Voice::new(w.epoch));
+    let audio_offer = |api: &mut str0m::change::SdpApi<'_>| {
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    };
+    let a = w.add_viewer_with("speaks", addr("127.0.0.1:40001"), audio_offer);
+    let silent = w.add_viewer("video-only", addr("127.0.0.1:40002"));
+    w.run(Duration::from_secs(4));
+
+    // The answer accepts the audio beside the video: sending, bundled, one msid stream.
+    let answer = w.viewers[a].answer_sdp.clone().unwrap();
+    let sections: Vec<&str> = answer.split("\r\nm=").skip(1).collect();
+    assert_eq!(sections.len(), 2, "{answer}");
+    let audio = sections.iter().find(|s| s.starts_with("audio ")).unwrap();
+    assert!(!audio.starts_with("audio 0 "), "audio accepted: {answer}");
+    assert!(
+        audio.contains("a=sendonly") && audio.contains(" opus/48000/2"),
+        "{answer}"
+    );
+    let bundle = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=group:BUNDLE "));
+    assert_eq!(bundle.map(|b| b.split(' ').count()), Some(2), "{answer}");
+    let streams: Vec<&str> = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=msid:"))
+        .map(|m| m.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(streams.len(), 2, "{answer}");
+    assert_eq!(
+        streams[0], streams[1],
+        "one stream, so the browser syncs them"
+    );
+    // A viewer that offered no audio hears nothing and still sees.
+    assert!(w.viewers[silent].audio.is_empty());
+    assert!(w.viewers[silent].counters.len() >= 60);
+
+    let v = &w.viewers[a];
+    assert!(
+        v.audio.len() >= 150,
+        "{} audio packets in 4 s",
+        v.audio.len()
+    );
+    assert!(w.engine.stats().audio_frames_written.get() >= 150);
+    // Sender Reports on both tracks from the first second.
+    let first_audio_report = v.audio.iter().position(|x| x.1.is_some()).unwrap();
+    assert!(
+        first_audio_report <= 75,
+        "audio SR after {first_audio_report} packets"
+    );
+
+    // Beep onsets, decoded, on the audio track's NTP timeline.
+    let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+    let mut beeps = Vec::new();
+    let mut was_loud = false;
+    for (time, report, data) in &v.audio {
+        let mut pcm = [0i16; 5760];
+        let n = decoder.decode(data, &mut pcm, false).unwrap();
+        let loud = pcm[..n].iter().position(|s| s.unsigned_abs() > 2000);
+        if let (Some(i), false, Some(r)) = (loud, was_loud, report) {
+            beeps.push(ntp_secs(r, time.numer() + i as u64, 48_000.0));
+        }
+        was_loud = loud.is_some();
+    }
+    // Flash onsets, decoded, on the video track's NTP timeline.
+    let mut flashes = Vec::new();
+    let mut was_lit = false;
+    for (time, report, lit) in &v.pictures {
+        if let (true, false, Some(r)) = (*lit, was_lit, report) {
+            flashes.push(ntp_secs(r, time.numer(), 90_000.0));
+        }
+        was_lit = *lit;
+    }
+    // The run ends mid-second: a flash whose beep packet was not sent yet has no partner.
+    let last_beep = beeps.last().copied().unwrap_or(0.0);
+    let paired: Vec<f64> = flashes
+        .into_iter()
+        .filter(|f| *f < last_beep + 0.5)
+        .collect();
+    assert!(paired.len() >= 2, "{paired:?} {beeps:?}");
+    for f in &paired {
+        let offset = beeps
+            .iter()
+            .map(|b| b - f)
+            .min_by(|x, y| x.abs().total_cmp(&y.abs()))
+            .unwrap();
+        // Within one audio frame (Opus's own look-ahead is 6.5 ms of it).
+        assert!(
+            offset.abs() < 0.020,
+            "beep {:.1} ms after the flash",
+            offset * 1e3
+        );
+    }
 }

@@ -9,16 +9,26 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
+use portcast_engine::audio::{self, AudioSettings, OpusEncoder};
 use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
 use portcast_engine::pattern::{TestPattern, I420};
-use portcast_engine::{AccessUnit, AvatarId};
+use portcast_engine::{AccessUnit, AudioFrame, AvatarId};
 use prometheus_client::metrics::counter::Counter;
 
 /// Access units waiting for the loop; when full, the source drops and asks itself for an IDR.
 pub const CHANNEL_DEPTH: usize = 16;
 
 /// What a source sends to the loop.
-pub type SourceEvent = (AvatarId, AccessUnit);
+pub type SourceEvent = (AvatarId, Media);
+
+/// What a source hands the loop.
+#[derive(Debug, Clone)]
+pub enum Media {
+    /// One encoded picture.
+    Video(AccessUnit),
+    /// One Opus packet.
+    Audio(AudioFrame),
+}
 
 /// Control messages from the loop to a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +65,8 @@ pub struct SourceHandle {
     thread: Option<JoinHandle<()>>,
     /// Its counters.
     pub counters: SourceCounters,
+    /// The thread encoding its voice, if it speaks (stopped with the picture's).
+    voice: Option<JoinHandle<()>>,
 }
 
 impl SourceHandle {
@@ -63,15 +75,19 @@ impl SourceHandle {
         let _ = self.control.send(Control::Keyframe);
     }
 
-    /// Whether its thread is still running.
+    /// Whether its threads are still running.
     pub fn is_alive(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        let running = |t: &JoinHandle<()>| !t.is_finished();
+        self.thread.as_ref().is_some_and(running) && self.voice.as_ref().is_none_or(running)
     }
 
     /// Stops the thread and waits for it.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in [self.thread.take(), self.voice.take()]
+            .into_iter()
+            .flatten()
+        {
             if t.join().is_err() {
                 log::error!("source {}: thread panicked", self.avatar);
             }
@@ -89,8 +105,9 @@ impl Drop for SourceHandle {
 pub trait Frames: Send {
     /// What the pictures are, for the start log line (e.g. `test pattern 1280x720`).
     fn describe(&self) -> String;
-    /// The picture of frame `index`, stamped with `clock_ms` if it shows a clock.
-    fn frame(&mut self, index: u64, clock_ms: u64) -> Result<I420<'_>, String>;
+    /// The picture of frame `index`, `at` on the source's clock (from its
+    /// start), stamped with `clock_ms` if it shows a clock.
+    fn frame(&mut self, index: u64, at: Duration, clock_ms: u64) -> Result<I420<'_>, String>;
 }
 
 impl Frames for TestPattern {
@@ -98,16 +115,20 @@ impl Frames for TestPattern {
         format!("test pattern {}x{}", self.width(), self.height())
     }
 
-    fn frame(&mut self, index: u64, clock_ms: u64) -> Result<I420<'_>, String> {
+    fn frame(&mut self, index: u64, at: Duration, clock_ms: u64) -> Result<I420<'_>, String> {
+        self.set_flash(audio::flashing(at));
         Ok(self.render(index, clock_ms))
     }
 }
 
-/// Starts the built-in test pattern for `avatar` on a new thread.
+/// Starts the built-in test pattern for `avatar` on a new thread, and its
+/// beep on another when `voice` is set (both on one clock: the beep sounds
+/// exactly while the picture flashes).
 pub fn spawn_test_pattern(
     avatar: AvatarId,
     settings: EncoderSettings,
     busy: bool,
+    voice: Option<AudioSettings>,
     counters: SourceCounters,
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
@@ -123,11 +144,61 @@ pub fn spawn_test_pattern(
             )
         })?;
     pattern.set_busy(busy);
-    spawn_frames(avatar, settings, Box::new(pattern), counters, tx, waker)
+    let encoder = voice
+        .map(OpusEncoder::new)
+        .transpose()
+        .map_err(|e| std::io::Error::other(format!("voice of {avatar}: {e}")))?;
+    let epoch = Instant::now();
+    let mut handle = spawn_frames_at(
+        epoch,
+        avatar.clone(),
+        settings,
+        Box::new(pattern),
+        counters,
+        tx.clone(),
+        waker.clone(),
+    )?;
+    if let Some(encoder) = encoder {
+        let voice = Voice {
+            avatar: avatar.clone(),
+            encoder,
+            epoch,
+            tx,
+            waker,
+            stop: handle.stop.clone(),
+        };
+        handle.voice = Some(
+            std::thread::Builder::new()
+                .name(format!("voice-{avatar}"))
+                .spawn(move || voice.run())?,
+        );
+    }
+    Ok(handle)
 }
 
 /// Starts a source thread encoding `pattern`'s pictures at `settings.fps` for `avatar`.
 pub fn spawn_frames(
+    avatar: AvatarId,
+    settings: EncoderSettings,
+    pattern: Box<dyn Frames>,
+    counters: SourceCounters,
+    tx: SyncSender<SourceEvent>,
+    waker: Arc<Waker>,
+) -> std::io::Result<SourceHandle> {
+    spawn_frames_at(
+        Instant::now(),
+        avatar,
+        settings,
+        pattern,
+        counters,
+        tx,
+        waker,
+    )
+}
+
+/// [`spawn_frames`] with the source clock starting at `epoch`.
+fn spawn_frames_at(
+    epoch: Instant,
     avatar: AvatarId,
     settings: EncoderSettings,
     pattern: Box<dyn Frames>,
@@ -149,6 +220,7 @@ pub fn spawn_frames(
         control: control_rx,
         stop: stop.clone(),
         counters: counters.clone(),
+        epoch,
     };
     let thread = std::thread::Builder::new()
         .name(format!("src-{avatar}"))
@@ -159,6 +231,7 @@ pub fn spawn_frames(
         stop,
         thread: Some(thread),
         counters,
+        voice: None,
     })
 }
 
@@ -172,12 +245,13 @@ struct Worker {
     control: Receiver<Control>,
     stop: Arc<AtomicBool>,
     counters: SourceCounters,
+    epoch: Instant,
 }
 
 impl Worker {
     fn run(mut self) {
         let frame = Duration::from_secs(1) / self.fps;
-        let start = Instant::now();
+        let start = self.epoch;
         let mut index: u64 = 0;
         let mut force_idr = false;
         let mut buf = Vec::with_capacity(256 * 1024);
@@ -212,7 +286,10 @@ impl Worker {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0);
             let captured_at = Instant::now();
-            let pic = match self.pattern.frame(index, clock_ms) {
+            let at = Duration::from_nanos(
+                (u128::from(index) * 1_000_000_000 / u128::from(self.fps)) as u64,
+            );
+            let pic = match self.pattern.frame(index, at, clock_ms) {
                 Ok(p) => p,
                 Err(e) => {
                     log::error!("source {}: stopping: {e}", self.avatar);
@@ -254,7 +331,7 @@ impl Worker {
                 encoded_at,
                 frame_index,
             };
-            match self.tx.try_send((self.avatar.clone(), au)) {
+            match self.tx.try_send((self.avatar.clone(), Media::Video(au))) {
                 Ok(()) => {
                     let _ = self.waker.wake();
                 }
@@ -264,6 +341,73 @@ impl Worker {
                     self.counters.channel_drops.inc();
                     force_idr = true;
                 }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}
+
+/// The test pattern's voice: one Opus packet per frame of its clock, the
+/// beep while the picture flashes and silence between.
+struct Voice {
+    avatar: AvatarId,
+    encoder: OpusEncoder,
+    epoch: Instant,
+    tx: SyncSender<SourceEvent>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Voice {
+    fn run(mut self) {
+        let settings = self.encoder.settings();
+        let samples = settings.frame_samples();
+        let mut pcm = vec![0i16; samples];
+        let mut index: u64 = 0;
+        log::info!(
+            "source {}: beep with every flash, Opus {} kbit/s in {} ms frames",
+            self.avatar,
+            settings.bitrate_bps / 1000,
+            settings.frame.as_millis()
+        );
+        while !self.stop.load(Ordering::Relaxed) {
+            // A frame goes out once its last sample is due.
+            let start = settings.frame * index as u32;
+            let due = self.epoch + start + settings.frame;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep((due - now).min(Duration::from_millis(50)));
+                continue;
+            }
+            let behind = ((now - due).as_nanos() / settings.frame.as_nanos().max(1)) as u64;
+            if behind >= 1 {
+                // Never queue sound: a late frame is skipped, the clock holds.
+                index += behind;
+                continue;
+            }
+            let first = index * samples as u64;
+            audio::beep(first, &mut pcm);
+            let data = match self.encoder.encode(&pcm) {
+                Ok(d) => Arc::from(d),
+                Err(e) => {
+                    log::error!(
+                        "source {}: audio encoding failed, stopping: {e}",
+                        self.avatar
+                    );
+                    return;
+                }
+            };
+            let frame = AudioFrame {
+                data,
+                rtp_time: first,
+                captured_at: self.epoch + start,
+            };
+            index += 1;
+            match self.tx.try_send((self.avatar.clone(), Media::Audio(frame))) {
+                Ok(()) => {
+                    let _ = self.waker.wake();
+                }
+                Err(TrySendError::Full(_)) => {}
                 Err(TrySendError::Disconnected(_)) => return,
             }
         }

@@ -11,6 +11,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mio::Waker;
 use portcast_engine::encoder::EncoderSettings;
@@ -263,7 +264,7 @@ impl Frames for Y4mFile {
         format!("{} {}x{}", self.path.display(), self.width, self.height)
     }
 
-    fn frame(&mut self, _index: u64, _clock_ms: u64) -> Result<I420<'_>, String> {
+    fn frame(&mut self, _index: u64, _at: Duration, _clock_ms: u64) -> Result<I420<'_>, String> {
         self.next_frame().map_err(|e| e.to_string())?;
         let (w, h) = (self.width, self.height);
         let (y, chroma) = self.frame.split_at(w * h);
@@ -322,7 +323,7 @@ mod tests {
         let mut f = Y4mFile::open(&path).unwrap();
         assert_eq!((f.width(), f.height(), f.fps()), (160, 96, 25));
         let seen: Vec<u64> = (0..7)
-            .map(|i| read_frame_counter(&f.frame(i, 0).unwrap()).unwrap())
+            .map(|i| read_frame_counter(&f.frame(i, Duration::ZERO, 0).unwrap()).unwrap())
             .collect();
         assert_eq!(seen, vec![0, 1, 2, 0, 1, 2, 0]);
         let _ = std::fs::remove_file(path);

@@ -78,6 +78,8 @@ value_parser!(
     Avatar,
     LogFormatText,
     IngestSocketText,
+    Switch,
+    OpusFrameMs,
 );
 
 /// A whole number within `min..=max`.
@@ -301,6 +303,40 @@ impl fmt::Display for LogFormat {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
         })
+    }
+}
+
+/// A switch: `on` / `off` (or `true` / `false`, as a TOML boolean reads).
+#[derive(Debug, Clone, Copy)]
+pub struct Switch;
+
+impl Read for Switch {
+    type Value = bool;
+
+    fn read(&self, text: &str) -> Result<bool, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" => Ok(true),
+            "off" | "false" => Ok(false),
+            _ => Err(format!("'{text}' is not on or off")),
+        }
+    }
+}
+
+/// The duration of one Opus frame: 10 or 20 ms.
+#[derive(Debug, Clone, Copy)]
+pub struct OpusFrameMs;
+
+impl Read for OpusFrameMs {
+    type Value = u64;
+
+    fn read(&self, text: &str) -> Result<u64, String> {
+        match text.trim() {
+            "10" => Ok(10),
+            "20" => Ok(20),
+            _ => Err(format!(
+                "'{text}' is not an Opus frame length (10 or 20 ms)"
+            )),
+        }
     }
 }
 

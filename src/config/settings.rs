@@ -15,7 +15,7 @@ use clap::Args;
 use portcast_engine::AvatarId;
 
 use super::read::{Avatar, IngestSocket, IngestSocketText, Int, Ip, LogFormat, LogFormatText};
-use super::read::{NonEmptyPath, Port};
+use super::read::{NonEmptyPath, OpusFrameMs, Port, Switch};
 
 /// The daemon's default public address: viewers on this machine.
 pub const DEFAULT_PUBLIC_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -142,6 +142,23 @@ pub struct Settings {
     #[arg(long, env = "PORTCAST_INGEST_SOCKET", value_name = "PATH|off",
           help_heading = "Frame sources", value_parser = IngestSocketText)]
     pub ingest_socket: Option<IngestSocket>,
+
+    /// The built-in test-pattern avatar beeps with every flash of its picture (Opus audio, for measuring A/V sync), on or off
+    #[arg(long, env = "PORTCAST_TEST_PATTERN_AUDIO", value_name = "on|off",
+          help_heading = "Voice", default_value_t = true, value_parser = Switch,
+          action = clap::ArgAction::Set)]
+    pub test_pattern_audio: bool,
+
+    /// Opus bitrate of an avatar's voice in kbit/s, 6-510
+    #[arg(long, env = "PORTCAST_AUDIO_BITRATE_KBPS", value_name = "KBPS",
+          help_heading = "Voice", default_value_t = 32,
+          value_parser = Int::<u32>::of(6, 510, " kbit/s", "a whole number of kbit/s"))]
+    pub audio_bitrate_kbps: u32,
+
+    /// Duration of one Opus frame (and RTP packet) of an avatar's voice, 10 or 20 ms
+    #[arg(long, env = "PORTCAST_AUDIO_FRAME_MS", value_name = "MS",
+          help_heading = "Voice", default_value_t = 20, value_parser = OpusFrameMs)]
+    pub audio_frame_ms: u64,
 
     /// Largest frame a renderer may push, in MiB, 1-256
     #[arg(long, value_name = "MIB", help_heading = "Frame sources", default_value_t = 16,

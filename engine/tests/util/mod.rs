@@ -10,16 +10,20 @@ use std::time::{Duration, Instant};
 
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
+use portcast_engine::audio::{self, AudioSettings, OpusEncoder};
 use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
-use portcast_engine::pattern::{read_capture_clock, read_frame_counter, TestPattern, I420};
+use portcast_engine::pattern::{
+    read_capture_clock, read_frame_counter, shows_flash, TestPattern, I420,
+};
 use portcast_engine::{
-    AccessUnit, AvatarId, ConnId, Datagram, EndReason, Engine, EngineConfig, Output, SessionId,
-    SocketId, SocketSpec,
+    AccessUnit, AudioFrame, AvatarId, ConnId, Datagram, EndReason, Engine, EngineConfig, Output,
+    SessionId, SocketId, SocketSpec,
 };
 use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpApi, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, MediaTime};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::rtcp::SenderInfo;
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc, RtcConfig};
 
 pub const FRAME: Duration = Duration::from_micros(33_333);
@@ -78,6 +82,11 @@ pub struct Viewer {
     pub channels_opened: usize,
     /// The playout-delay extension's `(min, max)` of each frame received, if any.
     pub playout_delays: Vec<Option<(MediaTime, MediaTime)>>,
+    /// Every decoded picture: its RTP time, the video track's latest Sender
+    /// Report then, and whether it shows the test pattern's flash.
+    pub pictures: Vec<(MediaTime, Option<SenderInfo>, bool)>,
+    /// Every audio packet: its RTP time, the audio track's latest Sender Report, the payload.
+    pub audio: Vec<(MediaTime, Option<SenderInfo>, Vec<u8>)>,
 }
 
 impl Viewer {
@@ -114,6 +123,8 @@ impl Viewer {
             mid: None,
             channels_opened: 0,
             playout_delays: Vec::new(),
+            pictures: Vec::new(),
+            audio: Vec::new(),
         }
     }
 
@@ -160,11 +171,15 @@ impl Viewer {
                 Ok(RtcOutput::Event(e)) => match e {
                     Event::Connected => self.connected = true,
                     Event::ChannelOpen(..) => self.channels_opened += 1,
+                    Event::MediaData(m) if Some(m.mid) != self.mid => {
+                        self.audio
+                            .push((m.time, m.last_sender_info, m.data.to_vec()));
+                    }
                     Event::MediaData(m) => {
                         let ext = &m.ext_vals;
                         self.playout_delays
                             .push(ext.play_delay_min.zip(ext.play_delay_max));
-                        self.decode(&m.data)
+                        self.decode(&m.data, m.time, m.last_sender_info)
                     }
                     _ => {}
                 },
@@ -174,7 +189,7 @@ impl Viewer {
         let _ = now;
     }
 
-    fn decode(&mut self, data: &[u8]) {
+    fn decode(&mut self, data: &[u8], time: MediaTime, report: Option<SenderInfo>) {
         match self.decoder.decode(data) {
             Ok(Some(pic)) => {
                 let (w, h) = pic.dimensions();
@@ -187,6 +202,7 @@ impl Viewer {
                     height: h,
                     strides,
                 };
+                self.pictures.push((time, report, shows_flash(&view)));
                 if let Some(c) = read_frame_counter(&view) {
                     self.counters.push(c);
                     self.clocks.push(read_capture_clock(&view));
@@ -244,6 +260,8 @@ impl Source {
     }
 
     pub fn next(&mut self, now: Instant) -> Option<AccessUnit> {
+        let at = Duration::from_nanos(self.index * 1_000_000_000 / self.fps);
+        self.pattern.set_flash(audio::flashing(at));
         let pic = self
             .pattern
             .render(self.index, capture_clock_of(self.index));
@@ -272,12 +290,55 @@ impl Source {
     }
 }
 
+/// The test pattern's voice, encoding in the test thread on the video's clock.
+pub struct Voice {
+    encoder: OpusEncoder,
+    epoch: Instant,
+    next: u64,
+    pcm: Vec<i16>,
+}
+
+impl Voice {
+    pub fn new(epoch: Instant) -> Self {
+        let encoder = OpusEncoder::new(AudioSettings::default()).unwrap();
+        let pcm = vec![0; encoder.settings().frame_samples()];
+        Voice {
+            encoder,
+            epoch,
+            next: 0,
+            pcm,
+        }
+    }
+
+    /// The next packet once its last sample is due at `now`.
+    pub fn next(&mut self, now: Instant) -> Option<AudioFrame> {
+        let samples = self.pcm.len() as u64;
+        let nanos = |n: u64| Duration::from_nanos(n * 1_000_000_000 / 48_000);
+        if now < self.epoch + nanos(self.next + samples) {
+            return None;
+        }
+        let first = self.next;
+        self.next += samples;
+        audio::beep(first, &mut self.pcm);
+        let data = Arc::from(self.encoder.encode(&self.pcm).unwrap());
+        Some(AudioFrame {
+            data,
+            rtp_time: first,
+            captured_at: self.epoch + nanos(first),
+        })
+    }
+}
+
 /// Engine + viewers + one source, advanced by a fake clock.
 pub struct World {
     pub engine: Engine,
     pub now: Instant,
     pub viewers: Vec<Viewer>,
     pub source: Source,
+    /// When the source's clock started (its frame 0 and sample 0).
+    pub epoch: Instant,
+    /// The source's voice, when the test gives it one.
+    pub voice: Option<Voice>,
     next_frame: Instant,
     public_to_socket: HashMap<SocketAddr, SocketId>,
     pub keyframe_requests: u64,
@@ -301,6 +362,8 @@ impl World {
             now,
             viewers: Vec::new(),
             source: Source::new("test-pattern", width, height),
+            epoch: now,
+            voice: None,
             next_frame: now,
             public_to_socket,
             keyframe_requests: 0,
@@ -438,11 +501,17 @@ impl World {
                 v.rtc.handle_input(Input::Timeout(self.now)).unwrap();
             }
             if self.now >= self.next_frame {
+                // Captured on the source's clock, not the tick that carries it.
+                let captured = self.next_frame;
                 self.next_frame += FRAME;
-                if let Some(au) = self.source.next(self.now) {
+                if let Some(au) = self.source.next(captured) {
                     let avatar = self.source.avatar.clone();
                     self.engine.handle_access_unit(self.now, &avatar, &au);
                 }
+            }
+            while let Some(frame) = self.voice.as_mut().and_then(|v| v.next(self.now)) {
+                let avatar = self.source.avatar.clone();
+                self.engine.handle_audio(self.now, &avatar, &frame);
             }
             self.pump();
         }

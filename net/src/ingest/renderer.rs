@@ -19,6 +19,8 @@ use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
 use portcast_engine::media::annexb_has_idr;
 use portcast_engine::{AccessUnit, AvatarId};
 
+use crate::source::Media;
+
 use super::convert::{i420_view, packed_to_i420, I420Buffer};
 use super::slot::{RawFrame, Slot};
 use super::wire::{
@@ -279,7 +281,7 @@ impl Reader {
             encoded_at: arrived_at,
             frame_index: index,
         };
-        match self.shared.frames.try_send((avatar, au)) {
+        match self.shared.frames.try_send((avatar, Media::Video(au))) {
             Ok(()) => {
                 let _ = self.shared.waker.wake();
                 self.count(Stat::FramesForwarded);
@@ -495,7 +497,11 @@ impl Worker {
             encoded_at,
             frame_index: frame.index,
         };
-        match self.shared.frames.try_send((self.avatar.clone(), au)) {
+        match self
+            .shared
+            .frames
+            .try_send((self.avatar.clone(), Media::Video(au)))
+        {
             Ok(()) => {
                 let _ = self.shared.waker.wake();
                 self.count(Stat::FramesForwarded);

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
+use portcast_engine::audio::AudioSettings;
 use portcast_engine::encoder::EncoderSettings;
 use portcast_engine::{AvatarId, EngineConfig};
 
@@ -32,6 +33,8 @@ pub struct AvatarSpec {
     pub encoder: EncoderSettings,
     /// Fill part of the test pattern with noise so the encoder uses its full bitrate (benchmarks).
     pub busy: bool,
+    /// Its voice: the test pattern beeps with every flash, encoded with these settings.
+    pub audio: Option<AudioSettings>,
 }
 
 /// Builds a fresh configuration when the daemon gets SIGHUP (the daemon

@@ -20,7 +20,7 @@ use crate::conn::{Conn, ConnEvent};
 use crate::ingest::{IngestCounters, IngestHub};
 use crate::metrics::Metrics;
 use crate::probe::FrameTiming;
-use crate::source::{self, SourceEvent, SourceHandle, CHANNEL_DEPTH};
+use crate::source::{self, Media, SourceEvent, SourceHandle, CHANNEL_DEPTH};
 use crate::udp::UdpPort;
 
 const LISTENER: Token = Token(0);
@@ -118,6 +118,12 @@ impl Server {
         }
         config.engine.sockets = specs;
         config.engine.avatars = config.avatars.iter().map(|a| a.name.clone()).collect();
+        config.engine.audio_avatars = config
+            .avatars
+            .iter()
+            .filter(|a| a.audio.is_some())
+            .map(|a| a.name.clone())
+            .collect();
         for f in &config.file_sources {
             if !config.engine.avatars.contains(&f.name) {
                 config.engine.avatars.push(f.name.clone());
@@ -139,6 +145,7 @@ impl Server {
                 a.name.clone(),
                 a.encoder,
                 a.busy,
+                a.audio,
                 metrics.source(a.name.as_str()),
                 tx.clone(),
                 waker.clone(),
@@ -485,7 +492,13 @@ impl Server {
     fn drain_frames(&mut self, now: Instant) {
         loop {
             match self.frames.try_recv() {
-                Ok((avatar, au)) => {
+                Ok((avatar, Media::Audio(frame))) => {
+                    let at = Instant::now().max(now);
+                    self.engine.handle_audio(at, &avatar, &frame);
+                    self.pump_engine();
+                    self.flush_udp();
+                }
+                Ok((avatar, Media::Video(au))) => {
                     let dequeued_at = Instant::now();
                     let sent_before = self.datagrams_sent;
                     self.engine

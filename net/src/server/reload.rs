@@ -70,6 +70,7 @@ impl Server {
         c.engine = EngineConfig {
             sockets: std::mem::take(&mut c.engine.sockets),
             avatars: std::mem::take(&mut c.engine.avatars),
+            audio_avatars: std::mem::take(&mut c.engine.audio_avatars),
             ..new.engine
         };
         if !fixed.is_empty() {
