@@ -177,6 +177,14 @@ fn engine_config(c: &config::Config) -> EngineConfig {
     }
 }
 
+/// The Opus settings of the voices the daemon encodes.
+fn audio_settings(s: &config::Settings) -> AudioSettings {
+    AudioSettings {
+        bitrate_bps: s.audio_bitrate_kbps * 1000,
+        frame: Duration::from_millis(s.audio_frame_ms),
+    }
+}
+
 fn server_config(
     c: &config::Config,
     ingest: Option<PathBuf>,
@@ -211,10 +219,7 @@ fn server_config(
                     threads: a.encoder_threads,
                 },
                 busy: false,
-                audio: s.test_pattern_audio.then_some(AudioSettings {
-                    bitrate_bps: s.audio_bitrate_kbps * 1000,
-                    frame: Duration::from_millis(s.audio_frame_ms),
-                }),
+                audio: s.test_pattern_audio.then(|| audio_settings(s)),
             })
             .collect(),
         capture_offers: s
@@ -224,6 +229,7 @@ fn server_config(
         engine,
         ingest: ingest.map(|path| IngestConfig {
             max_frame_bytes: s.ingest_max_frame_mb << 20,
+            audio: audio_settings(s),
             ..IngestConfig::new(path)
         }),
         file_sources: c

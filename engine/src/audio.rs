@@ -41,6 +41,13 @@ pub fn beep(first: u64, out: &mut [i16]) {
     }
 }
 
+/// Samples (at 48 kHz) an Opus packet decodes to, or `None` when it does not parse.
+pub fn opus_packet_samples(packet: &[u8]) -> Option<usize> {
+    opus::packet::get_nb_samples(packet, SAMPLE_RATE)
+        .ok()
+        .filter(|n| *n > 0)
+}
+
 /// How an avatar's voice is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioSettings {

@@ -147,6 +147,21 @@ impl Metrics {
                     "Keyframe requests sent to pass-through renderers",
                     &hub.keyframe_requests_sent,
                 ),
+                (
+                    "ingest_audio_chunks_received",
+                    "AUDIO messages read from renderers",
+                    &hub.audio_chunks_received,
+                ),
+                (
+                    "ingest_audio_frames_forwarded",
+                    "Renderer Opus packets handed to the loop",
+                    &hub.audio_frames_forwarded,
+                ),
+                (
+                    "ingest_flushes",
+                    "FLUSH (barge-in) messages from renderers",
+                    &hub.flushes,
+                ),
             ] {
                 r.register(name, help, c.clone());
             }
@@ -273,6 +288,11 @@ fn ingest_metrics(drops: &Family<Labels, Counter>) -> IngestMetrics {
             dropped_waiting_idr: reason("ingest_waiting_idr"),
             encoder_skips: reason("ingest_encoder_skip"),
             protocol_errors: reason("ingest_protocol_error"),
+            audio_dropped_queue_full: reason("ingest_audio_queue_full"),
+            audio_dropped_bad_opus: reason("ingest_audio_bad_opus"),
+            audio_dropped_loop_behind: reason("ingest_audio_loop_behind"),
+            timestamps_back: reason("ingest_timestamp_back"),
+            flushed: reason("ingest_flushed"),
             ..IngestCounters::default()
         },
         ..IngestMetrics::default()

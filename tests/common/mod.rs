@@ -235,12 +235,20 @@ pub struct NetViewer {
     pub started: Instant,
     decoder: Decoder,
     pub remote_addrs: Vec<SocketAddr>,
+    video_mid: Option<str0m::media::Mid>,
+    /// Audio packets received (when the offer had audio): RTP time, arrival, payload.
+    pub audio: Vec<(u64, Instant, Vec<u8>)>,
 }
 
 impl NetViewer {
     /// Connects, offers and applies the answer (or returns the error reply).
     pub fn connect(port: u16, session: &str, avatar: &str) -> Result<NetViewer, Value> {
         Self::connect_query(port, session, avatar, "")
+    }
+
+    /// Like `connect`, offering to receive audio as well.
+    pub fn connect_with_audio(port: u16, session: &str, avatar: &str) -> Result<NetViewer, Value> {
+        Self::connect_offering(port, session, avatar, "", true)
     }
 
     /// Like `connect`, with a query string on the WebSocket URL (e.g. `?token=...`).
@@ -250,13 +258,26 @@ impl NetViewer {
         avatar: &str,
         query: &str,
     ) -> Result<NetViewer, Value> {
+        Self::connect_offering(port, session, avatar, query, false)
+    }
+
+    fn connect_offering(
+        port: u16,
+        session: &str,
+        avatar: &str,
+        query: &str,
+        audio: bool,
+    ) -> Result<NetViewer, Value> {
         let started = Instant::now();
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let local = udp.local_addr().unwrap();
         let mut rtc = Rtc::builder().build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
         let mut api = rtc.sdp_api();
-        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let video_mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        if audio {
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        }
         let (offer, pending) = api.apply().unwrap();
         let mut ws = connect_ws_query(port, session, query);
         let msg = serde_json::json!({
@@ -286,7 +307,14 @@ impl NetViewer {
             started,
             decoder: Decoder::new().unwrap(),
             remote_addrs: Vec::new(),
+            video_mid: Some(video_mid),
+            audio: Vec::new(),
         })
+    }
+
+    /// Runs the client for `d`, whatever arrives.
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until_frames(usize::MAX, d);
     }
 
     /// Runs the client until `frames` pictures decoded or `limit` passed.
@@ -324,6 +352,10 @@ impl NetViewer {
                     let _ = self.udp.send_to(&t.contents, t.destination);
                 }
                 Output::Event(Event::Connected) => self.connected_at = Some(Instant::now()),
+                Output::Event(Event::MediaData(m)) if Some(m.mid) != self.video_mid => {
+                    self.audio
+                        .push((m.time.numer(), Instant::now(), m.data.to_vec()));
+                }
                 Output::Event(Event::MediaData(m)) => {
                     if self.keep_media {
                         self.media.push(m.data.to_vec());

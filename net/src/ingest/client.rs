@@ -23,7 +23,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::wire::{self, Header, Kind, Message, StreamFormat, HEADER_LEN};
+use super::wire::{self, AudioFormat, Header, Kind, Message, StreamFormat, HEADER_LEN};
 
 /// How long `connect` waits for the daemon's answer to REGISTER.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,13 +67,34 @@ pub struct IngestClient {
     max_frame_bytes: usize,
     next_index: u64,
     inbox: Vec<u8>,
+    audio: Option<AudioFormat>,
 }
 
 impl IngestClient {
-    /// Connects to the daemon's ingest socket at `path` and registers `avatar` with `format`.
+    /// Connects to the daemon's ingest socket at `path` and registers `avatar` with `format`
+    /// (protocol version 1: frames are timed by their arrival).
     pub fn connect(
         path: impl AsRef<Path>,
         avatar: &str,
+        format: StreamFormat,
+    ) -> Result<IngestClient, ClientError> {
+        Self::connect_with(path, &wire::register(avatar, &format), format)
+    }
+
+    /// Like [`connect`](Self::connect), in protocol version 2: every frame's
+    /// and audio chunk's `pts_us` is its capture time on one clock of the
+    /// renderer's, which drives both RTP clocks (lip sync). Audio needs it.
+    pub fn connect_v2(
+        path: impl AsRef<Path>,
+        avatar: &str,
+        format: StreamFormat,
+    ) -> Result<IngestClient, ClientError> {
+        Self::connect_with(path, &wire::register_v2(avatar, &format), format)
+    }
+
+    fn connect_with(
+        path: impl AsRef<Path>,
+        register: &[u8],
         format: StreamFormat,
     ) -> Result<IngestClient, ClientError> {
         let stream = UnixStream::connect(path).map_err(ClientError::Io)?;
@@ -83,8 +104,9 @@ impl IngestClient {
             max_frame_bytes: 0,
             next_index: 0,
             inbox: Vec::new(),
+            audio: None,
         };
-        client.write(&wire::register(avatar, &format))?;
+        client.write(register)?;
         client
             .stream
             .set_read_timeout(Some(ANSWER_TIMEOUT))
@@ -154,6 +176,39 @@ impl IngestClient {
         self.write(payload)?;
         self.next_index = index + 1;
         Ok(())
+    }
+
+    /// Announces the avatar's voice: AUDIO chunks that follow are in `format`
+    /// (a [`connect_v2`](Self::connect_v2) connection only).
+    pub fn set_audio_format(&mut self, format: &AudioFormat) -> Result<(), ClientError> {
+        self.write(&wire::audio_format(format))?;
+        self.audio = Some(*format);
+        Ok(())
+    }
+
+    /// Sends one audio chunk (PCM s16le, channels interleaved, up to one
+    /// second; or one Opus packet) whose first sample was captured at
+    /// `pts_us` on the clock of the frames' timestamps.
+    pub fn send_audio(&mut self, pts_us: u64, payload: &[u8]) -> Result<(), ClientError> {
+        let Some(format) = self.audio else {
+            return Err(ClientError::Protocol(
+                "send_audio before set_audio_format".into(),
+            ));
+        };
+        if payload.len() > format.max_chunk_bytes() {
+            return Err(ClientError::Protocol(format!(
+                "an audio chunk of {} bytes is over {}",
+                payload.len(),
+                format.max_chunk_bytes()
+            )));
+        }
+        self.write(&wire::audio_head(pts_us, payload.len()))?;
+        self.write(payload)
+    }
+
+    /// Barge-in: the daemon drops this avatar's queued audio and waiting frame.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        self.write(&wire::flush())
     }
 
     /// Whether the daemon asked for an IDR since the last call (never blocks).

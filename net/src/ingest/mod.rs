@@ -21,6 +21,7 @@ pub mod client;
 pub mod convert;
 mod renderer;
 pub mod slot;
+pub mod voice;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::UnixListener;
 use mio::{Interest, Registry, Token, Waker};
+use portcast_engine::audio::AudioSettings;
 use portcast_engine::{labels, AvatarId, Engine, Labels};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -62,6 +64,8 @@ pub struct IngestConfig {
     pub body_timeout: Duration,
     /// openh264 threads per raw-format renderer.
     pub encoder_threads: u16,
+    /// Opus settings for PCM audio whose AUDIO_FORMAT leaves them to the daemon.
+    pub audio: AudioSettings,
 }
 
 impl IngestConfig {
@@ -73,6 +77,7 @@ impl IngestConfig {
             max_renderers: 64,
             body_timeout: Duration::from_secs(3),
             encoder_threads: 1,
+            audio: AudioSettings::default(),
         }
     }
 }
@@ -141,6 +146,23 @@ pub struct IngestCounters {
     pub keyframe_requests_sent: Counter,
     /// Time spent converting RGB24/BGRA to I420, seconds.
     pub convert_seconds: Counter<f64, AtomicU64>,
+    /// AUDIO messages read.
+    pub audio_chunks_received: Counter,
+    /// Opus packets handed to the loop.
+    pub audio_frames_forwarded: Counter,
+    /// Audio chunks dropped: over the queue's bound.
+    pub audio_dropped_queue_full: Counter,
+    /// Timestamps that went back in time (the audio chunk is dropped, the
+    /// video frame timed by its arrival).
+    pub timestamps_back: Counter,
+    /// Audio chunks dropped: an Opus packet that does not parse.
+    pub audio_dropped_bad_opus: Counter,
+    /// Opus packets dropped because the loop's channel was full.
+    pub audio_dropped_loop_behind: Counter,
+    /// FLUSH messages (barge-in).
+    pub flushes: Counter,
+    /// Audio chunks and raw frames a FLUSH dropped.
+    pub flushed: Counter,
 }
 
 impl IngestCounters {
@@ -155,6 +177,14 @@ impl IngestCounters {
             Stat::EncoderSkips => &self.encoder_skips,
             Stat::FramesForwarded => &self.frames_forwarded,
             Stat::KeyframeRequestsSent => &self.keyframe_requests_sent,
+            Stat::AudioChunksReceived => &self.audio_chunks_received,
+            Stat::AudioFramesForwarded => &self.audio_frames_forwarded,
+            Stat::AudioDroppedQueueFull => &self.audio_dropped_queue_full,
+            Stat::TimestampBack => &self.timestamps_back,
+            Stat::AudioDroppedBadOpus => &self.audio_dropped_bad_opus,
+            Stat::AudioDroppedLoopBehind => &self.audio_dropped_loop_behind,
+            Stat::Flushes => &self.flushes,
+            Stat::Flushed => &self.flushed,
             Stat::ConvertMicros => {
                 self.convert_seconds.inc_by(n as f64 / 1e6);
                 return;
@@ -224,11 +254,21 @@ pub(crate) enum Stat {
     FramesForwarded,
     KeyframeRequestsSent,
     ConvertMicros,
+    AudioChunksReceived,
+    AudioFramesForwarded,
+    AudioDroppedQueueFull,
+    TimestampBack,
+    AudioDroppedBadOpus,
+    AudioDroppedLoopBehind,
+    Flushes,
+    Flushed,
 }
 
 enum HubEvent {
     Registered(AvatarId),
     Left(AvatarId),
+    /// The avatar's renderer announced audio: offers from now on get it.
+    Speaks(AvatarId),
 }
 
 struct Live {
@@ -286,7 +326,18 @@ impl Shared {
     /// RTP time of a frame that arrived at `at`, on one clock for the whole daemon
     /// so a renderer that reconnects continues the timeline instead of restarting it.
     pub(crate) fn rtp_time(&self, at: Instant) -> u64 {
-        (at.saturating_duration_since(self.epoch).as_micros() * 9 / 100) as u64
+        self.rtp_time_at(at, 90_000)
+    }
+
+    /// RTP time of instant `at` in a `clock` Hz clock, on the daemon's one epoch.
+    pub(crate) fn rtp_time_at(&self, at: Instant, clock: u32) -> u64 {
+        (at.saturating_duration_since(self.epoch).as_nanos() * u128::from(clock) / 1_000_000_000)
+            as u64
+    }
+
+    /// `avatar` speaks (its renderer sent AUDIO_FORMAT).
+    pub(crate) fn speaks(&self, avatar: &AvatarId) {
+        self.event(HubEvent::Speaks(avatar.clone()));
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -455,6 +506,7 @@ impl IngestHub {
                 HubEvent::Left(avatar) => {
                     log::info!("avatar {avatar}: renderer gone, viewers keep the last picture");
                 }
+                HubEvent::Speaks(avatar) => engine.set_avatar_audio(&avatar, true),
             }
         }
         self.reap();

@@ -23,9 +23,10 @@ use crate::source::Media;
 
 use super::convert::{i420_view, packed_to_i420, I420Buffer};
 use super::slot::{RawFrame, Slot};
+use super::voice::{Chunk, Timeline, Voice, VoiceQueue};
 use super::wire::{
-    self, Header, Kind, Message, PixelFormat, StreamFormat, WireError, HEADER_LEN,
-    MAX_AVATAR_ID_LEN, MAX_META_BYTES,
+    self, AudioCodec, AudioFormat, Header, Kind, Message, PixelFormat, StreamFormat, WireError,
+    HEADER_LEN, MAX_AVATAR_ID_LEN, MAX_META_BYTES, VERSION_2,
 };
 use super::{IngestCounters, Shared, Stat};
 
@@ -64,6 +65,11 @@ pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
         h264: Vec::new(),
         waiting_idr: false,
         last_keyframe_ask: None,
+        version: wire::VERSION,
+        timeline: Arc::new(Timeline::default()),
+        last_video_at: None,
+        audio: None,
+        voice: None,
     };
     let mut encoder_thread = None;
     let result = reader.register().and_then(|avatar| {
@@ -104,6 +110,12 @@ pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
         let _ = w.shutdown(std::net::Shutdown::Both);
     }
     reader.slot.close();
+    if let Some((queue, thread)) = reader.voice.take() {
+        queue.close();
+        if thread.join().is_err() {
+            log::error!("ingest renderer {who}: voice thread panicked");
+        }
+    }
     if let Some(t) = encoder_thread {
         if t.join().is_err() {
             log::error!("ingest renderer {who}: encoder thread panicked");
@@ -128,6 +140,13 @@ struct Reader {
     h264: Vec<u8>,
     waiting_idr: bool,
     last_keyframe_ask: Option<Instant>,
+    /// Protocol version of the REGISTER: 2 puts FRAME and AUDIO timestamps on one clock.
+    version: u8,
+    timeline: Arc<Timeline>,
+    /// When the last video frame was captured (version 2), to refuse time going back.
+    last_video_at: Option<Instant>,
+    audio: Option<AudioFormat>,
+    voice: Option<(Arc<VoiceQueue>, std::thread::JoinHandle<()>)>,
 }
 
 impl Reader {
@@ -153,6 +172,7 @@ impl Reader {
             Message::Register(f) => f,
             _ => return Err(WireError::NotRegistered(header.kind)),
         };
+        self.version = header.version;
         let mut name = vec![0u8; header.payload_len];
         self.read_full(&mut name, "avatar id", false)?;
         let avatar = wire::parse_avatar_id(&name)?;
@@ -187,10 +207,27 @@ impl Reader {
         while let Some(header) = self.read_header(true)? {
             match header.kind {
                 Kind::Frame => {
-                    let Message::Frame { index, .. } = self.read_message(&header)? else {
+                    let Message::Frame { index, pts_us } = self.read_message(&header)? else {
                         continue;
                     };
-                    self.frame(header.payload_len, index)?;
+                    let at = self.capture_instant(pts_us);
+                    self.frame(header.payload_len, index, at)?;
+                }
+                Kind::AudioFormat => {
+                    if let Message::AudioFormat(f) = self.read_message(&header)? {
+                        self.skip(header.payload_len)?;
+                        self.audio_format(f)?;
+                    }
+                }
+                Kind::Audio => {
+                    if let Message::Audio { pts_us } = self.read_message(&header)? {
+                        self.audio_chunk(header.payload_len, pts_us)?;
+                    }
+                }
+                Kind::Flush => {
+                    self.read_message(&header)?;
+                    self.skip(header.payload_len)?;
+                    self.flush();
                 }
                 Kind::Format => {
                     if let Message::Format(f) = self.read_message(&header)? {
@@ -215,13 +252,139 @@ impl Reader {
         Ok(())
     }
 
+    /// When a frame stamped `pts_us` was captured: on the renderer's clock in
+    /// protocol version 2 (never before the previous frame), else its arrival.
+    fn capture_instant(&mut self, pts_us: u64) -> Instant {
+        let now = Instant::now();
+        if self.version != VERSION_2 {
+            return now;
+        }
+        let at = self.timeline.instant(pts_us);
+        match self.last_video_at {
+            Some(last) if at <= last => {
+                // Time went back: time this frame by its arrival, keep order.
+                log::debug!(
+                    "ingest renderer #{}: FRAME pts_us {pts_us} goes back",
+                    self.conn
+                );
+                self.count(Stat::TimestampBack);
+                let at = now.max(last + Duration::from_millis(1));
+                self.last_video_at = Some(at);
+                at
+            }
+            _ => {
+                self.last_video_at = Some(at);
+                at
+            }
+        }
+    }
+
+    /// AUDIO_FORMAT: the avatar speaks; its voice thread starts with the first one.
+    fn audio_format(&mut self, f: AudioFormat) -> Result<(), WireError> {
+        if self.version != VERSION_2 {
+            return Err(WireError::AudioNeedsVersion2);
+        }
+        let Some(avatar) = self.avatar.clone() else {
+            return Err(WireError::NotRegistered(Kind::AudioFormat));
+        };
+        log::info!(
+            "ingest renderer #{}: avatar {avatar} speaks: {} {} Hz, {} channel(s)",
+            self.conn,
+            match f.codec {
+                AudioCodec::PcmS16le => "pcm_s16le",
+                AudioCodec::Opus => "opus",
+            },
+            f.sample_rate,
+            f.channels
+        );
+        self.audio = Some(f);
+        if self.voice.is_none() {
+            let queue = Arc::new(VoiceQueue::default());
+            let voice = Voice {
+                avatar: avatar.clone(),
+                shared: self.shared.clone(),
+                own: self.own.clone(),
+                queue: queue.clone(),
+                timeline: self.timeline.clone(),
+                defaults: self.shared.config.audio,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("ingest-voice-{}", self.conn))
+                .spawn(move || voice.run())
+                .map_err(WireError::Io)?;
+            self.voice = Some((queue, thread));
+            self.shared.speaks(&avatar);
+        }
+        Ok(())
+    }
+
+    /// AUDIO: one chunk for the voice thread; unusable audio is dropped and counted.
+    fn audio_chunk(&mut self, len: usize, pts_us: u64) -> Result<(), WireError> {
+        if self.version != VERSION_2 {
+            return Err(WireError::AudioNeedsVersion2);
+        }
+        let Some(format) = self.audio else {
+            return Err(WireError::NoAudioFormat);
+        };
+        let max = format.max_chunk_bytes();
+        if len > max {
+            return Err(WireError::AudioChunkTooLarge { size: len, max });
+        }
+        let frame = 2 * usize::from(format.channels);
+        if format.codec == AudioCodec::PcmS16le && len % frame != 0 {
+            return Err(WireError::BadPcmLength { size: len, frame });
+        }
+        let mut data = vec![0u8; len];
+        self.read_full(&mut data, "audio payload", false)?;
+        self.count(Stat::AudioChunksReceived);
+        let duration = match format.codec {
+            AudioCodec::PcmS16le => Duration::from_nanos(
+                (len / frame) as u64 * 1_000_000_000 / u64::from(format.sample_rate),
+            ),
+            AudioCodec::Opus => match portcast_engine::audio::opus_packet_samples(&data) {
+                Some(n) => Duration::from_nanos(n as u64 * 1_000_000_000 / 48_000),
+                None => {
+                    self.count(Stat::AudioDroppedBadOpus);
+                    return Ok(());
+                }
+            },
+        };
+        if duration.is_zero() {
+            return Ok(());
+        }
+        let chunk = Chunk {
+            pts_us,
+            format,
+            data,
+            duration,
+        };
+        if let Some((queue, _)) = &self.voice {
+            if !queue.push(chunk) {
+                self.count(Stat::AudioDroppedQueueFull);
+            }
+        }
+        Ok(())
+    }
+
+    /// FLUSH (barge-in): the queued audio and the frame waiting for the encoder go.
+    fn flush(&mut self) {
+        let mut dropped = self.voice.as_ref().map_or(0, |(q, _)| q.flush()) as u64;
+        dropped += u64::from(self.slot.discard());
+        self.count(Stat::Flushes);
+        count_both(&self.shared, self.own.as_ref(), Stat::Flushed, dropped);
+        log::debug!(
+            "ingest renderer #{}: flush dropped {dropped} chunk(s)/frame(s)",
+            self.conn
+        );
+    }
+
     fn set_format(&mut self, f: StreamFormat) {
         self.passthrough
             .store(f.format == PixelFormat::H264, Ordering::Relaxed);
         self.format = Some(f);
     }
 
-    fn frame(&mut self, len: usize, index: u64) -> Result<(), WireError> {
+    fn frame(&mut self, len: usize, index: u64, at: Instant) -> Result<(), WireError> {
         let Some(format) = self.format else {
             return Err(WireError::NotRegistered(Kind::Frame));
         };
@@ -240,7 +403,7 @@ impl Reader {
                 let dropped = self.slot.put(RawFrame {
                     format,
                     index,
-                    arrived_at: Instant::now(),
+                    arrived_at: at,
                     data,
                 });
                 if dropped {
@@ -248,15 +411,15 @@ impl Reader {
                 }
                 Ok(())
             }
-            None => self.passthrough_frame(len, index),
+            None => self.passthrough_frame(len, index, at),
         }
     }
 
-    fn passthrough_frame(&mut self, len: usize, index: u64) -> Result<(), WireError> {
+    fn passthrough_frame(&mut self, len: usize, index: u64, at: Instant) -> Result<(), WireError> {
         let mut data = std::mem::take(&mut self.h264);
         data.resize(len, 0);
         let read = self.read_full(&mut data, "frame payload", false);
-        let arrived_at = Instant::now();
+        let arrived_at = at;
         self.h264 = data;
         read?;
         self.count(Stat::FramesReceived);

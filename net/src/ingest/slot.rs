@@ -72,6 +72,18 @@ impl Slot {
         dropped
     }
 
+    /// Drops the frame waiting for the encoder (barge-in); true if there was one.
+    pub fn discard(&self) -> bool {
+        let mut s = self.lock();
+        match s.pending.take() {
+            Some(old) => {
+                recycle(&mut s, old.data);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Gives a buffer back for reuse.
     pub fn recycle(&self, data: Vec<u8>) {
         recycle(&mut self.lock(), data);

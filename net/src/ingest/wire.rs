@@ -44,6 +44,18 @@ pub const FORMAT_META_LEN: usize = 20;
 pub const FRAME_META_LEN: usize = 16;
 /// Size of an ACCEPTED meta section.
 pub const ACCEPTED_META_LEN: usize = 4;
+/// Fields of AUDIO_FORMAT.
+pub const AUDIO_FORMAT_META_LEN: usize = 16;
+/// Fields of AUDIO: `u64 pts_us`, `u64` reserved.
+pub const AUDIO_META_LEN: usize = 16;
+/// The version whose timestamps are capture times: REGISTER sent with it puts
+/// FRAME `pts_us` and AUDIO `pts_us` on one renderer clock that drives both
+/// RTP clocks; audio needs it. Version 1 (FRAME timing by arrival) stays accepted.
+pub const VERSION_2: u8 = 2;
+/// Largest Opus packet an AUDIO message may carry (RFC 6716: 1275 bytes per frame, 120 ms).
+pub const MAX_OPUS_PACKET: usize = 1500;
+/// Sample rates of PCM audio a renderer may push (resampled to 48 kHz).
+pub const PCM_RATES: [u32; 5] = [16_000, 22_050, 24_000, 44_100, 48_000];
 
 /// Picture dimension bounds (as for configured avatars).
 pub const MAX_WIDTH: u32 = 3840;
@@ -64,6 +76,12 @@ pub enum Kind {
     Frame = 0x02,
     /// Renderer → daemon: the following frames have another format, size, rate or bitrate.
     Format = 0x03,
+    /// Renderer → daemon (version 2): the avatar speaks; the audio format of AUDIO messages.
+    AudioFormat = 0x04,
+    /// Renderer → daemon (version 2): a chunk of PCM or one Opus packet.
+    Audio = 0x05,
+    /// Renderer → daemon: barge-in; drop this avatar's queued audio and waiting frame now.
+    Flush = 0x06,
     /// Daemon → renderer: the registration is accepted; push frames.
     Accepted = 0x81,
     /// Daemon → renderer (pass-through formats): make the next frame an IDR.
@@ -78,6 +96,9 @@ impl Kind {
             0x01 => Kind::Register,
             0x02 => Kind::Frame,
             0x03 => Kind::Format,
+            0x04 => Kind::AudioFormat,
+            0x05 => Kind::Audio,
+            0x06 => Kind::Flush,
             0x81 => Kind::Accepted,
             0x82 => Kind::KeyframeRequest,
             0x83 => Kind::Refused,
@@ -91,7 +112,9 @@ impl Kind {
             Kind::Register | Kind::Format => FORMAT_META_LEN,
             Kind::Frame => FRAME_META_LEN,
             Kind::Accepted => ACCEPTED_META_LEN,
-            Kind::KeyframeRequest | Kind::Refused => 0,
+            Kind::AudioFormat => AUDIO_FORMAT_META_LEN,
+            Kind::Audio => AUDIO_META_LEN,
+            Kind::KeyframeRequest | Kind::Refused | Kind::Flush => 0,
         }
     }
 }
@@ -145,6 +168,96 @@ impl PixelFormat {
             PixelFormat::Rgb24 => "rgb24",
             PixelFormat::Bgra => "bgra",
             PixelFormat::H264 => "h264",
+        }
+    }
+}
+
+/// How a renderer's audio is coded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AudioCodec {
+    /// Signed 16-bit little-endian PCM, channels interleaved; the daemon encodes Opus.
+    PcmS16le = 1,
+    /// Opus packets (RFC 6716), one per AUDIO message, forwarded byte for byte.
+    Opus = 2,
+}
+
+/// The audio a renderer pushes (AUDIO_FORMAT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioFormat {
+    /// PCM or Opus.
+    pub codec: AudioCodec,
+    /// 1 or 2 (PCM stereo is mixed down to mono; Opus packets keep theirs).
+    pub channels: u8,
+    /// PCM: one of [`PCM_RATES`]; Opus: 48000.
+    pub sample_rate: u32,
+    /// Opus bitrate for PCM, 6-510 kbit/s, or 0 for the daemon's (32).
+    pub bitrate_kbps: u32,
+    /// Opus frame for PCM, 10 or 20 ms, or 0 for 20.
+    pub frame_ms: u32,
+}
+
+impl AudioFormat {
+    /// Largest AUDIO payload: one second of PCM, or one Opus packet.
+    pub fn max_chunk_bytes(&self) -> usize {
+        match self.codec {
+            AudioCodec::PcmS16le => self.sample_rate as usize * usize::from(self.channels) * 2,
+            AudioCodec::Opus => MAX_OPUS_PACKET,
+        }
+    }
+
+    fn check(&self) -> Result<(), WireError> {
+        let bad = |why: String| Err(WireError::BadAudioFormat(why));
+        if !matches!(self.channels, 1 | 2) {
+            return bad(format!("{} channels; 1 or 2", self.channels));
+        }
+        match self.codec {
+            AudioCodec::PcmS16le if !PCM_RATES.contains(&self.sample_rate) => {
+                return bad(format!(
+                    "PCM at {} Hz; use 16000, 22050, 24000, 44100 or 48000",
+                    self.sample_rate
+                ))
+            }
+            AudioCodec::Opus if self.sample_rate != 48_000 => {
+                return bad(format!("Opus at {} Hz; Opus is 48000", self.sample_rate))
+            }
+            _ => {}
+        }
+        if self.bitrate_kbps != 0 && !(6..=510).contains(&self.bitrate_kbps) {
+            return bad(format!(
+                "bitrate {} kbit/s; 6-510, or 0 for the daemon's",
+                self.bitrate_kbps
+            ));
+        }
+        if !matches!(self.frame_ms, 0 | 10 | 20) {
+            return bad(format!("{} ms frames; 10 or 20, or 0", self.frame_ms));
+        }
+        Ok(())
+    }
+
+    fn parse(meta: &[u8]) -> Result<AudioFormat, WireError> {
+        let codec = match meta.first().copied().unwrap_or(0) {
+            1 => AudioCodec::PcmS16le,
+            2 => AudioCodec::Opus,
+            c => {
+                return Err(WireError::BadAudioFormat(format!(
+                    "codec {c}; use 1 (pcm_s16le) or 2 (opus)"
+                )))
+            }
+        };
+        Ok(AudioFormat {
+            codec,
+            channels: meta.get(1).copied().unwrap_or(0),
+            sample_rate: le_u32(meta, 4),
+            bitrate_kbps: le_u32(meta, 8),
+            frame_ms: le_u32(meta, 12),
+        })
+    }
+
+    fn write_meta(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[self.codec as u8, self.channels, 0, 0]);
+        for v in [self.sample_rate, self.bitrate_kbps, self.frame_ms] {
+            out.extend_from_slice(&v.to_le_bytes());
         }
     }
 }
@@ -230,6 +343,8 @@ impl StreamFormat {
 /// A validated message header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// Protocol version of the message (1 or 2).
+    pub version: u8,
     /// Message type.
     pub kind: Kind,
     /// Flags (none defined in version 1).
@@ -247,7 +362,7 @@ impl Header {
         if magic != MAGIC {
             return Err(WireError::BadMagic(magic));
         }
-        if bytes[4] != VERSION {
+        if !matches!(bytes[4], VERSION | VERSION_2) {
             return Err(WireError::UnsupportedVersion(bytes[4]));
         }
         let kind = Kind::from_u8(bytes[5]).ok_or(WireError::UnknownType(bytes[5]))?;
@@ -273,6 +388,7 @@ impl Header {
             });
         }
         Ok(Header {
+            version: bytes[4],
             kind,
             flags: u16::from_le_bytes([bytes[6], bytes[7]]),
             meta_len,
@@ -280,10 +396,21 @@ impl Header {
         })
     }
 
-    /// Writes a header for a message of `kind` with the given section sizes.
+    /// Writes a version-1 header for a message of `kind` with the given section sizes.
     pub fn write(kind: Kind, meta_len: usize, payload_len: usize, out: &mut Vec<u8>) {
+        Self::write_version(VERSION, kind, meta_len, payload_len, out);
+    }
+
+    /// Writes a header of protocol `version`.
+    pub fn write_version(
+        version: u8,
+        kind: Kind,
+        meta_len: usize,
+        payload_len: usize,
+        out: &mut Vec<u8>,
+    ) {
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&[VERSION, kind as u8, 0, 0]);
+        out.extend_from_slice(&[version, kind as u8, 0, 0]);
         out.extend_from_slice(&(meta_len.min(usize::from(u16::MAX)) as u16).to_le_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(payload_len.min(u32::MAX as usize) as u32).to_le_bytes());
@@ -304,6 +431,15 @@ pub enum Message {
     },
     /// FORMAT: the following frames have this format.
     Format(StreamFormat),
+    /// AUDIO_FORMAT: the avatar speaks, in this format.
+    AudioFormat(AudioFormat),
+    /// AUDIO: the payload is PCM or one Opus packet, its first sample captured at `pts_us`.
+    Audio {
+        /// Capture time of the first sample on the renderer's clock, microseconds.
+        pts_us: u64,
+    },
+    /// FLUSH: barge-in.
+    Flush,
     /// ACCEPTED (daemon → renderer).
     Accepted {
         /// Largest payload the daemon accepts.
@@ -341,6 +477,15 @@ impl Message {
             },
             Kind::KeyframeRequest => Message::KeyframeRequest,
             Kind::Refused => Message::Refused,
+            Kind::AudioFormat => {
+                let f = AudioFormat::parse(meta)?;
+                f.check()?;
+                Message::AudioFormat(f)
+            }
+            Kind::Audio => Message::Audio {
+                pts_us: le_u64(meta, 0),
+            },
+            Kind::Flush => Message::Flush,
         })
     }
 }
@@ -368,6 +513,57 @@ pub fn register(avatar: &str, format: &StreamFormat) -> Vec<u8> {
     Header::write(Kind::Register, FORMAT_META_LEN, avatar.len(), &mut out);
     format.write_meta(&mut out);
     out.extend_from_slice(avatar.as_bytes());
+    out
+}
+
+/// Encodes a version-2 REGISTER: FRAME and AUDIO timestamps are capture times on one clock.
+pub fn register_v2(avatar: &str, format: &StreamFormat) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + FORMAT_META_LEN + avatar.len());
+    Header::write_version(
+        VERSION_2,
+        Kind::Register,
+        FORMAT_META_LEN,
+        avatar.len(),
+        &mut out,
+    );
+    format.write_meta(&mut out);
+    out.extend_from_slice(avatar.as_bytes());
+    out
+}
+
+/// Encodes an AUDIO_FORMAT message.
+pub fn audio_format(format: &AudioFormat) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + AUDIO_FORMAT_META_LEN);
+    Header::write_version(
+        VERSION_2,
+        Kind::AudioFormat,
+        AUDIO_FORMAT_META_LEN,
+        0,
+        &mut out,
+    );
+    format.write_meta(&mut out);
+    out
+}
+
+/// Encodes the header and fields of an AUDIO message whose payload (`payload_len` bytes) follows.
+pub fn audio_head(pts_us: u64, payload_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + AUDIO_META_LEN);
+    Header::write_version(
+        VERSION_2,
+        Kind::Audio,
+        AUDIO_META_LEN,
+        payload_len,
+        &mut out,
+    );
+    out.extend_from_slice(&pts_us.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out
+}
+
+/// Encodes a FLUSH message (barge-in).
+pub fn flush() -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN);
+    Header::write_version(VERSION_2, Kind::Flush, 0, 0, &mut out);
     out
 }
 
@@ -509,6 +705,26 @@ pub enum WireError {
         /// Seconds waited.
         secs: u64,
     },
+    /// AUDIO_FORMAT fields out of range.
+    BadAudioFormat(String),
+    /// AUDIO before AUDIO_FORMAT.
+    NoAudioFormat,
+    /// AUDIO_FORMAT or AUDIO on a connection registered with version 1.
+    AudioNeedsVersion2,
+    /// An AUDIO payload over one second of PCM or one Opus packet.
+    AudioChunkTooLarge {
+        /// Bytes sent.
+        size: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// A PCM payload that is not whole samples for every channel.
+    BadPcmLength {
+        /// Bytes sent.
+        size: usize,
+        /// Bytes per sample frame.
+        frame: usize,
+    },
     /// The encoder refused the frames.
     Encoder(String),
     /// The socket failed.
@@ -541,6 +757,11 @@ impl WireError {
             WireError::Truncated { .. } => "truncated",
             WireError::Stalled { .. } => "stalled",
             WireError::Encoder(_) => "encoder_failed",
+            WireError::BadAudioFormat(_) => "bad_audio_format",
+            WireError::NoAudioFormat => "no_audio_format",
+            WireError::AudioNeedsVersion2 => "audio_needs_version_2",
+            WireError::AudioChunkTooLarge { .. } => "audio_chunk_too_large",
+            WireError::BadPcmLength { .. } => "bad_pcm_length",
             WireError::Io(_) => "io",
         }
     }
@@ -555,7 +776,23 @@ impl fmt::Display for WireError {
             ),
             WireError::UnsupportedVersion(v) => write!(
                 f,
-                "protocol version {v} is not supported; this daemon speaks version {VERSION}"
+                "protocol version {v} is not supported; this daemon speaks versions {VERSION} and {VERSION_2}"
+            ),
+            WireError::BadAudioFormat(why) => write!(f, "unusable AUDIO_FORMAT: {why}"),
+            WireError::NoAudioFormat => {
+                write!(f, "AUDIO before AUDIO_FORMAT: announce the audio format first")
+            }
+            WireError::AudioNeedsVersion2 => write!(
+                f,
+                "audio needs capture timestamps on one clock: REGISTER with protocol version 2"
+            ),
+            WireError::AudioChunkTooLarge { size, max } => write!(
+                f,
+                "an AUDIO payload of {size} bytes exceeds {max} (one second of PCM, or one Opus packet)"
+            ),
+            WireError::BadPcmLength { size, frame } => write!(
+                f,
+                "a PCM payload of {size} bytes is not whole {frame}-byte sample frames"
             ),
             WireError::UnknownType(t) => write!(f, "unknown message type 0x{t:02x}"),
             WireError::MetaTooShort { kind, size, min } => write!(
@@ -684,17 +921,69 @@ mod tests {
     }
 
     #[test]
+    fn audio_messages_round_trip_and_bad_formats_are_named() {
+        let f = AudioFormat {
+            codec: AudioCodec::PcmS16le,
+            channels: 2,
+            sample_rate: 44_100,
+            bitrate_kbps: 24,
+            frame_ms: 10,
+        };
+        let msg = audio_format(&f);
+        let h = Header::parse(&head(&msg), 100).unwrap();
+        assert_eq!((h.version, h.kind), (VERSION_2, Kind::AudioFormat));
+        assert_eq!(
+            Message::parse(&h, &msg[HEADER_LEN..], 100).unwrap(),
+            Message::AudioFormat(f)
+        );
+        assert_eq!(f.max_chunk_bytes(), 44_100 * 4);
+        let msg = audio_head(123_456, 640);
+        let h = Header::parse(&head(&msg), 1000).unwrap();
+        assert_eq!(
+            Message::parse(&h, &msg[HEADER_LEN..], 1000).unwrap(),
+            Message::Audio { pts_us: 123_456 }
+        );
+        let bad = |g: AudioFormat| {
+            let msg = audio_format(&g);
+            let h = Header::parse(&head(&msg), 100).unwrap();
+            Message::parse(&h, &msg[HEADER_LEN..], 100)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad(AudioFormat { channels: 3, ..f }).contains("3 channels"));
+        assert!(bad(AudioFormat {
+            sample_rate: 8000,
+            ..f
+        })
+        .contains("8000 Hz"));
+        assert!(bad(AudioFormat {
+            codec: AudioCodec::Opus,
+            ..f
+        })
+        .contains("Opus is 48000"));
+        assert!(bad(AudioFormat {
+            bitrate_kbps: 900,
+            ..f
+        })
+        .contains("900 kbit/s"));
+        assert!(bad(AudioFormat { frame_ms: 15, ..f }).contains("15 ms"));
+    }
+
+    #[test]
     fn headers_with_wrong_magic_version_type_or_sizes_are_refused() {
         let good = head(&keyframe_request());
         let mut b = good;
         b[0] = b'X';
         assert_eq!(Header::parse(&b, 100).unwrap_err().code(), "bad_magic");
         let mut b = good;
-        b[4] = 2;
+        b[4] = 3;
         assert_eq!(
             Header::parse(&b, 100).unwrap_err().code(),
             "unsupported_version"
         );
+        // Versions 1 and 2 are both spoken.
+        b[4] = VERSION_2;
+        assert_eq!(Header::parse(&b, 100).unwrap().version, VERSION_2);
         let mut b = good;
         b[5] = 0x7f;
         assert_eq!(Header::parse(&b, 100).unwrap_err().code(), "unknown_type");

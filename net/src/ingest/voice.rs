@@ -1,0 +1,409 @@
+//! A renderer's voice: the chunks of its AUDIO messages, queued, turned into
+//! Opus packets (PCM through rubato to 48 kHz mono, then libopus; Opus packets
+//! as they came) and handed to the loop when their capture time comes.
+//!
+//! A TTS engine produces speech faster than real time. Were its audio sent on
+//! arrival, seconds of it would wait in every viewer's jitter buffer, out of
+//! reach of an interruption. Here it waits in one bounded queue per renderer
+//! (at most [`MAX_QUEUED`] of audio), and FLUSH (barge-in) empties that queue
+//! and resets the encoder, so viewers stop hearing the old utterance within
+//! the packet in flight.
+//!
+//! Timing: every AUDIO chunk and (in protocol version 2) every FRAME carries
+//! its capture time on one renderer clock. [`Timeline`] maps that clock to
+//! the daemon's, once per connection, so one renderer instant is one daemon
+//! instant for both tracks; the RTP times derive from it on the daemon-wide
+//! epoch. Within a continuous stretch of audio the RTP time advances by the
+//! samples sent (no rounding drift); a gap of more than [`MAX_JITTER`] in the
+//! timestamps (the renderer paused) starts a new stretch at the new time, so a
+//! pause shifts neither track against the other.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use portcast_engine::audio::{AudioSettings, OpusEncoder, SAMPLE_RATE};
+use portcast_engine::{AudioFrame, AvatarId};
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Resampler};
+
+use crate::source::Media;
+
+use super::wire::{AudioCodec, AudioFormat};
+use super::{IngestCounters, Shared, Stat};
+
+/// Most audio one renderer may have queued ahead of its playout time.
+pub const MAX_QUEUED: Duration = Duration::from_secs(10);
+/// Timestamps may wander this far from the samples' own count before a new stretch starts.
+pub const MAX_JITTER: Duration = Duration::from_millis(40);
+
+/// Maps a renderer's clock (microseconds) to the daemon's, anchored at the
+/// first timestamp the connection sends.
+#[derive(Debug, Default)]
+pub(crate) struct Timeline {
+    anchor: Mutex<Option<(u64, Instant)>>,
+}
+
+impl Timeline {
+    /// The daemon instant of renderer time `pts_us`.
+    pub(crate) fn instant(&self, pts_us: u64) -> Instant {
+        let (pts0, at0) = *lock(&self.anchor).get_or_insert_with(|| (pts_us, Instant::now()));
+        if pts_us >= pts0 {
+            at0 + Duration::from_micros(pts_us - pts0)
+        } else {
+            at0.checked_sub(Duration::from_micros(pts0 - pts_us))
+                .unwrap_or(at0)
+        }
+    }
+}
+
+/// One AUDIO message's payload.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub pts_us: u64,
+    pub format: AudioFormat,
+    pub data: Vec<u8>,
+    /// Its duration, checked by the reader.
+    pub duration: Duration,
+}
+
+#[derive(Default)]
+struct QueueState {
+    chunks: VecDeque<Chunk>,
+    queued: Duration,
+    /// Bumped by every FLUSH: work of an older generation is dropped.
+    generation: u64,
+    closed: bool,
+}
+
+/// The chunks a renderer's reader thread hands its voice thread.
+#[derive(Default)]
+pub(crate) struct VoiceQueue {
+    state: Mutex<QueueState>,
+    wake: Condvar,
+}
+
+impl VoiceQueue {
+    /// Queues a chunk; false (and nothing queued) when [`MAX_QUEUED`] is reached.
+    pub(crate) fn push(&self, chunk: Chunk) -> bool {
+        let mut s = lock(&self.state);
+        if s.queued + chunk.duration > MAX_QUEUED {
+            return false;
+        }
+        s.queued += chunk.duration;
+        s.chunks.push_back(chunk);
+        drop(s);
+        self.wake.notify_all();
+        true
+    }
+
+    /// Barge-in: drops every queued chunk and what the voice thread is
+    /// working on; returns how many chunks were dropped.
+    pub(crate) fn flush(&self) -> usize {
+        let mut s = lock(&self.state);
+        let dropped = s.chunks.len();
+        s.chunks.clear();
+        s.queued = Duration::ZERO;
+        s.generation += 1;
+        drop(s);
+        self.wake.notify_all();
+        dropped
+    }
+
+    /// Stops the voice thread.
+    pub(crate) fn close(&self) {
+        lock(&self.state).closed = true;
+        self.wake.notify_all();
+    }
+
+    /// The next chunk and the generation it belongs to; `None` once closed.
+    fn pop(&self) -> Option<(Chunk, u64)> {
+        let mut s = lock(&self.state);
+        loop {
+            if s.closed {
+                return None;
+            }
+            if let Some(c) = s.chunks.pop_front() {
+                s.queued = s.queued.saturating_sub(c.duration);
+                return Some((c, s.generation));
+            }
+            s = self
+                .wake
+                .wait_timeout(s, Duration::from_millis(500))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Waits until `due`; false if a FLUSH (or close) came first.
+    fn wait_until(&self, due: Instant, generation: u64) -> bool {
+        let mut s = lock(&self.state);
+        loop {
+            if s.closed || s.generation != generation {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= due {
+                return true;
+            }
+            s = self
+                .wake
+                .wait_timeout(s, due - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        lock(&self.state).generation
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A continuous stretch of audio: its start and the 48 kHz samples sent since.
+#[derive(Debug, Clone, Copy)]
+struct Stretch {
+    start: Instant,
+    rtp_start: u64,
+    sent: u64,
+    /// The renderer time the next chunk should carry.
+    next_pts_us: u64,
+}
+
+/// PCM in, 48 kHz mono Opus frames out.
+struct PcmPath {
+    format: AudioFormat,
+    resampler: Option<Fft<f32>>,
+    input: Vec<f32>,
+    scratch: Vec<f32>,
+    output: Vec<i16>,
+    /// Resampler delay still to cut from the output's start.
+    skip: usize,
+    encoder: OpusEncoder,
+}
+
+/// The voice thread of one renderer.
+pub(crate) struct Voice {
+    pub avatar: AvatarId,
+    pub shared: Arc<Shared>,
+    pub own: Option<IngestCounters>,
+    pub queue: Arc<VoiceQueue>,
+    pub timeline: Arc<Timeline>,
+    /// The daemon's Opus settings, for a format that leaves them to it.
+    pub defaults: AudioSettings,
+}
+
+impl Voice {
+    fn count(&self, stat: Stat, n: u64) {
+        self.shared.add(stat, n);
+        if let Some(c) = &self.own {
+            c.add(stat, n);
+        }
+    }
+
+    pub(crate) fn run(self) {
+        let mut pcm: Option<PcmPath> = None;
+        let mut stretch: Option<Stretch> = None;
+        let mut generation = self.queue.generation();
+        while let Some((chunk, gen)) = self.queue.pop() {
+            if gen != generation {
+                // Barge-in: nothing half-made of the old utterance survives.
+                generation = gen;
+                pcm = None;
+                stretch = None;
+            }
+            let frames = match chunk.format.codec {
+                AudioCodec::PcmS16le => self.pcm(&chunk, &mut pcm, &mut stretch),
+                AudioCodec::Opus => self.opus(&chunk, &mut stretch),
+            };
+            let frames = match frames {
+                Ok(f) => f,
+                Err(e) => {
+                    log::warn!("ingest avatar {}: audio stopped: {e}", self.avatar);
+                    return;
+                }
+            };
+            for frame in frames {
+                if !self.queue.wait_until(frame.captured_at, generation) {
+                    break;
+                }
+                match self
+                    .shared
+                    .frames
+                    .try_send((self.avatar.clone(), Media::Audio(frame)))
+                {
+                    Ok(()) => {
+                        let _ = self.shared.waker.wake();
+                        self.count(Stat::AudioFramesForwarded, 1);
+                    }
+                    Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                        self.count(Stat::AudioDroppedLoopBehind, 1)
+                    }
+                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+                }
+            }
+        }
+    }
+
+    /// Where `chunk` goes on the timeline: the current stretch, or a new one
+    /// when its timestamp left the samples' count by more than [`MAX_JITTER`];
+    /// `None` for a chunk that goes back in time (dropped and counted).
+    fn place(&self, chunk: &Chunk, stretch: &mut Option<Stretch>) -> Option<Stretch> {
+        let jitter = MAX_JITTER.as_micros() as i64;
+        if let Some(s) = stretch {
+            let off = chunk.pts_us as i64 - s.next_pts_us as i64;
+            if off < -jitter {
+                self.count(Stat::TimestampBack, 1);
+                return None;
+            }
+            if off <= jitter {
+                return Some(*s);
+            }
+        }
+        let start = self.timeline.instant(chunk.pts_us);
+        Some(Stretch {
+            start,
+            rtp_start: self.shared.rtp_time_at(start, SAMPLE_RATE),
+            sent: 0,
+            next_pts_us: chunk.pts_us,
+        })
+    }
+
+    fn frame_at(s: &Stretch, data: &[u8]) -> AudioFrame {
+        let offset = Duration::from_nanos(s.sent * 1_000_000_000 / u64::from(SAMPLE_RATE));
+        AudioFrame {
+            data: Arc::from(data),
+            rtp_time: s.rtp_start + s.sent,
+            captured_at: s.start + offset,
+        }
+    }
+
+    fn opus(
+        &self,
+        chunk: &Chunk,
+        stretch: &mut Option<Stretch>,
+    ) -> Result<Vec<AudioFrame>, String> {
+        let Some(mut s) = self.place(chunk, stretch) else {
+            return Ok(Vec::new());
+        };
+        let samples = (chunk.duration.as_micros() * u128::from(SAMPLE_RATE) / 1_000_000) as u64;
+        let frame = Self::frame_at(&s, &chunk.data);
+        s.sent += samples;
+        s.next_pts_us = chunk.pts_us + chunk.duration.as_micros() as u64;
+        *stretch = Some(s);
+        Ok(vec![frame])
+    }
+
+    fn pcm(
+        &self,
+        chunk: &Chunk,
+        path: &mut Option<PcmPath>,
+        stretch: &mut Option<Stretch>,
+    ) -> Result<Vec<AudioFrame>, String> {
+        let Some(placed) = self.place(chunk, stretch) else {
+            return Ok(Vec::new());
+        };
+        let continues =
+            stretch.is_some_and(|s| s.rtp_start == placed.rtp_start && s.start == placed.start);
+        if !continues || path.as_ref().is_none_or(|p| p.format != chunk.format) {
+            // A new stretch (or format): what was half-made belongs to the old one.
+            *path = Some(PcmPath::new(chunk.format, self.defaults)?);
+        }
+        let Some(p) = path.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut s = placed;
+        let channels = usize::from(chunk.format.channels);
+        let frames_in = chunk.data.len() / (2 * channels);
+        let sample = |i: usize| i16::from_le_bytes([chunk.data[2 * i], chunk.data[2 * i + 1]]);
+        let mono = (0..frames_in).map(|f| {
+            let sum: i32 = (0..channels)
+                .map(|c| i32::from(sample(f * channels + c)))
+                .sum();
+            (sum / channels as i32) as i16
+        });
+        p.push(mono)?;
+        let mut out = Vec::new();
+        let n = p.encoder.settings().frame_samples();
+        while p.output.len() >= n {
+            let packet = p.encoder.encode(&p.output[..n])?;
+            out.push(Self::frame_at(&s, packet));
+            p.output.drain(..n);
+            s.sent += n as u64;
+        }
+        s.next_pts_us =
+            chunk.pts_us + frames_in as u64 * 1_000_000 / u64::from(chunk.format.sample_rate);
+        *stretch = Some(s);
+        Ok(out)
+    }
+}
+
+impl PcmPath {
+    fn new(format: AudioFormat, defaults: AudioSettings) -> Result<Self, String> {
+        let settings = AudioSettings {
+            bitrate_bps: match format.bitrate_kbps {
+                0 => defaults.bitrate_bps,
+                k => k * 1000,
+            },
+            frame: match format.frame_ms {
+                0 => defaults.frame,
+                ms => Duration::from_millis(u64::from(ms)),
+            },
+        };
+        let encoder = OpusEncoder::new(settings)?;
+        let rate = format.sample_rate as usize;
+        let resampler = if format.sample_rate == SAMPLE_RATE {
+            None
+        } else {
+            // 20 ms of input per call: a whole number of samples at every accepted rate.
+            let r = Fft::<f32>::new(rate, SAMPLE_RATE as usize, rate / 50, 1, FixedSync::Input)
+                .map_err(|e| format!("resampler {rate} -> 48000 Hz: {e}"))?;
+            Some(r)
+        };
+        let skip = resampler.as_ref().map_or(0, |r| r.output_delay());
+        let scratch = vec![0.0; resampler.as_ref().map_or(0, |r| r.output_frames_max())];
+        Ok(PcmPath {
+            format,
+            resampler,
+            input: Vec::new(),
+            scratch,
+            output: Vec::new(),
+            skip,
+            encoder,
+        })
+    }
+
+    /// Takes mono samples at the input rate; leaves 48 kHz samples in `output`.
+    fn push(&mut self, mono: impl Iterator<Item = i16>) -> Result<(), String> {
+        let Some(r) = self.resampler.as_mut() else {
+            self.output.extend(mono);
+            return Ok(());
+        };
+        self.input.extend(mono.map(|s| f32::from(s) / 32768.0));
+        loop {
+            let need = r.input_frames_next();
+            if self.input.len() < need {
+                return Ok(());
+            }
+            let input = InterleavedSlice::new(&self.input[..need], 1, need)
+                .map_err(|e| format!("resampler input: {e}"))?;
+            let capacity = self.scratch.len();
+            let mut output = InterleavedSlice::new_mut(&mut self.scratch, 1, capacity)
+                .map_err(|e| format!("resampler output: {e}"))?;
+            let (_, written) = r
+                .process_into_buffer(&input, &mut output, None)
+                .map_err(|e| format!("resampler: {e}"))?;
+            self.input.drain(..need);
+            let cut = self.skip.min(written);
+            self.skip -= cut;
+            self.output.extend(
+                self.scratch[cut..written]
+                    .iter()
+                    .map(|x| (x.clamp(-1.0, 1.0) * 32767.0) as i16),
+            );
+        }
+    }
+}
