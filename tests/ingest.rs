@@ -816,3 +816,63 @@ fn bad_audio_is_refused_or_dropped_and_the_avatar_keeps_streaming() {
     );
     assert_eq!(metric(&m, "portcast_ingest_registrations_total"), 6, "{m}");
 }
+
+/// A 16-bit mono WAV file of a `hz` sine at `rate` Hz lasting `secs`.
+fn write_wav(path: &std::path::Path, rate: u32, hz: f64, secs: f64) {
+    let n = (f64::from(rate) * secs) as u32;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + n * 2).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    b.extend_from_slice(&1u16.to_le_bytes()); // mono
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(n * 2).to_le_bytes());
+    for k in 0..n {
+        let t = f64::from(k) / f64::from(rate);
+        let s = (8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16;
+        b.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn the_python_wav_example_speaks_through_the_daemon() {
+    let d = Daemon::start(&[]);
+    let wav = std::env::temp_dir().join(format!("portcast-{}.wav", d.signal_port));
+    write_wav(&wav, 22_050, 500.0, 3.0);
+    let example = format!(
+        "{}/clients/python/examples/push_wav.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut python = Command::new("python3")
+        .arg(example)
+        .arg(&wav)
+        .args(["--avatar", "wav-py", "--socket"])
+        .arg(&d.ingest_path)
+        .spawn()
+        .expect("python3 runs");
+    wait_for_log(&d, "avatar wav-py speaks");
+    let mut v = NetViewer::connect_with_audio(d.signal_port, "wav-1", "wav-py").expect("answer");
+    v.keep_media = true;
+    v.run_for(Duration::from_millis(1500));
+    let status = python.wait().unwrap();
+    let _ = std::fs::remove_file(&wav);
+    assert!(status.success(), "the example failed; log:\n{}", d.log());
+    assert!(!v.media.is_empty(), "video arrives too");
+    assert!(
+        v.audio.len() >= 40,
+        "{} audio packets; log:\n{}",
+        v.audio.len(),
+        d.log()
+    );
+    let pcm = decode_opus(&v.audio[5..]);
+    let crossings = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    let hz = crossings as f64 / 2.0 / (pcm.len() as f64 / 48_000.0);
+    assert!((hz - 500.0).abs() < 15.0, "decoded tone at {hz:.1} Hz");
+}
