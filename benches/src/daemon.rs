@@ -180,6 +180,28 @@ impl ViewerProcess {
         seconds: f64,
         fps: u32,
     ) -> Result<ViewerProcess, String> {
+        Self::spawn(signal, count, avatars, seconds, fps, false)
+    }
+
+    /// Like [`start`](Self::start), the clients offering audio as well.
+    pub fn start_with_audio(
+        signal: SocketAddr,
+        count: usize,
+        avatars: &[String],
+        seconds: f64,
+        fps: u32,
+    ) -> Result<ViewerProcess, String> {
+        Self::spawn(signal, count, avatars, seconds, fps, true)
+    }
+
+    fn spawn(
+        signal: SocketAddr,
+        count: usize,
+        avatars: &[String],
+        seconds: f64,
+        fps: u32,
+        audio: bool,
+    ) -> Result<ViewerProcess, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let out = std::env::temp_dir().join(format!(
             "portcast-viewers-{}-{}.json",
@@ -202,6 +224,7 @@ impl ViewerProcess {
                 "--out",
             ])
             .arg(&out)
+            .args(audio.then_some("--audio"))
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| e.to_string())?;

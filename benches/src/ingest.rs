@@ -17,7 +17,7 @@ use portcast_engine::pattern::TestPattern;
 use portcast_engine::EngineConfig;
 use portcast_net::ingest::client::IngestClient;
 use portcast_net::ingest::convert::{packed_to_i420, rgb_to_i420_reference, I420Buffer};
-use portcast_net::ingest::wire::{PixelFormat, StreamFormat};
+use portcast_net::ingest::wire::{AudioCodec, AudioFormat, PixelFormat, StreamFormat};
 use portcast_net::{FrameTiming, IngestConfig, Server, ServerConfig};
 use serde_json::json;
 
@@ -26,8 +26,9 @@ use crate::stats::{fmt_us, summarize};
 
 const AVATAR: &str = "bench-ingest";
 
-/// Pushes 720p I420 at 30 fps for `seconds` of viewing and reports latency and drops.
-pub fn ingest(seconds: f64, out: &Path) -> Result<(), String> {
+/// Pushes 720p I420 at 30 fps (and with `audio`, 48 kHz mono PCM in 20 ms
+/// chunks on the same clock) for `seconds` of viewing; reports latency and drops.
+pub fn ingest(seconds: f64, audio: bool, out: &Path) -> Result<(), String> {
     let (w, h, fps) = (1280u32, 720u32, 30u32);
     let sock = std::env::temp_dir().join(format!("portcast-bench-{}.sock", std::process::id()));
     let (probe_tx, probe) = mpsc::sync_channel::<FrameTiming>(1 << 16);
@@ -62,24 +63,74 @@ pub fn ingest(seconds: f64, out: &Path) -> Result<(), String> {
         fps,
         bitrate_kbps: 2500,
     };
-    let mut client = IngestClient::connect(&sock, AVATAR, format).map_err(|e| e.to_string())?;
+    let mut client = if audio {
+        let mut c = IngestClient::connect_v2(&sock, AVATAR, format).map_err(|e| e.to_string())?;
+        c.set_audio_format(&AudioFormat {
+            codec: AudioCodec::PcmS16le,
+            channels: 1,
+            sample_rate: 48_000,
+            bitrate_kbps: 0,
+            frame_ms: 0,
+        })
+        .map_err(|e| e.to_string())?;
+        c
+    } else {
+        IngestClient::connect(&sock, AVATAR, format).map_err(|e| e.to_string())?
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let renderer = std::thread::spawn(move || -> Result<u64, String> {
         let start = Instant::now();
-        let mut n = 0u64;
+        let (mut n, mut chunks) = (0u64, 0u64);
+        // 20 ms of a 440 Hz tone at 48 kHz: a speaking renderer's load.
+        let tone: Vec<u8> = (0..960)
+            .flat_map(|k| {
+                let t = f64::from(k) / 48_000.0;
+                ((6000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16).to_le_bytes()
+            })
+            .collect();
         while !stop2.load(Ordering::Relaxed) {
+            let pts = n * 1_000_000 / u64::from(fps);
             let pic = &pictures[(n % pictures.len() as u64) as usize];
-            client.send_frame_at(n, 0, pic).map_err(|e| e.to_string())?;
+            client
+                .send_frame_at(n, pts, pic)
+                .map_err(|e| e.to_string())?;
             n += 1;
-            let due = start + Duration::from_secs(1) * n as u32 / fps;
+            // Each chunk goes once its last sample is captured, stamped with its first's time.
+            while audio && (chunks + 1) * 20_000 <= start.elapsed().as_micros() as u64 {
+                client
+                    .send_audio(chunks * 20_000, &tone)
+                    .map_err(|e| e.to_string())?;
+                chunks += 1;
+            }
+            let frame_due = start + Duration::from_secs(1) * n as u32 / fps;
+            let chunk_due = start + Duration::from_micros((chunks + 1) * 20_000);
+            let due = if audio {
+                frame_due.min(chunk_due)
+            } else {
+                frame_due
+            };
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if audio && Instant::now() < frame_due {
+                // Woke for audio only: send it, then wait for the frame.
+                while (chunks + 1) * 20_000 <= start.elapsed().as_micros() as u64 {
+                    client
+                        .send_audio(chunks * 20_000, &tone)
+                        .map_err(|e| e.to_string())?;
+                    chunks += 1;
+                }
+                std::thread::sleep(frame_due.saturating_duration_since(Instant::now()));
+            }
         }
         Ok(n)
     });
     // Let the registration reach the engine before the viewer's offer names the avatar.
     std::thread::sleep(Duration::from_millis(200));
-    let viewers = ViewerProcess::start(signal, 1, &[AVATAR.to_string()], seconds, fps)?;
+    let viewers = if audio {
+        ViewerProcess::start_with_audio(signal, 1, &[AVATAR.to_string()], seconds, fps)?
+    } else {
+        ViewerProcess::start(signal, 1, &[AVATAR.to_string()], seconds, fps)?
+    };
     let report = viewers.wait(Duration::from_secs_f64(seconds + 60.0));
     stop.store(true, Ordering::Relaxed);
     let pushed = renderer.join().map_err(|_| "renderer panicked")??;
@@ -89,10 +140,10 @@ pub fn ingest(seconds: f64, out: &Path) -> Result<(), String> {
         .map_err(|_| "loop panicked")?
         .map_err(|e| e.to_string())?;
     let report = report?;
-    let timings: Vec<FrameTiming> = probe
+    let (sounds, timings): (Vec<FrameTiming>, Vec<FrameTiming>) = probe
         .try_iter()
         .filter(|t| t.avatar == AVATAR && t.datagrams > 0)
-        .collect();
+        .partition(|t| t.audio);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let total = summarize(
         &timings
@@ -112,9 +163,19 @@ pub fn ingest(seconds: f64, out: &Path) -> Result<(), String> {
             .map(|t| us(t.sent_at - t.encoded_at))
             .collect::<Vec<_>>(),
     );
+    let voice = summarize(
+        &sounds
+            .iter()
+            .map(|t| us(t.sent_at - t.captured_at))
+            .collect::<Vec<_>>(),
+    );
     let load = |c: &portcast_net::metrics::Counter| c.get();
     let received = report.clients.first().map_or(0, |c| c.frames);
-    println!("\n## ingest: 1280x720 i420 pushed at {fps} fps over the ingest socket, one viewer, {seconds} s");
+    let heard = report.clients.first().map_or(0, |c| c.audio_packets);
+    println!(
+        "\n## ingest: 1280x720 i420 pushed at {fps} fps over the ingest socket{}, one viewer, {seconds} s",
+        if audio { ", with 48 kHz PCM audio" } else { "" }
+    );
     println!(
         "{:<34} {:>6} {:>9} {:>9} {:>9} {:>9}",
         "span", "n", "mean", "p50", "p99", "max"
@@ -123,7 +184,11 @@ pub fn ingest(seconds: f64, out: &Path) -> Result<(), String> {
         ("arrival -> last RTP sent (t2-t0)", &total),
         ("  encode (t1-t0)", &encode),
         ("  loop: engine + send (t2-t1)", &send),
+        ("audio: 20 ms chunk in -> Opus sent", &voice),
     ] {
+        if s.n == 0 {
+            continue;
+        }
         println!(
             "{:<34} {:>6} {:>9} {:>9} {:>9} {:>9}",
             label,
@@ -143,9 +208,21 @@ pub fn ingest(seconds: f64, out: &Path) -> Result<(), String> {
         load(&counters.dropped_newest_wins),
         load(&counters.dropped_loop_behind),
     );
+    if audio {
+        println!(
+            "audio chunks received {}, Opus packets forwarded {}, dropped: queue full {}, \
+             loop behind {}; viewer heard {heard} packets",
+            load(&counters.audio_chunks_received),
+            load(&counters.audio_frames_forwarded),
+            load(&counters.audio_dropped_queue_full),
+            load(&counters.audio_dropped_loop_behind),
+        );
+    }
     let value = json!({
-        "scenario": "ingest", "seconds": seconds, "width": w, "height": h, "fps": fps,
+        "scenario": if audio { "ingest_audio" } else { "ingest" },
+        "seconds": seconds, "width": w, "height": h, "fps": fps,
         "arrival_to_last_rtp_us": total, "encode_us": encode, "loop_us": send,
+        "audio_chunk_to_packet_us": voice, "audio_packets_heard": heard,
         "frames_pushed": pushed, "frames_received": load(&counters.frames_received),
         "frames_encoded": load(&counters.frames_encoded),
         "encoder_skips": load(&counters.encoder_skips),
@@ -153,7 +230,7 @@ pub fn ingest(seconds: f64, out: &Path) -> Result<(), String> {
         "dropped_loop_behind": load(&counters.dropped_loop_behind),
         "viewer_frames": received,
     });
-    write_json(out, "ingest", &value)
+    write_json(out, if audio { "ingest_audio" } else { "ingest" }, &value)
 }
 
 /// Times RGB24 and BGRA to I420 at 1280x720: the plain loop, openh264's converter and the `yuv` crate.

@@ -65,7 +65,12 @@ enum Cmd {
         offers: usize,
     },
     /// Renderer frames (720p I420, 30 fps) pushed over the ingest socket: arrival to last RTP packet, drops
-    Ingest,
+    Ingest {
+        /// Also 48 kHz mono PCM in 20 ms chunks on the frames' clock (protocol
+        /// version 2), a viewer that takes the audio: chunk in to its Opus packet sent
+        #[arg(long)]
+        audio: bool,
+    },
     /// RGB24/BGRA to I420 at 720p: plain loop vs openh264 vs the yuv crate
     Convert,
     /// Sessions connecting and disconnecting in churn around a steady viewer; RSS and fds
@@ -94,6 +99,8 @@ enum Cmd {
         fps: u32,
         #[arg(long)]
         out: PathBuf,
+        #[arg(long)]
+        audio: bool,
     },
 }
 
@@ -114,8 +121,9 @@ fn main() -> ExitCode {
             sessions,
             max_growth_pct,
         } => soak::soak(&opts, sessions, max_growth_pct),
-        Cmd::Ingest => ingest::ingest(
+        Cmd::Ingest { audio } => ingest::ingest(
             opts.seconds.min(if opts.smoke { 2.0 } else { f64::MAX }),
+            audio,
             &opts.out,
         ),
         Cmd::Convert => ingest::convert(&opts.out),
@@ -133,6 +141,7 @@ fn main() -> ExitCode {
             avatars,
             fps,
             out,
+            audio,
         } => {
             let job = viewers::ViewerJob {
                 signal,
@@ -141,6 +150,7 @@ fn main() -> ExitCode {
                 seconds: cli.seconds,
                 fps,
                 prefix: format!("bench{}", std::process::id()),
+                audio,
             };
             viewers::run(&job).and_then(|r| {
                 let text = serde_json::to_string(&r).map_err(|e| e.to_string())?;

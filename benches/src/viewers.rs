@@ -32,6 +32,8 @@ pub struct ViewerJob {
     pub fps: u32,
     /// Session id prefix.
     pub prefix: String,
+    /// Offer to receive audio too (counted apart from frames).
+    pub audio: bool,
 }
 
 /// Per-client result.
@@ -51,6 +53,9 @@ pub struct ClientReport {
     pub packets: u64,
     /// RTP packets the sequence numbers say were sent in that span.
     pub expected_packets: u64,
+    /// Audio packets received (when the job offered audio).
+    #[serde(default)]
+    pub audio_packets: u64,
 }
 
 /// The whole report.
@@ -103,6 +108,8 @@ struct Client {
     first_seq: Option<u64>,
     last_seq: u64,
     timeout: Instant,
+    video_mid: Option<str0m::media::Mid>,
+    audio_packets: u64,
 }
 
 /// Runs the job and returns the report.
@@ -116,7 +123,7 @@ pub fn run(job: &ViewerJob) -> Result<ViewerReport, String> {
     for i in 0..job.count {
         let avatar = job.avatars[i % job.avatars.len()].clone();
         let session = format!("{}-{i}", job.prefix);
-        let mut c = connect(job.signal, &session, &avatar, cert.clone())?;
+        let mut c = connect(job.signal, &session, &avatar, cert.clone(), job.audio)?;
         poll.registry()
             .register(&mut c.socket, Token(i), Interest::READABLE)
             .map_err(|e| e.to_string())?;
@@ -179,6 +186,7 @@ pub fn run(job: &ViewerJob) -> Result<ViewerReport, String> {
             frames: c.frames,
             packets: c.packets,
             expected_packets: c.first_seq.map_or(0, |f| c.last_seq.saturating_sub(f) + 1),
+            audio_packets: c.audio_packets,
         })
         .collect();
     let names: Vec<String> = job.avatars.clone();
@@ -198,6 +206,7 @@ fn connect(
     session: &str,
     avatar: &str,
     cert: str0m::config::DtlsCert,
+    audio: bool,
 ) -> Result<Client, String> {
     let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     std_socket
@@ -214,7 +223,10 @@ fn connect(
         .build(now);
     rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);
     let mut api = rtc.sdp_api();
-    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let video_mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    if audio {
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    }
     let (offer, pending) = api.apply().ok_or("no offer")?;
     let stream = TcpStream::connect(signal).map_err(|e| format!("connect {signal}: {e}"))?;
     stream
@@ -261,6 +273,8 @@ fn connect(
         first_seq: None,
         last_seq: 0,
         timeout: now,
+        video_mid: Some(video_mid),
+        audio_packets: 0,
     })
 }
 
@@ -281,6 +295,9 @@ fn drain(
             }
             Ok(Output::Event(Event::Connected)) => {
                 c.connect_ms = Some(c.offered.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok(Output::Event(Event::MediaData(m))) if Some(m.mid) != c.video_mid => {
+                c.audio_packets += 1;
             }
             Ok(Output::Event(Event::MediaData(m))) => {
                 let wall = SystemTime::now()

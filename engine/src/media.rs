@@ -48,4 +48,7 @@ pub struct AudioFrame {
     /// `captured_at` uses: the Sender Reports map both tracks to one NTP
     /// timeline through it, which is what lip sync rests on.
     pub captured_at: Instant,
+    /// When the packet could first go out: its last sample was in hand and
+    /// its time had come (t0 of the audio frame-to-packet latency).
+    pub ready_at: Instant,
 }

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub frame_to_packet: Histogram,
     /// Time the loop spends handling one wake-up, seconds.
     pub loop_iteration: Histogram,
+    /// An Opus packet ready (its last sample in hand, its time come) to its last datagram sent, seconds.
+    pub audio_to_packet: Histogram,
     drops: Family<Labels, Counter>,
     sessions: Family<Labels, Gauge>,
     connections: Gauge,
@@ -70,6 +72,7 @@ impl Metrics {
             encode: buckets(),
             frame_to_packet: buckets(),
             loop_iteration: buckets(),
+            audio_to_packet: buckets(),
             drops: engine.drops.clone(),
             sessions: Family::default(),
             connections: Gauge::default(),
@@ -202,6 +205,11 @@ impl Metrics {
                 "loop_iteration_seconds",
                 "Loop time per wake-up",
                 &m.loop_iteration,
+            ),
+            (
+                "audio_to_packet_seconds",
+                "Opus packet ready to its last datagram sent",
+                &m.audio_to_packet,
             ),
         ] {
             r.register(name, help, h.clone());

@@ -35,4 +35,7 @@ pub struct FrameTiming {
     pub sent_wall: SystemTime,
     /// Datagrams sent for this frame, all viewers together.
     pub datagrams: u64,
+    /// An Opus packet rather than a picture: `frame_index` is its RTP time,
+    /// and t0 = t1 is when it could first go out (its last sample in hand, its time come).
+    pub audio: bool,
 }

@@ -401,6 +401,7 @@ impl Voice {
                 data,
                 rtp_time: first,
                 captured_at: self.epoch + start,
+                ready_at: due,
             };
             index += 1;
             match self.tx.try_send((self.avatar.clone(), Media::Audio(frame))) {

@@ -325,6 +325,7 @@ impl Voice {
             data,
             rtp_time: first,
             captured_at: self.epoch + nanos(first),
+            ready_at: now,
         })
     }
 }

@@ -357,6 +357,7 @@ impl Reader {
             format,
             data,
             duration,
+            arrived_at: Instant::now(),
         };
         if let Some((queue, _)) = &self.voice {
             if !queue.push(chunk) {

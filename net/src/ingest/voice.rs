@@ -65,6 +65,8 @@ pub(crate) struct Chunk {
     pub data: Vec<u8>,
     /// Its duration, checked by the reader.
     pub duration: Duration,
+    /// When its last byte was read.
+    pub arrived_at: Instant,
 }
 
 #[derive(Default)]
@@ -272,12 +274,16 @@ impl Voice {
         })
     }
 
-    fn frame_at(s: &Stretch, data: &[u8]) -> AudioFrame {
+    /// The packet made of `data`, at the stretch's current position; `arrived`
+    /// is when the chunk that completed it was read.
+    fn frame_at(s: &Stretch, data: &[u8], arrived: Instant) -> AudioFrame {
         let offset = Duration::from_nanos(s.sent * 1_000_000_000 / u64::from(SAMPLE_RATE));
+        let captured_at = s.start + offset;
         AudioFrame {
             data: Arc::from(data),
             rtp_time: s.rtp_start + s.sent,
-            captured_at: s.start + offset,
+            captured_at,
+            ready_at: arrived.max(captured_at),
         }
     }
 
@@ -290,7 +296,7 @@ impl Voice {
             return Ok(Vec::new());
         };
         let samples = (chunk.duration.as_micros() * u128::from(SAMPLE_RATE) / 1_000_000) as u64;
-        let frame = Self::frame_at(&s, &chunk.data);
+        let frame = Self::frame_at(&s, &chunk.data, chunk.arrived_at);
         s.sent += samples;
         s.next_pts_us = chunk.pts_us + chunk.duration.as_micros() as u64;
         *stretch = Some(s);
@@ -330,7 +336,7 @@ impl Voice {
         let n = p.encoder.settings().frame_samples();
         while p.output.len() >= n {
             let packet = p.encoder.encode(&p.output[..n])?;
-            out.push(Self::frame_at(&s, packet));
+            out.push(Self::frame_at(&s, packet, chunk.arrived_at));
             p.output.drain(..n);
             s.sent += n as u64;
         }

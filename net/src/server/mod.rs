@@ -493,10 +493,37 @@ impl Server {
         loop {
             match self.frames.try_recv() {
                 Ok((avatar, Media::Audio(frame))) => {
-                    let at = Instant::now().max(now);
-                    self.engine.handle_audio(at, &avatar, &frame);
+                    let dequeued_at = Instant::now();
+                    let sent_before = self.datagrams_sent;
+                    self.engine
+                        .handle_audio(dequeued_at.max(now), &avatar, &frame);
                     self.pump_engine();
+                    let written_at = Instant::now();
                     self.flush_udp();
+                    let sent_at = Instant::now();
+                    if self.datagrams_sent > sent_before {
+                        self.metrics.audio_to_packet.observe(
+                            sent_at
+                                .saturating_duration_since(frame.ready_at)
+                                .as_secs_f64(),
+                        );
+                    }
+                    if let Some(probe) = &self.config.frame_probe {
+                        let _ = probe.try_send(FrameTiming {
+                            avatar,
+                            frame_index: frame.rtp_time,
+                            keyframe: false,
+                            bytes: frame.data.len(),
+                            captured_at: frame.ready_at,
+                            encoded_at: frame.ready_at,
+                            dequeued_at,
+                            written_at,
+                            sent_at,
+                            sent_wall: SystemTime::now(),
+                            datagrams: self.datagrams_sent - sent_before,
+                            audio: true,
+                        });
+                    }
                 }
                 Ok((avatar, Media::Video(au))) => {
                     let dequeued_at = Instant::now();
@@ -532,6 +559,7 @@ impl Server {
                             sent_at,
                             sent_wall: SystemTime::now(),
                             datagrams: self.datagrams_sent - sent_before,
+                            audio: false,
                         });
                     }
                 }
