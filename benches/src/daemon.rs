@@ -7,6 +7,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use portcast_engine::audio::AudioSettings;
 use portcast_engine::encoder::EncoderSettings;
 use portcast_engine::{AvatarId, EngineConfig};
 use portcast_net::source::SourceCounters;
@@ -37,7 +38,16 @@ impl Daemon {
         max_sessions: usize,
         busy: bool,
     ) -> Result<Daemon, String> {
-        Self::start_inner(avatars, max_sessions, busy, true)
+        Self::start_inner(avatars, max_sessions, busy, true, false)
+    }
+
+    /// Like `start_with`, every avatar speaking (the test pattern's beep, Opus 32 kbit/s).
+    pub fn start_voiced(
+        avatars: &[(String, EncoderSettings)],
+        max_sessions: usize,
+        busy: bool,
+    ) -> Result<Daemon, String> {
+        Self::start_inner(avatars, max_sessions, busy, true, true)
     }
 
     /// Like `start_with` (plain pattern) without the frame probe, as the daemon runs in production
@@ -47,7 +57,7 @@ impl Daemon {
         avatars: &[(String, EncoderSettings)],
         max_sessions: usize,
     ) -> Result<Daemon, String> {
-        Self::start_inner(avatars, max_sessions, false, false)
+        Self::start_inner(avatars, max_sessions, false, false, false)
     }
 
     fn start_inner(
@@ -55,6 +65,7 @@ impl Daemon {
         max_sessions: usize,
         busy: bool,
         probed: bool,
+        voiced: bool,
     ) -> Result<Daemon, String> {
         let (tx, probe) = mpsc::sync_channel(if probed { 1 << 16 } else { 0 });
         let config = ServerConfig {
@@ -65,7 +76,7 @@ impl Daemon {
                         name: AvatarId::parse(n).map_err(|e| e.to_string())?,
                         encoder: *s,
                         busy,
-                        audio: None,
+                        audio: voiced.then(AudioSettings::default),
                     })
                 })
                 .collect::<Result<_, String>>()?,
@@ -122,9 +133,9 @@ impl Daemon {
             .sum()
     }
 
-    /// Everything the probe reported so far.
+    /// Every picture the probe reported so far (audio packets left out).
     pub fn timings(&self) -> Vec<FrameTiming> {
-        self.probe.try_iter().collect()
+        self.probe.try_iter().filter(|t| !t.audio).collect()
     }
 
     /// Stops the loop and waits for it.

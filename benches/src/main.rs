@@ -48,6 +48,9 @@ enum Cmd {
         /// Viewer counts to try, comma separated
         #[arg(long, value_delimiter = ',')]
         viewers: Option<Vec<usize>>,
+        /// The avatar speaks (the test pattern's beep) and every viewer takes the audio
+        #[arg(long)]
+        audio: bool,
     },
     /// N independent 360p30 avatars with one viewer each
     Sources {
@@ -114,7 +117,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Cmd::Latency => scenarios::latency(&opts),
-        Cmd::Fanout { viewers } => scenarios::fanout(&opts, viewers),
+        Cmd::Fanout { viewers, audio } => scenarios::fanout(&opts, viewers, audio),
         Cmd::Sources { counts, busy } => scenarios::sources(&opts, counts, busy),
         Cmd::Setup { offers } => scenarios::setup(&opts, offers),
         Cmd::Soak {
@@ -129,7 +132,7 @@ fn main() -> ExitCode {
         Cmd::Convert => ingest::convert(&opts.out),
         Cmd::CompareAiortc => aiortc::compare(&opts),
         Cmd::All => scenarios::latency(&opts)
-            .and_then(|_| scenarios::fanout(&opts, None))
+            .and_then(|_| scenarios::fanout(&opts, None, false))
             .and_then(|_| scenarios::sources(&opts, None, false))
             .and_then(|_| scenarios::setup(&opts, 1000))
             // A smoke soak churns a few dozen sessions: allocator noise is a

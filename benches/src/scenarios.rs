@@ -81,11 +81,30 @@ pub fn stream(
     seconds: f64,
     busy: bool,
 ) -> Result<Streamed, String> {
-    let mut d = Daemon::start_with(avatars, viewers + 16, busy)?;
+    stream_voiced(avatars, viewers, seconds, busy, false)
+}
+
+/// [`stream`], with `voiced` every avatar speaking and every viewer taking its audio.
+pub fn stream_voiced(
+    avatars: &[(String, EncoderSettings)],
+    viewers: usize,
+    seconds: f64,
+    busy: bool,
+    voiced: bool,
+) -> Result<Streamed, String> {
+    let mut d = if voiced {
+        Daemon::start_voiced(avatars, viewers + 16, busy)?
+    } else {
+        Daemon::start_with(avatars, viewers + 16, busy)?
+    };
     let rss_before = rss_bytes();
     let cpu_before = process_cpu_seconds();
     let names: Vec<String> = avatars.iter().map(|(n, _)| n.clone()).collect();
-    let vp = ViewerProcess::start(d.signal, viewers, &names, seconds, 30)?;
+    let vp = if voiced {
+        ViewerProcess::start_with_audio(d.signal, viewers, &names, seconds, 30)?
+    } else {
+        ViewerProcess::start(d.signal, viewers, &names, seconds, 30)?
+    };
     // Sample the loop thread's CPU time; the rate over the steady part is what counts.
     let start = Instant::now();
     let mut samples = vec![(start, thread_cpu_seconds(d.loop_tid))];
@@ -259,7 +278,7 @@ fn quad(s: &Summary) -> String {
 }
 
 /// Scenario 2.
-pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
+pub fn fanout(o: &Opts, counts: Option<Vec<usize>>, voiced: bool) -> Result<(), String> {
     let counts = counts.unwrap_or_else(|| {
         if o.smoke {
             vec![1, 10]
@@ -269,7 +288,12 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
     });
     let (w, h) = if o.smoke { (640, 360) } else { (1280, 720) };
     println!(
-        "\n## fanout: one {w}x{h} 2 Mbit/s avatar to N viewers ({} s each)",
+        "\n## fanout: one {w}x{h} 2 Mbit/s avatar{} to N viewers ({} s each)",
+        if voiced {
+            " speaking (Opus 32 kbit/s, every viewer takes it)"
+        } else {
+            ""
+        },
         o.secs()
     );
     println!(
@@ -292,8 +316,9 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
             loop_cpu_per_s: cpu,
             rss_growth: rss_delta,
             ..
-        } = stream(&avatars, n, o.secs(), true)?;
+        } = stream_voiced(&avatars, n, o.secs(), true, voiced)?;
         let (connected, loss) = report.connected_and_loss();
+        let heard = report.clients.iter().map(|c| c.audio_packets).sum::<u64>();
         let steady: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
         let span = match (steady.first(), steady.last()) {
             (Some(a), Some(b)) => b.sent_at.duration_since(a.sent_at).as_secs_f64().max(0.001),
@@ -331,16 +356,17 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>) -> Result<(), String> {
             "viewers": n, "connected": connected, "packets_per_s": pps, "encoded_kbit_per_s": kbps,
             "loop_cpu_s_per_s": cpu, "loss_percent": loss, "spread_us": spread,
             "frame_to_packet_us": f2p, "rss_per_viewer_bytes": rss_per * 1024.0,
-            "viewer_process_cpu_s": report.cpu_seconds,
+            "viewer_process_cpu_s": report.cpu_seconds, "audio_packets_heard": heard,
         }));
         if connected < n || loss > 1.0 {
             println!("stopping: {connected}/{n} connected, {loss:.2}% loss");
             break;
         }
     }
+    let name = if voiced { "fanout_audio" } else { "fanout" };
     o.write(
-        "fanout",
-        &json!({ "scenario": "fanout", "seconds": o.secs(), "rows": rows }),
+        name,
+        &json!({ "scenario": name, "seconds": o.secs(), "rows": rows }),
     )
 }
 

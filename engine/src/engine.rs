@@ -541,6 +541,11 @@ impl Engine {
             };
             let writer = match e.config.playout_delay {
                 Some(d) => {
+                    let d = if s.audio.is_some() {
+                        d.with_lip_sync()
+                    } else {
+                        d
+                    };
                     let (min, max) = d.media_times();
                     writer.playout_delay(min, max)
                 }

@@ -16,6 +16,13 @@ use str0m::media::MediaTime;
 /// Largest delay the extension can carry: 12 bits of 10 ms.
 pub const MAX_PLAYOUT_DELAY: Duration = Duration::from_millis(4095 * 10);
 
+/// The least max a viewer who also hears the avatar is sent: room for the
+/// browser to hold video back until its audio (20 ms packets, its jitter
+/// buffer, the sound card) catches up. With max = 0 Chromium cannot delay the
+/// picture and the sound came 65-95 ms late (e2e, headless Chromium 156);
+/// with 200 ms its own estimate was 17-32 ms late.
+pub const LIP_SYNC_MAX_DELAY: Duration = Duration::from_millis(200);
+
 /// The `(min, max)` playout delay sent to viewers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlayoutDelay {
@@ -49,6 +56,14 @@ impl PlayoutDelay {
             ));
         }
         Ok(PlayoutDelay { min, max })
+    }
+
+    /// The delay for a viewer who hears the avatar too: max at least [`LIP_SYNC_MAX_DELAY`].
+    pub fn with_lip_sync(self) -> PlayoutDelay {
+        PlayoutDelay {
+            min: self.min,
+            max: self.max.max(LIP_SYNC_MAX_DELAY),
+        }
     }
 
     /// The pair as str0m's writer takes it (10 ms units on the wire; rounded down).

@@ -397,7 +397,9 @@ fn the_beep_and_the_flash_reach_the_viewer_on_one_timeline() {
     let audio_offer = |api: &mut str0m::change::SdpApi<'_>| {
         api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
     };
-    let a = w.add_viewer_with("speaks", addr("127.0.0.1:40001"), audio_offer);
+    // Offering playout-delay as Chromium does (its id 5).
+    let chromium = str0m::Rtc::builder().set_extension(5, str0m::rtp::Extension::PlayoutDelay);
+    let a = w.add_viewer_from("speaks", addr("127.0.0.1:40001"), chromium, audio_offer);
     let silent = w.add_viewer("video-only", addr("127.0.0.1:40002"));
     w.run(Duration::from_secs(4));
 
@@ -424,6 +426,17 @@ fn the_beep_and_the_flash_reach_the_viewer_on_one_timeline() {
     assert_eq!(
         streams[0], streams[1],
         "one stream, so the browser syncs them"
+    );
+    // A viewer that hears the avatar lets its browser hold video up to 200 ms
+    // to lip-sync; the default for video alone is to render at once.
+    let hundredths = str0m::media::MediaTime::from_hundredths;
+    let delays = &w.viewers[a].playout_delays;
+    assert!(
+        !delays.is_empty()
+            && delays
+                .iter()
+                .all(|d| *d == Some((hundredths(0), hundredths(20)))),
+        "{delays:?}"
     );
     // A viewer that offered no audio hears nothing and still sees.
     assert!(w.viewers[silent].audio.is_empty());

@@ -48,6 +48,9 @@ if (MODE === 'loopback') {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+// p-th percentile (0-100), nearest rank, as the page computes it.
+const pct = (xs, p) => { if (!xs.length) return null; const s = [...xs].sort((a, b) => a - b);
+  return s[Math.max(0, Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1))]; };
 const rid = (tag) => `e2e-${tag}-${Math.random().toString(16).slice(2, 10)}`;
 const pageUrl = (query) => `${PAGE}${PAGE.endsWith('/') ? '' : '/'}?${new URLSearchParams(query)}`;
 
@@ -154,6 +157,8 @@ const scenarios = [
     await page.screenshot({ path: path.join(OUT, 'viewer.png') });
     const last = await stats(page);
     const sdp = await page.evaluate(() => window.portcastSdp);
+    const sound = await page.evaluate(() => ({ muted: document.getElementById('video').muted,
+      button: document.getElementById('sound').textContent }));
     const PLAYOUT = 'http://www.webrtc.org/experiments/rtp-hdrext/playout-delay';
     const playoutOffered = sdp.offer.includes(PLAYOUT);
     const playoutAnswered = sdp.answer.includes(PLAYOUT);
@@ -166,6 +171,7 @@ const scenarios = [
     console.log(`    picture: mean luma=${pic.mean.toFixed(1)} variance=${pic.variance.toFixed(0)}`
       + ` changed over 700 ms=${pic.changedPct.toFixed(2)}% of pixels`);
     console.log(`    connect click -> first frame: ${(t.firstFrame - t.connectClicked).toFixed(0)} ms`);
+    console.log(`    sound after the Connect click: muted=${sound.muted}, button "${sound.button}"`);
     console.log(`    screenshot: ${path.join(OUT, 'viewer.png')}`);
     check(s.connection_state === 'connected', `connection state ${s.connection_state}`);
     check(candidateOk(s.remote_candidate),
@@ -178,6 +184,8 @@ const scenarios = [
     check(t.firstFrame !== null, 'no first-frame timing');
     check(playoutOffered, 'Chromium no longer offers the playout-delay extension');
     check(playoutAnswered, 'the answer does not carry the playout-delay extension Chromium offered');
+    check(!sound.muted && sound.button === 'Mute', `a Connect click left the sound off (muted=${sound.muted},`
+      + ` button "${sound.button}")`);
     noPageErrors(page);
     await page.close();
   }],
@@ -284,6 +292,102 @@ const scenarios = [
     check(g.measured >= 0.9 * g.presented, `capture clock read on ${g.measured} of ${g.presented} frames`);
     check(g.p50 !== null && g.p50 >= 0 && g.p50 < 1000,
       `capture -> display p50 ${g.p50} ms is not a plausible latency on one machine`);
+    noPageErrors(page);
+    await page.close();
+  }],
+
+  ['h. audio plays in step with the picture', async () => {
+    // The test pattern flashes a patch of its picture and beeps for the same 100 ms once a
+    // second; the page times each flash as shown and each beep as played (window.portcastAv,
+    // see the viewer page) and pairs them: offset = beep - flash, positive = sound late.
+    // ITU-R BT.1359 puts the detectability threshold at 45 ms sound early .. 125 ms late.
+    // PORTCAST_E2E_AV_MS sets how long it measures (default 12000); PORTCAST_E2E_AV_DEBUG=1
+    // prints Chromium's raw audio jitter-buffer figures once a second while it does.
+    const AV_MS = Number(env.PORTCAST_E2E_AV_MS || 12000);
+    const EARLY = -45, LATE = 125;
+    const page = await openPage({ session: rid('h'), autoconnect: '1' });
+    await waitFrames(page, 30, 30000);
+    const soundState = () => page.evaluate(() => ({ muted: document.getElementById('video').muted,
+      button: document.getElementById('sound').textContent,
+      buttonShown: !document.getElementById('sound').hidden }));
+    // An autoconnect has no user gesture: the page stays muted and offers Unmute; a click on
+    // it (trusted, through the input pipeline) turns the sound on, as a person would.
+    const before = await soundState();
+    check(before.muted && before.buttonShown && before.button === 'Unmute',
+      `autoconnect: want a muted element and an Unmute button, got ${JSON.stringify(before)}`);
+    await page.click('#sound');
+    await page.waitForFunction(() => document.getElementById('sound').textContent === 'Mute', null,
+      { timeout: 5000, polling: 50 }).catch(() => {});
+    const after = await soundState();
+    check(!after.muted && after.button === 'Mute', `the Unmute click left the sound off: ${JSON.stringify(after)}`);
+
+    // What the answer did with the offer's audio m-line.
+    const sdp = await page.evaluate(() => window.portcastSdp);
+    const sections = sdp.answer.split(/\r?\n(?=m=)/).slice(1).map((text) => {
+      const m = /^m=(\w+) (\d+)/.exec(text);
+      const msid = /^a=msid:(\S+)/m.exec(text);
+      const dir = /^a=(sendonly|recvonly|sendrecv|inactive)\s*$/m.exec(text);
+      return { kind: m[1], port: Number(m[2]), stream: msid ? msid[1] : null, dir: dir ? dir[1] : null,
+        opus: /^a=rtpmap:\d+ opus\/48000\/2/im.test(text) };
+    });
+    const audioM = sections.find((x) => x.kind === 'audio');
+    const videoM = sections.find((x) => x.kind === 'video');
+    console.log(`    answer: audio ${JSON.stringify(audioM)}, video stream ${videoM && videoM.stream}`);
+
+    // Measure from now on, after the start-up.
+    const t0 = await page.evaluate(() => ({ n: window.portcastAv.offsets.length,
+      flashes: window.portcastAv.flashes, beeps: window.portcastAv.beeps,
+      unpairedFlashes: window.portcastAv.unpairedFlashes, unpairedBeeps: window.portcastAv.unpairedBeeps,
+      skipped: window.portcastAv.flashesAfterSkip }));
+    const playout = [];
+    const until = Date.now() + AV_MS;
+    while (Date.now() < until) {
+      await page.waitForTimeout(Math.min(1000, Math.max(0, until - Date.now())));
+      const x = await page.evaluate(() => window.portcastStats);
+      if (x && x.playout_audio_minus_video_ms != null) playout.push(x.playout_audio_minus_video_ms);
+      if (env.PORTCAST_E2E_AV_DEBUG) { // one line a second of the raw audio figures
+        const r = await page.evaluate(() => ({ a: window.portcastAudioInbound, o: window.portcastAv.recent.slice(-1) }));
+        const a = r.a || {};
+        const per = (k) => (a.jitterBufferEmittedCount ? ((a[k] / a.jitterBufferEmittedCount) * 1000).toFixed(1) : null);
+        console.log(`      t=${((AV_MS - (until - Date.now())) / 1000).toFixed(0)}s last offset ${r.o} pkts ${a.packetsReceived}`
+          + ` jitter ${a.jitter} jb ${per('jitterBufferDelay')} target ${per('jitterBufferTargetDelay')}`
+          + ` min ${per('jitterBufferMinimumDelay')} concealed ${a.concealedSamples} events ${a.concealmentEvents}`
+          + ` +decel ${a.insertedSamplesForDeceleration} -accel ${a.removedSamplesForAcceleration}`
+          + ` discarded ${a.packetsDiscarded} playout a-v ${x && x.playout_audio_minus_video_ms}`);
+      }
+    }
+    const av = await page.evaluate(() => window.portcastAv);
+    const last = await stats(page);
+    const offsets = av.offsets.slice(t0.n);
+    const flashes = av.flashes - t0.flashes, beeps = av.beeps - t0.beeps;
+    const within = offsets.filter((o) => o >= EARLY && o <= LATE).length;
+    const p50 = pct(offsets, 50);
+    console.log(`    over ${AV_MS} ms: flashes ${flashes} (after a skipped frame ${av.flashesAfterSkip - t0.skipped}),`
+      + ` beeps ${beeps}, pairs ${offsets.length}; unpaired flashes ${av.unpairedFlashes - t0.unpairedFlashes},`
+      + ` beeps ${av.unpairedBeeps - t0.unpairedBeeps}`);
+    console.log(`    A/V offset (beep - flash, + = sound late): p50 ${p50} ms, p95 ${pct(offsets, 95)} ms,`
+      + ` min ${pct(offsets, 0)} ms, max ${pct(offsets, 100)} ms; within ${EARLY}..+${LATE} ms: ${within} of ${offsets.length}`);
+    console.log(`    offsets: ${JSON.stringify(offsets)}`);
+    console.log(`    Web Audio: ${av.method} at ${av.sampleRate} Hz, base latency ${av.baseLatencyMs} ms,`
+      + ` output latency ${av.outputLatencyMs} ms; loudest ${av.peakDb} dBFS (the beep peaks at -12)`);
+    console.log(`    audio: ${last.audio_codec} packets received ${last.audio_packets_received}, lost ${last.audio_packets_lost},`
+      + ` jitter ${last.audio_jitter} s, jitter buffer ${last.audio_jitter_buffer_ms} ms`
+      + ` (target ${last.audio_jitter_buffer_target_ms} ms), concealed ratio ${last.audio_concealed_ratio},`
+      + ` playout delay ${last.audio_playout_delay_ms} ms; video jitter buffer ${last.jitter_buffer_ms} ms`);
+    console.log(`    Chromium estimatedPlayoutTimestamp audio - video (+ = sound early): p50 ${pct(playout, 50)} ms,`
+      + ` min ${pct(playout, 0)} ms, max ${pct(playout, 100)} ms (${playout.length} samples);`
+      + ` page's client_stats av_offset_ms ${last.av_offset_ms}`);
+    check(audioM && audioM.port !== 0, `the answer refused the audio m-line: ${JSON.stringify(audioM)}`);
+    check(audioM.opus && audioM.dir === 'sendonly', `answer audio not sendonly Opus: ${JSON.stringify(audioM)}`);
+    check(videoM && audioM.stream && audioM.stream === videoM.stream,
+      `audio msid stream ${audioM.stream} is not the video's ${videoM && videoM.stream}`);
+    check(last.audio_packets_received > 0, `no audio packets received: ${JSON.stringify(last)}`);
+    const want = Math.floor((8 * AV_MS) / 12000);
+    check(offsets.length >= want, `only ${offsets.length} flash/beep pairs in ${AV_MS} ms (want >= ${want});`
+      + ` flashes ${flashes}, beeps ${beeps}`);
+    // Every pair inside the window; one rare outlier in ten may be allowed if the median holds.
+    check(within === offsets.length || (within >= 0.9 * offsets.length && p50 >= EARLY && p50 <= LATE),
+      `A/V offsets outside ${EARLY}..+${LATE} ms: ${offsets.length - within} of ${offsets.length} (p50 ${p50} ms)`);
     noPageErrors(page);
     await page.close();
   }],
