@@ -163,12 +163,12 @@ pub fn ingest(seconds: f64, audio: bool, out: &Path) -> Result<(), String> {
             .map(|t| us(t.sent_at - t.encoded_at))
             .collect::<Vec<_>>(),
     );
-    let voice = summarize(
-        &sounds
-            .iter()
-            .map(|t| us(t.sent_at - t.captured_at))
-            .collect::<Vec<_>>(),
-    );
+    let voice_span = |f: &dyn Fn(&FrameTiming) -> Duration| {
+        summarize(&sounds.iter().map(|t| us(f(t))).collect::<Vec<_>>())
+    };
+    let voice = voice_span(&|t| t.sent_at - t.captured_at);
+    let voice_thread = voice_span(&|t| t.dequeued_at.saturating_duration_since(t.captured_at));
+    let voice_loop = voice_span(&|t| t.sent_at - t.dequeued_at);
     let load = |c: &portcast_net::metrics::Counter| c.get();
     let received = report.clients.first().map_or(0, |c| c.frames);
     let heard = report.clients.first().map_or(0, |c| c.audio_packets);
@@ -185,6 +185,8 @@ pub fn ingest(seconds: f64, audio: bool, out: &Path) -> Result<(), String> {
         ("  encode (t1-t0)", &encode),
         ("  loop: engine + send (t2-t1)", &send),
         ("audio: 20 ms chunk in -> Opus sent", &voice),
+        ("  voice thread + channel", &voice_thread),
+        ("  loop: engine + send", &voice_loop),
     ] {
         if s.n == 0 {
             continue;
@@ -222,7 +224,8 @@ pub fn ingest(seconds: f64, audio: bool, out: &Path) -> Result<(), String> {
         "scenario": if audio { "ingest_audio" } else { "ingest" },
         "seconds": seconds, "width": w, "height": h, "fps": fps,
         "arrival_to_last_rtp_us": total, "encode_us": encode, "loop_us": send,
-        "audio_chunk_to_packet_us": voice, "audio_packets_heard": heard,
+        "audio_chunk_to_packet_us": voice, "audio_voice_thread_us": voice_thread,
+        "audio_loop_us": voice_loop, "audio_packets_heard": heard,
         "frames_pushed": pushed, "frames_received": load(&counters.frames_received),
         "frames_encoded": load(&counters.frames_encoded),
         "encoder_skips": load(&counters.encoder_skips),
