@@ -183,29 +183,9 @@ pub struct ViewerProcess {
 }
 
 impl ViewerProcess {
-    /// Starts `count` clients against `signal`, receiving for `seconds` after connecting.
+    /// Starts `count` clients against `signal`, receiving for `seconds` after
+    /// connecting; with `audio` they offer to receive audio too.
     pub fn start(
-        signal: SocketAddr,
-        count: usize,
-        avatars: &[String],
-        seconds: f64,
-        fps: u32,
-    ) -> Result<ViewerProcess, String> {
-        Self::spawn(signal, count, avatars, seconds, fps, false)
-    }
-
-    /// Like [`start`](Self::start), the clients offering audio as well.
-    pub fn start_with_audio(
-        signal: SocketAddr,
-        count: usize,
-        avatars: &[String],
-        seconds: f64,
-        fps: u32,
-    ) -> Result<ViewerProcess, String> {
-        Self::spawn(signal, count, avatars, seconds, fps, true)
-    }
-
-    fn spawn(
         signal: SocketAddr,
         count: usize,
         avatars: &[String],

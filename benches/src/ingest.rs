@@ -126,11 +126,7 @@ pub fn ingest(seconds: f64, audio: bool, out: &Path) -> Result<(), String> {
     });
     // Let the registration reach the engine before the viewer's offer names the avatar.
     std::thread::sleep(Duration::from_millis(200));
-    let viewers = if audio {
-        ViewerProcess::start_with_audio(signal, 1, &[AVATAR.to_string()], seconds, fps)?
-    } else {
-        ViewerProcess::start(signal, 1, &[AVATAR.to_string()], seconds, fps)?
-    };
+    let viewers = ViewerProcess::start(signal, 1, &[AVATAR.to_string()], seconds, fps, audio)?;
     let report = viewers.wait(Duration::from_secs_f64(seconds + 60.0));
     stop.store(true, Ordering::Relaxed);
     let pushed = renderer.join().map_err(|_| "renderer panicked")??;

@@ -100,11 +100,7 @@ pub fn stream_voiced(
     let rss_before = rss_bytes();
     let cpu_before = process_cpu_seconds();
     let names: Vec<String> = avatars.iter().map(|(n, _)| n.clone()).collect();
-    let vp = if voiced {
-        ViewerProcess::start_with_audio(d.signal, viewers, &names, seconds, 30)?
-    } else {
-        ViewerProcess::start(d.signal, viewers, &names, seconds, 30)?
-    };
+    let vp = ViewerProcess::start(d.signal, viewers, &names, seconds, 30, voiced)?;
     // Sample the loop thread's CPU time; the rate over the steady part is what counts.
     let start = Instant::now();
     let mut samples = vec![(start, thread_cpu_seconds(d.loop_tid))];

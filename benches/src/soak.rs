@@ -80,13 +80,14 @@ pub fn soak(o: &Opts, sessions: usize, max_growth_pct: f64) -> Result<(), String
         &["soak".to_string()],
         seconds + round_time * 2.0 + 10.0,
         30,
+        false,
     )?;
     std::thread::sleep(Duration::from_secs(2));
     let cold = (trimmed_rss(), open_fds());
     // One warm-up batch first: the tables (sessions, demux, connections,
     // output queue) keep their grown capacity, which is a high-water mark and
     // not a leak. "start" is measured after it; the cold figure is reported too.
-    ViewerProcess::start(d.signal, batch, &["soak".to_string()], 1.0, 30)?
+    ViewerProcess::start(d.signal, batch, &["soak".to_string()], 1.0, 30, false)?
         .wait(Duration::from_secs(60))?;
     std::thread::sleep(Duration::from_secs(1));
     let start = (trimmed_rss(), open_fds());
@@ -103,7 +104,14 @@ pub fn soak(o: &Opts, sessions: usize, max_growth_pct: f64) -> Result<(), String
     let mut peak = start;
     for r in 0..rounds {
         let n = batch.min(sessions - r * batch);
-        let vp = ViewerProcess::start(d.signal, n, &["soak".to_string()], round_time * 0.6, 30)?;
+        let vp = ViewerProcess::start(
+            d.signal,
+            n,
+            &["soak".to_string()],
+            round_time * 0.6,
+            30,
+            false,
+        )?;
         let report = vp.wait(Duration::from_secs_f64(round_time * 0.6 + 60.0))?;
         let connected = report.clients.iter().filter(|c| c.connected).count();
         let untrimmed = rss_bytes();

@@ -491,79 +491,58 @@ impl Server {
 
     fn drain_frames(&mut self, now: Instant) {
         loop {
-            match self.frames.try_recv() {
-                Ok((avatar, Media::Audio(frame))) => {
-                    let dequeued_at = Instant::now();
-                    let sent_before = self.datagrams_sent;
-                    self.engine
-                        .handle_audio(dequeued_at.max(now), &avatar, &frame);
-                    self.pump_engine();
-                    let written_at = Instant::now();
-                    self.flush_udp();
-                    let sent_at = Instant::now();
-                    if self.datagrams_sent > sent_before {
-                        self.metrics.audio_to_packet.observe(
-                            sent_at
-                                .saturating_duration_since(frame.ready_at)
-                                .as_secs_f64(),
-                        );
-                    }
-                    if let Some(probe) = &self.config.frame_probe {
-                        let _ = probe.try_send(FrameTiming {
-                            avatar,
-                            frame_index: frame.rtp_time,
-                            keyframe: false,
-                            bytes: frame.data.len(),
-                            captured_at: frame.ready_at,
-                            encoded_at: frame.ready_at,
-                            dequeued_at,
-                            written_at,
-                            sent_at,
-                            sent_wall: SystemTime::now(),
-                            datagrams: self.datagrams_sent - sent_before,
-                            audio: true,
-                        });
-                    }
-                }
-                Ok((avatar, Media::Video(au))) => {
-                    let dequeued_at = Instant::now();
-                    let sent_before = self.datagrams_sent;
-                    self.engine
-                        .handle_access_unit(dequeued_at.max(now), &avatar, &au);
-                    self.pump_engine();
-                    let written_at = Instant::now();
-                    self.flush_udp();
-                    let sent_at = Instant::now();
-                    self.metrics.encode.observe(
-                        au.encoded_at
-                            .saturating_duration_since(au.captured_at)
-                            .as_secs_f64(),
-                    );
-                    if self.datagrams_sent > sent_before {
-                        self.metrics.frame_to_packet.observe(
-                            sent_at
-                                .saturating_duration_since(au.captured_at)
-                                .as_secs_f64(),
-                        );
-                    }
-                    if let Some(probe) = &self.config.frame_probe {
-                        let _ = probe.try_send(FrameTiming {
-                            avatar,
-                            frame_index: au.frame_index,
-                            keyframe: au.keyframe,
-                            bytes: au.data.len(),
-                            captured_at: au.captured_at,
-                            encoded_at: au.encoded_at,
-                            dequeued_at,
-                            written_at,
-                            sent_at,
-                            sent_wall: SystemTime::now(),
-                            datagrams: self.datagrams_sent - sent_before,
-                            audio: false,
-                        });
-                    }
-                }
+            let (avatar, media) = match self.frames.try_recv() {
+                Ok(event) => event,
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            };
+            let dequeued_at = Instant::now();
+            let sent_before = self.datagrams_sent;
+            let at = dequeued_at.max(now);
+            // (t0, t1) of the probe: captured and encoded for a picture; for
+            // audio both are when the packet could first go out.
+            let (t0, t1, index, keyframe, bytes, audio) = match &media {
+                Media::Video(au) => {
+                    self.engine.handle_access_unit(at, &avatar, au);
+                    let (t0, t1) = (au.captured_at, au.encoded_at);
+                    self.metrics
+                        .encode
+                        .observe(t1.saturating_duration_since(t0).as_secs_f64());
+                    (t0, t1, au.frame_index, au.keyframe, au.data.len(), false)
+                }
+                Media::Audio(frame) => {
+                    self.engine.handle_audio(at, &avatar, frame);
+                    let t = frame.ready_at;
+                    (t, t, frame.rtp_time, false, frame.data.len(), true)
+                }
+            };
+            self.pump_engine();
+            let written_at = Instant::now();
+            self.flush_udp();
+            let sent_at = Instant::now();
+            let datagrams = self.datagrams_sent - sent_before;
+            if datagrams > 0 {
+                let histogram = if audio {
+                    &self.metrics.audio_to_packet
+                } else {
+                    &self.metrics.frame_to_packet
+                };
+                histogram.observe(sent_at.saturating_duration_since(t0).as_secs_f64());
+            }
+            if let Some(probe) = &self.config.frame_probe {
+                let _ = probe.try_send(FrameTiming {
+                    avatar,
+                    frame_index: index,
+                    keyframe,
+                    bytes,
+                    captured_at: t0,
+                    encoded_at: t1,
+                    dequeued_at,
+                    written_at,
+                    sent_at,
+                    sent_wall: SystemTime::now(),
+                    datagrams,
+                    audio,
+                });
             }
         }
     }
