@@ -784,7 +784,8 @@ fn bad_audio_is_refused_or_dropped_and_the_avatar_keeps_streaming() {
         let why = refusal(s);
         assert!(why.starts_with(&format!("{code}: ")), "{id}: {why}");
     }
-    // Audio that cannot be used but does not break the stream is dropped and counted.
+    // Audio that cannot be used but does not break the stream is dropped and
+    // counted; then a fresh viewer hears and sees the avatar.
     let mut c =
         IngestClient::connect_v2(&d.ingest_path, "survivor", format(PixelFormat::I420)).unwrap();
     c.set_audio_format(&wire::AudioFormat {
@@ -794,24 +795,47 @@ fn bad_audio_is_refused_or_dropped_and_the_avatar_keeps_streaming() {
     })
     .unwrap();
     c.send_audio(0, &[0xff, 0xff, 0xff]).unwrap(); // not an Opus packet
+    let mut encoder =
+        opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    let packets: Vec<Vec<u8>> = (0..50)
+        .map(|n| {
+            let (_, bytes) = sine_chunk(n, 440.0, 48_000, 1);
+            let pcm: Vec<i16> = bytes
+                .chunks(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            encoder.encode_vec(&pcm, 1500).unwrap()
+        })
+        .collect();
+    let opus_at = move |n: u64| Some((n * 20_000, packets[n as usize % 50].clone()));
     let mut pattern = TestPattern::new(W as usize, H as usize).unwrap();
     let epoch = Instant::now();
-    push_av(&mut c, &mut pattern, epoch, 0..10, |_| None);
+    push_av(&mut c, &mut pattern, epoch, 0..10, opus_at.clone());
+    // Time going back: that chunk is dropped and counted.
+    c.send_audio(0, &opus_at(0).unwrap().1).unwrap();
     let mut v = NetViewer::connect_with_audio(d.signal_port, "still", "survivor").expect("answer");
     let pusher = std::thread::spawn(move || {
-        push_av(&mut c, &mut pattern, epoch, 10..60, |_| None);
+        // Chunks continue after the 10 frames (330 ms) already sent.
+        push_av(&mut c, &mut pattern, epoch, 10..60, move |n| {
+            opus_at(n + 17)
+        });
     });
-    v.run_until_frames(20, Duration::from_secs(5));
+    v.run_for(Duration::from_millis(2000));
     pusher.join().unwrap();
     assert!(
         v.counters.len() >= 20,
         "the avatar still streams; log:\n{}",
         d.log()
     );
+    assert!(v.audio.len() >= 20, "{} audio packets heard", v.audio.len());
     let m = d.metrics();
     assert_eq!(
         metric(&m, "portcast_drops_total{reason=\"ingest_audio_bad_opus\"}"),
         1,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "portcast_drops_total{reason=\"ingest_timestamp_back\"}") >= 1,
         "{m}"
     );
     assert_eq!(metric(&m, "portcast_ingest_registrations_total"), 6, "{m}");
