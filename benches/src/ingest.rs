@@ -274,7 +274,7 @@ pub fn convert(out: &Path) -> Result<(), String> {
     )
 }
 
-fn write_json(out: &Path, name: &str, value: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn write_json(out: &Path, name: &str, value: &serde_json::Value) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let path = out.join(format!("{name}.json"));
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;

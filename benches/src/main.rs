@@ -7,6 +7,7 @@
 //! binary, `viewers` subcommand) doing real ICE, DTLS and SRTP.
 
 mod aiortc;
+mod avsync;
 mod daemon;
 mod heap;
 mod ingest;
@@ -76,6 +77,8 @@ enum Cmd {
     },
     /// RGB24/BGRA to I420 at 720p: plain loop vs openh264 vs the yuv crate
     Convert,
+    /// The speaking test pattern to one viewer for --seconds: A/V offset at the viewer, first minute vs last
+    Avsync,
     /// Sessions connecting and disconnecting in churn around a steady viewer; RSS and fds
     Soak {
         /// Sessions to churn through
@@ -130,11 +133,16 @@ fn main() -> ExitCode {
             &opts.out,
         ),
         Cmd::Convert => ingest::convert(&opts.out),
+        Cmd::Avsync => avsync::avsync(
+            opts.seconds.min(if opts.smoke { 4.0 } else { f64::MAX }),
+            &opts.out,
+        ),
         Cmd::CompareAiortc => aiortc::compare(&opts),
         Cmd::All => scenarios::latency(&opts)
             .and_then(|_| scenarios::fanout(&opts, None, false))
             .and_then(|_| scenarios::sources(&opts, None, false))
             .and_then(|_| scenarios::setup(&opts, 1000))
+            .and_then(|_| avsync::avsync(if opts.smoke { 4.0 } else { opts.seconds }, &opts.out))
             // A smoke soak churns a few dozen sessions: allocator noise is a
             // larger share of so little, so it only catches gross leaks.
             .and_then(|_| soak::soak(&opts, 1000, if opts.smoke { 20.0 } else { 5.0 })),
