@@ -145,7 +145,7 @@ pub struct Settings {
 
     /// The built-in test-pattern avatar beeps with every flash of its picture (Opus audio, for measuring A/V sync), on or off
     #[arg(long, env = "PORTCAST_TEST_PATTERN_AUDIO", value_name = "on|off",
-          help_heading = "Voice", default_value_t = true, value_parser = Switch,
+          help_heading = "Voice", default_value = "on", value_parser = Switch,
           action = clap::ArgAction::Set)]
     pub test_pattern_audio: bool,
 

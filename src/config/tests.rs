@@ -935,3 +935,39 @@ fn log_format_resolves_from_every_layer() {
     let config = load(&cli(&args), &env).expect("env loads");
     assert_eq!(config.settings.log_format, LogFormat::Json);
 }
+
+#[test]
+fn voice_settings_resolve_from_every_layer() {
+    let config = load(&cli(&[]), &no_env).expect("defaults load");
+    let s = &config.settings;
+    assert_eq!(
+        (s.test_pattern_audio, s.audio_bitrate_kbps, s.audio_frame_ms),
+        (true, 32, 20)
+    );
+    // A TOML boolean, a flag and a variable, each in its own layer.
+    let file = temp_toml(
+        "voice",
+        "test_pattern_audio = false\naudio_bitrate_kbps = 64\n",
+    );
+    let env = env_of(&[("PORTCAST_AUDIO_FRAME_MS", "10")]);
+    let config = load(
+        &cli(&["--config", &file.arg(), "--audio-bitrate-kbps", "24"]),
+        &env,
+    )
+    .expect("loads");
+    let s = &config.settings;
+    assert_eq!(
+        (s.test_pattern_audio, s.audio_bitrate_kbps, s.audio_frame_ms),
+        (false, 24, 10)
+    );
+    let err = load_args(&["--test-pattern-audio", "maybe"], &no_env).unwrap_err();
+    assert_eq!(err, "--test-pattern-audio: 'maybe' is not on or off");
+    let bad = temp_toml("voice-bad", "audio_frame_ms = 15\n");
+    let err = load(&cli(&["--config", &bad.arg()]), &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("key 'audio_frame_ms': '15' is not an Opus frame length (10 or 20 ms)"),
+        "{err}"
+    );
+}
