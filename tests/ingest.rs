@@ -900,3 +900,47 @@ fn the_python_wav_example_speaks_through_the_daemon() {
     let hz = crossings as f64 / 2.0 / (pcm.len() as f64 / 48_000.0);
     assert!((hz - 500.0).abs() < 15.0, "decoded tone at {hz:.1} Hz");
 }
+
+#[test]
+fn a_renderer_that_pauses_its_voice_resumes_on_the_same_timeline() {
+    let d = Daemon::start(&[]);
+    let mut client =
+        IngestClient::connect_v2(&d.ingest_path, "pauser", format(PixelFormat::I420)).unwrap();
+    client
+        .set_audio_format(&wire::AudioFormat {
+            codec: wire::AudioCodec::PcmS16le,
+            channels: 1,
+            sample_rate: 48_000,
+            bitrate_kbps: 0,
+            frame_ms: 0,
+        })
+        .unwrap();
+    let mut pattern = TestPattern::new(W as usize, H as usize).unwrap();
+    let epoch = Instant::now();
+    push_av(&mut client, &mut pattern, epoch, 0..10, |_| None);
+    wait_for_log(&d, "avatar pauser speaks");
+    let mut v = NetViewer::connect_with_audio(d.signal_port, "p-1", "pauser").expect("answer");
+    // Speech for 0.6 s of frames, silence (no AUDIO at all) for 0.6 s, speech again:
+    // chunk n is stamped n * 20 ms, and chunks 46..75 are never sent.
+    let pusher = std::thread::spawn(move || {
+        push_av(&mut client, &mut pattern, epoch, 10..75, |n| {
+            let n = if n < 46 { n } else { n + 30 };
+            Some(sine_chunk(n, 440.0, 48_000, 1))
+        });
+        client
+    });
+    v.run_for(Duration::from_millis(2800));
+    let _client = pusher.join().unwrap();
+    assert!(v.audio.len() >= 40, "{} audio packets", v.audio.len());
+    let steps: Vec<u64> = v.audio.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    let gaps: Vec<u64> = steps.iter().copied().filter(|s| *s != 960).collect();
+    // One jump, of the pause's length on the renderer's clock: 31 frames of 960
+    // ticks (the 30 never sent and the one before them), give or take the
+    // resampler-free rounding of the new stretch's start.
+    assert_eq!(gaps.len(), 1, "{steps:?}");
+    assert!(
+        (gaps[0] as i64 - 31 * 960).abs() <= 2,
+        "jump of {} ticks",
+        gaps[0]
+    );
+}
