@@ -715,12 +715,30 @@ fn flush_drops_the_queued_utterance_at_once() {
         .iter()
         .map(|(_, at, _)| at.saturating_duration_since(flushed_at))
         .collect();
-    // Without the flush ~3.4 s more would come; with it, at most the packet in flight.
+    // Each packet's loudest sample, decoded in order (the decoder keeps state).
+    let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
+    let peaks: Vec<u16> = v
+        .audio
+        .iter()
+        .map(|(_, _, p)| {
+            let mut buf = [0i16; 5760];
+            let n = decoder.decode(p, &mut buf, false).unwrap();
+            buf[..n].iter().map(|s| s.unsigned_abs()).max().unwrap_or(0)
+        })
+        .collect();
+    let tone_after = peaks[before..].iter().filter(|p| **p > 2000).count();
+    // Without the flush ~3.4 s more tone would come; with it, at most the packet
+    // in flight, then a few frames of real silence (so browsers stop concealing).
     assert!(before >= 20, "{before} packets before the flush");
     assert!(
-        late.len() <= 2,
-        "{} packets after the flush: {late:?}",
-        late.len()
+        tone_after <= 2,
+        "{tone_after} tone packets after the flush: {late:?}"
+    );
+    assert!(
+        late.len() <= 2 + 3 && late.len() > tone_after,
+        "{} packets after the flush (peaks {:?}): {late:?}",
+        late.len(),
+        &peaks[before..]
     );
     let m = d.metrics();
     assert_eq!(metric(&m, "portcast_ingest_flushes_total"), 1, "{m}");

@@ -4,6 +4,8 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
+const { spawn } = require('child_process');
+const readline = require('readline');
 const { chromium } = require('playwright-core');
 
 const env = process.env;
@@ -18,6 +20,7 @@ const HEIGHT = Number(env.PORTCAST_E2E_HEIGHT || 720);
 const OUT = env.PORTCAST_E2E_OUT || path.join(__dirname, 'out');
 const CHROMIUM = env.PORTCAST_E2E_CHROMIUM || '/usr/bin/chromium';
 const TOTAL_BUDGET_MS = Number(env.PORTCAST_E2E_BUDGET_MS || 180000);
+const INGEST_SOCKET = env.PORTCAST_E2E_INGEST_SOCKET || ''; // the daemon's ingest socket (scenario i)
 
 for (const [name, value] of Object.entries({ PAGE, PUBLIC_IP, UDP_MIN, UDP_MAX, DAEMON_LOG })) {
   if (value === undefined || value === '' || Number.isNaN(value)) {
@@ -137,6 +140,53 @@ function candidateOk(addr) {
   const i = addr.lastIndexOf(':');
   const port = Number(addr.slice(i + 1));
   return addr.slice(0, i) === PUBLIC_IP && port >= UDP_MIN && port <= UDP_MAX;
+}
+
+// Renderer processes a scenario started (tests/e2e/talker.py); killed on every way out.
+const children = new Set();
+process.on('exit', () => { for (const c of children) { try { c.kill('SIGKILL'); } catch (_) { /* gone */ } } });
+
+// Starts talker.py on the daemon's ingest socket. lines.next(re, ms) waits for a stdout line
+// matching `re` (lines already read count); send(cmd) writes a command; stop() ends it.
+function startTalker(avatar) {
+  const child = spawn('python3', [path.join(__dirname, 'talker.py'), INGEST_SOCKET, '--avatar', avatar],
+    { stdio: ['pipe', 'pipe', 'pipe'] });
+  children.add(child);
+  const seen = [], stderr = [], waiters = [];
+  let exited = null;
+  const wake = () => { for (const w of waiters.splice(0)) w(); };
+  readline.createInterface({ input: child.stdout }).on('line', (l) => { seen.push(l); wake(); });
+  readline.createInterface({ input: child.stderr }).on('line', (l) => { stderr.push(l); wake(); });
+  child.on('error', (e) => { exited = `spawn failed: ${e.message}`; wake(); });
+  child.on('exit', (code, sig) => { exited = `exited (${sig || code})`; children.delete(child); wake(); });
+  child.stdin.on('error', () => {}); // EPIPE when it is gone: reported by next()
+  let from = 0;
+  return {
+    stderr,
+    async next(re, timeoutMs) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        for (; from < seen.length; from++) {
+          const m = re.exec(seen[from]);
+          if (m) { from++; return m; }
+        }
+        if (exited) throw new Failure(`talker.py ${exited} before printing ${re}; stderr: ${stderr.join(' | ')}`);
+        const left = until - Date.now();
+        if (left <= 0) throw new Failure(`talker.py printed no ${re} within ${timeoutMs} ms;`
+          + ` stdout: ${seen.join(' | ')}; stderr: ${stderr.join(' | ')}`);
+        await new Promise((r) => { waiters.push(r); setTimeout(r, Math.min(left, 200)); });
+      }
+    },
+    send(cmd) { if (!exited) child.stdin.write(`${cmd}\n`); },
+    async stop() {
+      if (!exited) { try { child.stdin.end('quit\n'); } catch (_) { /* gone */ } }
+      const t0 = Date.now();
+      while (!exited && Date.now() - t0 < 3000) await sleep(50);
+      if (!exited) { child.kill('SIGKILL'); while (!exited && Date.now() - t0 < 5000) await sleep(50); }
+      children.delete(child);
+      return exited;
+    },
+  };
 }
 
 function noPageErrors(page) {
@@ -388,6 +438,155 @@ const scenarios = [
     // Every pair inside the window; one rare outlier in ten may be allowed if the median holds.
     check(within === offsets.length || (within >= 0.9 * offsets.length && p50 >= EARLY && p50 <= LATE),
       `A/V offsets outside ${EARLY}..+${LATE} ms: ${offsets.length - within} of ${offsets.length} (p50 ${p50} ms)`);
+    noPageErrors(page);
+    await page.close();
+  }],
+
+  ['i. a flush (barge-in) silences the avatar at once', async () => {
+    // A renderer (talker.py) on the daemon's ingest socket speaks a 5 s tone in one go, then,
+    // 1.5 s into it, sends FLUSH. The page logs when its audio tap goes from sound to silence
+    // (window.portcastLevels: every sample below -40 dBFS for >= 50 ms, timed at the first
+    // silent sample; see watchAudio in the viewer page). The instant measured is the
+    // AudioContext's output time of that first silent sample (getOutputTimestamp maps its
+    // context time to performance time), on the wall clock as performance.timeOrigin + that;
+    // talker.py stamps the flush with time.time() right after the FLUSH bytes were written.
+    // Both are this machine's clock (namespaces do not change it). Without FLUSH the tone
+    // would sound 3.5 s more; the check bound is 250 ms, the issue's goal 60 ms.
+    const BOUND_MS = 250, GOAL_MS = 60, SPEAK_MS = 1500, STAY_SILENT_MS = 1500;
+    check(INGEST_SOCKET, 'no ingest socket (PORTCAST_E2E_INGEST_SOCKET; run through run.sh)');
+    const talker = startTalker('talker');
+    try {
+      await talker.next(/^ready$/, 15000);
+      const page = await openPage({ session: rid('i'), avatar: 'talker', autoconnect: '1' });
+      await waitFrames(page, 30, 30000);
+      // As in scenario h: an autoconnect stays muted; a trusted click on Unmute turns sound on.
+      await page.click('#sound');
+      await page.waitForFunction(() => document.getElementById('sound').textContent === 'Mute', null,
+        { timeout: 5000, polling: 50 }).catch(() => {});
+      const sound = await page.evaluate(() => ({ muted: document.getElementById('video').muted,
+        button: document.getElementById('sound').textContent }));
+      check(!sound.muted && sound.button === 'Mute', `the Unmute click left the sound off: ${JSON.stringify(sound)}`);
+      const answer = await page.evaluate(() => window.portcastSdp.answer);
+      check(/^m=audio [1-9]/m.test(answer), 'the answer refused the audio m-line (talker set its audio format first)');
+
+      // Speak, and wait until the page hears it.
+      const spoke = Date.now();
+      talker.send('speak');
+      await talker.next(/^spoke /, 5000);
+      try {
+        await page.waitForFunction(() => window.portcastLevels.loud === true, null, { timeout: 5000, polling: 20 });
+      } catch (e) {
+        throw new Failure(`the tone was not heard within 5 s of "speak": levels=`
+          + `${JSON.stringify(await page.evaluate(() => window.portcastLevels))} stats=${JSON.stringify(await stats(page))}`);
+      }
+      const heardMs = Date.now() - spoke;
+      await sleep(Math.max(SPEAK_MS - (Date.now() - spoke), 500));
+
+      // The state just before the flush: the tone must be sounding now.
+      const before = await page.evaluate(() => ({ seq: window.portcastLevels.seq, loud: window.portcastLevels.loud,
+        levelDb: window.portcastAv.levelDb, stats: window.portcastStats, inbound: window.portcastAudioInbound }));
+      talker.send('flush');
+      const flushWall = Number((await talker.next(/^flushed ([\d.]+)$/, 5000))[1]);
+      check(before.loud === true && before.levelDb !== null && before.levelDb > -40,
+        `the tone was not sounding right before the flush (loud=${before.loud}, level ${before.levelDb} dBFS)`);
+
+      // The first silence after the flush. 4.5 s: without FLUSH it would come at the tone's end.
+      let silence = null;
+      try {
+        const h = await page.waitForFunction((seq) => window.portcastSilence(seq), before.seq,
+          { timeout: 4500, polling: 20 });
+        silence = await h.jsonValue();
+      } catch (_) { /* reported below */ }
+      await sleep(STAY_SILENT_MS); // and it stays silent
+      const after = await page.evaluate((seq) => ({
+        log: window.portcastLevels.log.filter((e) => e.n > seq), loud: window.portcastLevels.loud,
+        envelope: window.portcastLevels.envelope,
+        outputLatencyMs: window.portcastAv.outputLatencyMs, baseLatencyMs: window.portcastAv.baseLatencyMs,
+        peakDb: window.portcastAv.peakDb, stats: window.portcastStats, inbound: window.portcastAudioInbound,
+        // How far performance.timeOrigin + now() sits from Date.now() (the system clock).
+        clockSkewMs: Date.now() - (performance.timeOrigin + performance.now()),
+      }), before.seq);
+      const st = after.stats || {};
+      const a0 = before.inbound || {}, a1 = after.inbound || {};
+      // The jitter buffer over the second before the flush (client_stats' figure is since the start).
+      const emitted = (a1.jitterBufferEmittedCount || 0) - (a0.jitterBufferEmittedCount || 0);
+      const recentJb = emitted > 0 ? (((a1.jitterBufferDelay - a0.jitterBufferDelay) / emitted) * 1000).toFixed(1) : null;
+      const lastPacket = typeof a1.lastPacketReceivedTimestamp === 'number'
+        ? (a1.lastPacketReceivedTimestamp - flushWall).toFixed(1) : null;
+      const gap = silence ? silence.wall - flushWall : null;
+      console.log(`    tone reached the page's audio tap ${heardMs} ms after "speak"; level before the flush ${before.levelDb} dBFS`
+        + ` (loudest ${after.peakDb}; the tone peaks at -12)`);
+      console.log(`    flush wall time ${flushWall.toFixed(1)} ms (talker.py, time.time() after FLUSH was written)`);
+      console.log(`    silence wall time ${silence ? silence.wall.toFixed(1) : 'none'} ms (page: output time of the`
+        + ` first sample of >= 50 ms below -40 dBFS)`);
+      console.log(`    gap flush -> silence: ${gap === null ? 'no silence within 4.5 s' : `${gap.toFixed(1)} ms`};`
+        + ` goal ${GOAL_MS} ms ${gap !== null && gap <= GOAL_MS ? 'met' : 'NOT met'}, check bound ${BOUND_MS} ms`);
+      console.log(`    to explain it: audio jitter buffer ${st.audio_jitter_buffer_ms} ms mean since the start,`
+        + ` ${recentJb} ms over the ~1 s before the flush (target ${st.audio_jitter_buffer_target_ms} ms);`
+        + ` AudioContext output latency ${after.outputLatencyMs} ms, base latency ${after.baseLatencyMs} ms;`
+        + ` element playout delay ${st.audio_playout_delay_ms} ms; last audio packet arrived`
+        + ` ${lastPacket === null ? '?' : lastPacket} ms after the flush; page clock - system clock ${(-after.clockSkewMs).toFixed(1)} ms`);
+      console.log(`    audio packets received ${st.audio_packets_received}, lost ${st.audio_packets_lost};`
+        + ` level changes after the flush:`
+        + ` ${JSON.stringify(after.log.map((e) => [e.kind, Number((e.wall - flushWall).toFixed(1))]))}`);
+      // The level per 10 ms around the flush (ms after it: peak dBFS), up to the silence.
+      const tailEnd = (silence ? silence.wall : flushWall + 500) + 30; // at most ~45 blocks
+      const tail = after.envelope.filter(([w]) => w >= Math.max(flushWall - 60, tailEnd - 450) && w <= tailEnd);
+      // Where the sound falls 3 dB below the tone's level, and from there to the silence: how
+      // long it took to die away. When no packet follows the last one played, Chromium's
+      // concealment (NetEq expand) goes on extrapolating the tone and fades it out; that tail
+      // is part of this fall (the envelope cannot tell concealment from the real tone).
+      const drop = after.envelope.find(([w, db]) => w >= flushWall
+        && (db === null || db < before.levelDb - 3));
+      const dropMs = drop ? drop[0] - flushWall : null;
+      console.log(`    level per 10 ms around the flush (ms after it: peak dBFS): ${tail.map(([w, db]) =>
+        `${(w - flushWall).toFixed(0)}:${db === null ? '-inf' : db.toFixed(0)}`).join(' ')}`);
+      console.log(`    within 3 dB of the tone's level until ${dropMs === null ? '?' : dropMs.toFixed(1)} ms after the flush,`
+        + ` then ${silence && dropMs !== null ? (silence.wall - drop[0]).toFixed(1) : '?'} ms fading to silence;`
+        + ` concealed ratio ${before.stats && before.stats.audio_concealed_ratio} before, ${st.audio_concealed_ratio} after`);
+      check(silence !== null, `no silence within 4.5 s of the flush: the tone kept sounding`);
+      const unseen = after.log.filter((e) => e.kind === 'unseen' && e.n <= silence.n);
+      check(unseen.length === 0, 'the page missed samples between the flush and the silence (a stalled poll)');
+      check(gap <= BOUND_MS, `silence came ${gap.toFixed(1)} ms after the flush (bound ${BOUND_MS} ms;`
+        + ` within 3 dB of the tone's level for ${dropMs === null ? '?' : dropMs.toFixed(0)} ms of it)`);
+      const relapse = after.log.find((e) => e.n > silence.n && e.kind !== 'silence');
+      check(!relapse, `sound again ${relapse && (relapse.wall - flushWall).toFixed(1)} ms after the flush`
+        + ` (${relapse && relapse.kind}): the old utterance went on`);
+      noPageErrors(page);
+      await page.close();
+    } finally {
+      const how = await talker.stop();
+      if (how !== 'exited (0)') console.log(`    talker.py ${how}; stderr: ${talker.stderr.join(' | ')}`);
+    }
+  }],
+
+  ['j. aiortc, as a second viewer beside Chromium, hears and sees the avatar', async () => {
+    // aiortc 1.16 from the venv `portcast-bench compare-aiortc` installs (scripts/test.sh runs
+    // that stage first). It offers video and audio, decodes both for 5 s and checks that the
+    // answer took its audio and that it decoded video, 48 kHz audio and a beep.
+    const py = env.PORTCAST_E2E_AIORTC_PYTHON
+      || path.join(__dirname, '..', '..', 'target', 'aiortc-venv', 'bin', 'python');
+    check(fs.existsSync(py), `no aiortc at ${py}: run \`portcast-bench --smoke compare-aiortc\``
+      + ' once (scripts/test.sh does) or set PORTCAST_E2E_AIORTC_PYTHON');
+    const page = await openPage({ session: rid('j'), autoconnect: '1' });
+    await waitFrames(page, 10, 20000);
+    const ws = PAGE.replace(/^http/, 'ws').replace(/\/$/, '');
+    // Loopback mode shares this machine's interfaces: keep aiortc's ICE on 127.0.0.1.
+    const args = [path.join(__dirname, 'aiortc_viewer.py'), ws, '--seconds', '5', '--check',
+      '--session', rid('j-aiortc'), ...(MODE === 'loopback' ? ['--loopback-only'] : [])];
+    const child = spawn(py, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 40000);
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    clearTimeout(killer);
+    console.log(`    aiortc: ${stdout.trim()}`);
+    if (stderr.trim()) console.log(`    aiortc stderr: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    const chromium = await stats(page);
+    console.log(`    Chromium beside it: decoded=${chromium.frames_decoded} audio packets=${chromium.audio_packets_received}`);
+    check(code === 0, `the aiortc viewer failed (exit ${code}): ${stderr.trim().split('\n').pop()}`);
+    check(chromium.audio_packets_received > 0, 'the Chromium viewer stopped hearing the avatar');
     noPageErrors(page);
     await page.close();
   }],

@@ -11,7 +11,9 @@
 #
 # Settings: PORTCAST_BIN (default <repo>/target/debug/portcast), PORTCAST_E2E_MODE
 # (auto|netns|loopback), PORTCAST_E2E_WIDTH/HEIGHT (expected picture, default 1280x720),
-# PORTCAST_E2E_ONLY (e.g. "a,e" to run some scenarios). Output lands in tests/e2e/out/.
+# PORTCAST_E2E_ONLY (e.g. "a,e" to run some scenarios). Output lands in tests/e2e/out/, and the
+# daemon's ingest socket is tests/e2e/out/ingest.sock (a renderer started by e2e.js, scenario i,
+# connects to it by path: a Unix socket at a path is reachable across network namespaces).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,6 +21,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 PORTCAST_BIN=${PORTCAST_BIN:-$ROOT/target/debug/portcast}
 OUT=$HERE/out
 DAEMON_LOG=$OUT/daemon.log
+INGEST_SOCK=$OUT/ingest.sock
 MODE=${PORTCAST_E2E_MODE:-auto}
 
 # Time bounds (seconds).
@@ -51,6 +54,8 @@ cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done
+  # The daemon removes its socket when it stops; not when it was killed.
+  if [[ -S $INGEST_SOCK ]]; then rm -f "$INGEST_SOCK"; fi
   if [[ $rc -ne 0 && $INNER -eq 0 && -s $DAEMON_LOG ]]; then
     log "last daemon log lines ($DAEMON_LOG):"
     tail -n 25 "$DAEMON_LOG" | sed 's/^/    /'
@@ -62,6 +67,11 @@ start_daemon() { # start_daemon [ip netns exec NS] BIN ARGS...; sets DAEMON_PID
   local size=() # a non-default expected picture is also what the daemon is asked to send
   [[ -n ${PORTCAST_E2E_WIDTH:-} ]] && size+=(--width "$PORTCAST_E2E_WIDTH")
   [[ -n ${PORTCAST_E2E_HEIGHT:-} ]] && size+=(--height "$PORTCAST_E2E_HEIGHT")
+  # The ingest socket lives in the output folder (sun_path holds at most 107 bytes).
+  [[ -d $OUT ]] || { log "output folder $OUT is missing"; return 1; }
+  if ((${#INGEST_SOCK} > 107)); then
+    log "ingest socket path too long for a Unix socket (${#INGEST_SOCK} bytes): $INGEST_SOCK"; return 1
+  fi
   : >"$DAEMON_LOG"
   RUST_LOG=info,portcast=debug "$@" "${size[@]}" >>"$DAEMON_LOG" 2>&1 &
   DAEMON_PID=$!
@@ -86,7 +96,7 @@ run_scenarios() { # run_scenarios MODE PAGE_URL PUBLIC_IP UDP_MIN UDP_MAX [prefi
   # exec all the way down to `timeout`, which passes a TERM on to node (and node to Chromium).
   (cd "$HERE" && exec "$@" env PORTCAST_E2E_MODE="$mode" PORTCAST_E2E_URL="$url" \
     PORTCAST_E2E_PUBLIC_IP="$public" PORTCAST_E2E_UDP_MIN="$umin" PORTCAST_E2E_UDP_MAX="$umax" \
-    PORTCAST_E2E_DAEMON_LOG="$DAEMON_LOG" PORTCAST_E2E_OUT="$OUT" \
+    PORTCAST_E2E_DAEMON_LOG="$DAEMON_LOG" PORTCAST_E2E_OUT="$OUT" PORTCAST_E2E_INGEST_SOCKET="$INGEST_SOCK" \
     PORTCAST_E2E_BUDGET_MS=$(((T_SCENARIOS - 10) * 1000)) \
     timeout -k 5 "$T_SCENARIOS" node "$HERE/e2e.js") &
   CHILD_PID=$!
@@ -108,7 +118,7 @@ if [[ ${1:-} == __loopback_inner ]]; then
     log "refusing: the loopback namespace has interfaces other than lo"; exit 1
   fi
   start_daemon "$PORTCAST_BIN" --bind-ip 127.0.0.1 --public-ip 127.0.0.1 \
-    --signal-port 19000 --udp-ports 19111-19115 --ingest-socket off
+    --signal-port 19000 --udp-ports 19111-19115 --ingest-socket "$INGEST_SOCK"
   run_scenarios loopback http://127.0.0.1:19000/ 127.0.0.1 19111 19115
   exit $?
 fi
@@ -195,7 +205,7 @@ if [[ $MODE == auto || $MODE == netns ]]; then
   if netns_up; then
     echo "mode: netns"
     start_daemon ip netns exec "$D" "$PORTCAST_BIN" --bind-ip 198.18.2.2 --public-ip 198.18.1.1 \
-      --signal-port 9000 --udp-ports 10111-10115 --ingest-socket off
+      --signal-port 9000 --udp-ports 10111-10115 --ingest-socket "$INGEST_SOCK"
     run_scenarios netns http://198.18.1.1:10110/ 198.18.1.1 10111 10115 ip netns exec "$C"
     exit $?
   fi

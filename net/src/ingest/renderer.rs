@@ -307,6 +307,7 @@ impl Reader {
                 queue: queue.clone(),
                 timeline: self.timeline.clone(),
                 defaults: self.shared.config.audio,
+                silence: None,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ingest-voice-{}", self.conn))

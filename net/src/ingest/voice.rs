@@ -36,6 +36,11 @@ use super::{IngestCounters, Shared, Stat};
 pub const MAX_QUEUED: Duration = Duration::from_secs(10);
 /// Timestamps may wander this far from the samples' own count before a new stretch starts.
 pub const MAX_JITTER: Duration = Duration::from_millis(40);
+/// 20 ms Opus frames of silence sent right after a FLUSH. Without them a
+/// browser conceals the missing packets by carrying the last sound on and
+/// fading it: Chromium kept a cut-off tone audible for ~320 ms after FLUSH
+/// (e2e scenario i); with 60 ms of real silence it stopped within ~125 ms.
+pub const FLUSH_SILENCE_FRAMES: u64 = 3;
 
 /// Maps a renderer's clock (microseconds) to the daemon's, anchored at the
 /// first timestamp the connection sends.
@@ -118,16 +123,20 @@ impl VoiceQueue {
         self.wake.notify_all();
     }
 
-    /// The next chunk and the generation it belongs to; `None` once closed.
-    fn pop(&self) -> Option<(Chunk, u64)> {
+    /// What the voice thread does next, having seen generation `seen`: a
+    /// FLUSH since then first, else the next chunk.
+    fn next(&self, seen: u64) -> Next {
         let mut s = lock(&self.state);
         loop {
             if s.closed {
-                return None;
+                return Next::Closed;
+            }
+            if s.generation != seen {
+                return Next::Flushed(s.generation);
             }
             if let Some(c) = s.chunks.pop_front() {
                 s.queued = s.queued.saturating_sub(c.duration);
-                return Some((c, s.generation));
+                return Next::Chunk(c);
             }
             s = self
                 .wake
@@ -159,6 +168,13 @@ impl VoiceQueue {
     fn generation(&self) -> u64 {
         lock(&self.state).generation
     }
+}
+
+/// See [`VoiceQueue::next`].
+enum Next {
+    Chunk(Chunk),
+    Flushed(u64),
+    Closed,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -196,6 +212,8 @@ pub(crate) struct Voice {
     pub timeline: Arc<Timeline>,
     /// The daemon's Opus settings, for a format that leaves them to it.
     pub defaults: AudioSettings,
+    /// A 20 ms Opus packet of silence, once one was needed.
+    pub silence: Option<Arc<[u8]>>,
 }
 
 impl Voice {
@@ -206,17 +224,30 @@ impl Voice {
         }
     }
 
-    pub(crate) fn run(self) {
+    pub(crate) fn run(mut self) {
         let mut pcm: Option<PcmPath> = None;
         let mut stretch: Option<Stretch> = None;
         let mut generation = self.queue.generation();
-        while let Some((chunk, gen)) = self.queue.pop() {
-            if gen != generation {
-                // Barge-in: nothing half-made of the old utterance survives.
-                generation = gen;
-                pcm = None;
-                stretch = None;
-            }
+        // The last packet handed to the loop: (RTP time, capture instant, samples).
+        let mut last: Option<(u64, Instant, u64)> = None;
+        loop {
+            let chunk = match self.queue.next(generation) {
+                Next::Closed => return,
+                Next::Flushed(gen) => {
+                    // Barge-in: nothing half-made of the old utterance survives,
+                    // and real silence follows it at once (see FLUSH_SILENCE_FRAMES).
+                    generation = gen;
+                    pcm = None;
+                    stretch = None;
+                    if let Some(last) = last.take() {
+                        if !self.send_silence(last) {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                Next::Chunk(c) => c,
+            };
             let frames = match chunk.format.codec {
                 AudioCodec::PcmS16le => self.pcm(&chunk, &mut pcm, &mut stretch),
                 AudioCodec::Opus => self.opus(&chunk, &mut stretch),
@@ -232,22 +263,88 @@ impl Voice {
                 if !self.queue.wait_until(frame.captured_at, generation) {
                     break;
                 }
-                match self
-                    .shared
-                    .frames
-                    .try_send((self.avatar.clone(), Media::Audio(frame)))
-                {
-                    Ok(()) => {
-                        let _ = self.shared.waker.wake();
-                        self.count(Stat::AudioFramesForwarded, 1);
-                    }
-                    Err(std::sync::mpsc::TrySendError::Full(_)) => {
-                        self.count(Stat::AudioDroppedLoopBehind, 1)
-                    }
-                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+                let samples = (chunk.format.codec == AudioCodec::Opus)
+                    .then(|| (chunk.duration.as_micros() * 48 / 1000) as u64)
+                    .unwrap_or(self.defaults_or(&chunk.format));
+                let sent = (frame.rtp_time, frame.captured_at, samples);
+                if !self.forward(frame) {
+                    return;
                 }
+                last = Some(sent);
             }
         }
+    }
+
+    /// Samples in one Opus frame the daemon encodes for `format`.
+    fn defaults_or(&self, format: &AudioFormat) -> u64 {
+        let ms = match format.frame_ms {
+            0 => self.defaults.frame.as_millis() as u64,
+            ms => u64::from(ms),
+        };
+        ms * u64::from(SAMPLE_RATE) / 1000
+    }
+
+    /// Hands a packet to the loop; false once the loop is gone.
+    fn forward(&self, frame: AudioFrame) -> bool {
+        match self
+            .shared
+            .frames
+            .try_send((self.avatar.clone(), Media::Audio(frame)))
+        {
+            Ok(()) => {
+                let _ = self.shared.waker.wake();
+                self.count(Stat::AudioFramesForwarded, 1);
+                true
+            }
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                self.count(Stat::AudioDroppedLoopBehind, 1);
+                true
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// [`FLUSH_SILENCE_FRAMES`] of silence right after the last packet sent,
+    /// all at once; false once the loop is gone.
+    fn send_silence(&mut self, (rtp, at, samples): (u64, Instant, u64)) -> bool {
+        let packet = match self.silence_packet() {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("ingest avatar {}: no silence after flush: {e}", self.avatar);
+                return true;
+            }
+        };
+        let step = u64::from(SAMPLE_RATE) / 50;
+        let now = Instant::now();
+        for k in 0..FLUSH_SILENCE_FRAMES {
+            let offset = samples + k * step;
+            let frame = AudioFrame {
+                data: packet.clone(),
+                rtp_time: rtp + offset,
+                captured_at: at
+                    + Duration::from_nanos(offset * 1_000_000_000 / u64::from(SAMPLE_RATE)),
+                ready_at: now,
+            };
+            if !self.forward(frame) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// One 20 ms Opus packet of digital silence, made once.
+    fn silence_packet(&mut self) -> Result<Arc<[u8]>, String> {
+        if let Some(p) = &self.silence {
+            return Ok(p.clone());
+        }
+        let mut encoder = OpusEncoder::new(AudioSettings {
+            frame: Duration::from_millis(20),
+            ..self.defaults
+        })?;
+        let zeros = vec![0i16; encoder.settings().frame_samples()];
+        let packet: Arc<[u8]> = Arc::from(encoder.encode(&zeros)?);
+        self.silence = Some(packet.clone());
+        Ok(packet)
     }
 
     /// Where `chunk` goes on the timeline: the current stretch, or a new one
