@@ -263,9 +263,11 @@ impl Voice {
                 if !self.queue.wait_until(frame.captured_at, generation) {
                     break;
                 }
-                let samples = (chunk.format.codec == AudioCodec::Opus)
-                    .then(|| (chunk.duration.as_micros() * 48 / 1000) as u64)
-                    .unwrap_or(self.defaults_or(&chunk.format));
+                let samples = if chunk.format.codec == AudioCodec::Opus {
+                    (chunk.duration.as_micros() * 48 / 1000) as u64
+                } else {
+                    self.defaults_or(&chunk.format)
+                };
                 let sent = (frame.rtp_time, frame.captured_at, samples);
                 if !self.forward(frame) {
                     return;
