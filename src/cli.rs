@@ -24,7 +24,8 @@ Config file keys: each flag above whose value is a single setting, spelled with 
 (capture_offers_dir) and --capture-max (capture_offers_max); and
   webrtc_port_min, webrtc_port_max (for --udp-ports), allowed_origins = [..],
   [port_map] LOCAL = PUBLIC,
-  [[avatar]] name, width, height, fps, bitrate_kbps, encoder_threads (replaces the built-in list)
+  [[avatar]] name, width, height, fps, bitrate_kbps, encoder_threads, audio_bitrate_kbps
+    (replaces the built-in list)
 Signals: SIGTERM/SIGINT say bye to every viewer and exit 0. SIGHUP re-reads the file, flags
 and environment and applies the limits, max_sessions, allowed_origins, the token secret and
 fallback_avatar to new connections and offers (live sessions stay), and

@@ -219,7 +219,12 @@ fn server_config(
                     threads: a.encoder_threads,
                 },
                 busy: false,
-                audio: s.test_pattern_audio.then(|| audio_settings(s)),
+                audio: s.test_pattern_audio.then(|| AudioSettings {
+                    bitrate_bps: a
+                        .audio_bitrate_kbps
+                        .map_or(audio_settings(s).bitrate_bps, |k| k * 1000),
+                    ..audio_settings(s)
+                }),
             })
             .collect(),
         capture_offers: s

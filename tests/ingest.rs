@@ -962,3 +962,45 @@ fn a_renderer_that_pauses_its_voice_resumes_on_the_same_timeline() {
         gaps[0]
     );
 }
+
+#[test]
+fn a_renderer_that_only_speaks_is_heard() {
+    let d = Daemon::start(&[]);
+    let mut client =
+        IngestClient::connect_v2(&d.ingest_path, "voice-only", format(PixelFormat::I420)).unwrap();
+    client
+        .set_audio_format(&wire::AudioFormat {
+            codec: wire::AudioCodec::PcmS16le,
+            channels: 1,
+            sample_rate: 16_000,
+            bitrate_kbps: 0,
+            frame_ms: 0,
+        })
+        .unwrap();
+    wait_for_log(&d, "avatar voice-only speaks");
+    let mut v = NetViewer::connect_with_audio(d.signal_port, "vo-1", "voice-only").expect("answer");
+    // No FRAME at all: 2 s of speech in real time, on the renderer's clock.
+    let epoch = Instant::now();
+    let speaker = std::thread::spawn(move || {
+        for n in 0..100u64 {
+            let due = epoch + Duration::from_millis(20 * (n + 1));
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let (pts, bytes) = sine_chunk(n, 300.0, 16_000, 1);
+            client.send_audio(pts, &bytes).unwrap();
+        }
+        client
+    });
+    v.run_for(Duration::from_millis(2500));
+    let _client = speaker.join().unwrap();
+    assert!(v.counters.is_empty(), "no picture was ever pushed");
+    assert!(
+        v.audio.len() >= 60,
+        "{} audio packets; log:\n{}",
+        v.audio.len(),
+        d.log()
+    );
+    let pcm = decode_opus(&v.audio[5..]);
+    let crossings = pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    let hz = crossings as f64 / 2.0 / (pcm.len() as f64 / 48_000.0);
+    assert!((hz - 300.0).abs() < 10.0, "decoded tone at {hz:.1} Hz");
+}

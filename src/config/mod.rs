@@ -34,6 +34,8 @@ pub const FPS: Int<u32> = Int::count(1, 60);
 pub const BITRATE_KBPS: Int<u32> = Int::of(100, 50_000, " kbps", "a whole number");
 /// `--encoder-threads` and `[[avatar]] encoder_threads`.
 pub const ENCODER_THREADS: Int<u16> = Int::count(1, 8);
+/// An avatar's Opus bitrate in its `[[avatar]]` table.
+pub const AUDIO_BITRATE_KBPS: Int<u32> = Int::of(6, 510, " kbit/s", "a whole number of kbit/s");
 
 /// The built-in avatar; `--width` and friends change it.
 const DEFAULT_AVATAR_NAME: &str = "test-pattern";
@@ -124,6 +126,8 @@ pub struct AvatarConfig {
     pub bitrate_bps: u32,
     /// Number of H.264 encoder threads.
     pub encoder_threads: u16,
+    /// Opus bitrate of its voice in kbit/s; `None`: the daemon's `audio_bitrate_kbps`.
+    pub audio_bitrate_kbps: Option<u32>,
 }
 
 impl Default for AvatarConfig {
@@ -135,6 +139,7 @@ impl Default for AvatarConfig {
             fps: 30,
             bitrate_bps: 2_000_000,
             encoder_threads: 1,
+            audio_bitrate_kbps: None,
         }
     }
 }
@@ -723,10 +728,13 @@ impl FileLayer {
             if let Some((key, value)) = field("encoder_threads") {
                 avatar.encoder_threads = self.value(&key, &value, &ENCODER_THREADS)?;
             }
+            if let Some((key, value)) = field("audio_bitrate_kbps") {
+                avatar.audio_bitrate_kbps = Some(self.value(&key, &value, &AUDIO_BITRATE_KBPS)?);
+            }
             if let Some(key) = table.keys().next() {
                 return Err(invalid(
                     self.origin(&format!("{at}.{key}")),
-                    "unknown key (an avatar has name, width, height, fps, bitrate_kbps, encoder_threads)",
+                    "unknown key (an avatar has name, width, height, fps, bitrate_kbps, encoder_threads, audio_bitrate_kbps)",
                 ));
             }
             if avatars.iter().any(|other| other.name == avatar.name) {

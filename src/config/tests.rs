@@ -84,6 +84,7 @@ fn defaults_are_the_documented_values() {
             fps: 30,
             bitrate_bps: 2_000_000,
             encoder_threads: 1,
+            audio_bitrate_kbps: None,
         }]
     );
     assert_eq!(load(&cli(&[]), &no_env).expect("defaults load"), config);
@@ -209,6 +210,7 @@ name = "hd.main_1"
 fps = 60
 bitrate_kbps = 6000
 encoder_threads = 4
+audio_bitrate_kbps = 64
 "#,
     );
     let config = load(&cli(&["--config", &file.arg()]), &no_env).expect("avatars load");
@@ -226,6 +228,7 @@ encoder_threads = 4
                 fps: 60,
                 bitrate_bps: 6_000_000,
                 encoder_threads: 4,
+                audio_bitrate_kbps: Some(64),
                 ..AvatarConfig::default()
             },
         ]
@@ -257,6 +260,7 @@ fn avatar_flags_modify_the_test_pattern_avatar() {
             fps: 25,
             bitrate_bps: 4_500_000,
             encoder_threads: 2,
+            audio_bitrate_kbps: None,
         }]
     );
 }
@@ -588,6 +592,7 @@ const INVALID_CASES: &[Case] = &[
     ("", &["--bitrate-kbps", "99"], &[], "--bitrate-kbps: 99 is out of range (100-50000 kbps)"),
     ("[[avatar]]\nbitrate_kbps = 50001", &[], &[], "{file}: key 'avatar[0].bitrate_kbps': 50001 is out of range (100-50000 kbps)"),
     ("", &["--encoder-threads", "9"], &[], "--encoder-threads: 9 is out of range (1-8)"),
+    ("[[avatar]]\naudio_bitrate_kbps = 5", &[], &[], "{file}: key 'avatar[0].audio_bitrate_kbps': 5 is out of range (6-510 kbit/s)"),
     ("", &["--encoder-threads", "x"], &[], "--encoder-threads: 'x' is not a whole number"),
     ("token_secret_file = \" \"", &[], &[], "{file}: key 'token_secret_file': the file name is empty"),
     ("", &["--token-secret-file", ""], &[], "--token-secret-file: the file name is empty"),
