@@ -47,7 +47,7 @@ pub struct SourceCounters {
     pub keyframes: Counter,
     /// Frames not rendered because the thread fell behind its clock.
     pub late_skips: Counter,
-    /// Access units dropped because the loop's channel was full.
+    /// Access units and audio packets dropped because the loop's channel was full.
     pub channel_drops: Counter,
     /// Pictures the encoder's rate control skipped (content too costly for the bitrate).
     pub encoder_skips: Counter,
@@ -154,7 +154,7 @@ pub fn spawn_test_pattern(
         avatar.clone(),
         settings,
         Box::new(pattern),
-        counters,
+        counters.clone(),
         tx.clone(),
         waker.clone(),
     )?;
@@ -162,6 +162,7 @@ pub fn spawn_test_pattern(
         let voice = Voice {
             avatar: avatar.clone(),
             encoder,
+            counters,
             epoch,
             tx,
             waker,
@@ -352,6 +353,7 @@ impl Worker {
 struct Voice {
     avatar: AvatarId,
     encoder: OpusEncoder,
+    counters: SourceCounters,
     epoch: Instant,
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
@@ -408,7 +410,9 @@ impl Voice {
                 Ok(()) => {
                     let _ = self.waker.wake();
                 }
-                Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.counters.channel_drops.inc();
+                }
                 Err(TrySendError::Disconnected(_)) => return,
             }
         }

@@ -614,14 +614,11 @@ fn prepare_path(path: &Path) -> Result<(), ListenError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_avatar_counters_are_bounded_and_kept_across_reconnects() {
+impl Shared {
+    /// A hub that hands its media to `frames`, with a waker on the returned poll.
+    pub(crate) fn for_test(frames: SyncSender<SourceEvent>) -> (Shared, mio::Poll) {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
-        let (frames, _rx) = std::sync::mpsc::sync_channel(1);
         let shared = Shared {
             config: IngestConfig::new("/nonexistent/portcast-test.sock"),
             frames,
@@ -634,6 +631,18 @@ mod tests {
             epoch: Instant::now(),
             stop: AtomicBool::new(false),
         };
+        (shared, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_avatar_counters_are_bounded_and_kept_across_reconnects() {
+        let (frames, _rx) = std::sync::mpsc::sync_channel(1);
+        let (shared, _poll) = Shared::for_test(frames);
         let first = shared
             .avatar_counters(&AvatarId::parse("a0").unwrap())
             .unwrap();

@@ -41,6 +41,11 @@ pub const MAX_JITTER: Duration = Duration::from_millis(40);
 /// fading it: Chromium kept a cut-off tone audible for ~320 ms after FLUSH
 /// (e2e scenario i); with 60 ms of real silence it stopped within ~125 ms.
 pub const FLUSH_SILENCE_FRAMES: u64 = 3;
+/// Longest a packet waits for room in the loop's channel before it is dropped.
+/// A renderer that catches up after a stall sends many chunks whose time has
+/// passed; they go out back to back, and the channel (shared with every
+/// avatar's pictures) holds only [`crate::source::CHANNEL_DEPTH`] items.
+pub const MAX_LOOP_WAIT: Duration = Duration::from_millis(50);
 
 /// Maps a renderer's clock (microseconds) to the daemon's, anchored at the
 /// first timestamp the connection sends.
@@ -240,7 +245,7 @@ impl Voice {
                     pcm = None;
                     stretch = None;
                     if let Some(last) = last.take() {
-                        if !self.send_silence(last) {
+                        if !self.send_silence(last, generation) {
                             return;
                         }
                     }
@@ -269,7 +274,7 @@ impl Voice {
                     self.defaults_or(&chunk.format)
                 };
                 let sent = (frame.rtp_time, frame.captured_at, samples);
-                if !self.forward(frame) {
+                if !self.forward(frame, generation) {
                     return;
                 }
                 last = Some(sent);
@@ -286,29 +291,40 @@ impl Voice {
         ms * u64::from(SAMPLE_RATE) / 1000
     }
 
-    /// Hands a packet to the loop; false once the loop is gone.
-    fn forward(&self, frame: AudioFrame) -> bool {
-        match self
-            .shared
-            .frames
-            .try_send((self.avatar.clone(), Media::Audio(frame)))
-        {
-            Ok(()) => {
-                let _ = self.shared.waker.wake();
-                self.count(Stat::AudioFramesForwarded, 1);
-                true
+    /// Hands a packet to the loop; false once the loop is gone. When the
+    /// loop's channel is full (a burst of late chunks beside the pictures of
+    /// every avatar) it waits for room, up to [`MAX_LOOP_WAIT`], and gives up
+    /// at once on a FLUSH: the packet is dropped and counted only then.
+    fn forward(&self, frame: AudioFrame, generation: u64) -> bool {
+        let give_up = Instant::now() + MAX_LOOP_WAIT;
+        let mut item = (self.avatar.clone(), Media::Audio(frame));
+        loop {
+            match self.shared.frames.try_send(item) {
+                Ok(()) => {
+                    let _ = self.shared.waker.wake();
+                    self.count(Stat::AudioFramesForwarded, 1);
+                    return true;
+                }
+                Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                    let now = Instant::now();
+                    if now >= give_up
+                        || !self
+                            .queue
+                            .wait_until(now + Duration::from_millis(1), generation)
+                    {
+                        self.count(Stat::AudioDroppedLoopBehind, 1);
+                        return true;
+                    }
+                    item = back;
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return false,
             }
-            Err(std::sync::mpsc::TrySendError::Full(_)) => {
-                self.count(Stat::AudioDroppedLoopBehind, 1);
-                true
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => false,
         }
     }
 
     /// [`FLUSH_SILENCE_FRAMES`] of silence right after the last packet sent,
     /// all at once; false once the loop is gone.
-    fn send_silence(&mut self, (rtp, at, samples): (u64, Instant, u64)) -> bool {
+    fn send_silence(&mut self, (rtp, at, samples): (u64, Instant, u64), generation: u64) -> bool {
         let packet = match self.silence_packet() {
             Ok(p) => p,
             Err(e) => {
@@ -327,7 +343,7 @@ impl Voice {
                     + Duration::from_nanos(offset * 1_000_000_000 / u64::from(SAMPLE_RATE)),
                 ready_at: now,
             };
-            if !self.forward(frame) {
+            if !self.forward(frame, generation) {
                 return false;
             }
         }
@@ -510,5 +526,87 @@ impl PcmPath {
                     .map(|x| (x.clamp(-1.0, 1.0) * 32767.0) as i16),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::{sync_channel, Receiver};
+
+    use crate::source::SourceEvent;
+
+    fn voice(depth: usize) -> (Voice, Receiver<SourceEvent>, mio::Poll) {
+        let (frames, rx) = sync_channel(depth);
+        let (shared, poll) = Shared::for_test(frames);
+        let voice = Voice {
+            avatar: AvatarId::parse("v").unwrap(),
+            shared: Arc::new(shared),
+            own: None,
+            queue: Arc::new(VoiceQueue::default()),
+            timeline: Arc::new(Timeline::default()),
+            defaults: AudioSettings::default(),
+            silence: None,
+        };
+        (voice, rx, poll)
+    }
+
+    fn packet(rtp_time: u64) -> AudioFrame {
+        let now = Instant::now();
+        AudioFrame {
+            data: Arc::from(&[0xf8u8, 0xff, 0xfe][..]),
+            rtp_time,
+            captured_at: now,
+            ready_at: now,
+        }
+    }
+
+    fn rtp_times(rx: &Receiver<SourceEvent>) -> Vec<u64> {
+        rx.try_iter()
+            .filter_map(|(_, m)| match m {
+                Media::Audio(f) => Some(f.rtp_time),
+                Media::Video(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_packet_waits_for_room_in_a_full_loop_channel_instead_of_being_dropped() {
+        let (voice, rx, _poll) = voice(1);
+        assert!(voice.forward(packet(0), 0));
+        // The channel is full; the loop takes the first packet a little later.
+        let rx = std::thread::scope(|s| {
+            let taker = s.spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                let first = rx.recv().unwrap();
+                (first, rx)
+            });
+            assert!(voice.forward(packet(960), 0));
+            let (first, rx) = taker.join().unwrap();
+            assert!(matches!(first.1, Media::Audio(ref f) if f.rtp_time == 0));
+            rx
+        });
+        assert_eq!(rtp_times(&rx), vec![960]);
+        let hub = &voice.shared.metrics.hub;
+        assert_eq!(hub.audio_frames_forwarded.get(), 2);
+        assert_eq!(hub.audio_dropped_loop_behind.get(), 0);
+    }
+
+    #[test]
+    fn a_loop_that_stays_behind_or_a_flush_drops_the_waiting_packet_and_counts_it() {
+        let (voice, rx, _poll) = voice(1);
+        assert!(voice.forward(packet(0), 0));
+        // Nobody takes from the channel: the packet gives up after MAX_LOOP_WAIT.
+        assert!(voice.forward(packet(960), 0));
+        assert_eq!(voice.shared.metrics.hub.audio_dropped_loop_behind.get(), 1);
+        // A FLUSH while it waits: the stale generation's packet is dropped.
+        let generation = voice.queue.generation();
+        voice.queue.flush();
+        assert!(voice.forward(packet(1920), generation));
+        assert_eq!(voice.shared.metrics.hub.audio_dropped_loop_behind.get(), 2);
+        assert_eq!(rtp_times(&rx), vec![0]);
+        // A loop that is gone stops the voice thread.
+        drop(rx);
+        assert!(!voice.forward(packet(2880), voice.queue.generation()));
     }
 }
