@@ -257,6 +257,7 @@ fn server_config(
             ..ConnLimits::default()
         },
         handle_signals: true,
+        latency_slice: (s.latency_slice_us > 0).then(|| Duration::from_micros(s.latency_slice_us)),
         ..ServerConfig::default()
     }
 }

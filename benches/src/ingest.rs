@@ -46,7 +46,10 @@ pub fn ingest(seconds: f64, audio: bool, out: &Path) -> Result<(), String> {
     let signal = server.signal_addr();
     let shutdown = server.shutdown_handle();
     let counters = server.ingest_counters().ok_or("ingest is off")?;
-    let loop_thread = std::thread::spawn(move || server.run());
+    let loop_thread = std::thread::Builder::new()
+        .name("loop".into())
+        .spawn(move || server.run())
+        .map_err(|e| e.to_string())?;
 
     // The renderer: pre-rendered pictures so its own CPU use stays small, as a GPU renderer's would.
     let mut pattern = TestPattern::new(w as usize, h as usize).ok_or("pattern size")?;

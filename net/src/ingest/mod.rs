@@ -66,6 +66,9 @@ pub struct IngestConfig {
     pub encoder_threads: u16,
     /// Opus settings for PCM audio whose AUDIO_FORMAT leaves them to the daemon.
     pub audio: AudioSettings,
+    /// The scheduler slice each renderer's reader and voice threads ask for
+    /// (see [`crate::sched`]); the server sets its own here.
+    pub latency_slice: Option<std::time::Duration>,
 }
 
 impl IngestConfig {
@@ -78,6 +81,7 @@ impl IngestConfig {
             body_timeout: Duration::from_secs(3),
             encoder_threads: 1,
             audio: AudioSettings::default(),
+            latency_slice: None,
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::source::Media;
 
 use super::convert::{i420_view, packed_to_i420, I420Buffer};
 use super::slot::{RawFrame, Slot};
-use super::voice::{Chunk, Timeline, Voice, VoiceQueue};
+use super::voice::{Chunk, Timeline, Voice};
 use super::wire::{
     self, AudioCodec, AudioFormat, Header, Kind, Message, PixelFormat, StreamFormat, WireError,
     HEADER_LEN, MAX_AVATAR_ID_LEN, MAX_META_BYTES, VERSION_2,
@@ -41,6 +41,7 @@ type Writer = Arc<Mutex<UnixStream>>;
 
 /// Serves one renderer connection until it closes or breaks the protocol.
 pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
+    crate::sched::apply_quietly(shared.config.latency_slice, "ingest reader");
     let writer = match stream.try_clone() {
         Ok(w) => Arc::new(Mutex::new(w)),
         Err(e) => {
@@ -110,8 +111,8 @@ pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
         let _ = w.shutdown(std::net::Shutdown::Both);
     }
     reader.slot.close();
-    if let Some((queue, thread)) = reader.voice.take() {
-        queue.close();
+    if let Some((voice, thread)) = reader.voice.take() {
+        voice.close();
         if thread.join().is_err() {
             log::error!("ingest renderer {who}: voice thread panicked");
         }
@@ -146,7 +147,7 @@ struct Reader {
     /// When the last video frame was captured (version 2), to refuse time going back.
     last_video_at: Option<Instant>,
     audio: Option<AudioFormat>,
-    voice: Option<(Arc<VoiceQueue>, std::thread::JoinHandle<()>)>,
+    voice: Option<(Arc<Voice>, std::thread::JoinHandle<()>)>,
 }
 
 impl Reader {
@@ -299,21 +300,24 @@ impl Reader {
         );
         self.audio = Some(f);
         if self.voice.is_none() {
-            let queue = Arc::new(VoiceQueue::default());
-            let voice = Voice {
-                avatar: avatar.clone(),
-                shared: self.shared.clone(),
-                own: self.own.clone(),
-                queue: queue.clone(),
-                timeline: self.timeline.clone(),
-                defaults: self.shared.config.audio,
-                silence: None,
-            };
+            let voice = Arc::new(Voice::new(
+                avatar.clone(),
+                self.shared.clone(),
+                self.own.clone(),
+                self.timeline.clone(),
+            ));
             let thread = std::thread::Builder::new()
                 .name(format!("ingest-voice-{}", self.conn))
-                .spawn(move || voice.run())
+                .spawn({
+                    let voice = voice.clone();
+                    let slice = self.shared.config.latency_slice;
+                    move || {
+                        crate::sched::apply_quietly(slice, "ingest voice");
+                        voice.run()
+                    }
+                })
                 .map_err(WireError::Io)?;
-            self.voice = Some((queue, thread));
+            self.voice = Some((voice, thread));
             self.shared.speaks(&avatar);
         }
         Ok(())
@@ -360,8 +364,8 @@ impl Reader {
             duration,
             arrived_at: Instant::now(),
         };
-        if let Some((queue, _)) = &self.voice {
-            if !queue.push(chunk) {
+        if let Some((voice, _)) = &self.voice {
+            if !voice.offer(chunk) {
                 self.count(Stat::AudioDroppedQueueFull);
             }
         }
@@ -370,7 +374,7 @@ impl Reader {
 
     /// FLUSH (barge-in): the queued audio and the frame waiting for the encoder go.
     fn flush(&mut self) {
-        let mut dropped = self.voice.as_ref().map_or(0, |(q, _)| q.flush()) as u64;
+        let mut dropped = self.voice.as_ref().map_or(0, |(v, _)| v.flush()) as u64;
         dropped += u64::from(self.slot.discard());
         self.count(Stat::Flushes);
         count_both(&self.shared, self.own.as_ref(), Stat::Flushed, dropped);

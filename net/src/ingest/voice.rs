@@ -1,6 +1,8 @@
-//! A renderer's voice: the chunks of its AUDIO messages, queued, turned into
-//! Opus packets (PCM through rubato to 48 kHz mono, then libopus; Opus packets
-//! as they came) and handed to the loop when their capture time comes.
+//! A renderer's voice: the chunks of its AUDIO messages turned into Opus
+//! packets (PCM through rubato to 48 kHz mono, then libopus; Opus packets as
+//! they came) and handed to the loop when their capture time comes. A live
+//! chunk, whose time has come as it arrives, is turned into packets on the
+//! reader's own thread; chunks sent ahead wait in a queue for the voice thread.
 //!
 //! A TTS engine produces speech faster than real time. Were its audio sent on
 //! arrival, seconds of it would wait in every viewer's jitter buffer, out of
@@ -85,19 +87,22 @@ struct QueueState {
     queued: Duration,
     /// Bumped by every FLUSH: work of an older generation is dropped.
     generation: u64,
+    /// Someone (the voice thread, or the reader on its fast path) holds the
+    /// voice's [`Work`]; chunks wait in order until it lets go.
+    busy: bool,
     closed: bool,
 }
 
 /// The chunks a renderer's reader thread hands its voice thread.
 #[derive(Default)]
-pub(crate) struct VoiceQueue {
+struct VoiceQueue {
     state: Mutex<QueueState>,
     wake: Condvar,
 }
 
 impl VoiceQueue {
     /// Queues a chunk; false (and nothing queued) when [`MAX_QUEUED`] is reached.
-    pub(crate) fn push(&self, chunk: Chunk) -> bool {
+    fn push(&self, chunk: Chunk) -> bool {
         let mut s = lock(&self.state);
         if s.queued + chunk.duration > MAX_QUEUED {
             return false;
@@ -111,7 +116,7 @@ impl VoiceQueue {
 
     /// Barge-in: drops every queued chunk and what the voice thread is
     /// working on; returns how many chunks were dropped.
-    pub(crate) fn flush(&self) -> usize {
+    fn flush(&self) -> usize {
         let mut s = lock(&self.state);
         let dropped = s.chunks.len();
         s.chunks.clear();
@@ -123,25 +128,25 @@ impl VoiceQueue {
     }
 
     /// Stops the voice thread.
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         lock(&self.state).closed = true;
         self.wake.notify_all();
     }
 
-    /// What the voice thread does next, having seen generation `seen`: a
-    /// FLUSH since then first, else the next chunk.
-    fn next(&self, seen: u64) -> Next {
+    /// The voice thread's next chunk and its generation, claiming the
+    /// voice's [`Work`]; `None` once closed.
+    fn next(&self) -> Option<(Chunk, u64)> {
         let mut s = lock(&self.state);
         loop {
             if s.closed {
-                return Next::Closed;
+                return None;
             }
-            if s.generation != seen {
-                return Next::Flushed(s.generation);
-            }
-            if let Some(c) = s.chunks.pop_front() {
-                s.queued = s.queued.saturating_sub(c.duration);
-                return Next::Chunk(c);
+            if !s.busy {
+                if let Some(c) = s.chunks.pop_front() {
+                    s.queued = s.queued.saturating_sub(c.duration);
+                    s.busy = true;
+                    return Some((c, s.generation));
+                }
             }
             s = self
                 .wake
@@ -149,6 +154,30 @@ impl VoiceQueue {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
+    }
+
+    /// Claims the voice's [`Work`] when nobody holds it and no chunk waits
+    /// before a new one; returns the generation to work in.
+    fn claim_if_idle(&self) -> Option<u64> {
+        let mut s = lock(&self.state);
+        if s.busy || s.closed || !s.chunks.is_empty() {
+            return None;
+        }
+        s.busy = true;
+        Some(s.generation)
+    }
+
+    /// Lets go of the [`Work`] done in generation `done`, or, when a FLUSH
+    /// came meanwhile, keeps the claim and returns the generation to catch up with.
+    fn release(&self, done: u64) -> Result<(), u64> {
+        let mut s = lock(&self.state);
+        if s.generation != done && !s.closed {
+            return Err(s.generation);
+        }
+        s.busy = false;
+        drop(s);
+        self.wake.notify_all();
+        Ok(())
     }
 
     /// Waits until `due`; false if a FLUSH (or close) came first.
@@ -170,16 +199,10 @@ impl VoiceQueue {
         }
     }
 
+    #[cfg(test)]
     fn generation(&self) -> u64 {
         lock(&self.state).generation
     }
-}
-
-/// See [`VoiceQueue::next`].
-enum Next {
-    Chunk(Chunk),
-    Flushed(u64),
-    Closed,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -208,20 +231,57 @@ struct PcmPath {
     encoder: OpusEncoder,
 }
 
-/// The voice thread of one renderer.
-pub(crate) struct Voice {
-    pub avatar: AvatarId,
-    pub shared: Arc<Shared>,
-    pub own: Option<IngestCounters>,
-    pub queue: Arc<VoiceQueue>,
-    pub timeline: Arc<Timeline>,
-    /// The daemon's Opus settings, for a format that leaves them to it.
-    pub defaults: AudioSettings,
+/// What turns chunks into packets: the PCM path (resampler and encoder), the
+/// stretch of the timeline being filled, and the last packet sent. Only the
+/// holder of the queue's claim touches it (see [`Voice::hold`]).
+#[derive(Default)]
+struct Work {
+    pcm: Option<PcmPath>,
+    stretch: Option<Stretch>,
+    /// The FLUSH generation this work is in.
+    generation: u64,
+    /// The last packet handed to the loop: (RTP time, capture instant, samples).
+    last: Option<(u64, Instant, u64)>,
     /// A 20 ms Opus packet of silence, once one was needed.
-    pub silence: Option<Arc<[u8]>>,
+    silence: Option<Arc<[u8]>>,
+    /// Why the voice stopped (an encoder or resampler failure), once it has.
+    failed: bool,
+}
+
+/// One renderer's voice: its queue and its [`Work`], shared by the voice
+/// thread (which paces chunks sent ahead of their time) and the renderer's
+/// reader (which turns a chunk that is already due into packets at once, on
+/// its own thread: one thread hop less between the socket and the loop).
+pub(crate) struct Voice {
+    avatar: AvatarId,
+    shared: Arc<Shared>,
+    own: Option<IngestCounters>,
+    queue: VoiceQueue,
+    timeline: Arc<Timeline>,
+    /// The daemon's Opus settings, for a format that leaves them to it.
+    defaults: AudioSettings,
+    work: Mutex<Work>,
 }
 
 impl Voice {
+    pub(crate) fn new(
+        avatar: AvatarId,
+        shared: Arc<Shared>,
+        own: Option<IngestCounters>,
+        timeline: Arc<Timeline>,
+    ) -> Voice {
+        let defaults = shared.config.audio;
+        Voice {
+            avatar,
+            shared,
+            own,
+            queue: VoiceQueue::default(),
+            timeline,
+            defaults,
+            work: Mutex::new(Work::default()),
+        }
+    }
+
     fn count(&self, stat: Stat, n: u64) {
         self.shared.add(stat, n);
         if let Some(c) = &self.own {
@@ -229,56 +289,105 @@ impl Voice {
         }
     }
 
-    pub(crate) fn run(mut self) {
-        let mut pcm: Option<PcmPath> = None;
-        let mut stretch: Option<Stretch> = None;
-        let mut generation = self.queue.generation();
-        // The last packet handed to the loop: (RTP time, capture instant, samples).
-        let mut last: Option<(u64, Instant, u64)> = None;
-        loop {
-            let chunk = match self.queue.next(generation) {
-                Next::Closed => return,
-                Next::Flushed(gen) => {
-                    // Barge-in: nothing half-made of the old utterance survives,
-                    // and real silence follows it at once (see FLUSH_SILENCE_FRAMES).
-                    generation = gen;
-                    pcm = None;
-                    stretch = None;
-                    if let Some(last) = last.take() {
-                        if !self.send_silence(last, generation) {
-                            return;
-                        }
-                    }
-                    continue;
-                }
-                Next::Chunk(c) => c,
-            };
-            let frames = match chunk.format.codec {
-                AudioCodec::PcmS16le => self.pcm(&chunk, &mut pcm, &mut stretch),
-                AudioCodec::Opus => self.opus(&chunk, &mut stretch),
-            };
-            let frames = match frames {
-                Ok(f) => f,
-                Err(e) => {
-                    log::warn!("ingest avatar {}: audio stopped: {e}", self.avatar);
-                    return;
-                }
-            };
-            for frame in frames {
-                if !self.queue.wait_until(frame.captured_at, generation) {
-                    break;
-                }
-                let samples = if chunk.format.codec == AudioCodec::Opus {
-                    (chunk.duration.as_micros() * 48 / 1000) as u64
-                } else {
-                    self.defaults_or(&chunk.format)
-                };
-                let sent = (frame.rtp_time, frame.captured_at, samples);
-                if !self.forward(frame, generation) {
-                    return;
-                }
-                last = Some(sent);
+    /// The voice thread: each queued chunk at its capture time, until closed.
+    pub(crate) fn run(&self) {
+        while let Some((chunk, generation)) = self.queue.next() {
+            self.hold(generation, Some(chunk), true);
+        }
+    }
+
+    /// A chunk from the reader: turned into packets at once when its capture
+    /// time has come (a live renderer's chunk: the first one anchors the
+    /// timeline at its arrival) and nothing is queued or being worked on, else
+    /// queued for the voice thread (speech sent ahead of its time). False (and
+    /// nothing queued) when the queue is full. On this path a packet the
+    /// stretch places up to [`MAX_JITTER`] after its chunk's time goes out at
+    /// once, where the voice thread would have held it.
+    pub(crate) fn offer(&self, chunk: Chunk) -> bool {
+        if self.timeline.instant(chunk.pts_us) <= Instant::now() {
+            if let Some(generation) = self.queue.claim_if_idle() {
+                self.hold(generation, Some(chunk), false);
+                return true;
             }
+        }
+        self.queue.push(chunk)
+    }
+
+    /// Barge-in: drops every queued chunk and what is half-made, and sends
+    /// the silence at once (or, when the voice thread is busy, as soon as it
+    /// lets go); returns how many chunks were dropped.
+    pub(crate) fn flush(&self) -> usize {
+        let dropped = self.queue.flush();
+        if let Some(generation) = self.queue.claim_if_idle() {
+            self.hold(generation, None, false);
+        }
+        dropped
+    }
+
+    /// Stops the voice thread.
+    pub(crate) fn close(&self) {
+        self.queue.close();
+    }
+
+    /// With the claim in `generation`: catches up with any FLUSH, makes and
+    /// sends `chunk`'s packets (`pace`: each at its capture time, for the
+    /// voice thread; the reader's chunks are already due), and lets go.
+    fn hold(&self, mut generation: u64, mut chunk: Option<Chunk>, pace: bool) {
+        let mut work = lock(&self.work);
+        loop {
+            if work.generation != generation {
+                // Barge-in: nothing half-made of the old utterance survives,
+                // and real silence follows it at once (see FLUSH_SILENCE_FRAMES).
+                work.generation = generation;
+                work.pcm = None;
+                work.stretch = None;
+                if let Some(last) = work.last.take() {
+                    self.send_silence(&mut work, last, generation);
+                }
+                // A chunk taken before the FLUSH belongs to the old utterance.
+                chunk = None;
+            }
+            if let Some(c) = chunk.take() {
+                self.work_on(&mut work, &c, generation, pace);
+            }
+            match self.queue.release(generation) {
+                Ok(()) => return,
+                Err(newer) => generation = newer,
+            }
+        }
+    }
+
+    /// Turns one chunk into packets and hands them to the loop.
+    fn work_on(&self, work: &mut Work, chunk: &Chunk, generation: u64, pace: bool) {
+        if work.failed {
+            return;
+        }
+        let frames = match chunk.format.codec {
+            AudioCodec::PcmS16le => self.pcm(chunk, &mut work.pcm, &mut work.stretch),
+            AudioCodec::Opus => self.opus(chunk, &mut work.stretch),
+        };
+        let frames = match frames {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("ingest avatar {}: audio stopped: {e}", self.avatar);
+                work.failed = true;
+                return;
+            }
+        };
+        let samples = if chunk.format.codec == AudioCodec::Opus {
+            (chunk.duration.as_micros() * 48 / 1000) as u64
+        } else {
+            self.defaults_or(&chunk.format)
+        };
+        for frame in frames {
+            if pace && !self.queue.wait_until(frame.captured_at, generation) {
+                return;
+            }
+            let sent = (frame.rtp_time, frame.captured_at, samples);
+            if !self.forward(frame, generation) {
+                return;
+            }
+            work.last = Some(sent);
         }
     }
 
@@ -324,8 +433,13 @@ impl Voice {
 
     /// [`FLUSH_SILENCE_FRAMES`] of silence right after the last packet sent,
     /// all at once; false once the loop is gone.
-    fn send_silence(&mut self, (rtp, at, samples): (u64, Instant, u64), generation: u64) -> bool {
-        let packet = match self.silence_packet() {
+    fn send_silence(
+        &self,
+        work: &mut Work,
+        (rtp, at, samples): (u64, Instant, u64),
+        generation: u64,
+    ) -> bool {
+        let packet = match self.silence_packet(work) {
             Ok(p) => p,
             Err(e) => {
                 log::warn!("ingest avatar {}: no silence after flush: {e}", self.avatar);
@@ -351,8 +465,8 @@ impl Voice {
     }
 
     /// One 20 ms Opus packet of digital silence, made once.
-    fn silence_packet(&mut self) -> Result<Arc<[u8]>, String> {
-        if let Some(p) = &self.silence {
+    fn silence_packet(&self, work: &mut Work) -> Result<Arc<[u8]>, String> {
+        if let Some(p) = &work.silence {
             return Ok(p.clone());
         }
         let mut encoder = OpusEncoder::new(AudioSettings {
@@ -361,7 +475,7 @@ impl Voice {
         })?;
         let zeros = vec![0i16; encoder.settings().frame_samples()];
         let packet: Arc<[u8]> = Arc::from(encoder.encode(&zeros)?);
-        self.silence = Some(packet.clone());
+        work.silence = Some(packet.clone());
         Ok(packet)
     }
 
@@ -539,15 +653,12 @@ mod tests {
     fn voice(depth: usize) -> (Voice, Receiver<SourceEvent>, mio::Poll) {
         let (frames, rx) = sync_channel(depth);
         let (shared, poll) = Shared::for_test(frames);
-        let voice = Voice {
-            avatar: AvatarId::parse("v").unwrap(),
-            shared: Arc::new(shared),
-            own: None,
-            queue: Arc::new(VoiceQueue::default()),
-            timeline: Arc::new(Timeline::default()),
-            defaults: AudioSettings::default(),
-            silence: None,
-        };
+        let voice = Voice::new(
+            AvatarId::parse("v").unwrap(),
+            Arc::new(shared),
+            None,
+            Arc::new(Timeline::default()),
+        );
         (voice, rx, poll)
     }
 
@@ -608,5 +719,62 @@ mod tests {
         // A loop that is gone stops the voice thread.
         drop(rx);
         assert!(!voice.forward(packet(2880), voice.queue.generation()));
+    }
+
+    /// 20 ms of a quiet 48 kHz mono sine at renderer time `pts_us`.
+    fn chunk(pts_us: u64) -> Chunk {
+        let data = (0..960)
+            .flat_map(|k| (((f64::from(k) * 0.05).sin() * 3000.0) as i16).to_le_bytes())
+            .collect();
+        Chunk {
+            pts_us,
+            format: AudioFormat {
+                codec: AudioCodec::PcmS16le,
+                channels: 1,
+                sample_rate: 48_000,
+                bitrate_kbps: 0,
+                frame_ms: 0,
+            },
+            data,
+            duration: Duration::from_millis(20),
+            arrived_at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_live_chunk_goes_out_on_the_readers_thread_and_chunks_sent_ahead_wait_in_order() {
+        // No voice thread runs: whatever reaches the loop was sent by `offer` or `flush`.
+        let (voice, rx, _poll) = voice(64);
+        assert!(voice.offer(chunk(0)));
+        let first = rtp_times(&rx);
+        assert_eq!(first.len(), 1, "the live chunk's packet went out at once");
+        // Speech sent a second ahead waits for its time in the queue.
+        assert!(voice.offer(chunk(1_000_000)));
+        // A chunk whose time has come does not overtake it.
+        std::thread::sleep(Duration::from_millis(25));
+        assert!(voice.offer(chunk(20_000)));
+        assert!(rtp_times(&rx).is_empty());
+        assert_eq!(lock(&voice.queue.state).chunks.len(), 2);
+        // FLUSH drops both and, nobody holding the work, sends the silence at once,
+        // right behind the last packet.
+        assert_eq!(voice.flush(), 2);
+        let r = first[0];
+        assert_eq!(rtp_times(&rx), vec![r + 960, r + 1920, r + 2880]);
+    }
+
+    #[test]
+    fn a_flush_while_the_voice_thread_works_is_caught_up_before_it_lets_go() {
+        let (voice, rx, _poll) = voice(64);
+        assert!(voice.offer(chunk(0)));
+        let r = rtp_times(&rx)[0];
+        // The voice thread holds the work (as while it paces a chunk)...
+        let generation = voice.queue.claim_if_idle().expect("idle");
+        // ...when the renderer interrupts: the reader cannot send the silence.
+        assert_eq!(voice.flush(), 0);
+        assert!(rtp_times(&rx).is_empty());
+        // Done with its chunk, the voice thread lets go only after the silence.
+        voice.hold(generation, None, true);
+        assert_eq!(rtp_times(&rx), vec![r + 960, r + 1920, r + 2880]);
+        assert!(!lock(&voice.queue.state).busy);
     }
 }

@@ -79,7 +79,14 @@ pub struct ServerConfig {
     /// not. The handlers are in place before the signaling port listens, so a
     /// signal sent once the port accepts is never lost (nor fatal).
     pub handle_signals: bool,
+    /// The CPU slice the loop thread, and each renderer's reader and voice
+    /// threads, ask the scheduler for (see [`crate::sched`]); `None` leaves
+    /// the kernel's default.
+    pub latency_slice: Option<Duration>,
 }
+
+/// The latency-critical threads' scheduler slice unless configured: the kernel's least.
+pub const DEFAULT_LATENCY_SLICE: Duration = Duration::from_micros(100);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -100,6 +107,7 @@ impl Default for ServerConfig {
             ingest: None,
             file_sources: Vec::new(),
             handle_signals: false,
+            latency_slice: Some(DEFAULT_LATENCY_SLICE),
         }
     }
 }

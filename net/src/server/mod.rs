@@ -17,7 +17,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::capture::OfferCapture;
 use crate::conn::{Conn, ConnEvent};
-use crate::ingest::{IngestCounters, IngestHub};
+use crate::ingest::{IngestConfig, IngestCounters, IngestHub};
 use crate::metrics::Metrics;
 use crate::probe::FrameTiming;
 use crate::source::{self, Media, SourceEvent, SourceHandle, CHANNEL_DEPTH};
@@ -37,7 +37,9 @@ mod config;
 mod reload;
 pub(crate) mod routes;
 
-pub use config::{AvatarSpec, NetError, Reloader, ServerConfig, UdpPortSpec};
+pub use config::{
+    AvatarSpec, NetError, Reloader, ServerConfig, UdpPortSpec, DEFAULT_LATENCY_SLICE,
+};
 
 /// A handle that stops a running server from another thread.
 #[derive(Clone)]
@@ -166,7 +168,10 @@ impl Server {
         let ingest = match config.ingest.clone() {
             Some(ic) => Some(
                 IngestHub::bind(
-                    ic,
+                    IngestConfig {
+                        latency_slice: config.latency_slice,
+                        ..ic
+                    },
                     sources.keys().cloned(),
                     tx,
                     waker.clone(),
@@ -267,6 +272,18 @@ impl Server {
 
     /// Runs until shutdown (signal or handle), then says goodbye and returns.
     pub fn run(mut self) -> Result<(), NetError> {
+        if let Some(slice) = self.config.latency_slice {
+            match crate::sched::set_thread_slice(slice) {
+                Ok(()) => log::info!(
+                    "loop thread: scheduler slice {} us, so it gets a core soon after it wakes",
+                    slice.as_micros()
+                ),
+                Err(e) => log::warn!(
+                    "loop thread: could not ask for a {} us scheduler slice: {e}",
+                    slice.as_micros()
+                ),
+            }
+        }
         let mut events = Events::with_capacity(1024);
         let mut deadline = Instant::now();
         let ports: Vec<String> = self.udp.iter().map(|u| u.local.to_string()).collect();
