@@ -244,7 +244,7 @@ struct Work {
     last: Option<(u64, Instant, u64)>,
     /// A 20 ms Opus packet of silence, once one was needed.
     silence: Option<Arc<[u8]>>,
-    /// Why the voice stopped (an encoder or resampler failure), once it has.
+    /// Set when the encoder or resampler failed (logged once): later chunks are dropped.
     failed: bool,
 }
 
@@ -333,6 +333,8 @@ impl Voice {
     /// sends `chunk`'s packets (`pace`: each at its capture time, for the
     /// voice thread; the reader's chunks are already due), and lets go.
     fn hold(&self, mut generation: u64, mut chunk: Option<Chunk>, pace: bool) {
+        // `chunk` belongs to `generation` (it was queued or offered after any
+        // FLUSH before it); a FLUSH during its work is caught up on release.
         let mut work = lock(&self.work);
         loop {
             if work.generation != generation {
@@ -344,8 +346,6 @@ impl Voice {
                 if let Some(last) = work.last.take() {
                     self.send_silence(&mut work, last, generation);
                 }
-                // A chunk taken before the FLUSH belongs to the old utterance.
-                chunk = None;
             }
             if let Some(c) = chunk.take() {
                 self.work_on(&mut work, &c, generation, pace);
