@@ -1,15 +1,16 @@
-//! The loop thread's place on the CPU.
+//! The latency-critical threads' place on the CPU: the loop, and each
+//! renderer's reader and voice threads.
 //!
 //! On 2 cores beside a video encoder, a waking loop thread under the kernel's
-//! default 3 ms fair-scheduler slice often waited for a busy core: an audio
-//! packet handed to the loop reached the socket after up to 2-3 ms (p99),
-//! though the loop's own work took ~0.2 ms. Linux 6.12+ (EEVDF) lets a thread
-//! ask for a shorter slice, which gives it an earlier deadline and so the CPU
-//! soon after it wakes, without real-time priority or any privilege: the
-//! loop, which sleeps far more than it runs, loses nothing it needs.
-//! `portcast-bench ingest --audio` measured audio chunk -> packet p99 0.34-0.49
-//! ms with a 100 us slice against 1.67-2.54 ms without, video unchanged
-//! (benches/results/README.md). Older kernels ignore the request.
+//! default fair-scheduler slice often waited for a busy core: an audio packet
+//! handed to the loop reached the socket after up to 2-3 ms (p99), though the
+//! loop's own work took ~0.1 ms. Linux 6.12+ (EEVDF) lets a thread ask for a
+//! shorter slice, which gives it an earlier deadline and so the CPU soon after
+//! it wakes, without real-time priority or any privilege. `portcast-bench
+//! --seconds 60 ingest --audio` measured audio chunk -> packet p99 0.61 and
+//! 0.43 ms with a 100 us slice against 3.34 and 3.19 ms without, video
+//! unchanged (benches/results/README.md, "Scheduler slice"). Older kernels
+//! ignore the request.
 
 use std::io;
 use std::time::Duration;
@@ -38,10 +39,7 @@ struct SchedAttr {
 pub fn set_thread_slice(slice: Duration) -> io::Result<()> {
     // The thread's nice value is kept: sched_setattr sets it too.
     // SAFETY: getpriority only reads the caller's own scheduling state.
-    let nice = unsafe {
-        *libc::__errno_location() = 0;
-        libc::getpriority(libc::PRIO_PROCESS, 0)
-    };
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
     let attr = SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,
         sched_policy: libc::SCHED_OTHER as u32,
