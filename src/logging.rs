@@ -32,6 +32,8 @@ fn json_line(ts: &str, level: &str, target: &str, msg: &str) -> String {
 pub fn init(format: LogFormat, default_level: &str) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
+    // Milliseconds: a session's setup (answer, ICE, DTLS, first frame) takes tens of them.
+    builder.format_timestamp_millis();
     if format == LogFormat::Json {
         builder.format(|buf, record| {
             let ts = buf.timestamp_millis().to_string();
