@@ -218,7 +218,7 @@ fn server_config(
                     bitrate_bps: a.bitrate_bps,
                     threads: a.encoder_threads,
                 },
-                busy: false,
+                busy: s.test_pattern_busy,
                 audio: s.test_pattern_audio.then(|| AudioSettings {
                     bitrate_bps: a
                         .audio_bitrate_kbps

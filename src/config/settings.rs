@@ -143,6 +143,12 @@ pub struct Settings {
           help_heading = "Frame sources", value_parser = IngestSocketText)]
     pub ingest_socket: Option<IngestSocket>,
 
+    /// The built-in test-pattern avatars also paint fresh noise over a corner every frame, so their encoders spend about their whole bitrate as on real video (for load and latency measurements), on or off
+    #[arg(long, env = "PORTCAST_TEST_PATTERN_BUSY", value_name = "on|off",
+          help_heading = "Frame sources", default_value = "off", value_parser = Switch,
+          action = clap::ArgAction::Set)]
+    pub test_pattern_busy: bool,
+
     /// The built-in test-pattern avatar beeps with every flash of its picture (Opus audio, for measuring A/V sync), on or off
     #[arg(long, env = "PORTCAST_TEST_PATTERN_AUDIO", value_name = "on|off",
           help_heading = "Voice", default_value = "on", value_parser = Switch,

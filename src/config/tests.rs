@@ -976,3 +976,22 @@ fn voice_settings_resolve_from_every_layer() {
         "{err}"
     );
 }
+
+#[test]
+fn the_busy_test_pattern_is_off_unless_asked_for() {
+    assert!(
+        !load(&cli(&[]), &no_env)
+            .expect("defaults")
+            .settings
+            .test_pattern_busy
+    );
+    let on = load(&cli(&["--test-pattern-busy", "on"]), &no_env).expect("flag loads");
+    assert!(on.settings.test_pattern_busy);
+    let env = env_of(&[("PORTCAST_TEST_PATTERN_BUSY", "on")]);
+    assert!(
+        load(&cli(&[]), &env)
+            .expect("env loads")
+            .settings
+            .test_pattern_busy
+    );
+}
