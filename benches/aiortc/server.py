@@ -4,7 +4,8 @@
 because aiortc never gathers 127.0.0.1) to measure the usual Python stack doing
 the same job as portcast, with the same viewer process.
 
-Protocol (the same as portcast's): a WebSocket at ``GET /ws/{session_id}``;
+Protocol (the same as portcast's): a WebSocket at ``GET /ws/{session_id}``
+(and, with ``--page``, portcast's viewer page at ``GET /``);
 the client sends ``{"type":"webrtc_offer","session_id":..,"avatar_id":..,"sdp":..}``
 and gets ``{"type":"webrtc_answer","sdp":..}`` or
 ``{"type":"error","code":..,"message":..}``. One ``RTCPeerConnection`` per
@@ -12,7 +13,8 @@ WebSocket, no STUN/TURN servers, H.264 only; aiortc gathers its host
 candidates itself and binds one UDP port per peer connection.
 
 Content: every ``avatar_id`` gets one source track drawing portcast's test
-pattern (the same colour bars, moving box and 32-block frame-counter band;
+pattern (the same colour bars, moving box, 32-block frame-counter band and
+capture-clock band, which portcast's viewer page reads for glass-to-glass;
 the human-readable digits are left out) at ``--width`` x ``--height`` and
 ``--fps``, shared by its viewers through aiortc's ``MediaRelay`` (unbuffered:
 a slow sender drops frames rather than queueing them). Like portcast's source
@@ -50,6 +52,7 @@ import asyncio
 import fractions
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -121,8 +124,8 @@ class TestPattern:
         v = flat[w * h * 5 // 4 :].reshape(h // 2, w // 2)
         return y, u, v
 
-    def render(self, index):
-        """Frame `index` as an av.VideoFrame (yuv420p)."""
+    def render(self, index, clock_ms):
+        """Frame `index`, made at Unix time `clock_ms`, as an av.VideoFrame (yuv420p)."""
         w, h, band = self.w, self.h, self.band
         np.copyto(self.buf, self.background)
         y, u, v = self._planes(self.buf)
@@ -145,15 +148,18 @@ class TestPattern:
             y[h * 3 // 4 :, : w // 4] = self.rng.integers(
                 112, 144, size=(h - h * 3 // 4, w // 4), dtype=np.uint8
             )
-        # The code band.
-        code = encode_counter(index)
+        # The code bands: frame counter on top, capture clock (Unix ms) at the bottom,
+        # as portcast's pattern draws them, so its viewer page reads both.
         bw = w // CODE_BLOCKS
-        for bit in range(CODE_BLOCKS):
-            on = (code >> (CODE_BLOCKS - 1 - bit)) & 1
-            y[:band, bit * bw : (bit + 1) * bw] = 235 if on else 16
-        y[:band, CODE_BLOCKS * bw :] = 16
-        u[: band // 2] = 128
-        v[: band // 2] = 128
+        for top, value in ((0, index), (h - band, clock_ms)):
+            code = encode_counter(value)
+            rows = slice(top, top + band)
+            for bit in range(CODE_BLOCKS):
+                on = (code >> (CODE_BLOCKS - 1 - bit)) & 1
+                y[rows, bit * bw : (bit + 1) * bw] = 235 if on else 16
+            y[rows, CODE_BLOCKS * bw :] = 16
+            u[top // 2 : (top + band) // 2] = 128
+            v[top // 2 : (top + band) // 2] = 128
         # The dark strip portcast writes its digits on.
         scale = max(h // 120, 1)
         strip_y, strip_h = band + 2 * scale, 20 * scale
@@ -196,7 +202,7 @@ class PatternTrack(MediaStreamTrack):
                 self.late_skips += behind
         self.index = index
         t_render = time.monotonic_ns()
-        frame = self.pattern.render(index)
+        frame = self.pattern.render(index, time.time_ns() // 1_000_000)
         t_ready = time.monotonic_ns()
         frame.pts = index * (VIDEO_CLOCK // self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
@@ -439,6 +445,15 @@ async def main(args):
     server = Server(args, probe)
     app = web.Application()
     app.router.add_get("/ws/{session_id}", server.websocket)
+    if args.page:
+        # portcast's viewer page, so a browser measures both servers with the same page.
+        with open(args.page, "rb") as f:
+            page = f.read()
+
+        async def index(_request):
+            return web.Response(body=page, content_type="text/html", charset="utf-8")
+
+        app.router.add_get("/", index)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
@@ -480,9 +495,15 @@ def parse_args():
     )
     p.add_argument("--timings", required=True, help="JSON-lines file of per-frame timings")
     p.add_argument("--max-seconds", type=float, default=600.0)
+    p.add_argument("--page", help="HTML file served at GET / (portcast's net/src/viewer.html)")
     p.add_argument("--debug", action="store_true", help="aiortc's RTP sender debug log on stderr")
     return p.parse_args()
 
 
 if __name__ == "__main__":
     asyncio.run(main(parse_args()))
+    # The stdin watcher thread may still be blocked in read() (stopped by a signal while
+    # stdin stays open): leave without the interpreter's shutdown, which aborts on it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -450,7 +450,7 @@ impl AiortcEnv {
 }
 
 /// Creates (or refreshes) the venv when its recorded requirements differ from `requirements`.
-fn ensure_venv(venv: &Path, requirements: &Path) -> Result<PathBuf, String> {
+pub fn ensure_venv(venv: &Path, requirements: &Path) -> Result<PathBuf, String> {
     let wanted = std::fs::read_to_string(requirements)
         .map_err(|e| format!("{}: {e}", requirements.display()))?;
     let stamp = venv.join("portcast-requirements.txt");

@@ -9,6 +9,7 @@
 mod aiortc;
 mod avsync;
 mod daemon;
+mod glass;
 mod heap;
 mod ingest;
 mod scenarios;
@@ -90,6 +91,16 @@ enum Cmd {
     },
     /// portcast vs an aiortc server doing the same job: 720p latency, largest viewer and source counts
     CompareAiortc,
+    /// Capture -> display in headless Chromium through the e2e NAT (root), portcast vs aiortc;
+    /// first frame over fresh pages. Runs the release daemon: build it first
+    Glass {
+        /// The daemon binary [default: target/release/portcast]
+        #[arg(long)]
+        daemon: Option<PathBuf>,
+        /// Fresh pages per server timing connect -> first frame
+        #[arg(long, default_value_t = 10)]
+        pages: usize,
+    },
     /// Every scenario in turn
     All,
     /// (internal) the viewer process
@@ -138,6 +149,7 @@ fn main() -> ExitCode {
             &opts.out,
         ),
         Cmd::CompareAiortc => aiortc::compare(&opts),
+        Cmd::Glass { daemon, pages } => glass::glass(&opts, daemon, pages),
         Cmd::All => scenarios::latency(&opts)
             .and_then(|_| scenarios::fanout(&opts, None, false))
             .and_then(|_| scenarios::sources(&opts, None, false))

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Glass-to-glass bench: headless Chromium, through the FRP-like NAT of the end-to-end test
+# (tests/e2e/netns.sh: client 198.18.1.2 -- NAT box 198.18.1.1 -- server 198.18.2.2), opens
+# portcast's viewer page served by each server in turn and measures what it sees
+# (benches/glass/glass.js). One server runs at a time, alone in the server namespace, all
+# in one run: the figures compare.
+#
+# Servers (GLASS_SERVERS, comma-separated, in this order):
+#   portcast        the daemon's busy test pattern at 1280x720, 30 fps, 2500 kbit/s, its voice
+#                   on (the default avatar speaks: the page takes the audio, lip sync applies)
+#   portcast-mute   the same with --test-pattern-audio off (video only, as the aiortc server)
+#   aiortc          benches/aiortc/server.py, the same picture, size, rate and bitrate
+#                   (reached straight at 198.18.2.2:8080 through the box, which routes it)
+#
+# Settings (environment): PORTCAST_BIN (release daemon), GLASS_PYTHON (a python with aiortc,
+# for the aiortc server), GLASS_SECONDS (30), GLASS_PAGES (10), GLASS_SERVERS
+# (portcast,portcast-mute,aiortc), GLASS_OUT (folder; one <server>.json each, and logs),
+# GLASS_PORTCAST_ARGS (more daemon flags, split on spaces, e.g. "--encoder-threads 2"),
+# GLASS_RUST_LOG (the daemon's RUST_LOG, default info).
+# `portcast-bench glass` sets them all. Needs root (ip netns), iptables, node, chromium.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+E2E=$ROOT/tests/e2e
+PORTCAST_BIN=${PORTCAST_BIN:-$ROOT/target/release/portcast}
+SECONDS_EACH=${GLASS_SECONDS:-30}
+PAGES=${GLASS_PAGES:-10}
+SERVERS=${GLASS_SERVERS:-portcast,portcast-mute,aiortc}
+OUT=${GLASS_OUT:-$ROOT/target/glass}
+# A bound on each server's whole measurement: the glass window, the fresh pages, start-up.
+T_SERVER=$((SECONDS_EACH + 20 * PAGES + 90))
+
+log() { printf '[glass] %s\n' "$*" >&2; }
+
+SERVER_PID=""
+NETNS_MADE=()
+stop_pid() { # stop one process we started: TERM, up to 3 s, then KILL
+  local pid=$1
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local rc=$? ns pid
+  stop_pid "$SERVER_PID"
+  for ns in "${NETNS_MADE[@]}"; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  exit "$rc"
+}
+
+[[ $(id -u) -eq 0 ]] || { log "needs root (ip netns, iptables)"; exit 1; }
+for tool in ip iptables node; do
+  command -v "$tool" >/dev/null || { log "missing $tool"; exit 1; }
+done
+[[ -x /usr/bin/chromium ]] || { log "missing /usr/bin/chromium"; exit 1; }
+[[ -d $E2E/node_modules/playwright-core ]] || (cd "$E2E" && timeout 300 npm ci --no-audit --no-fund >&2)
+mkdir -p "$OUT"
+
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+C=pc-gc-$$ P=pc-gp-$$ D=pc-gd-$$
+# shellcheck source=tests/e2e/netns.sh
+source "$E2E/netns.sh"
+netns_up >&2 || { log "the NAT topology could not be built"; exit 1; }
+
+measure() { # measure NAME PAGE_URL [METRICS_URL]: glass.js in the client namespace
+  local name=$1 page=$2 metrics=${3:-}
+  ip netns exec "$C" env GLASS_NAME="$name" GLASS_PAGE="$page" GLASS_METRICS="$metrics" \
+    GLASS_SECONDS="$SECONDS_EACH" GLASS_PAGES="$PAGES" \
+    timeout -k 5 "$T_SERVER" node "$HERE/glass.js" >"$OUT/$name.out" 2>"$OUT/$name.err" || {
+      log "$name: the measurement failed:"; sed 's/^/    /' "$OUT/$name.err" >&2; return 1; }
+  tail -n 1 "$OUT/$name.out" >"$OUT/$name.json"
+  log "$name: done"
+}
+
+wait_for() { # wait_for NAME SECONDS COMMAND...: until COMMAND succeeds, while the server runs
+  local name=$1 until=$((SECONDS + $2))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    kill -0 "$SERVER_PID" 2>/dev/null || { log "$name exited before it was ready"; return 1; }
+    ((SECONDS < until)) || { log "$name was not ready within $2 s"; return 1; }
+    sleep 0.3
+  done
+}
+
+IFS=, read -r -a list <<<"$SERVERS"
+for name in "${list[@]}"; do
+  case $name in
+    portcast | portcast-mute)
+      [[ -x $PORTCAST_BIN ]] || { log "no daemon binary at $PORTCAST_BIN"; exit 1; }
+      audio=on
+      [[ $name == portcast-mute ]] && audio=off
+      RUST_LOG=${GLASS_RUST_LOG:-info} ip netns exec "$D" "$PORTCAST_BIN" --bind-ip 198.18.2.2 --public-ip 198.18.1.1 \
+        --signal-port 9000 --udp-ports 10111-10115 --ingest-socket off \
+        --width 1280 --height 720 --fps 30 --bitrate-kbps 2500 \
+        --test-pattern-busy on --test-pattern-audio "$audio" ${GLASS_PORTCAST_ARGS:-} >"$OUT/$name.log" 2>&1 &
+      SERVER_PID=$!
+      wait_for "$name" 20 ip netns exec "$C" node "$E2E/wait-ready.js" http://198.18.1.1:10110/ 1000
+      measure "$name" http://198.18.1.1:10110/ http://198.18.1.1:10110/metrics
+      ;;
+    aiortc)
+      python=${GLASS_PYTHON:-}
+      [[ -x $python ]] || { log "GLASS_PYTHON must name a python with aiortc (portcast-bench glass sets it)"; exit 1; }
+      # It stops when its standard input closes: a FIFO this script holds open (fd 3).
+      rm -f "$OUT/aiortc.stdin" && mkfifo "$OUT/aiortc.stdin" && exec 3<>"$OUT/aiortc.stdin"
+      ip netns exec "$D" "$python" "$ROOT/benches/aiortc/server.py" \
+        --host 198.18.2.2 --port 8080 --width 1280 --height 720 --fps 30 --bitrate 2500000 --busy \
+        --page "$ROOT/net/src/viewer.html" --timings "$OUT/aiortc-timings.jsonl" \
+        --max-seconds "$T_SERVER" <"$OUT/aiortc.stdin" >"$OUT/$name.log" 2>&1 &
+      SERVER_PID=$!
+      wait_for "$name" 30 grep -q '^listening' "$OUT/$name.log"
+      measure "$name" http://198.18.2.2:8080/
+      ;;
+    *) log "unknown server $name (portcast, portcast-mute, aiortc)"; exit 1 ;;
+  esac
+  stop_pid "$SERVER_PID"
+  SERVER_PID=""
+done
