@@ -182,6 +182,7 @@ fn audio_settings(s: &config::Settings) -> AudioSettings {
     AudioSettings {
         bitrate_bps: s.audio_bitrate_kbps * 1000,
         frame: Duration::from_millis(s.audio_frame_ms),
+        lead: Duration::from_millis(s.audio_lead_ms),
     }
 }
 

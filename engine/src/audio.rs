@@ -48,13 +48,23 @@ pub fn opus_packet_samples(packet: &[u8]) -> Option<usize> {
         .filter(|n| *n > 0)
 }
 
-/// How an avatar's voice is encoded.
+/// How far ahead of its capture time a voice packet may go out, by default,
+/// when it is ready that early (see [`AudioSettings::lead`]).
+pub const DEFAULT_AUDIO_LEAD: Duration = Duration::from_millis(60);
+
+/// How an avatar's voice is encoded and sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioSettings {
     /// Opus bitrate in bit/s.
     pub bitrate_bps: u32,
     /// Duration of one Opus frame (10 or 20 ms).
     pub frame: Duration,
+    /// How far ahead of its capture time a packet goes out when its sound is
+    /// ready that early (the test pattern's always is; a renderer's when it
+    /// sends speech ahead). Its timestamps stay true, so a browser lip-syncs
+    /// by delaying the early sound to meet its picture, instead of holding
+    /// the picture back until the slower audio path catches up.
+    pub lead: Duration,
 }
 
 impl Default for AudioSettings {
@@ -62,6 +72,7 @@ impl Default for AudioSettings {
         AudioSettings {
             bitrate_bps: 32_000,
             frame: Duration::from_millis(20),
+            lead: DEFAULT_AUDIO_LEAD,
         }
     }
 }
@@ -185,6 +196,7 @@ mod tests {
             OpusEncoder::new(AudioSettings {
                 bitrate_bps,
                 frame: Duration::from_millis(frame_ms),
+                ..AudioSettings::default()
             })
             .unwrap_err()
         };

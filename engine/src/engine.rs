@@ -74,7 +74,7 @@ impl Default for EngineConfig {
             resend_buffer_packets: 300,
             max_sessions_per_avatar: 200,
             token_key: None,
-            playout_delay: Some(PlayoutDelay::IMMEDIATE),
+            playout_delay: Some(PlayoutDelay::DEFAULT),
         }
     }
 }

@@ -3,11 +3,15 @@
 //! tells the receiver how long it may hold frames in its jitter buffer.
 //!
 //! Browsers otherwise pick their own target (~7-9 ms per frame measured here
-//! for Chromium on a clean link). `min = max = 0` asks Chromium to render each
-//! frame as soon as it is decoded, which is what a talking avatar wants: with
-//! it, Chromium's jitter buffer held 0.4 ms per frame instead of 7.7-8.8 ms
-//! (busy 720p through the e2e NAT, 2026-12-04). It is only sent to viewers
-//! whose offer carries the extension (Chromium does; aiortc and Firefox do not).
+//! for Chromium on a clean link). `min = 0` with a small max asks Chromium to
+//! render each frame as soon as it is decoded, which is what a talking avatar
+//! wants: its jitter buffer held 0.2-0.4 ms per frame instead of 7.7-8.8 ms
+//! (busy 720p through the e2e NAT). The default max is 10 ms, not 0: with
+//! `max = 0` Chromium 156 switches to its low-latency renderer, which showed
+//! each frame about one vsync later (capture -> display p50 26-29 ms against
+//! 10-11 ms with max 10-200, `portcast-bench glass`, 2026-12-05). It is only
+//! sent to viewers whose offer carries the extension (Chromium does; aiortc and
+//! Firefox do not).
 
 use std::time::Duration;
 
@@ -33,10 +37,17 @@ pub struct PlayoutDelay {
 }
 
 impl PlayoutDelay {
-    /// Render every frame as soon as it is decoded (the default).
+    /// `min = max = 0`: Chromium's low-latency renderer (a vsync slower here, see above).
     pub const IMMEDIATE: PlayoutDelay = PlayoutDelay {
         min: Duration::ZERO,
         max: Duration::ZERO,
+    };
+
+    /// The default: render each frame as soon as it is decoded, holding none
+    /// longer than 10 ms (the extension's unit), through Chromium's usual renderer.
+    pub const DEFAULT: PlayoutDelay = PlayoutDelay {
+        min: Duration::ZERO,
+        max: Duration::from_millis(10),
     };
 
     /// Checks `min <= max <= 40.95 s`; the error says which rule was broken.

@@ -307,12 +307,13 @@ fn playout_delay_is_answered_and_sent_only_to_viewers_that_offer_it() {
         "{answer_a}"
     );
     assert!(!answer_b.contains(uri), "{answer_b}");
-    // The default asks for immediate rendering on every frame.
+    // The default asks for rendering at once on every frame: min 0, max 10 ms.
     let zero = str0m::media::MediaTime::from_hundredths(0);
+    let ten_ms = str0m::media::MediaTime::from_hundredths(1);
     let delays = &w.viewers[a].playout_delays;
     assert!(delays.len() >= 30, "{} frames", delays.len());
     assert!(
-        delays.iter().all(|d| *d == Some((zero, zero))),
+        delays.iter().all(|d| *d == Some((zero, ten_ms))),
         "{delays:?}"
     );
     assert!(w.viewers[b].playout_delays.iter().all(Option::is_none));

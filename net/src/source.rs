@@ -375,7 +375,10 @@ impl Voice {
         while !self.stop.load(Ordering::Relaxed) {
             // A frame goes out once its last sample is due.
             let start = settings.frame * index as u32;
-            let due = self.epoch + start + settings.frame;
+            // ... or `lead` before that (AudioSettings::lead): the sound is known ahead.
+            let due = (self.epoch + start + settings.frame)
+                .checked_sub(settings.lead)
+                .unwrap_or(self.epoch);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep((due - now).min(Duration::from_millis(50)));

@@ -127,9 +127,9 @@ pub struct Settings {
           value_parser = Int::<u32>::count(1, 10_000))]
     pub message_burst: u32,
 
-    /// Longest a browser may hold a frame before showing it, in ms (playout-delay extension, min 0), 0-40950; 0 shows each frame as soon as it is decoded
+    /// Longest a browser may hold a frame before showing it, in ms (playout-delay extension, min 0), 0-40950; 10 shows each frame as soon as it is decoded, and 0 makes Chromium use its low-latency renderer, measured one vsync (~16 ms) slower here
     #[arg(long, env = "PORTCAST_PLAYOUT_DELAY_MAX_MS", value_name = "MS",
-          default_value_t = 0, value_parser = Int::<u64>::of(0, 40_950, " ms", "a whole number of ms"))]
+          default_value_t = 10, value_parser = Int::<u64>::of(0, 40_950, " ms", "a whole number of ms"))]
     pub playout_delay_max_ms: u64,
 
     /// Seconds after the answer for ICE + DTLS to complete before the session ends, 1-300
@@ -165,6 +165,11 @@ pub struct Settings {
     #[arg(long, env = "PORTCAST_AUDIO_FRAME_MS", value_name = "MS",
           help_heading = "Voice", default_value_t = 20, value_parser = OpusFrameMs)]
     pub audio_frame_ms: u64,
+
+    /// How far ahead of its picture an avatar's voice is sent, in ms, when the sound is ready that early (the test pattern's always is; a renderer's when it sends speech ahead), 0-200: browsers then delay the sound to meet the picture instead of holding the picture back for the sound (measured: video held ~30 ms per frame at 0, ~0.3 ms at 60)
+    #[arg(long, env = "PORTCAST_AUDIO_LEAD_MS", value_name = "MS",
+          help_heading = "Voice", default_value_t = 60, value_parser = Int::<u64>::of(0, 200, " ms", "a whole number of ms"))]
+    pub audio_lead_ms: u64,
 
     /// Largest frame a renderer may push, in MiB, 1-256
     #[arg(long, value_name = "MIB", help_heading = "Frame sources", default_value_t = 16,

@@ -304,7 +304,7 @@ impl Voice {
     /// stretch places up to [`MAX_JITTER`] after its chunk's time goes out at
     /// once, where the voice thread would have held it.
     pub(crate) fn offer(&self, chunk: Chunk) -> bool {
-        if self.timeline.instant(chunk.pts_us) <= Instant::now() {
+        if self.timeline.instant(chunk.pts_us) <= Instant::now() + self.defaults.lead {
             if let Some(generation) = self.queue.claim_if_idle() {
                 self.hold(generation, Some(chunk), false);
                 return true;
@@ -380,7 +380,12 @@ impl Voice {
             self.defaults_or(&chunk.format)
         };
         for frame in frames {
-            if pace && !self.queue.wait_until(frame.captured_at, generation) {
+            let send_at = frame.captured_at.checked_sub(self.defaults.lead);
+            if pace
+                && !self
+                    .queue
+                    .wait_until(send_at.unwrap_or(frame.captured_at), generation)
+            {
                 return;
             }
             let sent = (frame.rtp_time, frame.captured_at, samples);
@@ -587,6 +592,7 @@ impl PcmPath {
                 0 => defaults.frame,
                 ms => Duration::from_millis(u64::from(ms)),
             },
+            lead: defaults.lead,
         };
         let encoder = OpusEncoder::new(settings)?;
         let rate = format.sample_rate as usize;
@@ -760,6 +766,22 @@ mod tests {
         assert_eq!(voice.flush(), 2);
         let r = first[0];
         assert_eq!(rtp_times(&rx), vec![r + 960, r + 1920, r + 2880]);
+    }
+
+    #[test]
+    fn speech_within_the_lead_of_its_time_goes_out_at_once_and_later_speech_waits() {
+        for (lead_ms, sent_at_once) in [(60, 3), (0, 1)] {
+            let (mut voice, rx, _poll) = voice(64);
+            voice.defaults.lead = Duration::from_millis(lead_ms);
+            // The live chunk anchors the timeline; the next two are 20 and 40 ms ahead.
+            for pts_us in [0, 20_000, 40_000] {
+                assert!(voice.offer(chunk(pts_us)));
+            }
+            let sent = rtp_times(&rx);
+            assert_eq!(sent.len(), sent_at_once, "lead {lead_ms} ms: {sent:?}");
+            let queued = lock(&voice.queue.state).chunks.len();
+            assert_eq!(queued, 3 - sent_at_once, "lead {lead_ms} ms");
+        }
     }
 
     #[test]
