@@ -219,7 +219,7 @@ impl<'a> AnswerPlan<'a> {
         for (i, m) in self.offer.media.iter().enumerate() {
             if self.chosen.iter().any(|(c, _)| *c == i) {
                 if let Some(a) = accepted.next() {
-                    push_section(&mut out, a, stream);
+                    push_section(&mut out, a, m, stream);
                 }
             } else {
                 push_rejected(&mut out, m, &transport);
@@ -229,7 +229,8 @@ impl<'a> AnswerPlan<'a> {
     }
 }
 
-/// A chosen m-line with only its chosen formats and their attributes, as `a=recvonly`.
+/// A chosen m-line with only its chosen formats and their attributes, as `a=recvonly`,
+/// without `a=bundle-only`.
 ///
 /// The engine only sends. Shown a `sendrecv` viewer, str0m would answer
 /// `sendrecv` and invite the browser's camera or microphone; shown `recvonly`,
@@ -237,10 +238,15 @@ impl<'a> AnswerPlan<'a> {
 /// The offer summary has already refused viewers that do not receive.
 fn push_chosen(out: &mut String, m: &MediaText<'_>, formats: &[u8]) {
     let mut mline: Vec<String> = m.mline.split(' ').take(3).map(str::to_string).collect();
+    // A bundle-only m-line (port 0, RFC 8843) the engine accepts is offered to str0m
+    // like the others; it answers port 9 beside them, as browsers do.
+    if mline.get(1).is_some_and(|p| p == "0") {
+        mline[1] = "9".into();
+    }
     mline.extend(formats.iter().map(u8::to_string));
     push_line(out, &format!("m={}", mline.join(" ")));
     for line in &m.lines {
-        if keeps(line, formats) && !is_direction(line) {
+        if keeps(line, formats) && !is_direction(line) && *line != "a=bundle-only" {
             push_line(out, line);
         }
     }
@@ -333,11 +339,22 @@ fn push_bundle(out: &mut String, mids: Option<&[&str]>) {
     }
 }
 
-/// An accepted section as str0m wrote it, its `a=msid` moved to `stream`.
-fn push_section(out: &mut String, m: &MediaText<'_>, stream: Option<&str>) {
+/// An accepted section as str0m wrote it, its `a=msid` moved to `stream`, less
+/// the `a=rtcp-fb` and `a=rtcp-rsize` lines `offered` lacks: str0m 0.25 answers its
+/// own feedback set (goog-remb, ccm fir, nack...) whatever was offered, and an
+/// answer may only accept what the offer proposed (RFC 4585 section 4.2, RFC 5506).
+fn push_section(
+    out: &mut String,
+    m: &MediaText<'_>,
+    offered: &MediaText<'_>,
+    stream: Option<&str>,
+) {
     out.push_str("m=");
     push_line(out, m.mline);
     for line in &m.lines {
+        if !was_offered(line, offered) {
+            continue;
+        }
         match (line.strip_prefix("a=msid:"), stream) {
             (Some(msid), Some(stream)) => {
                 let track = msid.split_once(' ').map_or("", |(_, t)| t);
@@ -346,6 +363,21 @@ fn push_section(out: &mut String, m: &MediaText<'_>, stream: Option<&str>) {
             _ => push_line(out, line),
         }
     }
+}
+
+/// Whether an answer line is one the offer allowed: `a=rtcp-rsize` only when
+/// offered, `a=rtcp-fb:PT TYPE` only when offered for PT or for `*`. Other lines pass.
+fn was_offered(line: &str, offered: &MediaText<'_>) -> bool {
+    if line == "a=rtcp-rsize" {
+        return offered.attrs().any(|(n, _)| n == "rtcp-rsize");
+    }
+    let Some(value) = line.strip_prefix("a=rtcp-fb:") else {
+        return true;
+    };
+    let fb = value.split_once(' ').map_or("", |(_, fb)| fb);
+    offered
+        .attrs()
+        .any(|(n, v)| n == "rtcp-fb" && (v == value || v.strip_prefix("* ") == Some(fb)))
 }
 
 fn push_line(out: &mut String, line: &str) {

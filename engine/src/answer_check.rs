@@ -69,6 +69,9 @@ pub enum Rule {
     Rejected,
     /// Each answered header extension was offered on that m-line with the same id (RFC 8285).
     Extensions,
+    /// An accepted m-line carries no `a=rtcp-mux`, `a=rtcp-rsize` or `a=rtcp-fb` that its
+    /// offered m-line lacks (RFC 5761, RFC 5506, RFC 4585: an answer may only accept these).
+    NotOffered,
     /// str0m parses the answer again.
     Parses,
 }
@@ -117,9 +120,11 @@ pub fn check_answer(offer: &str, answer: &str, public: &[SocketAddr]) -> AnswerC
         c.codec(i);
         c.bundle(i, audio);
         c.extensions(i);
+        c.not_offered(i);
         if let Some(j) = audio {
             c.audio(i, j);
             c.extensions(j);
+            c.not_offered(j);
         }
     }
     c.rejected();
@@ -163,6 +168,37 @@ impl<'a> Checker<'a> {
                     format!("a=extmap:{id} {uri} was not offered with that id"),
                 );
             }
+        }
+    }
+
+    fn not_offered(&mut self, i: usize) {
+        let (Some(a), Some(o)) = (self.answer.media.get(i), self.offer.media.get(i)) else {
+            return;
+        };
+        let offered: Vec<(&str, &str)> = o.attrs().collect();
+        let mut problems = Vec::new();
+        for (name, value) in a.attrs() {
+            let ok = match name {
+                "rtcp-mux" | "rtcp-rsize" => offered.iter().any(|(n, _)| *n == name),
+                // "102 nack pli" is allowed by the same line or by the wildcard "* nack pli".
+                "rtcp-fb" => {
+                    let (_, fb) = value.split_once(' ').unwrap_or((value, ""));
+                    offered.iter().any(|(n, v)| {
+                        *n == "rtcp-fb" && (*v == value || v.strip_prefix("* ") == Some(fb))
+                    })
+                }
+                _ => true,
+            };
+            if !ok {
+                problems.push(format!(
+                    "m-line {}: a={name}{}{value} was not offered",
+                    i + 1,
+                    if value.is_empty() { "" } else { ":" }
+                ));
+            }
+        }
+        for p in problems {
+            self.violate(Rule::NotOffered, p);
         }
     }
 
@@ -294,7 +330,11 @@ impl<'a> Checker<'a> {
                     format!("the {kind} is answered {dir:?}, not sendonly"),
                 );
             }
-            let offered = self.offer.media.get(j).map(|o| (o.port(), o.direction()));
+            // Port 0 with a=bundle-only is offered on the bundle's transport (RFC 8843).
+            let offered = self.offer.media.get(j).map(|o| {
+                let bundle_only = o.attrs().any(|(n, _)| n == "bundle-only");
+                (o.port().filter(|p| *p != 0 || !bundle_only), o.direction())
+            });
             match offered {
                 Some((port, dir))
                     if port != Some(0) && matches!(dir, None | Some("recvonly" | "sendrecv")) => {}
@@ -647,12 +687,13 @@ mod tests {
          m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
          a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
          a=extmap:5 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n\
-         a=setup:actpass\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n\
-         a=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\n\
+         a=setup:actpass\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n\
+         a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\n\
+         a=rtcp-fb:102 nack pli\r\n\
          a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
          a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n\
          m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=recvonly\r\n\
-         a=rtpmap:111 opus/48000/2\r\n"
+         a=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=rtcp-fb:* transport-cc\r\n"
             .to_string()
     }
 
@@ -668,7 +709,7 @@ mod tests {
              a=extmap:5 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n\
              a=sendonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\n\
              a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
-             a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n\
+             a=rtcp-fb:102 nack pli\r\na=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n\
              m=audio 0 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n"
         )
     }
@@ -681,7 +722,8 @@ mod tests {
             .replace(
                 "m=audio 0 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=inactive\r\n",
                 "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=msid:s1 a1\r\n\
-                 a=sendonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n",
+                 a=sendonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n\
+                 a=rtcp-fb:111 transport-cc\r\n",
             )
     }
 
@@ -770,6 +812,12 @@ mod tests {
             (a.replace("a=inactive", "a=sendonly"), Rule::Rejected),
             (a.replace("v=0\r\n", ""), Rule::Parses),
             (a.replace("a=extmap:5 ", "a=extmap:6 "), Rule::Extensions),
+            (a.replace("102 nack pli", "102 goog-remb"), Rule::NotOffered),
+            (a.replace("a=rtcp-mux", "a=rtcp-mux\r\na=rtcp-rsize"), Rule::NotOffered),
+            (
+                spoken().replace("111 transport-cc", "111 nack"),
+                Rule::NotOffered,
+            ),
             (
                 a.replace(
                     "a=sendonly",
@@ -785,6 +833,25 @@ mod tests {
                 "{rule:?} not found in {got:?} for\n{bad}"
             );
         }
+    }
+
+    #[test]
+    fn rtcp_mux_the_offer_lacks_is_a_violation() {
+        let offer = offer().replace("a=rtcp-mux\r\n", "");
+        let c = check_answer(&offer, &spoken(), &public());
+        let found: Vec<String> = c
+            .violations
+            .iter()
+            .filter(|v| v.rule == Rule::NotOffered)
+            .map(|v| v.detail.clone())
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "m-line 1: a=rtcp-mux was not offered",
+                "m-line 2: a=rtcp-mux was not offered"
+            ]
+        );
     }
 
     #[test]

@@ -781,6 +781,10 @@ impl Engine {
         let choice = summary.choose_h264()?;
         let speaks = self.avatars.get(&avatar).is_some_and(|a| a.audio);
         let audio = summary.choose_opus().filter(|_| speaks);
+        let taken: Vec<usize> = std::iter::once(choice.mline)
+            .chain(audio.as_ref().map(|a| a.mline))
+            .collect();
+        summary.require_rtcp_mux(&taken)?;
         // str0m negotiates the chosen video (and audio) m-line only; the plan rejects the others.
         let plan = AnswerPlan::with_audio(&offer.sdp, &choice, audio.as_ref())?;
         let opus_pt = audio.filter(|_| plan.has_audio()).map(|a| a.pt);

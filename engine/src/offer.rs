@@ -56,9 +56,20 @@ pub struct MediaSection {
     pub h264: Vec<H264Format>,
     /// The first listed Opus payload type (`opus/48000/2`), on an audio m-line.
     pub opus: Option<u8>,
+    /// Whether the m-line carries `a=rtcp-mux` (a media-level attribute, RFC 5761).
+    pub rtcp_mux: bool,
+    /// Port 0 with `a=bundle-only` and a mid in the offer's BUNDLE group: offered
+    /// on the bundle's transport (RFC 8843 section 6; GStreamer's webrtcbin with
+    /// max-bundle offers its second m-line so), not rejected.
+    pub bundle_only: bool,
 }
 
 impl MediaSection {
+    /// Whether the offerer proposes this m-line: a port, or bundle-only in the BUNDLE group.
+    pub fn offered(&self) -> bool {
+        self.port != 0 || self.bundle_only
+    }
+
     /// Whether the offerer will receive media on this m-line (`recvonly` or `sendrecv`).
     pub fn viewer_receives(&self) -> bool {
         matches!(self.direction.as_str(), "recvonly" | "sendrecv")
@@ -137,6 +148,12 @@ impl OfferSummary {
             return Err(SignalError::InvalidSdp("no m= line".into()));
         }
         let session = &sections[0];
+        let bundle: Vec<&str> = session
+            .iter()
+            .filter(|(n, _)| *n == "group")
+            .filter_map(|(_, v)| v.strip_prefix("BUNDLE "))
+            .flat_map(|mids| mids.split_whitespace())
+            .collect();
         for (i, m) in media.iter_mut().enumerate() {
             let attrs = &sections[i + 1];
             let has = |name: &str| {
@@ -163,6 +180,10 @@ impl OfferSummary {
                 .or_else(|| direction(session))
                 .unwrap_or("sendrecv")
                 .to_string();
+            m.rtcp_mux = attrs.iter().any(|(n, _)| *n == "rtcp-mux");
+            m.bundle_only = m.port == 0
+                && attrs.iter().any(|(n, _)| *n == "bundle-only")
+                && m.mid.as_deref().is_some_and(|mid| bundle.contains(&mid));
             if m.kind == "video" {
                 m.h264 = h264_formats(attrs, &m.formats);
             }
@@ -179,7 +200,7 @@ impl OfferSummary {
             .media
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.kind == "video" && m.port != 0 && m.viewer_receives())
+            .filter(|(_, m)| m.kind == "video" && m.offered() && m.viewer_receives())
             .collect();
         if videos.is_empty() {
             return Err(SignalError::NoVideo);
@@ -204,6 +225,21 @@ impl OfferSummary {
 }
 
 impl OfferSummary {
+    /// Refuses the offer when one of `mlines` (indices the answer takes) lacks
+    /// `a=rtcp-mux`: the answer always multiplexes, and must not add what the
+    /// offer did not allow.
+    pub fn require_rtcp_mux(&self, mlines: &[usize]) -> Result<(), SignalError> {
+        for &i in mlines {
+            if let Some(m) = self.media.get(i).filter(|m| !m.rtcp_mux) {
+                return Err(SignalError::NoRtcpMux {
+                    mline: i + 1,
+                    kind: m.kind.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The offer's first audio m-line, when the viewer receives on it and it
     /// offers Opus; `None` otherwise (the audio m-lines are then rejected).
     pub fn choose_opus(&self) -> Option<OpusChoice> {
@@ -212,7 +248,7 @@ impl OfferSummary {
             .iter()
             .enumerate()
             .find(|(_, m)| m.kind == "audio")?;
-        if m.port == 0 || !m.viewer_receives() {
+        if !m.offered() || !m.viewer_receives() {
             return None;
         }
         Some(OpusChoice {
@@ -255,6 +291,8 @@ fn parse_mline(value: &str, line_no: usize) -> Result<MediaSection, SignalError>
             direction: String::new(),
             h264: Vec::new(),
             opus: None,
+            rtcp_mux: false,
+            bundle_only: false,
         }),
         _ => Err(SignalError::InvalidSdp(format!(
             "line {line_no}: malformed m= line {:?}",
@@ -436,6 +474,20 @@ mod tests {
         assert_eq!(c.format.rtx, Some(99));
         assert_eq!(c.format.profile_level_id, Some(0x42e01f));
         assert_eq!(c.mid.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn an_mline_without_rtcp_mux_is_refused_only_when_taken() {
+        let fmts = "a=rtpmap:98 H264/90000\r\n\
+                    a=fmtp:98 packetization-mode=1;profile-level-id=42e01f\r\n";
+        let bare = OfferSummary::parse(&offer(fmts)).unwrap();
+        let err = bare.require_rtcp_mux(&[0]).unwrap_err();
+        assert_eq!(err.code(), "no_rtcp_mux");
+        assert!(err.to_string().contains("m-line 1 (video)"), "{err}");
+        // Not taken (e.g. rejected with port 0): no objection.
+        assert_eq!(bare.require_rtcp_mux(&[]), Ok(()));
+        let muxed = OfferSummary::parse(&offer(&format!("a=rtcp-mux\r\n{fmts}"))).unwrap();
+        assert_eq!(muxed.require_rtcp_mux(&[0]), Ok(()));
     }
 
     #[test]

@@ -68,6 +68,14 @@ pub enum SignalError {
     NoH264,
     /// H.264 is offered, but no profile/packetization the encoder can produce.
     NoH264Profile(String),
+    /// An m-line the answer would take has no `a=rtcp-mux`: the server sends RTP and RTCP on
+    /// one port and cannot answer an offer that did not allow it (RFC 5761, RFC 8843).
+    NoRtcpMux {
+        /// The m-line's position, from 1.
+        mline: usize,
+        /// Its kind (`video`, `audio`).
+        kind: String,
+    },
     /// This connection already has a negotiated session.
     AlreadyNegotiated,
     /// No avatar with that name is streaming here.
@@ -108,6 +116,7 @@ impl SignalError {
             SignalError::NoVideo => "no_video",
             SignalError::NoH264 => "no_h264",
             SignalError::NoH264Profile(_) => "no_h264_profile",
+            SignalError::NoRtcpMux { .. } => "no_rtcp_mux",
             SignalError::AlreadyNegotiated => "already_negotiated",
             SignalError::UnknownAvatar { .. } => "unknown_avatar",
             SignalError::TooManySessions(_) => "too_many_sessions",
@@ -158,6 +167,10 @@ impl std::fmt::Display for SignalError {
             SignalError::NoH264Profile(offered) => write!(
                 f,
                 "none of the offered H.264 formats ({offered}) is constrained baseline with packetization-mode=1, which is what this server encodes"
+            ),
+            SignalError::NoRtcpMux { mline, kind } => write!(
+                f,
+                "m-line {mline} ({kind}) has no a=rtcp-mux; this server sends RTP and RTCP on one port and cannot answer without it (offer a=rtcp-mux, as every WebRTC stack does by default)"
             ),
             SignalError::AlreadyNegotiated => write!(
                 f,

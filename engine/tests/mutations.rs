@@ -39,6 +39,7 @@ const CODES: &[&str] = &[
     "no_video",
     "no_h264",
     "no_h264_profile",
+    "no_rtcp_mux",
     "unknown_avatar",
     "offer_rejected",
 ];
