@@ -23,6 +23,13 @@ if [[ -z "${PORTCAST_SKIP_E2E:-}" ]]; then
   command -v ip >/dev/null || need_apt+=(iproute2)
   command -v iptables >/dev/null || need_apt+=(iptables)
   command -v node >/dev/null || need_apt+=(nodejs npm)
+  # Scenario l: GStreamer's webrtcbin through Debian's own python3 (tests/e2e/gst_viewer.py).
+  # The plugin packages pull in -base and -good; -bad's openh264dec decodes (no libav needed).
+  /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0"); gi.require_version("Soup", "3.0")
+from gi.repository import Gst; Gst.init(None)
+assert all(map(Gst.ElementFactory.find, ["webrtcbin", "nicesrc", "rtph264depay", "openh264dec"]))' \
+    2>/dev/null || need_apt+=(python3-gi gir1.2-gst-plugins-bad-1.0 gir1.2-soup-3.0
+    gstreamer1.0-plugins-bad gstreamer1.0-nice)
 fi
 if ((${#need_apt[@]})); then
   log "installing: ${need_apt[*]}"

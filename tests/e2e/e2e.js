@@ -611,6 +611,39 @@ const scenarios = [
     noPageErrors(page);
     await page.close();
   }],
+
+  ['l. GStreamer webrtcbin decodes the avatar', async () => {
+    // Debian's GStreamer 1.22 through Debian's python3 and python3-gi (scripts/test.sh installs
+    // them; PATH's python3 may be one without `gi`). gst_viewer.py offers recvonly H.264, decodes
+    // for 3 s after the first frame and prints one JSON line; it exits 2 naming the apt package
+    // when a module or element is missing, and 1 when fewer than 60 frames were decoded.
+    const py = env.PORTCAST_E2E_GST_PYTHON || '/usr/bin/python3';
+    const ws = PAGE.replace(/^http/, 'ws').replace(/\/$/, '');
+    // --audio: webrtcbin's max-bundle offer has the Opus m-line at port 0 with a=bundle-only.
+    const args = [path.join(__dirname, 'gst_viewer.py'), ws, '--seconds', '3', '--timeout', '10',
+      '--check', '--audio', '--session', rid('l'), ...(MODE === 'loopback' ? ['--loopback-only'] : [])];
+    const child = spawn(py, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let stdout = '', stderr = '', spawnError = null;
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('error', (e) => { spawnError = e; });
+    // --timeout 10 plus at most 5 s of teardown (its own watchdog), then this.
+    const killer = setTimeout(() => child.kill('SIGKILL'), 16000);
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    clearTimeout(killer);
+    children.delete(child);
+    check(!spawnError, `cannot run ${py} (${spawnError && spawnError.message}): apt-get install`
+      + ' python3-gi gir1.2-gst-plugins-bad-1.0 gir1.2-soup-3.0 gstreamer1.0-plugins-bad'
+      + ' gstreamer1.0-nice, or set PORTCAST_E2E_GST_PYTHON');
+    console.log(`    gst: ${stdout.trim()}`);
+    const lastErr = stderr.trim().split('\n').slice(-3);
+    if (lastErr[0]) console.log(`    gst stderr: ${lastErr.join(' | ')}`);
+    check(code === 0, `the GStreamer viewer failed (exit ${code}): ${lastErr[lastErr.length - 1]}`);
+    let report = {};
+    try { report = JSON.parse(stdout.trim().split('\n').pop()); } catch (e) { /* checked below */ }
+    check(report.audio_buffers > 0, `webrtcbin decoded no audio (its bundle-only m-line): ${stdout.trim()}`);
+  }],
 ];
 
 let interrupted = false;
