@@ -519,12 +519,17 @@ impl ConfigBuilder {
             return Err(ConfigError::InvalidFlightStartRto.into());
         }
 
+        // portcast patch: the built-in default is validated once per process (below).
+        let mut built_in = false;
         let crypto_provider = self
             .crypto_provider
             .or_else(|| CryptoProvider::get_default().cloned());
 
         #[cfg(feature = "aws-lc-rs")]
-        let crypto_provider = crypto_provider.or_else(|| Some(aws_lc_rs::default_provider()));
+        let crypto_provider = crypto_provider.or_else(|| {
+            built_in = true;
+            Some(aws_lc_rs::default_provider())
+        });
 
         #[cfg(feature = "rust-crypto")]
         let crypto_provider = crypto_provider.or_else(|| Some(rust_crypto::default_provider()));
@@ -535,8 +540,17 @@ impl ConfigBuilder {
              or enable the 'aws-lc-rs' or 'rust-crypto' feature.",
         );
 
-        // Always validate the crypto provider
-        crypto_provider.validate()?;
+        // Always validate the crypto provider. portcast patch: the built-in aws-lc-rs
+        // provider only once per process: its known-answer checks cost ~2 ms (release
+        // build) and str0m builds a Config for every peer connection. A failure is
+        // never cached; explicit and installed providers are checked every time.
+        static BUILT_IN_VALID: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+        if !(built_in && BUILT_IN_VALID.get().is_some()) {
+            crypto_provider.validate()?;
+            if built_in {
+                let _ = BUILT_IN_VALID.set(());
+            }
+        }
 
         // Validate MTU: must be large enough for DTLS record + handshake headers
         if self.mtu < 64 {

@@ -74,6 +74,9 @@ impl CryptoProvider {
     /// - HMAC provider supports required operations
     ///
     /// Returns `Error::ConfigError` if validation fails.
+    ///
+    /// portcast patch: `Config::build()` runs this once per process for the
+    /// built-in default provider (str0m builds a `Config` per peer connection).
     pub fn validate(&self) -> Result<(), Error> {
         self.validate_cipher_suites()?;
         self.validate_kx_groups()?;
