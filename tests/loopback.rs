@@ -135,9 +135,21 @@ fn refusals_over_the_websocket_leave_the_daemon_serving() {
 #[test]
 fn closing_the_websocket_ends_the_session_and_sigterm_stops_cleanly() {
     let mut d = Daemon::start(&[]);
+    let metrics = || common::http_get(([127, 0, 0, 1], d.signal_port).into(), "/metrics");
+    // Nobody watches yet: the test pattern does not encode.
+    let idle = metrics();
+    assert!(
+        idle.contains(r#"portcast_source_encoding{avatar="test-pattern"} 0"#),
+        "{idle}"
+    );
     let mut v = NetViewer::connect(d.signal_port, "short", "test-pattern").expect("answer");
     v.run_until_frames(5, Duration::from_secs(10));
     assert!(!v.counters.is_empty(), "streaming before the close");
+    let watched = metrics();
+    assert!(
+        watched.contains(r#"portcast_source_encoding{avatar="test-pattern"} 1"#),
+        "{watched}"
+    );
     let _ = v.ws.close(None);
     let _ = v.ws.flush();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -146,6 +158,12 @@ fn closing_the_websocket_ends_the_session_and_sigterm_stops_cleanly() {
         .contains("session short ended: reason=websocket_closed")
     {
         assert!(Instant::now() < deadline, "no end line; log:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The last viewer left: the source pauses, and starts again for the next one (below).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !d.log().contains("source test-pattern: paused") {
+        assert!(Instant::now() < deadline, "no pause; log:\n{}", d.log());
         std::thread::sleep(Duration::from_millis(50));
     }
     // A second viewer is live when SIGTERM arrives: it gets a bye.

@@ -165,6 +165,14 @@ pub enum Output {
         /// The avatar.
         avatar: AvatarId,
     },
+    /// An avatar gained its first viewer (`watched`) or lost its last one: a
+    /// source may encode only while watched, and must start with an IDR.
+    Watched {
+        /// The avatar.
+        avatar: AvatarId,
+        /// Whether at least one session now watches it.
+        watched: bool,
+    },
     /// A session ended; unless the WebSocket is what closed, the driver closes it.
     SessionClosed {
         /// Its connection.
@@ -842,6 +850,12 @@ impl Engine {
         self.socket_load[socket.0] += 1;
         if let Some(a) = self.avatars.get_mut(&avatar) {
             a.viewers.push(key);
+            if a.viewers.len() == 1 {
+                self.out.push_back(Output::Watched {
+                    avatar: avatar.clone(),
+                    watched: true,
+                });
+            }
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(key);
@@ -990,7 +1004,14 @@ impl Engine {
             *load = load.saturating_sub(1);
         }
         if let Some(a) = self.avatars.get_mut(&s.avatar) {
+            let had = !a.viewers.is_empty();
             a.viewers.retain(|k| *k != key);
+            if had && a.viewers.is_empty() {
+                self.out.push_back(Output::Watched {
+                    avatar: s.avatar.clone(),
+                    watched: false,
+                });
+            }
         }
         if let Some(c) = self.conns.get_mut(&s.conn) {
             if c.session == Some(key) {

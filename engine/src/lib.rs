@@ -44,6 +44,7 @@
 //!             assert!(text.contains(r#""code":"missing_field""#));
 //!         }
 //!         Output::KeyframeRequest { avatar } => { /* tell that avatar's encoder */ }
+//!         Output::Watched { avatar, watched } => { /* start or pause its source */ }
 //!         Output::SessionClosed { .. } => { /* close the WebSocket */ }
 //!         Output::Timeout(at) => {
 //!             // Sleep until `at` or the next input, then:

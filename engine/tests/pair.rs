@@ -245,6 +245,35 @@ fn closing_the_websocket_frees_every_trace_of_the_session() {
 }
 
 #[test]
+fn an_avatar_is_watched_from_its_first_viewer_to_its_last() {
+    let mut w = World::new(config("127.0.0.1", 10111), 256, 144);
+    let a = w.add_viewer("first", addr("127.0.0.1:40000"));
+    w.run(Duration::from_millis(500));
+    assert_eq!(w.watched, [true], "the first viewer starts the source");
+    let b = w.add_viewer("second", addr("127.0.0.1:40001"));
+    w.run(Duration::from_millis(500));
+    let (ca, cb) = (w.viewers[a].conn, w.viewers[b].conn);
+    w.engine.close_connection(w.now, ca);
+    w.pump();
+    assert_eq!(
+        w.watched,
+        [true],
+        "a second viewer or one of two leaving changes nothing"
+    );
+    w.engine.close_connection(w.now, cb);
+    w.pump();
+    assert_eq!(
+        w.watched,
+        [true, false],
+        "the last viewer leaving pauses it"
+    );
+    w.add_viewer("again", addr("127.0.0.1:40002"));
+    w.run(Duration::from_millis(500));
+    assert_eq!(w.watched, [true, false, true]);
+    assert!(!w.viewers[2].counters.is_empty(), "the next viewer decodes");
+}
+
+#[test]
 fn a_silent_viewer_loses_its_session_after_the_consent_timeout() {
     let cfg = EngineConfig {
         consent_timeout: Duration::from_secs(3),

@@ -46,6 +46,7 @@ pub struct Metrics {
     udp_bytes_out: Family<Labels, Counter>,
     udp_calls: Family<Labels, Counter>,
     source_frames: Family<Labels, Counter>,
+    source_encoding: Family<Labels, Gauge>,
     ingest: Option<(IngestMetrics, Gauge)>,
 }
 
@@ -83,10 +84,16 @@ impl Metrics {
             udp_bytes_out: Family::default(),
             udp_calls: Family::default(),
             source_frames: Family::default(),
+            source_encoding: Family::default(),
             ingest: ingest.then(|| (ingest_metrics(&engine.drops), Gauge::default())),
             registry: Registry::default(),
         };
         r.register("sessions", "Live sessions by state", m.sessions.clone());
+        r.register(
+            "source_encoding",
+            "1 while a built-in source encodes (its avatar has a viewer), 0 while it is paused",
+            m.source_encoding.clone(),
+        );
         for (name, help, f) in [
             (
                 "udp_datagrams_in",
@@ -248,6 +255,9 @@ impl Metrics {
             late_skips: drop("source_late"),
             channel_drops: drop("source_channel_full"),
             encoder_skips: drop("source_encoder_skip"),
+            encoding: self
+                .source_encoding
+                .get_or_create_owned(&labels(&[("avatar", avatar)])),
             ..SourceCounters::default()
         }
     }

@@ -1,6 +1,11 @@
 //! Video sources: each runs on its own thread with its own encoder and hands
 //! encoded access units to the loop through a bounded channel and a `Waker`.
 //! The loop thread never encodes.
+//!
+//! A source encodes only while its avatar is watched ([`SourceHandle::set_watched`],
+//! driven by the engine's `Output::Watched`): unwatched, its thread waits on its
+//! control channel and its voice sleeps, so an idle daemon costs next to nothing,
+//! and the first picture after a pause is an IDR on the source's unbroken clock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
@@ -14,6 +19,7 @@ use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
 use portcast_engine::pattern::{TestPattern, I420};
 use portcast_engine::{AccessUnit, AudioFrame, AvatarId};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// Access units waiting for the loop; when full, the source drops and asks itself for an IDR.
 pub const CHANNEL_DEPTH: usize = 16;
@@ -35,6 +41,8 @@ pub enum Media {
 pub enum Control {
     /// Make the next picture an IDR.
     Keyframe,
+    /// The avatar's watched state changed (read it from the shared flag): wakes a paused source.
+    Watched,
 }
 
 /// Counters a source thread keeps, readable from any thread (clones share
@@ -53,6 +61,8 @@ pub struct SourceCounters {
     pub encoder_skips: Counter,
     /// Total encode time in microseconds.
     pub encode_us: Counter,
+    /// 1 while the source encodes (its avatar is watched), 0 while it is paused.
+    pub encoding: Gauge,
 }
 
 /// The loop's handle on a running source thread.
@@ -62,6 +72,8 @@ pub struct SourceHandle {
     pub avatar: AvatarId,
     control: Sender<Control>,
     stop: Arc<AtomicBool>,
+    /// Whether anyone watches the avatar: the source encodes only then.
+    watched: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     /// Its counters.
     pub counters: SourceCounters,
@@ -73,6 +85,13 @@ impl SourceHandle {
     /// Asks the source for an IDR.
     pub fn request_keyframe(&self) {
         let _ = self.control.send(Control::Keyframe);
+    }
+
+    /// Starts (`true`) or pauses (`false`) the source; a start begins with an IDR.
+    pub fn set_watched(&self, watched: bool) {
+        if self.watched.swap(watched, Ordering::Relaxed) != watched {
+            let _ = self.control.send(Control::Watched);
+        }
     }
 
     /// Whether its threads are still running.
@@ -167,6 +186,7 @@ pub fn spawn_test_pattern(
             tx,
             waker,
             stop: handle.stop.clone(),
+            watched: handle.watched.clone(),
         };
         handle.voice = Some(
             std::thread::Builder::new()
@@ -211,6 +231,8 @@ fn spawn_frames_at(
         .map_err(|e| std::io::Error::other(format!("encoder for {avatar}: {e}")))?;
     let (control, control_rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
+    // Unwatched until the engine says otherwise: no viewer, no encoding.
+    let watched = Arc::new(AtomicBool::new(false));
     let worker = Worker {
         avatar: avatar.clone(),
         fps: settings.fps.max(1),
@@ -220,6 +242,7 @@ fn spawn_frames_at(
         waker,
         control: control_rx,
         stop: stop.clone(),
+        watched: watched.clone(),
         counters: counters.clone(),
         epoch,
     };
@@ -230,6 +253,7 @@ fn spawn_frames_at(
         avatar,
         control,
         stop,
+        watched,
         thread: Some(thread),
         counters,
         voice: None,
@@ -245,6 +269,7 @@ struct Worker {
     waker: Arc<Waker>,
     control: Receiver<Control>,
     stop: Arc<AtomicBool>,
+    watched: Arc<AtomicBool>,
     counters: SourceCounters,
     epoch: Instant,
 }
@@ -257,13 +282,35 @@ impl Worker {
         let mut force_idr = false;
         let mut buf = Vec::with_capacity(256 * 1024);
         log::info!(
-            "source {}: {} @ {} fps, {} kbit/s",
+            "source {}: {} @ {} fps, {} kbit/s, encoding while someone watches",
             self.avatar,
             self.pattern.describe(),
             self.fps,
             self.encoder.settings().bitrate_bps / 1000
         );
+        // Paused from the start: the engine says when the first viewer comes.
+        let mut paused = true;
+        self.counters.encoding.set(0);
         while !self.stop.load(Ordering::Relaxed) {
+            if !self.watched.load(Ordering::Relaxed) {
+                if !paused {
+                    paused = true;
+                    self.counters.encoding.set(0);
+                    log::info!("source {}: paused, no viewer watches", self.avatar);
+                }
+                // A control message (Watched) wakes it at once; the timeout keeps shutdown prompt.
+                let _ = self.control.recv_timeout(Duration::from_millis(100));
+                continue;
+            }
+            if paused {
+                // Back on the clock at the current frame time (not counted as late), with an IDR.
+                let elapsed = Instant::now().saturating_duration_since(start);
+                index = (elapsed.as_nanos() / frame.as_nanos().max(1)) as u64;
+                force_idr = true;
+                self.counters.encoding.set(1);
+                log::info!("source {}: encoding for its viewers", self.avatar);
+                paused = false;
+            }
             let due = start + frame * index as u32;
             let now = Instant::now();
             if due > now {
@@ -280,6 +327,7 @@ impl Worker {
             while let Ok(c) = self.control.try_recv() {
                 match c {
                     Control::Keyframe => force_idr = true,
+                    Control::Watched => {}
                 }
             }
             let clock_ms = SystemTime::now()
@@ -358,6 +406,7 @@ struct Voice {
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
+    watched: Arc<AtomicBool>,
 }
 
 impl Voice {
@@ -373,6 +422,11 @@ impl Voice {
             settings.frame.as_millis()
         );
         while !self.stop.load(Ordering::Relaxed) {
+            if !self.watched.load(Ordering::Relaxed) {
+                // Silent while nobody watches; on return the clock skips ahead (below).
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             // A frame goes out once its last sample is due.
             let start = settings.frame * index as u32;
             // ... or `lead` before that (AudioSettings::lead): the sound is known ahead.

@@ -343,6 +343,8 @@ pub struct World {
     next_frame: Instant,
     public_to_socket: HashMap<SocketAddr, SocketId>,
     pub keyframe_requests: u64,
+    /// Each `Output::Watched` for the source's avatar, in order.
+    pub watched: Vec<bool>,
     pub closed: Vec<(ConnId, String, EndReason)>,
     pub signals: Vec<(ConnId, String)>,
     /// Datagrams the engine sent that are DTLS application data (SCTP would be; SRTP is not).
@@ -368,6 +370,7 @@ impl World {
             next_frame: now,
             public_to_socket,
             keyframe_requests: 0,
+            watched: Vec::new(),
             closed: Vec::new(),
             signals: Vec::new(),
             dtls_app_data_from_engine: 0,
@@ -458,6 +461,10 @@ impl World {
                         assert_eq!(avatar, self.source.avatar);
                         self.keyframe_requests += 1;
                         self.source.force_idr = true;
+                    }
+                    Output::Watched { avatar, watched } => {
+                        assert_eq!(avatar, self.source.avatar);
+                        self.watched.push(watched);
                     }
                     Output::SessionClosed {
                         conn,

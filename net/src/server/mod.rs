@@ -602,6 +602,12 @@ impl Server {
                         i.request_keyframe(&avatar);
                     }
                 }
+                Output::Watched { avatar, watched } => {
+                    // Built-in sources pause unwatched; renderers keep their own pace.
+                    if let Some(s) = self.sources.get(&avatar) {
+                        s.set_watched(watched);
+                    }
+                }
                 Output::SessionClosed { conn, .. } => {
                     if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {
                         c.close();
