@@ -69,6 +69,9 @@ impl Default for ConnLimits {
     }
 }
 
+/// The WebSocket read buffer allocated per connection (it grows for a larger frame).
+const WS_READ_BUFFER: usize = 4 * 1024;
+
 /// What becomes of a connection once its response is written.
 struct Upgrade {
     session_id: SessionId,
@@ -218,7 +221,11 @@ impl Conn {
                         origin,
                         leftover,
                     }) => {
+                        // tungstenite allocates its read buffer up front (128 KiB by
+                        // default, which 1000 idle viewers would pin); 4 KiB holds the
+                        // small messages, and an offer's frame reserves its own length.
                         let config = WebSocketConfig::default()
+                            .read_buffer_size(WS_READ_BUFFER)
                             .max_message_size(Some(self.limits.max_message))
                             .max_frame_size(Some(self.limits.max_message))
                             .max_write_buffer_size(self.limits.max_write_buffer);
