@@ -101,6 +101,9 @@ stage "benchmark smoke run beside aiortc" \
 if [[ -z "${PORTCAST_SKIP_E2E:-}" ]]; then
   stage "end-to-end: headless Chromium through an FRP-like NAT" \
     env PORTCAST_BIN="$ROOT/target/debug/portcast" bash tests/e2e/run.sh
+  # The glass-to-glass bench needs the same NAT and Chromium (about a minute in smoke mode).
+  stage "glass-to-glass bench smoke run" \
+    target/debug/portcast-bench --smoke --out target/bench-smoke glass --daemon target/debug/portcast
 fi
 
 if ((${#failed[@]})); then

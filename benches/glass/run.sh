@@ -35,21 +35,13 @@ log() { printf '[glass] %s\n' "$*" >&2; }
 
 SERVER_PID=""
 NETNS_MADE=()
-stop_pid() { # stop one process we started: TERM, up to 3 s, then KILL
-  local pid=$1
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+# stop_pid, netns_up, netns_down: the e2e test's NAT topology and process helpers.
+# shellcheck source=tests/e2e/netns.sh
+source "$E2E/netns.sh"
 cleanup() {
-  local rc=$? ns pid
+  local rc=$?
   stop_pid "$SERVER_PID"
-  for ns in "${NETNS_MADE[@]}"; do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  netns_down
   exit "$rc"
 }
 
@@ -64,8 +56,6 @@ mkdir -p "$OUT"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 C=pc-gc-$$ P=pc-gp-$$ D=pc-gd-$$
-# shellcheck source=tests/e2e/netns.sh
-source "$E2E/netns.sh"
 netns_up >&2 || { log "the NAT topology could not be built"; exit 1; }
 
 measure() { # measure NAME PAGE_URL [METRICS_URL]: glass.js in the client namespace

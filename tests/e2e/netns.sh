@@ -1,5 +1,5 @@
-# The FRP-like NAT topology the end-to-end test and the glass-to-glass bench run in.
-# Sourced, not run. The caller sets C, P and D (namespace names, made here), keeps an array
+# The FRP-like NAT topology the end-to-end test and the glass-to-glass bench run in, and
+# stop_pid, which both use. Sourced, not run. The caller sets C, P and D (namespace names, made here), keeps an array
 # NETNS_MADE (filled here, for its cleanup) and defines log().
 #
 #   C (browser, 198.18.1.2) -- P (NAT box, 198.18.1.1 / 198.18.2.1) -- D (daemon, 198.18.2.2)
@@ -51,8 +51,21 @@ netns_up() { # builds the topology; returns non-zero (and says why) when it cann
   return 1
 }
 
-netns_down() {
-  local ns
-  for ns in "${NETNS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+netns_down() { # kills what still runs inside the namespaces made here (e.g. a stray Chromium), deletes them
+  local ns pid
+  for ns in "${NETNS_MADE[@]}"; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
   NETNS_MADE=()
 }
+
+stop_pid() { # stop one process we started: TERM, up to 3 s, then KILL
+  local pid=$1
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+

@@ -35,25 +35,15 @@ INNER=0 # 1 in the second half of loopback mode (the outer half prints the log)
 
 log() { printf '[run.sh] %s\n' "$*"; }
 
-stop_pid() { # stop one process we started: TERM, up to 3 s, then KILL
-  local pid=$1
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+# stop_pid, netns_up, netns_down: tests/e2e/netns.sh, shared with benches/glass/run.sh.
+# shellcheck source=tests/e2e/netns.sh
+source "$HERE/netns.sh"
 
 cleanup() {
   local rc=$?
   stop_pid "$CHILD_PID"
   stop_pid "$DAEMON_PID"
-  local ns pid
-  for ns in "${NETNS_MADE[@]}"; do
-    # Only processes inside the namespaces this run created (e.g. a stray Chromium).
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  netns_down # only processes inside the namespaces this run created
   # The daemon removes its socket when it stops; not when it was killed.
   if [[ -S $INGEST_SOCK ]]; then rm -f "$INGEST_SOCK"; fi
   if [[ $rc -ne 0 && $INNER -eq 0 && -s $DAEMON_LOG ]]; then
@@ -152,9 +142,6 @@ trap 'exit 130' INT TERM
 # --- netns mode ------------------------------------------------------------------------------
 C=pc-client-$$ P=pc-public-$$ D=pc-daemon-$$
 
-# netns_up / netns_down: the three-namespace NAT topology, shared with benches/glass/run.sh.
-# shellcheck source=tests/e2e/netns.sh
-source "$HERE/netns.sh"
 
 if [[ $MODE == auto || $MODE == netns ]]; then
   if netns_up; then
