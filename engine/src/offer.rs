@@ -148,12 +148,7 @@ impl OfferSummary {
             return Err(SignalError::InvalidSdp("no m= line".into()));
         }
         let session = &sections[0];
-        let bundle: Vec<&str> = session
-            .iter()
-            .filter(|(n, _)| *n == "group")
-            .filter_map(|(_, v)| v.strip_prefix("BUNDLE "))
-            .flat_map(|mids| mids.split_whitespace())
-            .collect();
+        let bundle = crate::sdp_text::bundle_mids(session.iter().copied()).unwrap_or_default();
         for (i, m) in media.iter_mut().enumerate() {
             let attrs = &sections[i + 1];
             let has = |name: &str| {

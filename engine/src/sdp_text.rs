@@ -58,18 +58,26 @@ impl<'a> SdpText<'a> {
 
     /// The mids of every session-level `a=group:BUNDLE` line, in order, all groups joined.
     pub fn bundle_mids(&self) -> Option<Vec<&'a str>> {
-        let mut found = None;
-        for (name, value) in self.session_attrs() {
-            if name != "group" {
-                continue;
-            }
-            let mut tokens = value.split(' ').filter(|t| !t.is_empty());
-            if tokens.next() == Some("BUNDLE") {
-                found.get_or_insert_with(Vec::new).extend(tokens);
-            }
-        }
-        found
+        bundle_mids(self.session_attrs())
     }
+}
+
+/// The mids of every `a=group:BUNDLE` among session attributes `(name, value)`, in
+/// order, all groups joined; `None` when there is no such group.
+pub fn bundle_mids<'a>(
+    session_attrs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<Vec<&'a str>> {
+    let mut found = None;
+    for (name, value) in session_attrs {
+        if name != "group" {
+            continue;
+        }
+        let mut tokens = value.split(' ').filter(|t| !t.is_empty());
+        if tokens.next() == Some("BUNDLE") {
+            found.get_or_insert_with(Vec::new).extend(tokens);
+        }
+    }
+    found
 }
 
 impl<'a> MediaText<'a> {
