@@ -1,4 +1,5 @@
-//! H.264 encoding with openh264, tuned for low-latency WebRTC.
+//! Video encoders behind one interface ([`VideoEncoder`]), and H.264 encoding
+//! with openh264, tuned for low-latency WebRTC (VP8 is in [`crate::vp8`]).
 //!
 //! Constrained baseline, rate control by bitrate, no scene-change or periodic
 //! IDRs (an IDR only when asked, since a viewer asks when it needs one), slices
@@ -14,7 +15,9 @@ use openh264::encoder::{
 use openh264::formats::YUVSlices;
 use openh264::OpenH264API;
 
+use crate::media::VideoCodec;
 use crate::pattern::I420;
+use crate::vp8::Vp8Encoder;
 
 /// Largest slice the encoder is asked to produce, in bytes (fits a 1200-byte RTP payload).
 pub const MAX_SLICE_BYTES: u32 = 1100;
@@ -52,6 +55,8 @@ impl Default for EncoderSettings {
 pub enum EncoderError {
     /// openh264 refused the configuration or a frame.
     OpenH264(String),
+    /// libvpx refused the configuration or a frame.
+    Libvpx(String),
     /// A frame's size differs from the configured one.
     WrongSize {
         /// Configured (width, height).
@@ -65,6 +70,7 @@ impl fmt::Display for EncoderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EncoderError::OpenH264(e) => write!(f, "openh264: {e}"),
+            EncoderError::Libvpx(e) => write!(f, "libvpx: {e}"),
             EncoderError::WrongSize { expected, got } => write!(
                 f,
                 "frame is {}x{}, encoder is set up for {}x{}",
@@ -85,6 +91,66 @@ pub enum Encoded {
     Delta,
     /// Rate control skipped the frame: nothing was written, send nothing.
     Skipped,
+}
+
+/// A video encoder of one codec: what a source feeds its pictures to.
+pub trait VideoEncoder: Send + fmt::Debug {
+    /// The codec it produces.
+    fn codec(&self) -> VideoCodec;
+    /// The settings it was made with.
+    fn settings(&self) -> EncoderSettings;
+    /// Encodes one picture, appending it to `out`; `force_key` asks for a keyframe.
+    fn encode(
+        &mut self,
+        pic: &I420<'_>,
+        force_key: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<Encoded, EncoderError>;
+}
+
+/// A new encoder of `codec`; its first picture is a keyframe.
+pub fn new_encoder(
+    codec: VideoCodec,
+    settings: EncoderSettings,
+) -> Result<Box<dyn VideoEncoder>, EncoderError> {
+    Ok(match codec {
+        VideoCodec::H264 => Box::new(H264Encoder::new(settings)?),
+        VideoCodec::Vp8 => Box::new(Vp8Encoder::new(settings)?),
+    })
+}
+
+impl VideoEncoder for H264Encoder {
+    fn codec(&self) -> VideoCodec {
+        VideoCodec::H264
+    }
+    fn settings(&self) -> EncoderSettings {
+        self.settings
+    }
+    fn encode(
+        &mut self,
+        pic: &I420<'_>,
+        force_key: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<Encoded, EncoderError> {
+        H264Encoder::encode(self, pic, force_key, out)
+    }
+}
+
+impl VideoEncoder for Vp8Encoder {
+    fn codec(&self) -> VideoCodec {
+        VideoCodec::Vp8
+    }
+    fn settings(&self) -> EncoderSettings {
+        self.settings()
+    }
+    fn encode(
+        &mut self,
+        pic: &I420<'_>,
+        force_key: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<Encoded, EncoderError> {
+        Vp8Encoder::encode(self, pic, force_key, out)
+    }
 }
 
 /// An openh264 encoder for one source.

@@ -43,8 +43,8 @@
 //!             // The offer above lacks its avatar and SDP: the peer gets an error.
 //!             assert!(text.contains(r#""code":"missing_field""#));
 //!         }
-//!         Output::KeyframeRequest { avatar } => { /* tell that avatar's encoder */ }
-//!         Output::Watched { avatar, watched } => { /* start or pause its source */ }
+//!         Output::KeyframeRequest { avatar, codec } => { /* tell that encoder of the avatar */ }
+//!         Output::Watched { avatar, codec, watched } => { /* start or pause that encoder */ }
 //!         Output::SessionClosed { .. } => { /* close the WebSocket */ }
 //!         Output::Timeout(at) => {
 //!             // Sleep until `at` or the next input, then:
@@ -84,11 +84,12 @@ mod sdp_text;
 mod session;
 pub mod signaling;
 mod stats;
+pub mod vp8;
 
 pub use address::{SocketSpec, SocketTable};
 pub use engine::{ConnectInfo, Datagram, Engine, EngineConfig, EngineError, Output, Transmit};
 pub use ids::{AvatarId, ConnId, InvalidAvatarId, InvalidSessionId, SessionId, SocketId};
-pub use media::{AccessUnit, AudioFrame};
+pub use media::{AccessUnit, AudioFrame, VideoCodec};
 pub use playout_delay::PlayoutDelay;
 pub use session::{EndReason, Phase, SessionInfo};
 pub use signaling::SignalError;

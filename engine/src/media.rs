@@ -3,14 +3,49 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-/// One encoded H.264 picture (Annex-B byte stream), shared by every viewer.
+/// A video codec the server sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VideoCodec {
+    /// H.264 constrained baseline (openh264, or a renderer's own stream).
+    H264,
+    /// VP8 (libvpx), for viewers without H.264.
+    Vp8,
+}
+
+impl VideoCodec {
+    /// Every codec, in the order the server prefers them.
+    pub const ALL: [VideoCodec; 2] = [VideoCodec::H264, VideoCodec::Vp8];
+
+    /// Its name as SDP and `/metrics` labels spell it (`H264`, `VP8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "H264",
+            VideoCodec::Vp8 => "VP8",
+        }
+    }
+
+    /// Its position in [`VideoCodec::ALL`] (for per-codec arrays).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for VideoCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One encoded picture, shared by every viewer of its codec.
 #[derive(Debug, Clone)]
 pub struct AccessUnit {
-    /// Annex-B NAL units (start codes included) of one picture.
+    /// Its codec.
+    pub codec: VideoCodec,
+    /// H.264: Annex-B NAL units (start codes included) of one picture; VP8: one frame.
     pub data: Arc<[u8]>,
     /// RTP timestamp in the 90 kHz clock.
     pub rtp_time: u64,
-    /// True for an IDR picture (with SPS/PPS): a viewer can start decoding here.
+    /// True for a keyframe (H.264: an IDR with SPS/PPS): a viewer can start decoding here.
     pub keyframe: bool,
     /// When the raw frame was handed to the encoder (t0 of latency accounting).
     pub captured_at: Instant,
