@@ -101,10 +101,10 @@ fn offers_are_captured_as_received_up_to_the_limit_and_replay() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert_eq!(stdout.matches(": answered pt=").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(": answered H264 pt=").count(), 2, "{stdout}");
     assert!(
         stdout.contains(
-            "-cap-1.json: answered pt=102 profile=42001f rtx=103 setup=passive mid=0 rejected=2"
+            "-cap-1.json: answered H264 pt=102 profile=42001f rtx=103 setup=passive mid=0 rejected=2"
         ),
         "{stdout}"
     );

@@ -103,7 +103,7 @@ fn refusals_over_the_websocket_leave_the_daemon_serving() {
     assert_eq!(r["code"], "malformed_json");
     let no_h264 = serde_json::json!({
         "type": "webrtc_offer", "session_id": "bad-1", "user_id": 5, "avatar_id": "test-pattern",
-        "sdp": fixture("chromium156_no_h264_codecprefs_gathered.sdp"),
+        "sdp": fixture("derived_no_h264_no_vp8.sdp"),
     });
     let r = send_recv(&mut ws, &no_h264.to_string());
     assert_eq!(r["code"], "no_h264");
@@ -139,7 +139,7 @@ fn closing_the_websocket_ends_the_session_and_sigterm_stops_cleanly() {
     // Nobody watches yet: the test pattern does not encode.
     let idle = metrics();
     assert!(
-        idle.contains(r#"portcast_source_encoding{avatar="test-pattern"} 0"#),
+        idle.contains(r#"portcast_source_encoding{avatar="test-pattern",codec="H264"} 0"#),
         "{idle}"
     );
     let mut v = NetViewer::connect(d.signal_port, "short", "test-pattern").expect("answer");
@@ -147,7 +147,12 @@ fn closing_the_websocket_ends_the_session_and_sigterm_stops_cleanly() {
     assert!(!v.counters.is_empty(), "streaming before the close");
     let watched = metrics();
     assert!(
-        watched.contains(r#"portcast_source_encoding{avatar="test-pattern"} 1"#),
+        watched.contains(r#"portcast_source_encoding{avatar="test-pattern",codec="H264"} 1"#),
+        "{watched}"
+    );
+    // No viewer without H.264: the VP8 encoder does not run.
+    assert!(
+        watched.contains(r#"portcast_source_encoding{avatar="test-pattern",codec="VP8"} 0"#),
         "{watched}"
     );
     let _ = v.ws.close(None);

@@ -64,18 +64,24 @@ fn replaying_the_fixtures_matches_their_expected_outcomes() {
     assert_eq!(
         lines
             .iter()
-            .filter(|l| l.contains(": answered pt="))
+            .filter(|l| l.contains(": answered H264 pt=") || l.contains(": answered VP8 pt="))
             .count(),
         answered
     );
+    assert!(
+        stdout.contains(
+            "capture_firefox140_viewer_page.json: answered VP8 pt=120 profile=- rtx=124 "
+        ),
+        "{stdout}"
+    );
     assert!(stdout.contains(
-        "chromium156_video_audio_dc_gathered.sdp: answered pt=102 profile=42001f rtx=103 setup=passive mid=0 rejected=2 cands=127.0.0.1:10111 audio=1:opus/111 in "
+        "chromium156_video_audio_dc_gathered.sdp: answered H264 pt=102 profile=42001f rtx=103 setup=passive mid=0 rejected=2 cands=127.0.0.1:10111 audio=1:opus/111 in "
     ), "{stdout}");
     assert!(stdout.contains(
-        "chromium156_audio_video_dc_loopback.sdp: answered pt=102 profile=42001f rtx=103 setup=passive mid=1 rejected=2 "
+        "chromium156_audio_video_dc_loopback.sdp: answered H264 pt=102 profile=42001f rtx=103 setup=passive mid=1 rejected=2 "
     ), "{stdout}");
     assert!(
-        stdout.contains("capture_chromium156_viewer_page.json: answered pt=102 "),
+        stdout.contains("capture_chromium156_viewer_page.json: answered H264 pt=102 "),
         "{stdout}"
     );
     assert!(
@@ -112,9 +118,12 @@ fn a_wrong_expectation_fails_and_shows_each_difference() {
     let _ = std::fs::remove_file(&file);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains(
-        "chromium156_no_h264_codecprefs_gathered.sdp: DIFFERENCE code: expected \"no_video\", got \"no_h264\""
-    ), "{stdout}");
+    assert!(
+        stdout.contains(
+            "derived_no_h264_no_vp8.sdp: DIFFERENCE code: expected \"no_video\", got \"no_h264\""
+        ),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(
             "derived_setup_passive.sdp: DIFFERENCE setup: expected \"passive\", got \"active\""
@@ -134,7 +143,7 @@ fn json_reports_follow_the_daemon_flags() {
         "20111",
         "replay",
         "fixtures/offers/derived_setup_passive.sdp",
-        "fixtures/offers/chromium156_no_h264_codecprefs_gathered.sdp",
+        "fixtures/offers/derived_no_h264_no_vp8.sdp",
         "--json",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -22,7 +22,7 @@
 //! format with its `a=rtpmap`: outside the BUNDLE group and with port 0,
 //! nothing uses them.
 
-use crate::offer::{H264Choice, OpusChoice};
+use crate::offer::{OpusChoice, VideoChoice};
 use crate::sdp_text::{MediaText, SdpText};
 use crate::signaling::SignalError;
 
@@ -41,7 +41,7 @@ pub(crate) struct AnswerPlan<'a> {
 impl<'a> AnswerPlan<'a> {
     /// Plans the answer of `offer_sdp`, accepting only the chosen video m-line and format.
     #[cfg(test)]
-    pub fn new(offer_sdp: &'a str, choice: &H264Choice) -> Result<Self, SignalError> {
+    pub fn new(offer_sdp: &'a str, choice: &VideoChoice) -> Result<Self, SignalError> {
         Self::with_audio(offer_sdp, choice, None)
     }
 
@@ -54,7 +54,7 @@ impl<'a> AnswerPlan<'a> {
     /// existing mids) are checked here.
     pub fn with_audio(
         offer_sdp: &'a str,
-        choice: &H264Choice,
+        choice: &VideoChoice,
         audio: Option<&OpusChoice>,
     ) -> Result<Self, SignalError> {
         let offer = SdpText::parse(offer_sdp);
@@ -91,9 +91,7 @@ impl<'a> AnswerPlan<'a> {
             )));
         }
         let bundled_mid = |m: &MediaText<'a>| m.mid().filter(|mid| bundle.contains(mid));
-        let video_formats = std::iter::once(choice.format.pt)
-            .chain(choice.format.rtx)
-            .collect();
+        let video_formats = std::iter::once(choice.pt).chain(choice.rtx).collect();
         let mut chosen = vec![(choice.mline, video_formats)];
         // Audio rides the video's transport: only an audio m-line bundled with it.
         if let Some(a) = audio {
@@ -393,24 +391,22 @@ fn short(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn choice(sdp: &str) -> H264Choice {
+    fn choice(sdp: &str) -> VideoChoice {
         crate::offer::OfferSummary::parse(sdp)
             .unwrap()
-            .choose_h264()
+            .choose_video(true)
             .unwrap()
     }
 
     /// A choice for hand-written offers that carry no ICE/DTLS attributes.
-    fn pick(mline: usize, pt: u8, rtx: Option<u8>) -> H264Choice {
-        H264Choice {
+    fn pick(mline: usize, pt: u8, rtx: Option<u8>) -> VideoChoice {
+        VideoChoice {
             mline,
             mid: None,
-            format: crate::offer::H264Format {
-                pt,
-                profile_level_id: Some(0x42e01f),
-                packetization_mode: 1,
-                rtx,
-            },
+            codec: crate::media::VideoCodec::H264,
+            pt,
+            rtx,
+            profile_level_id: Some(0x42e01f),
         }
     }
 

@@ -16,7 +16,9 @@ use crate::sdp_text::{MediaText, SdpText};
 /// What an answer says, as far as a viewer's interoperability goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AnswerFacts {
-    /// Payload type of the answered H.264 format.
+    /// The answered video codec (`H264` or `VP8`, as the SDP spells it).
+    pub codec: Option<String>,
+    /// Payload type of the answered video format.
     pub pt: Option<u8>,
     /// Its `profile-level-id`, lowercase hex as in the SDP (`42e01f`).
     pub profile_level_id: Option<String>,
@@ -462,18 +464,27 @@ impl<'a> Checker<'a> {
         };
         let (answered, offered) = (Formats::of(a), Formats::of(o));
         let mut problems = Vec::new();
-        let h264: Vec<&Format> = answered.list.iter().filter(|f| f.is("H264")).collect();
-        let [h] = h264[..] else {
-            problems.push(format!("{} H.264 payload types answered", h264.len()));
+        // One video format: H.264 or VP8 (its RTX aside).
+        let video: Vec<&Format> = answered
+            .list
+            .iter()
+            .filter(|f| f.is("H264") || f.is("VP8"))
+            .collect();
+        let [h] = video[..] else {
+            problems.push(format!(
+                "{} video payload types (H.264 or VP8) answered",
+                video.len()
+            ));
             self.report_codec(problems);
             return;
         };
         self.out.facts.pt = Some(h.pt);
+        self.out.facts.codec = Some(h.codec.to_uppercase());
         self.out.facts.profile_level_id = h.param("profile-level-id").map(|p| p.to_lowercase());
         self.out.facts.packetization_mode =
             h.param("packetization-mode").and_then(|p| p.parse().ok());
         match offered.get(h.pt) {
-            Some(of) if of.is("H264") => {
+            Some(of) if of.is("H264") && h.is("H264") => {
                 for key in ["profile-level-id", "packetization-mode"] {
                     let (want, got) = (of.param(key), h.param(key));
                     if want.map(str::to_lowercase) != got.map(str::to_lowercase) {
@@ -484,7 +495,11 @@ impl<'a> Checker<'a> {
                     }
                 }
             }
-            _ => problems.push(format!("pt {} is not an H.264 format of the offer", h.pt)),
+            Some(of) if of.is("VP8") && h.is("VP8") => {}
+            _ => problems.push(format!(
+                "pt {} is not a {} format of the offer",
+                h.pt, h.codec
+            )),
         }
         for f in answered.list.iter().filter(|f| f.pt != h.pt) {
             let apt = f.param("apt").and_then(|a| a.parse::<u8>().ok());
@@ -756,6 +771,7 @@ mod tests {
         assert_eq!(
             c.facts,
             AnswerFacts {
+                codec: Some("H264".into()),
                 pt: Some(102),
                 profile_level_id: Some("42e01f".into()),
                 packetization_mode: Some(1),
@@ -796,6 +812,11 @@ mod tests {
                 Rule::Codec,
             ),
             (a.replace("102 103\r\n", "102 103 96\r\n"), Rule::Codec),
+            // VP8 answered on a payload type the offer gave H.264.
+            (
+                a.replace("a=rtpmap:102 H264/90000", "a=rtpmap:102 VP8/90000"),
+                Rule::Codec,
+            ),
             (a.replace("a=sendonly", "a=sendrecv"), Rule::Direction),
             // Audio accepted without Opus, outside the bundle, in no msid stream.
             (a.replace("m=audio 0", "m=audio 9"), Rule::Audio),

@@ -19,7 +19,7 @@ use crate::demux::{Demux, Route, SessionKey};
 use crate::gop::JoinGop;
 use crate::ids::{AvatarId, ConnId, SessionId, SocketId};
 use crate::keyframe::{KeyframeLimiter, DEFAULT_KEYFRAME_INTERVAL};
-use crate::media::{AccessUnit, AudioFrame};
+use crate::media::{AccessUnit, AudioFrame, VideoCodec};
 use crate::offer::OfferSummary;
 use crate::playout_delay::PlayoutDelay;
 use crate::sctp_guard::{self, Guarded};
@@ -35,6 +35,9 @@ pub struct EngineConfig {
     pub avatars: Vec<AvatarId>,
     /// Avatars with a voice: their viewers' offers get an Opus audio m-line accepted.
     pub audio_avatars: Vec<AvatarId>,
+    /// Avatars whose source can also encode VP8 (it has raw pictures): offers
+    /// without usable H.264 get VP8 from them. Others answer those `no_h264`.
+    pub vp8_avatars: Vec<AvatarId>,
     /// Avatar served when an offer names an unknown one; `None` refuses with `unknown_avatar`.
     pub fallback_avatar: Option<AvatarId>,
     /// Most sessions alive at once.
@@ -65,6 +68,7 @@ impl Default for EngineConfig {
             avatars: vec![AvatarId::parse("test-pattern").expect("a valid literal name")],
             // The built-in test pattern speaks (it beeps with its flash), as in the daemon.
             audio_avatars: vec![AvatarId::parse("test-pattern").expect("a valid literal name")],
+            vp8_avatars: vec![AvatarId::parse("test-pattern").expect("a valid literal name")],
             fallback_avatar: None,
             max_sessions: 200,
             max_sdp_bytes: 64 * 1024,
@@ -160,17 +164,22 @@ pub enum Output {
         /// JSON text.
         text: String,
     },
-    /// Ask an avatar's encoder for an IDR.
+    /// Ask an avatar's encoder of `codec` for an IDR.
     KeyframeRequest {
         /// The avatar.
         avatar: AvatarId,
+        /// Which of its encoders.
+        codec: VideoCodec,
     },
-    /// An avatar gained its first viewer (`watched`) or lost its last one: a
-    /// source may encode only while watched, and must start with an IDR.
+    /// An avatar gained its first viewer in `codec` (`watched`) or lost its
+    /// last one: a source runs that codec's encoder only while watched, and
+    /// starts it with an IDR.
     Watched {
         /// The avatar.
         avatar: AvatarId,
-        /// Whether at least one session now watches it.
+        /// The codec those viewers receive.
+        codec: VideoCodec,
+        /// Whether at least one session now watches it in `codec`.
         watched: bool,
     },
     /// A session ended; unless the WebSocket is what closed, the driver closes it.
@@ -201,23 +210,50 @@ struct Conn {
     info: ConnectInfo,
 }
 
-struct Avatar {
+/// The viewers of one avatar in one codec, and that encoder's state.
+struct Track {
     viewers: Vec<SessionKey>,
     limiter: KeyframeLimiter,
     /// The current GOP, replayed to a viewer whose media starts (see [`crate::gop`]).
     gop: JoinGop,
+}
+
+struct Avatar {
+    /// One track per codec, indexed by [`VideoCodec::index`].
+    video: [Track; VideoCodec::ALL.len()],
     /// Whether it speaks: new viewers get its audio.
     audio: bool,
+    /// Whether it can be sent as VP8.
+    vp8: bool,
 }
 
 impl Avatar {
-    fn new(keyframe_interval: Duration, audio: bool) -> Self {
+    fn new(keyframe_interval: Duration, audio: bool, vp8: bool) -> Self {
         Avatar {
-            viewers: Vec::new(),
-            limiter: KeyframeLimiter::new(keyframe_interval),
-            gop: JoinGop::default(),
+            video: VideoCodec::ALL.map(|_| Track {
+                viewers: Vec::new(),
+                limiter: KeyframeLimiter::new(keyframe_interval),
+                gop: JoinGop::default(),
+            }),
             audio,
+            vp8,
         }
+    }
+
+    fn track(&mut self, codec: VideoCodec) -> &mut Track {
+        &mut self.video[codec.index()]
+    }
+
+    fn viewer_count(&self) -> usize {
+        self.video.iter().map(|t| t.viewers.len()).sum()
+    }
+
+    /// Every viewer, whatever its codec.
+    fn viewers(&self) -> Vec<SessionKey> {
+        self.video
+            .iter()
+            .flat_map(|t| t.viewers.iter().copied())
+            .collect()
     }
 }
 
@@ -256,7 +292,8 @@ impl Engine {
             .iter()
             .map(|a| {
                 let audio = config.audio_avatars.contains(a);
-                (a.clone(), Avatar::new(config.keyframe_interval, audio))
+                let vp8 = config.vp8_avatars.contains(a);
+                (a.clone(), Avatar::new(config.keyframe_interval, audio, vp8))
             })
             .collect();
         Ok(Engine {
@@ -324,8 +361,8 @@ impl Engine {
         c.fallback_avatar = config.fallback_avatar.clone();
         c.playout_delay = config.playout_delay;
         c.token_key = config.token_key.clone();
-        for a in self.avatars.values_mut() {
-            a.limiter.set_interval(config.keyframe_interval);
+        for t in self.avatars.values_mut().flat_map(|a| a.video.iter_mut()) {
+            t.limiter.set_interval(config.keyframe_interval);
         }
         Ok(changed)
     }
@@ -474,8 +511,9 @@ impl Engine {
             log::debug!("access unit for unknown avatar {avatar} dropped");
             return;
         };
-        a.gop.push(au);
-        let viewers = a.viewers.clone();
+        let track = a.track(au.codec);
+        track.gop.push(au);
+        let viewers = track.viewers.clone();
         for key in viewers {
             let Some(s) = self.sessions.get_mut(&key) else {
                 continue;
@@ -503,7 +541,7 @@ impl Engine {
             return;
         };
         let rtp_time = MediaTime::new(frame.rtp_time, Frequency::FORTY_EIGHT_KHZ);
-        for key in a.viewers.clone() {
+        for key in a.viewers() {
             let live = self
                 .sessions
                 .get(&key)
@@ -577,9 +615,19 @@ impl Engine {
 
     /// Hands a session whose media just started its avatar's current GOP;
     /// true when it took it (no keyframe needs to be asked for).
-    fn replay_gop(&mut self, now: Instant, key: SessionKey, avatar: &AvatarId) -> bool {
-        let frames = match self.avatars.get(avatar) {
-            Some(a) if !a.gop.frames().is_empty() => a.gop.frames().to_vec(),
+    fn replay_gop(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        avatar: &AvatarId,
+        codec: VideoCodec,
+    ) -> bool {
+        let frames = match self
+            .avatars
+            .get(avatar)
+            .map(|a| &a.video[codec.index()].gop)
+        {
+            Some(gop) if !gop.frames().is_empty() => gop.frames().to_vec(),
             _ => return false,
         };
         for au in &frames {
@@ -621,15 +669,18 @@ impl Engine {
                 e.drain_session(now, key, None);
             });
         }
-        let mut due_avatars = Vec::new();
+        let mut due = Vec::new();
         for (id, a) in self.avatars.iter_mut() {
-            if a.limiter.poll(now) {
-                due_avatars.push(id.clone());
+            for codec in VideoCodec::ALL {
+                if a.track(codec).limiter.poll(now) {
+                    due.push((id.clone(), codec));
+                }
             }
         }
-        for avatar in due_avatars {
+        for (avatar, codec) in due {
             self.stats.keyframe_requests.inc();
-            self.out.push_back(Output::KeyframeRequest { avatar });
+            self.out
+                .push_back(Output::KeyframeRequest { avatar, codec });
         }
     }
 
@@ -686,8 +737,12 @@ impl Engine {
         if self.avatars.contains_key(&avatar) {
             return false;
         }
-        self.avatars
-            .insert(avatar, Avatar::new(self.config.keyframe_interval, false));
+        // A renderer's avatar: H.264 only until it says it sends raw pictures
+        // (`set_avatar_vp8`); its own H.264 cannot be sent as VP8.
+        self.avatars.insert(
+            avatar,
+            Avatar::new(self.config.keyframe_interval, false, false),
+        );
         true
     }
 
@@ -695,6 +750,13 @@ impl Engine {
     pub fn set_avatar_audio(&mut self, avatar: &AvatarId, audio: bool) {
         if let Some(a) = self.avatars.get_mut(avatar) {
             a.audio = audio;
+        }
+    }
+
+    /// Whether `avatar` can be sent as VP8 (its source has raw pictures): offers from then on.
+    pub fn set_avatar_vp8(&mut self, avatar: &AvatarId, vp8: bool) {
+        if let Some(a) = self.avatars.get_mut(avatar) {
+            a.vp8 = vp8;
         }
     }
 
@@ -707,13 +769,30 @@ impl Engine {
         let Some(a) = self.avatars.get_mut(avatar) else {
             return;
         };
-        a.gop.clear();
-        for key in &a.viewers {
-            if let Some(s) = self.sessions.get_mut(key) {
-                s.needs_keyframe = true;
+        let mut codecs = Vec::new();
+        for codec in VideoCodec::ALL {
+            let t = a.track(codec);
+            t.gop.clear();
+            for key in &t.viewers {
+                if let Some(s) = self.sessions.get_mut(key) {
+                    s.needs_keyframe = true;
+                }
+            }
+            if codec == VideoCodec::H264 || !t.viewers.is_empty() {
+                codecs.push(codec);
+            }
+            if !t.viewers.is_empty() {
+                // The new source starts unwatched: say again who watches.
+                self.out.push_back(Output::Watched {
+                    avatar: avatar.clone(),
+                    codec,
+                    watched: true,
+                });
             }
         }
-        self.request_keyframe(now, avatar);
+        for codec in codecs {
+            self.request_keyframe(now, avatar, codec);
+        }
     }
 
     /// The last `client_stats` message a session's page reported.
@@ -734,7 +813,11 @@ impl Engine {
         // bounds the damage of any missed deadline.
         let idle = self.last_now + Duration::from_secs(1);
         let sessions = self.sessions.values().map(|s| s.deadline(consent, connect));
-        let avatars = self.avatars.values().filter_map(|a| a.limiter.deadline());
+        let avatars = self
+            .avatars
+            .values()
+            .flat_map(|a| a.video.iter())
+            .filter_map(|t| t.limiter.deadline());
         sessions.chain(avatars).fold(idle, Instant::min)
     }
 
@@ -778,7 +861,7 @@ impl Engine {
         if self.sessions.len() >= self.config.max_sessions {
             return Err(SignalError::TooManySessions(self.config.max_sessions));
         }
-        let watching = self.avatars.get(&avatar).map_or(0, |a| a.viewers.len());
+        let watching = self.avatars.get(&avatar).map_or(0, Avatar::viewer_count);
         if watching >= self.config.max_sessions_per_avatar {
             return Err(SignalError::TooManyViewers {
                 avatar: avatar.to_string(),
@@ -786,7 +869,8 @@ impl Engine {
             });
         }
         let summary = OfferSummary::parse(&offer.sdp)?;
-        let choice = summary.choose_h264()?;
+        let vp8 = self.avatars.get(&avatar).is_some_and(|a| a.vp8);
+        let choice = summary.choose_video(vp8)?;
         let speaks = self.avatars.get(&avatar).is_some_and(|a| a.audio);
         let audio = summary.choose_opus().filter(|_| speaks);
         let taken: Vec<usize> = std::iter::once(choice.mline)
@@ -818,7 +902,7 @@ impl Engine {
             creds.clone(),
             self.config.resend_buffer_packets,
             self.config.playout_delay.is_some(),
-            &choice.format,
+            &choice,
             opus_pt,
         )
         .build(now);
@@ -840,6 +924,7 @@ impl Engine {
                 id: offer.session_id.clone(),
                 user: offer.user_id.clone(),
                 avatar: avatar.clone(),
+                codec: choice.codec,
                 rtc,
                 socket,
                 local_ufrag: creds.ufrag.clone(),
@@ -849,10 +934,12 @@ impl Engine {
         self.demux.add_session(key, &creds.ufrag);
         self.socket_load[socket.0] += 1;
         if let Some(a) = self.avatars.get_mut(&avatar) {
-            a.viewers.push(key);
-            if a.viewers.len() == 1 {
+            let track = a.track(choice.codec);
+            track.viewers.push(key);
+            if track.viewers.len() == 1 {
                 self.out.push_back(Output::Watched {
                     avatar: avatar.clone(),
+                    codec: choice.codec,
                     watched: true,
                 });
             }
@@ -863,12 +950,15 @@ impl Engine {
         self.sessions.insert(key, Box::new(session));
         self.stats.answers.inc();
         log::info!(
-            "session {} started: user={} avatar={} h264_pt={} profile={:06x} port={} public={} {conn}",
+            "session {} started: user={} avatar={} codec={} pt={} profile={} port={} public={} {conn}",
             offer.session_id,
             offer.user_id.as_deref().unwrap_or("-"),
             avatar,
-            choice.format.pt,
-            choice.format.profile_level_id.unwrap_or(0),
+            choice.codec,
+            choice.pt,
+            choice
+                .profile_level_id
+                .map_or_else(|| "-".to_string(), |p| format!("{p:06x}")),
             socket,
             public,
         );
@@ -878,7 +968,7 @@ impl Engine {
         });
         // Ask for the keyframe now rather than when DTLS completes: the IDR
         // is then waiting in the avatar's GOP when this viewer's media starts.
-        self.request_keyframe(now, &avatar);
+        self.request_keyframe(now, &avatar, choice.codec);
         self.drain_session(now, key, None);
         Ok(())
     }
@@ -958,11 +1048,11 @@ impl Engine {
         let fx = s.drain(&mut ctx);
         // Rare (a join or a PLI): the avatar's name is cloned only then.
         if fx.keyframe_wanted || fx.media_started {
-            let avatar = s.avatar.clone();
+            let (avatar, codec) = (s.avatar.clone(), s.codec);
             let replayed =
-                fx.media_started && fx.end.is_none() && self.replay_gop(now, key, &avatar);
+                fx.media_started && fx.end.is_none() && self.replay_gop(now, key, &avatar, codec);
             if fx.keyframe_wanted && !replayed {
-                self.request_keyframe(now, &avatar);
+                self.request_keyframe(now, &avatar, codec);
             }
         }
         if let Some(reason) = fx.end {
@@ -970,12 +1060,13 @@ impl Engine {
         }
     }
 
-    fn request_keyframe(&mut self, now: Instant, avatar: &AvatarId) {
+    fn request_keyframe(&mut self, now: Instant, avatar: &AvatarId, codec: VideoCodec) {
         if let Some(a) = self.avatars.get_mut(avatar) {
-            if a.limiter.request(now) {
+            if a.track(codec).limiter.request(now) {
                 self.stats.keyframe_requests.inc();
                 self.out.push_back(Output::KeyframeRequest {
                     avatar: avatar.clone(),
+                    codec,
                 });
             }
         }
@@ -1004,11 +1095,13 @@ impl Engine {
             *load = load.saturating_sub(1);
         }
         if let Some(a) = self.avatars.get_mut(&s.avatar) {
-            let had = !a.viewers.is_empty();
-            a.viewers.retain(|k| *k != key);
-            if had && a.viewers.is_empty() {
+            let track = a.track(s.codec);
+            let had = !track.viewers.is_empty();
+            track.viewers.retain(|k| *k != key);
+            if had && track.viewers.is_empty() {
                 self.out.push_back(Output::Watched {
                     avatar: s.avatar.clone(),
+                    codec: s.codec,
                     watched: false,
                 });
             }

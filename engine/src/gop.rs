@@ -52,12 +52,14 @@ impl JoinGop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::VideoCodec;
     use std::sync::Arc;
     use std::time::Instant;
 
     fn au(index: u64, keyframe: bool) -> AccessUnit {
         let now = Instant::now();
         AccessUnit {
+            codec: VideoCodec::H264,
             data: Arc::from(&[0u8, 0, 0, 1][..]),
             rtp_time: index * 3000,
             keyframe,

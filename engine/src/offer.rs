@@ -1,9 +1,10 @@
 //! A typed look at an SDP offer, taken before str0m sees it.
 //!
 //! str0m parses the full SDP. This pass only extracts what the engine decides
-//! on (is there video, which H.264 format can the encoder serve, are the ICE and
-//! DTLS attributes there) so a refusal can say exactly what is wrong.
+//! on (is there video, which H.264 or VP8 format can an encoder serve, are the
+//! ICE and DTLS attributes there) so a refusal can say exactly what is wrong.
 
+use crate::media::VideoCodec;
 use crate::signaling::SignalError;
 
 /// H.264 `profile_idc` of (constrained) baseline, which openh264 produces.
@@ -54,6 +55,8 @@ pub struct MediaSection {
     pub direction: String,
     /// H.264 formats in the offerer's order of preference (only listed payload types).
     pub h264: Vec<H264Format>,
+    /// VP8 payload types in the offerer's order, each with its RTX payload type.
+    pub vp8: Vec<(u8, Option<u8>)>,
     /// The first listed Opus payload type (`opus/48000/2`), on an audio m-line.
     pub opus: Option<u8>,
     /// Whether the m-line carries `a=rtcp-mux` (a media-level attribute, RFC 5761).
@@ -94,15 +97,34 @@ pub struct OpusChoice {
     pub pt: u8,
 }
 
-/// The H.264 format the engine will answer with, on which m-line.
+/// The video format the engine will answer with, on which m-line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct H264Choice {
+pub struct VideoChoice {
     /// Index of the video m-line.
     pub mline: usize,
     /// Its mid.
     pub mid: Option<String>,
-    /// The chosen format.
-    pub format: H264Format,
+    /// The codec.
+    pub codec: VideoCodec,
+    /// The offer's payload type for it.
+    pub pt: u8,
+    /// The RTX payload type whose `apt` points at `pt`, if any.
+    pub rtx: Option<u8>,
+    /// H.264's `profile-level-id` (`None` for VP8, or an H.264 format without one).
+    pub profile_level_id: Option<u32>,
+}
+
+impl VideoChoice {
+    fn h264(mline: usize, m: &MediaSection, f: &H264Format) -> Self {
+        VideoChoice {
+            mline,
+            mid: m.mid.clone(),
+            codec: VideoCodec::H264,
+            pt: f.pt,
+            rtx: f.rtx,
+            profile_level_id: f.profile_level_id,
+        }
+    }
 }
 
 impl OfferSummary {
@@ -181,6 +203,7 @@ impl OfferSummary {
                 && m.mid.as_deref().is_some_and(|mid| bundle.contains(&mid));
             if m.kind == "video" {
                 m.h264 = h264_formats(attrs, &m.formats);
+                m.vp8 = vp8_formats(attrs, &m.formats);
             }
             if m.kind == "audio" {
                 m.opus = opus_format(attrs, &m.formats);
@@ -189,8 +212,12 @@ impl OfferSummary {
         Ok(OfferSummary { media })
     }
 
-    /// Picks the offerer's most preferred H.264 format the encoder can serve.
-    pub fn choose_h264(&self) -> Result<H264Choice, SignalError> {
+    /// Picks the video the server sends: on the first video m-line the viewer
+    /// receives on that has one, the offerer's most preferred H.264 format the
+    /// encoder can serve, else (when `vp8` says the avatar can be sent as VP8)
+    /// VP8. H.264 wins even when listed after VP8 (Chromium lists VP8 first):
+    /// most viewers share its encode.
+    pub fn choose_video(&self, vp8: bool) -> Result<VideoChoice, SignalError> {
         let videos: Vec<(usize, &MediaSection)> = self
             .media
             .iter()
@@ -201,20 +228,32 @@ impl OfferSummary {
             return Err(SignalError::NoVideo);
         }
         let mut offered = Vec::new();
+        let mut vp8_offered = false;
         for (i, m) in &videos {
             if let Some(f) = m.h264.iter().find(|f| f.servable()) {
-                return Ok(H264Choice {
-                    mline: *i,
-                    mid: m.mid.clone(),
-                    format: *f,
-                });
+                return Ok(VideoChoice::h264(*i, m, f));
+            }
+            if let Some(&(pt, rtx)) = m.vp8.first() {
+                vp8_offered = true;
+                if vp8 {
+                    return Ok(VideoChoice {
+                        mline: *i,
+                        mid: m.mid.clone(),
+                        codec: VideoCodec::Vp8,
+                        pt,
+                        rtx,
+                        profile_level_id: None,
+                    });
+                }
             }
             offered.extend(m.h264.iter().map(H264Format::describe));
         }
-        if offered.is_empty() {
-            Err(SignalError::NoH264)
-        } else {
+        if !offered.is_empty() {
             Err(SignalError::NoH264Profile(offered.join(", ")))
+        } else if vp8_offered {
+            Err(SignalError::NoH264ForAvatar)
+        } else {
+            Err(SignalError::NoH264)
         }
     }
 }
@@ -285,6 +324,7 @@ fn parse_mline(value: &str, line_no: usize) -> Result<MediaSection, SignalError>
             formats,
             direction: String::new(),
             h264: Vec::new(),
+            vp8: Vec::new(),
             opus: None,
             rtcp_mux: false,
             bundle_only: false,
@@ -432,6 +472,40 @@ fn h264_formats(attrs: &[(&str, &str)], listed: &[u8]) -> Vec<H264Format> {
     out
 }
 
+/// VP8 payload types among those the m= line lists, each with its RTX (`apt`) payload type.
+fn vp8_formats(attrs: &[(&str, &str)], listed: &[u8]) -> Vec<(u8, Option<u8>)> {
+    let rtpmaps = attrs.iter().filter(|(n, _)| *n == "rtpmap");
+    let mut vp8: Vec<u8> = rtpmaps
+        .filter_map(|(_, v)| {
+            let (pt, enc) = v.split_once(' ')?;
+            let pt = pt.parse::<u8>().ok()?;
+            let codec = enc.split('/').next().unwrap_or("");
+            (codec.eq_ignore_ascii_case("VP8") && listed.contains(&pt)).then_some(pt)
+        })
+        .collect();
+    // The offerer's order of preference is the m= line's.
+    vp8.sort_by_key(|pt| listed.iter().position(|l| l == pt));
+    vp8.into_iter()
+        .map(|pt| (pt, rtx_of(attrs, listed, pt)))
+        .collect()
+}
+
+/// The listed RTX payload type whose `a=fmtp:... apt=` names `pt`.
+fn rtx_of(attrs: &[(&str, &str)], listed: &[u8], pt: u8) -> Option<u8> {
+    attrs
+        .iter()
+        .filter(|(n, _)| *n == "fmtp")
+        .filter_map(|(_, v)| {
+            let (rtx, params) = v.split_once(' ')?;
+            let rtx = rtx.parse::<u8>().ok().filter(|r| listed.contains(r))?;
+            params
+                .split(';')
+                .any(|kv| kv.trim() == format!("apt={pt}"))
+                .then_some(rtx)
+        })
+        .next()
+}
+
 fn short(s: &str) -> String {
     let mut end = s.len().min(60);
     while !s.is_char_boundary(end) {
@@ -464,10 +538,15 @@ mod tests {
              a=fmtp:98 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
              a=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=98\r\n",
         );
-        let c = OfferSummary::parse(&sdp).unwrap().choose_h264().unwrap();
-        assert_eq!(c.format.pt, 98);
-        assert_eq!(c.format.rtx, Some(99));
-        assert_eq!(c.format.profile_level_id, Some(0x42e01f));
+        // VP8 listed first (as Chromium lists it) does not win over servable H.264.
+        let c = OfferSummary::parse(&sdp)
+            .unwrap()
+            .choose_video(true)
+            .unwrap();
+        assert_eq!(c.codec, VideoCodec::H264);
+        assert_eq!(c.pt, 98);
+        assert_eq!(c.rtx, Some(99));
+        assert_eq!(c.profile_level_id, Some(0x42e01f));
         assert_eq!(c.mid.as_deref(), Some("0"));
     }
 
@@ -486,21 +565,40 @@ mod tests {
     }
 
     #[test]
-    fn vp8_only_is_no_h264_and_high_profile_only_is_no_profile() {
-        let vp8 = offer("a=rtpmap:96 VP8/90000\r\n");
+    fn vp8_only_is_answered_vp8_where_the_avatar_can_be() {
+        let vp8 = offer(
+            "a=rtpmap:97 VP8/90000\r\na=rtpmap:96 VP8/90000\r\n\
+             a=rtpmap:98 rtx/90000\r\na=fmtp:98 apt=96\r\n",
+        );
+        let o = OfferSummary::parse(&vp8).unwrap();
+        // The m= line lists 96 before 97: that is the offerer's preference.
+        let c = o.choose_video(true).unwrap();
+        assert_eq!((c.codec, c.pt, c.rtx), (VideoCodec::Vp8, 96, Some(98)));
+        // An avatar that can only be sent as H.264 (a renderer's pass-through).
+        let err = o.choose_video(false).unwrap_err();
+        assert_eq!(err, SignalError::NoH264ForAvatar);
+        assert_eq!(err.code(), "no_h264");
+        let neither = offer("a=rtpmap:99 AV1/90000\r\n");
         assert_eq!(
-            OfferSummary::parse(&vp8).unwrap().choose_h264(),
+            OfferSummary::parse(&neither).unwrap().choose_video(true),
             Err(SignalError::NoH264)
         );
-        let high = offer(
-            "a=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1;profile-level-id=64001f\r\n",
-        );
-        let err = OfferSummary::parse(&high)
+    }
+
+    #[test]
+    fn high_profile_only_is_no_profile_unless_vp8_is_there_too() {
+        let high =
+            "a=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1;profile-level-id=64001f\r\n";
+        let err = OfferSummary::parse(&offer(high))
             .unwrap()
-            .choose_h264()
+            .choose_video(true)
             .unwrap_err();
         assert_eq!(err.code(), "no_h264_profile");
         assert!(err.to_string().contains("64001f"), "{err}");
+        let with_vp8 = offer(&format!("{high}a=rtpmap:96 VP8/90000\r\n"));
+        let o = OfferSummary::parse(&with_vp8).unwrap();
+        assert_eq!(o.choose_video(true).unwrap().codec, VideoCodec::Vp8);
+        assert_eq!(o.choose_video(false).unwrap_err().code(), "no_h264_profile");
     }
 
     #[test]
@@ -523,12 +621,11 @@ mod tests {
              a=rtpmap:101 H264/90000\r\n\
              a=fmtp:101 packetization-mode=1;profile-level-id=42001f\r\n",
         );
-        let c = OfferSummary::parse(&sdp).unwrap().choose_h264().unwrap();
-        assert_eq!(
-            (c.format.pt, c.format.rtx),
-            (98, None),
-            "100 and 101 are not listed"
-        );
+        let c = OfferSummary::parse(&sdp)
+            .unwrap()
+            .choose_video(true)
+            .unwrap();
+        assert_eq!((c.pt, c.rtx), (98, None), "100 and 101 are not listed");
     }
 
     #[test]
@@ -538,19 +635,19 @@ mod tests {
         );
         for dir in ["sendonly", "inactive"] {
             let o = OfferSummary::parse(&sdp.replace("a=recvonly", &format!("a={dir}"))).unwrap();
-            assert_eq!(o.choose_h264(), Err(SignalError::NoVideo), "{dir}");
+            assert_eq!(o.choose_video(true), Err(SignalError::NoVideo), "{dir}");
         }
         for dir in ["a=sendrecv", ""] {
             let o = OfferSummary::parse(&sdp.replace("a=recvonly", dir)).unwrap();
             assert_eq!(o.media[0].direction, "sendrecv");
-            assert!(o.choose_h264().is_ok(), "{dir:?}");
+            assert!(o.choose_video(true).is_ok(), "{dir:?}");
         }
         let session_level = sdp
             .replace("a=recvonly\r\n", "")
             .replace("t=0 0\r\n", "t=0 0\r\na=sendonly\r\n");
         let o = OfferSummary::parse(&session_level).unwrap();
         assert_eq!(
-            o.choose_h264(),
+            o.choose_video(true),
             Err(SignalError::NoVideo),
             "session-level sendonly"
         );

@@ -228,7 +228,7 @@ impl Replay {
                 let f = &check.facts;
                 json!({
                     "file": file, "outcome": "answered",
-                    "pt": f.pt, "profile_level_id": f.profile_level_id,
+                    "codec": f.codec, "pt": f.pt, "profile_level_id": f.profile_level_id,
                     "packetization_mode": f.packetization_mode, "rtx": f.rtx,
                     "setup": f.setup, "video_mid": f.video_mid,
                     "audio_mid": f.audio_mid, "opus_pt": f.opus_pt,
@@ -258,7 +258,7 @@ impl Replay {
         }
     }
 
-    /// The report as one human line: `file: answered pt=102 ... in 0.42 ms`.
+    /// The report as one human line: `file: answered H264 pt=102 ... in 0.42 ms`.
     pub fn line(&self, file: &str) -> String {
         let ms = self.engine_time.as_secs_f64() * 1e3;
         let what = match &self.outcome {
@@ -267,7 +267,8 @@ impl Replay {
                 let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
                 let cands: Vec<String> = f.candidates.iter().map(|c| c.to_string()).collect();
                 let mut s = format!(
-                    "answered pt={} profile={} rtx={} setup={} mid={} rejected={} cands={}",
+                    "answered {} pt={} profile={} rtx={} setup={} mid={} rejected={} cands={}",
+                    opt(f.codec.clone()),
                     opt(f.pt.map(|p| p.to_string())),
                     opt(f.profile_level_id.clone()),
                     opt(f.rtx.map(|p| p.to_string())),
@@ -301,6 +302,7 @@ pub const EXPECTATION_KEYS: &[&str] = &[
     "outcome",
     "code",
     "message",
+    "codec",
     "pt",
     "profile_level_id",
     "packetization_mode",

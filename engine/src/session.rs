@@ -15,7 +15,8 @@ use str0m::{Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc
 use crate::address::SocketTable;
 use crate::demux::{Demux, SessionKey};
 use crate::ids::{AvatarId, ConnId, SocketId};
-use crate::offer::H264Format;
+use crate::media::VideoCodec;
+use crate::offer::VideoChoice;
 use crate::Output;
 
 /// Why a session ended.
@@ -82,6 +83,8 @@ pub struct SessionInfo {
     pub conn: ConnId,
     /// Avatar watched.
     pub avatar: AvatarId,
+    /// The video codec it receives.
+    pub codec: VideoCodec,
     /// Socket serving it.
     pub socket: SocketId,
     /// Remote address learned from its checks, if any yet.
@@ -99,20 +102,21 @@ pub(crate) struct SessionSeed {
     pub id: String,
     pub user: Option<String>,
     pub avatar: AvatarId,
+    pub codec: VideoCodec,
     pub rtc: Rtc,
     pub socket: SocketId,
     pub local_ufrag: String,
 }
 
 /// The str0m configuration of one viewer's `Rtc`: ICE-lite with the shared
-/// certificate, the one H.264 format chosen from the offer (and its RTX),
+/// certificate, the one video format chosen from the offer (and its RTX),
 /// and only the header extensions the engine uses.
 pub(crate) fn rtc_config(
     cert: DtlsCert,
     creds: IceCreds,
     resend_buffer_packets: usize,
     playout_delay: bool,
-    format: &H264Format,
+    video: &VideoChoice,
     opus_pt: Option<u8>,
 ) -> RtcConfig {
     let mut cfg = RtcConfig::new()
@@ -133,12 +137,22 @@ pub(crate) fn rtc_config(
         // intersection, with the offer's id); written on every frame.
         cfg = cfg.set_extension(5, Extension::PlayoutDelay);
     }
-    cfg.codec_config().add_h264(
-        format.pt.into(),
-        format.rtx.map(Into::into),
-        true,
-        format.profile_level_id.unwrap_or(0x42e01f),
-    );
+    match video.codec {
+        VideoCodec::H264 => cfg.codec_config().add_h264(
+            video.pt.into(),
+            video.rtx.map(Into::into),
+            true,
+            video.profile_level_id.unwrap_or(0x42e01f),
+        ),
+        VideoCodec::Vp8 => cfg.codec_config().add_config(
+            video.pt.into(),
+            video.rtx.map(Into::into),
+            Codec::Vp8,
+            Frequency::NINETY_KHZ,
+            None,
+            FormatParams::default(),
+        ),
+    }
     if let Some(pt) = opus_pt {
         // The offer's Opus payload type, stereo-signalled as RFC 7587 has
         // it (the encoder sends mono), in-band FEC on.
@@ -171,6 +185,8 @@ pub(crate) struct Session {
     pub id: String,
     pub user: Option<String>,
     pub avatar: AvatarId,
+    /// The video codec it receives.
+    pub codec: VideoCodec,
     pub rtc: Rtc,
     pub socket: SocketId,
     pub local_ufrag: String,
@@ -219,6 +235,7 @@ impl Session {
             id,
             user,
             avatar,
+            codec,
             rtc,
             socket,
             local_ufrag,
@@ -229,6 +246,7 @@ impl Session {
             id,
             user,
             avatar,
+            codec,
             rtc,
             socket,
             local_ufrag,
@@ -263,6 +281,7 @@ impl Session {
             session_id: self.id.clone(),
             conn: self.conn,
             avatar: self.avatar.clone(),
+            codec: self.codec,
             socket: self.socket,
             remote: self.remote,
             phase: self.phase,
@@ -358,7 +377,7 @@ impl Session {
             Event::MediaAdded(m) if m.kind == MediaKind::Video && self.mid.is_none() => {
                 let pt = self.rtc.writer(m.mid).and_then(|w| {
                     w.payload_params()
-                        .find(|p| p.spec().codec == Codec::H264)
+                        .find(|p| p.spec().codec == str0m_codec(self.codec))
                         .map(|p| p.pt())
                 });
                 self.mid = Some(m.mid);
@@ -369,9 +388,10 @@ impl Session {
                     fx.keyframe_wanted = true;
                     fx.media_started = true;
                 } else {
-                    fx.end = Some(EndReason::DtlsFailed(
-                        "negotiated video has no H.264 payload type".into(),
-                    ));
+                    fx.end = Some(EndReason::DtlsFailed(format!(
+                        "negotiated video has no {} payload type",
+                        self.codec
+                    )));
                 }
             }
             Event::MediaAdded(m) if m.kind == MediaKind::Audio && self.audio.is_none() => {
@@ -396,5 +416,13 @@ impl Session {
             Event::Closed => fx.end = Some(EndReason::PeerClosed),
             _ => {}
         }
+    }
+}
+
+/// str0m's name for a codec the server sends.
+fn str0m_codec(codec: VideoCodec) -> Codec {
+    match codec {
+        VideoCodec::H264 => Codec::H264,
+        VideoCodec::Vp8 => Codec::Vp8,
     }
 }

@@ -64,8 +64,11 @@ pub enum SignalError {
     InvalidSdp(String),
     /// The offer has no video m-line the viewer receives on.
     NoVideo,
-    /// The video m-line offers no H.264 at all.
+    /// The video m-line offers neither H.264 nor VP8.
     NoH264,
+    /// The offer's video has VP8 but no H.264, and the avatar can only be sent
+    /// as H.264 (its renderer sends its own H.264 stream).
+    NoH264ForAvatar,
     /// H.264 is offered, but no profile/packetization the encoder can produce.
     NoH264Profile(String),
     /// An m-line the answer would take has no `a=rtcp-mux`: the server sends RTP and RTCP on
@@ -114,7 +117,7 @@ impl SignalError {
             SignalError::SdpTooLarge { .. } => "sdp_too_large",
             SignalError::InvalidSdp(_) => "invalid_sdp",
             SignalError::NoVideo => "no_video",
-            SignalError::NoH264 => "no_h264",
+            SignalError::NoH264 | SignalError::NoH264ForAvatar => "no_h264",
             SignalError::NoH264Profile(_) => "no_h264_profile",
             SignalError::NoRtcpMux { .. } => "no_rtcp_mux",
             SignalError::AlreadyNegotiated => "already_negotiated",
@@ -162,7 +165,11 @@ impl std::fmt::Display for SignalError {
             ),
             SignalError::NoH264 => write!(
                 f,
-                "the offer's video has no H.264, the only codec this server sends; use a browser with H.264 (Firefox needs the OpenH264 plugin) and keep H.264 in setCodecPreferences"
+                "the offer's video has neither H.264 nor VP8, the codecs this server sends; keep H.264 or VP8 in setCodecPreferences"
+            ),
+            SignalError::NoH264ForAvatar => write!(
+                f,
+                "the offer's video has VP8 but no H.264, and this avatar is sent only as H.264 (its renderer encodes it); use a browser with H.264 (Firefox needs the OpenH264 plugin)"
             ),
             SignalError::NoH264Profile(offered) => write!(
                 f,

@@ -89,7 +89,7 @@ fn session_id_differing_from_the_url_is_refused() {
 fn unusable_offers_from_real_peers_are_refused_with_the_reason() {
     let mut w = world(10);
     let cases = [
-        ("chromium156_no_h264_codecprefs_gathered.sdp", "no_h264"),
+        ("derived_no_h264_no_vp8.sdp", "no_h264"),
         ("derived_no_video_mline.sdp", "no_video"),
         ("derived_truncated_midline.sdp", "invalid_sdp"),
         ("derived_missing_ice_ufrag.sdp", "invalid_sdp"),

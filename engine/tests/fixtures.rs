@@ -101,7 +101,7 @@ fn every_fixture_gets_its_expected_outcome_and_every_answer_holds_the_invariants
         }
     }
     assert_eq!(
-        answered, 14,
+        answered, 16,
         "the real or derived offers that must be answered"
     );
     eprintln!("slowest replay: {} in {:?}", slowest.0, slowest.1);

@@ -274,6 +274,53 @@ fn an_avatar_is_watched_from_its_first_viewer_to_its_last() {
 }
 
 #[test]
+fn a_viewer_without_h264_gets_vp8_from_its_own_encoder_beside_h264_viewers() {
+    let mut w = World::new(config("127.0.0.1", 10111), 256, 144);
+    let h = w.add_viewer("h264", addr("127.0.0.1:40000"));
+    let v = w.add_vp8_viewer("vp8", addr("127.0.0.1:40001"));
+    w.run(Duration::from_secs(1));
+    let answer = w.viewers[v].answer_sdp.clone().expect("answered");
+    assert!(answer.contains("VP8/90000"), "{answer}");
+    assert!(!answer.contains("H264"), "{answer}");
+    assert_eq!(w.watched, [true]);
+    assert_eq!(
+        w.watched_vp8,
+        [true],
+        "the VP8 viewer starts the VP8 encoder"
+    );
+    let frames = w.viewers[v].vp8.clone().unwrap();
+    assert!(frames.len() >= 20, "{} VP8 frames in 1 s", frames.len());
+    // VP8 frame tag (RFC 6386 9.1): bit 0 clear and the start code 9d 01 2a on a keyframe.
+    let is_key = |f: &Vec<u8>| f.len() > 6 && f[0] & 1 == 0 && f[3..6] == [0x9d, 0x01, 0x2a];
+    assert!(is_key(&frames[0]), "the first VP8 frame is a keyframe");
+    assert!(w.viewers[h].counters_advance() && w.viewers[h].counters.len() >= 20);
+    assert_eq!(w.viewers[h].decode_errors, 0);
+
+    // The VP8 viewer leaves: its encoder stops; the H.264 viewer goes on.
+    let conn = w.viewers[v].conn;
+    w.engine.close_connection(w.now, conn);
+    w.pump();
+    assert_eq!(w.watched_vp8, [true, false]);
+    assert!(w.source.vp8.is_none());
+    let before = w.viewers[h].counters.len();
+    w.run(Duration::from_millis(500));
+    assert!(w.viewers[h].counters.len() > before);
+    assert_eq!(w.watched, [true], "H.264 was watched throughout");
+}
+
+#[test]
+fn a_vp8_viewer_joining_late_starts_on_a_keyframe_of_its_own_codec() {
+    let mut w = World::new(config("127.0.0.1", 10111), 256, 144);
+    w.add_viewer("h264", addr("127.0.0.1:40000"));
+    w.run(Duration::from_secs(1));
+    let v = w.add_vp8_viewer("vp8-late", addr("127.0.0.1:40001"));
+    w.run(Duration::from_millis(700));
+    let frames = w.viewers[v].vp8.clone().unwrap();
+    assert!(!frames.is_empty(), "the late VP8 viewer got no frame");
+    assert!(frames[0][0] & 1 == 0, "its first frame is a VP8 keyframe");
+}
+
+#[test]
 fn a_silent_viewer_loses_its_session_after_the_consent_timeout() {
     let cfg = EngineConfig {
         consent_timeout: Duration::from_secs(3),

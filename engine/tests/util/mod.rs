@@ -15,9 +15,10 @@ use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
 use portcast_engine::pattern::{
     read_capture_clock, read_frame_counter, shows_flash, TestPattern, I420,
 };
+use portcast_engine::vp8::Vp8Encoder;
 use portcast_engine::{
     AccessUnit, AudioFrame, AvatarId, ConnId, Datagram, EndReason, Engine, EngineConfig, Output,
-    SessionId, SocketId, SocketSpec,
+    SessionId, SocketId, SocketSpec, VideoCodec,
 };
 use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpApi, SdpPendingOffer};
@@ -87,6 +88,8 @@ pub struct Viewer {
     pub pictures: Vec<(MediaTime, Option<SenderInfo>, bool)>,
     /// Every audio packet: its RTP time, the audio track's latest Sender Report, the payload.
     pub audio: Vec<(MediaTime, Option<SenderInfo>, Vec<u8>)>,
+    /// Set for a viewer that offers VP8 only: its frames are kept here, not decoded.
+    pub vp8: Option<Vec<Vec<u8>>>,
 }
 
 impl Viewer {
@@ -125,7 +128,17 @@ impl Viewer {
             playout_delays: Vec::new(),
             pictures: Vec::new(),
             audio: Vec::new(),
+            vp8: None,
         }
+    }
+
+    /// A viewer whose browser has VP8 and no H.264 (Firefox without OpenH264).
+    pub fn vp8_only(conn: u64, session_id: &str, addr: SocketAddr, now: Instant) -> Self {
+        let mut config = Rtc::builder().clear_codecs();
+        config.codec_config().enable_vp8(true);
+        let mut v = Self::with_config(conn, session_id, addr, now, config);
+        v.vp8 = Some(Vec::new());
+        v
     }
 
     /// Creates the recvonly video offer, as a browser's `addTransceiver('video', recvonly)`.
@@ -174,6 +187,11 @@ impl Viewer {
                     Event::MediaData(m) if Some(m.mid) != self.mid => {
                         self.audio
                             .push((m.time, m.last_sender_info, m.data.to_vec()));
+                    }
+                    Event::MediaData(m) if self.vp8.is_some() => {
+                        if let Some(frames) = &mut self.vp8 {
+                            frames.push(m.data.to_vec());
+                        }
                     }
                     Event::MediaData(m) => {
                         let ext = &m.ext_vals;
@@ -229,6 +247,10 @@ pub struct Source {
     pub avatar: AvatarId,
     pattern: TestPattern,
     encoder: H264Encoder,
+    /// Its VP8 encoder, while the engine says a viewer watches in VP8.
+    pub vp8: Option<Vp8Encoder>,
+    pub force_vp8_key: bool,
+    settings: EncoderSettings,
     pub index: u64,
     fps: u64,
     pub force_idr: bool,
@@ -250,6 +272,9 @@ impl Source {
             avatar: AvatarId::parse(avatar).unwrap(),
             pattern: TestPattern::new(width as usize, height as usize).unwrap(),
             encoder: H264Encoder::new(settings).unwrap(),
+            vp8: None,
+            force_vp8_key: false,
+            settings,
             index: 0,
             fps: 30,
             force_idr: false,
@@ -257,6 +282,34 @@ impl Source {
             encodes: 0,
             buf: Vec::new(),
         }
+    }
+
+    /// Starts or stops its VP8 encoder, as a daemon's source does on `Output::Watched`.
+    pub fn set_vp8(&mut self, on: bool) {
+        self.vp8 = on.then(|| Vp8Encoder::new(self.settings).unwrap());
+    }
+
+    /// The next picture: its H.264 access unit and, while VP8 runs, its VP8 one.
+    pub fn next_both(&mut self, now: Instant) -> (Option<AccessUnit>, Option<AccessUnit>) {
+        let index = self.index;
+        let vp8 = self.vp8.as_mut().and_then(|enc| {
+            let at = Duration::from_nanos(index * 1_000_000_000 / self.fps);
+            self.pattern.set_flash(audio::flashing(at));
+            let pic = self.pattern.render(index, capture_clock_of(index));
+            let mut buf = Vec::new();
+            let key = std::mem::take(&mut self.force_vp8_key);
+            let kind = enc.encode(&pic, key, &mut buf).unwrap();
+            (kind != Encoded::Skipped).then(|| AccessUnit {
+                codec: VideoCodec::Vp8,
+                data: Arc::from(&buf[..]),
+                rtp_time: index * 90_000 / self.fps,
+                keyframe: kind == Encoded::Keyframe,
+                captured_at: now,
+                encoded_at: now,
+                frame_index: index,
+            })
+        });
+        (self.next(now), vp8)
     }
 
     pub fn next(&mut self, now: Instant) -> Option<AccessUnit> {
@@ -280,6 +333,7 @@ impl Source {
         };
         self.keyframes += u64::from(keyframe);
         Some(AccessUnit {
+            codec: VideoCodec::H264,
             data: Arc::from(&self.buf[..]),
             rtp_time: index * 90_000 / self.fps,
             keyframe,
@@ -343,8 +397,10 @@ pub struct World {
     next_frame: Instant,
     public_to_socket: HashMap<SocketAddr, SocketId>,
     pub keyframe_requests: u64,
-    /// Each `Output::Watched` for the source's avatar, in order.
+    /// Each `Output::Watched` for the source's avatar in H.264, in order.
     pub watched: Vec<bool>,
+    /// The same in VP8.
+    pub watched_vp8: Vec<bool>,
     pub closed: Vec<(ConnId, String, EndReason)>,
     pub signals: Vec<(ConnId, String)>,
     /// Datagrams the engine sent that are DTLS application data (SCTP would be; SRTP is not).
@@ -371,6 +427,7 @@ impl World {
             public_to_socket,
             keyframe_requests: 0,
             watched: Vec::new(),
+            watched_vp8: Vec::new(),
             closed: Vec::new(),
             signals: Vec::new(),
             dtls_app_data_from_engine: 0,
@@ -401,11 +458,23 @@ impl World {
         extra: impl FnOnce(&mut SdpApi<'_>),
     ) -> usize {
         let conn = self.viewers.len() as u64 + 1000;
-        let mut v = Viewer::with_config(conn, session_id, addr, self.now, config);
+        let v = Viewer::with_config(conn, session_id, addr, self.now, config);
+        self.add(v, extra)
+    }
+
+    /// Adds a viewer with VP8 and no H.264; returns its index.
+    pub fn add_vp8_viewer(&mut self, session_id: &str, addr: SocketAddr) -> usize {
+        let conn = self.viewers.len() as u64 + 1000;
+        let v = Viewer::vp8_only(conn, session_id, addr, self.now);
+        self.add(v, |_| {})
+    }
+
+    fn add(&mut self, mut v: Viewer, extra: impl FnOnce(&mut SdpApi<'_>)) -> usize {
+        let session_id = v.session_id.clone();
         let sdp = v.make_offer_with(extra);
         self.engine
-            .open_connection(v.conn, SessionId::parse(session_id).unwrap());
-        let msg = offer_message(session_id, "test-pattern", &sdp);
+            .open_connection(v.conn, SessionId::parse(&session_id).unwrap());
+        let msg = offer_message(&session_id, "test-pattern", &sdp);
         self.engine.handle_signal(self.now, v.conn, &msg);
         self.viewers.push(v);
         self.pump();
@@ -457,14 +526,27 @@ impl World {
                             v.drain(self.now, &mut to_engine);
                         }
                     }
-                    Output::KeyframeRequest { avatar } => {
+                    Output::KeyframeRequest { avatar, codec } => {
                         assert_eq!(avatar, self.source.avatar);
                         self.keyframe_requests += 1;
-                        self.source.force_idr = true;
+                        match codec {
+                            VideoCodec::H264 => self.source.force_idr = true,
+                            VideoCodec::Vp8 => self.source.force_vp8_key = true,
+                        }
                     }
-                    Output::Watched { avatar, watched } => {
+                    Output::Watched {
+                        avatar,
+                        codec,
+                        watched,
+                    } => {
                         assert_eq!(avatar, self.source.avatar);
-                        self.watched.push(watched);
+                        match codec {
+                            VideoCodec::H264 => self.watched.push(watched),
+                            VideoCodec::Vp8 => {
+                                self.watched_vp8.push(watched);
+                                self.source.set_vp8(watched);
+                            }
+                        }
                     }
                     Output::SessionClosed {
                         conn,
@@ -512,9 +594,10 @@ impl World {
                 // Captured on the source's clock, not the tick that carries it.
                 let captured = self.next_frame;
                 self.next_frame += FRAME;
-                if let Some(au) = self.source.next(captured) {
-                    let avatar = self.source.avatar.clone();
-                    self.engine.handle_access_unit(self.now, &avatar, &au);
+                let (h264, vp8) = self.source.next_both(captured);
+                let avatar = self.source.avatar.clone();
+                for au in [h264, vp8].iter().flatten() {
+                    self.engine.handle_access_unit(self.now, &avatar, au);
                 }
             }
             while let Some(frame) = self.voice.as_mut().and_then(|v| v.next(self.now)) {
