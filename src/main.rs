@@ -154,6 +154,14 @@ fn engine_config(c: &config::Config) -> EngineConfig {
             .map(|a| a.name.clone())
             .chain(c.file_source.iter().map(|f| f.avatar.clone()))
             .collect(),
+        // Every avatar the daemon renders or reads itself has raw pictures: it
+        // can also encode VP8 for viewers without H.264 (renderers' avatars cannot).
+        vp8_avatars: c
+            .avatars
+            .iter()
+            .map(|a| a.name.clone())
+            .chain(c.file_source.iter().map(|f| f.avatar.clone()))
+            .collect(),
         // The test-pattern avatars speak unless test_pattern_audio is off.
         audio_avatars: c
             .avatars

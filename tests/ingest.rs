@@ -516,6 +516,60 @@ fn a_renderer_that_returns_under_the_same_id_resumes_its_viewers_with_an_idr() {
     second.finish().unwrap();
 }
 
+#[test]
+fn a_raw_renderer_is_also_sent_as_vp8_and_a_pass_through_one_refuses_vp8() {
+    let d = Daemon::start(&[]);
+    let raw = Renderer::start(&d.ingest_path, "raw-vp8", PixelFormat::I420, 0);
+    wait_for_log(&d, "registered avatar raw-vp8");
+    let mut h = NetViewer::connect(d.signal_port, "rv-h264", "raw-vp8").expect("answer");
+    let mut v = NetViewer::connect_vp8(d.signal_port, "rv-vp8", "raw-vp8").expect("VP8 answer");
+    let sdp = v.answer["sdp"].as_str().unwrap().to_string();
+    assert!(sdp.contains("VP8/90000") && !sdp.contains("H264"), "{sdp}");
+    let end = Instant::now() + Duration::from_secs(10);
+    while v.media.len() < 20 && Instant::now() < end {
+        v.run_for(Duration::from_millis(100));
+        h.run_for(Duration::from_millis(50));
+    }
+    assert!(
+        v.media.len() >= 20,
+        "{} VP8 frames; log:\n{}",
+        v.media.len(),
+        d.log()
+    );
+    // A VP8 keyframe (RFC 6386 9.1): frame-type bit clear, start code 9d 01 2a.
+    let first = &v.media[0];
+    assert!(
+        first[0] & 1 == 0 && first[3..6] == [0x9d, 0x01, 0x2a],
+        "first VP8 frame is a keyframe"
+    );
+    h.run_until_frames(10, Duration::from_secs(10));
+    assert!(
+        h.counters.len() >= 10,
+        "the H.264 viewer of the same renderer decodes"
+    );
+    wait_for_log(&d, "ingest avatar raw-vp8: VP8 encoder started");
+    // The VP8 viewer leaves: the renderer's encoder thread drops its VP8 encoder.
+    drop(v);
+    wait_for_log(&d, "ingest avatar raw-vp8: VP8 encoder stopped");
+    raw.finish().unwrap();
+
+    let fmt = StreamFormat {
+        width: 0,
+        height: 0,
+        ..format(PixelFormat::H264)
+    };
+    let _pass = IngestClient::connect(&d.ingest_path, "own-h264", fmt).expect("registered");
+    wait_for_log(&d, "registered avatar own-h264");
+    let err = NetViewer::connect_vp8(d.signal_port, "pt-vp8", "own-h264")
+        .err()
+        .expect("a VP8-only offer for a pass-through avatar is refused");
+    assert_eq!(err["code"], "no_h264", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("only as H.264"),
+        "{err}"
+    );
+}
+
 fn write_y4m(path: &std::path::Path, header: &str, frames: u64) {
     let mut bytes = format!("YUV4MPEG2 {header}\n").into_bytes();
     let mut p = TestPattern::new(W as usize, H as usize).unwrap();

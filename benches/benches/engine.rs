@@ -14,7 +14,7 @@ use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
 use portcast_engine::pattern::TestPattern;
 use portcast_engine::{
     AccessUnit, AvatarId, ConnId, Datagram, Engine, EngineConfig, Output, SessionId, SocketId,
-    SocketSpec,
+    SocketSpec, VideoCodec,
 };
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, MediaKind};
@@ -114,6 +114,7 @@ fn encoded_720p() -> (AccessUnit, AccessUnit) {
         let mut buf = Vec::new();
         let kind = enc.encode(&pattern.render(i, 0), false, &mut buf).unwrap();
         let au = AccessUnit {
+            codec: VideoCodec::H264,
             data: Arc::from(buf),
             rtp_time: i * 3000,
             keyframe: kind == Encoded::Keyframe,

@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use portcast_engine::{labels, EngineStats, Labels, Phase, SessionInfo};
+use portcast_engine::{labels, EngineStats, Labels, Phase, SessionInfo, VideoCodec};
 
 use crate::ingest::{IngestCounters, IngestMetrics};
 use crate::source::SourceCounters;
@@ -91,7 +91,7 @@ impl Metrics {
         r.register("sessions", "Live sessions by state", m.sessions.clone());
         r.register(
             "source_encoding",
-            "1 while a built-in source encodes (its avatar has a viewer), 0 while it is paused",
+            "1 while a built-in source's encoder of this codec runs (a viewer receives it), 0 while it is stopped",
             m.source_encoding.clone(),
         );
         for (name, help, f) in [
@@ -255,9 +255,10 @@ impl Metrics {
             late_skips: drop("source_late"),
             channel_drops: drop("source_channel_full"),
             encoder_skips: drop("source_encoder_skip"),
-            encoding: self
-                .source_encoding
-                .get_or_create_owned(&labels(&[("avatar", avatar)])),
+            encoding: VideoCodec::ALL.map(|codec| {
+                self.source_encoding
+                    .get_or_create_owned(&labels(&[("avatar", avatar), ("codec", codec.name())]))
+            }),
             ..SourceCounters::default()
         }
     }

@@ -2,10 +2,13 @@
 //! encoded access units to the loop through a bounded channel and a `Waker`.
 //! The loop thread never encodes.
 //!
-//! A source encodes only while its avatar is watched ([`SourceHandle::set_watched`],
-//! driven by the engine's `Output::Watched`): unwatched, its thread waits on its
-//! control channel and its voice sleeps, so an idle daemon costs next to nothing,
-//! and the first picture after a pause is an IDR on the source's unbroken clock.
+//! A source runs one encoder per codec its viewers receive (H.264 for most,
+//! VP8 for browsers without H.264), each fed the same rendered picture, and
+//! each only while some viewer watches in that codec ([`SourceHandle::set_watched`],
+//! driven by the engine's `Output::Watched`). With no viewer at all its thread
+//! waits on its control channel and its voice sleeps, so an idle daemon costs
+//! next to nothing; an encoder's first picture after a pause is an IDR on the
+//! source's unbroken clock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
@@ -15,9 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use portcast_engine::audio::{self, AudioSettings, OpusEncoder};
-use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
+use portcast_engine::encoder::{new_encoder, Encoded, EncoderSettings, VideoEncoder};
 use portcast_engine::pattern::{TestPattern, I420};
-use portcast_engine::{AccessUnit, AudioFrame, AvatarId};
+use portcast_engine::{AccessUnit, AudioFrame, AvatarId, VideoCodec};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -39,10 +42,32 @@ pub enum Media {
 /// Control messages from the loop to a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
-    /// Make the next picture an IDR.
-    Keyframe,
-    /// The avatar's watched state changed (read it from the shared flag): wakes a paused source.
+    /// Make the next picture of this codec an IDR.
+    Keyframe(VideoCodec),
+    /// The avatar's watched state changed (read it from the shared flags): wakes a paused source.
     Watched,
+}
+
+/// Per codec, whether some viewer watches the avatar in it (shared by the
+/// loop, which sets them, and the encoding threads, which read them).
+#[derive(Debug, Default)]
+pub struct WatchedFlags([AtomicBool; VideoCodec::ALL.len()]);
+
+impl WatchedFlags {
+    /// Whether a viewer watches in `codec`.
+    pub fn get(&self, codec: VideoCodec) -> bool {
+        self.0[codec.index()].load(Ordering::Relaxed)
+    }
+
+    /// Whether a viewer watches in any codec.
+    pub fn any(&self) -> bool {
+        VideoCodec::ALL.into_iter().any(|c| self.get(c))
+    }
+
+    /// Sets `codec`'s flag; true when that changed it.
+    pub fn set(&self, codec: VideoCodec, watched: bool) -> bool {
+        self.0[codec.index()].swap(watched, Ordering::Relaxed) != watched
+    }
 }
 
 /// Counters a source thread keeps, readable from any thread (clones share
@@ -61,8 +86,9 @@ pub struct SourceCounters {
     pub encoder_skips: Counter,
     /// Total encode time in microseconds.
     pub encode_us: Counter,
-    /// 1 while the source encodes (its avatar is watched), 0 while it is paused.
-    pub encoding: Gauge,
+    /// Per codec ([`VideoCodec::index`]): 1 while that encoder runs (a viewer
+    /// watches in it), 0 while it is stopped.
+    pub encoding: [Gauge; VideoCodec::ALL.len()],
 }
 
 /// The loop's handle on a running source thread.
@@ -72,8 +98,8 @@ pub struct SourceHandle {
     pub avatar: AvatarId,
     control: Sender<Control>,
     stop: Arc<AtomicBool>,
-    /// Whether anyone watches the avatar: the source encodes only then.
-    watched: Arc<AtomicBool>,
+    /// Whether anyone watches the avatar, per codec: the source encodes only then.
+    watched: Arc<WatchedFlags>,
     thread: Option<JoinHandle<()>>,
     /// Its counters.
     pub counters: SourceCounters,
@@ -82,14 +108,14 @@ pub struct SourceHandle {
 }
 
 impl SourceHandle {
-    /// Asks the source for an IDR.
-    pub fn request_keyframe(&self) {
-        let _ = self.control.send(Control::Keyframe);
+    /// Asks the source's `codec` encoder for an IDR.
+    pub fn request_keyframe(&self, codec: VideoCodec) {
+        let _ = self.control.send(Control::Keyframe(codec));
     }
 
-    /// Starts (`true`) or pauses (`false`) the source; a start begins with an IDR.
-    pub fn set_watched(&self, watched: bool) {
-        if self.watched.swap(watched, Ordering::Relaxed) != watched {
+    /// Starts (`true`) or stops (`false`) the source's `codec` encoder; a start begins with an IDR.
+    pub fn set_watched(&self, codec: VideoCodec, watched: bool) {
+        if self.watched.set(codec, watched) {
             let _ = self.control.send(Control::Watched);
         }
     }
@@ -227,17 +253,23 @@ fn spawn_frames_at(
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
 ) -> std::io::Result<SourceHandle> {
-    let encoder = H264Encoder::new(settings)
-        .map_err(|e| std::io::Error::other(format!("encoder for {avatar}: {e}")))?;
+    // Every codec's encoder is made once here, so bad settings stop the
+    // daemon at start, not at a viewer's join; each is then made anew when
+    // its first viewer comes and dropped with its last.
+    for codec in VideoCodec::ALL {
+        new_encoder(codec, settings)
+            .map_err(|e| std::io::Error::other(format!("{codec} encoder for {avatar}: {e}")))?;
+    }
     let (control, control_rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
     // Unwatched until the engine says otherwise: no viewer, no encoding.
-    let watched = Arc::new(AtomicBool::new(false));
+    let watched = Arc::new(WatchedFlags::default());
     let worker = Worker {
         avatar: avatar.clone(),
         fps: settings.fps.max(1),
+        settings,
         pattern,
-        encoder,
+        encoders: VideoCodec::ALL.map(|_| None),
         tx,
         waker,
         control: control_rx,
@@ -263,13 +295,15 @@ fn spawn_frames_at(
 struct Worker {
     avatar: AvatarId,
     fps: u32,
+    settings: EncoderSettings,
     pattern: Box<dyn Frames>,
-    encoder: H264Encoder,
+    /// Per codec, its encoder while a viewer watches in it, and whether its next picture must be an IDR.
+    encoders: [Option<(Box<dyn VideoEncoder>, bool)>; VideoCodec::ALL.len()],
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
     control: Receiver<Control>,
     stop: Arc<AtomicBool>,
-    watched: Arc<AtomicBool>,
+    watched: Arc<WatchedFlags>,
     counters: SourceCounters,
     epoch: Instant,
 }
@@ -279,35 +313,32 @@ impl Worker {
         let frame = Duration::from_secs(1) / self.fps;
         let start = self.epoch;
         let mut index: u64 = 0;
-        let mut force_idr = false;
         let mut buf = Vec::with_capacity(256 * 1024);
         log::info!(
             "source {}: {} @ {} fps, {} kbit/s, encoding while someone watches",
             self.avatar,
             self.pattern.describe(),
             self.fps,
-            self.encoder.settings().bitrate_bps / 1000
+            self.settings.bitrate_bps / 1000
         );
         // Paused from the start: the engine says when the first viewer comes.
         let mut paused = true;
-        self.counters.encoding.set(0);
         while !self.stop.load(Ordering::Relaxed) {
-            if !self.watched.load(Ordering::Relaxed) {
+            if !self.watched.any() {
                 if !paused {
                     paused = true;
-                    self.counters.encoding.set(0);
                     log::info!("source {}: paused, no viewer watches", self.avatar);
                 }
+                // Nobody watches in any codec: this only stops encoders, which cannot fail.
+                let _ = self.start_and_stop_encoders();
                 // A control message (Watched) wakes it at once; the timeout keeps shutdown prompt.
                 let _ = self.control.recv_timeout(Duration::from_millis(100));
                 continue;
             }
             if paused {
-                // Back on the clock at the current frame time (not counted as late), with an IDR.
+                // Back on the clock at the current frame time (not counted as late).
                 let elapsed = Instant::now().saturating_duration_since(start);
                 index = (elapsed.as_nanos() / frame.as_nanos().max(1)) as u64;
-                force_idr = true;
-                self.counters.encoding.set(1);
                 log::info!("source {}: encoding for its viewers", self.avatar);
                 paused = false;
             }
@@ -326,9 +357,17 @@ impl Worker {
             }
             while let Ok(c) = self.control.try_recv() {
                 match c {
-                    Control::Keyframe => force_idr = true,
+                    Control::Keyframe(codec) => {
+                        if let Some((_, force)) = &mut self.encoders[codec.index()] {
+                            *force = true;
+                        }
+                    }
                     Control::Watched => {}
                 }
+            }
+            if let Err(e) = self.start_and_stop_encoders() {
+                log::error!("source {}: stopping: {e}", self.avatar);
+                return;
             }
             let clock_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -338,61 +377,93 @@ impl Worker {
             let at = Duration::from_nanos(
                 (u128::from(index) * 1_000_000_000 / u128::from(self.fps)) as u64,
             );
-            let pic = match self.pattern.frame(index, at, clock_ms) {
+            let frame_index = index;
+            index += 1;
+            let pic = match self.pattern.frame(frame_index, at, clock_ms) {
                 Ok(p) => p,
                 Err(e) => {
                     log::error!("source {}: stopping: {e}", self.avatar);
                     return;
                 }
             };
-            buf.clear();
-            let result = self.encoder.encode(&pic, force_idr, &mut buf);
-            let encoded_at = Instant::now();
-            let encode_us = encoded_at.duration_since(captured_at).as_micros() as u64;
-            self.counters.encode_us.inc_by(encode_us);
-            let kind = match result {
-                Ok(k) => k,
-                Err(e) => {
-                    log::error!("source {}: encoding failed, stopping: {e}", self.avatar);
-                    return;
+            // One picture, every running encoder: viewers of each codec see the same frame.
+            for (encoder, force) in self.encoders.iter_mut().flatten() {
+                buf.clear();
+                let began = Instant::now();
+                let result = encoder.encode(&pic, *force, &mut buf);
+                let encoded_at = Instant::now();
+                let encode_us = encoded_at.duration_since(began).as_micros() as u64;
+                self.counters.encode_us.inc_by(encode_us);
+                let codec = encoder.codec();
+                let keyframe = match result {
+                    Ok(Encoded::Skipped) => {
+                        self.counters.encoder_skips.inc();
+                        continue;
+                    }
+                    Ok(kind) => kind == Encoded::Keyframe,
+                    Err(e) => {
+                        log::error!(
+                            "source {}: {codec} encoding failed, stopping: {e}",
+                            self.avatar
+                        );
+                        return;
+                    }
+                };
+                *force = false;
+                self.counters.frames.inc();
+                if keyframe {
+                    self.counters.keyframes.inc();
                 }
-            };
-            let frame_index = index;
-            index += 1;
-            let keyframe = match kind {
-                Encoded::Skipped => {
-                    self.counters.encoder_skips.inc();
-                    continue;
+                let au = AccessUnit {
+                    codec,
+                    data: Arc::from(&buf[..]),
+                    rtp_time: frame_index * 90_000 / u64::from(self.fps),
+                    keyframe,
+                    captured_at,
+                    encoded_at,
+                    frame_index,
+                };
+                match self.tx.try_send((self.avatar.clone(), Media::Video(au))) {
+                    Ok(()) => {
+                        let _ = self.waker.wake();
+                    }
+                    Err(TrySendError::Full(_)) => {
+                        // The loop is behind: a lost P-frame breaks the chain, so
+                        // the next picture must be an IDR.
+                        self.counters.channel_drops.inc();
+                        *force = true;
+                    }
+                    Err(TrySendError::Disconnected(_)) => return,
                 }
-                Encoded::Keyframe => true,
-                Encoded::Delta => false,
-            };
-            force_idr = false;
-            self.counters.frames.inc();
-            if keyframe {
-                self.counters.keyframes.inc();
-            }
-            let au = AccessUnit {
-                data: Arc::from(&buf[..]),
-                rtp_time: frame_index * 90_000 / u64::from(self.fps),
-                keyframe,
-                captured_at,
-                encoded_at,
-                frame_index,
-            };
-            match self.tx.try_send((self.avatar.clone(), Media::Video(au))) {
-                Ok(()) => {
-                    let _ = self.waker.wake();
-                }
-                Err(TrySendError::Full(_)) => {
-                    // The loop is behind: a lost P-frame breaks the chain, so
-                    // the next picture must be an IDR.
-                    self.counters.channel_drops.inc();
-                    force_idr = true;
-                }
-                Err(TrySendError::Disconnected(_)) => return,
             }
         }
+    }
+
+    /// Makes the encoder of each codec a viewer now watches in (its first
+    /// picture is an IDR) and drops those nobody watches in any more.
+    fn start_and_stop_encoders(&mut self) -> Result<(), String> {
+        for codec in VideoCodec::ALL {
+            let slot = &mut self.encoders[codec.index()];
+            match (self.watched.get(codec), slot.is_some()) {
+                (true, false) => {
+                    let encoder = new_encoder(codec, self.settings)
+                        .map_err(|e| format!("cannot start its {codec} encoder: {e}"))?;
+                    *slot = Some((encoder, true));
+                    self.counters.encoding[codec.index()].set(1);
+                    log::info!("source {}: {codec} encoder started", self.avatar);
+                }
+                (false, true) => {
+                    *slot = None;
+                    self.counters.encoding[codec.index()].set(0);
+                    log::info!(
+                        "source {}: {codec} encoder stopped, no viewer receives it",
+                        self.avatar
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -406,7 +477,7 @@ struct Voice {
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
-    watched: Arc<AtomicBool>,
+    watched: Arc<WatchedFlags>,
 }
 
 impl Voice {
@@ -422,7 +493,7 @@ impl Voice {
             settings.frame.as_millis()
         );
         while !self.stop.load(Ordering::Relaxed) {
-            if !self.watched.load(Ordering::Relaxed) {
+            if !self.watched.any() {
                 // Silent while nobody watches; on return the clock skips ahead (below).
                 std::thread::sleep(Duration::from_millis(50));
                 continue;

@@ -251,6 +251,16 @@ impl NetViewer {
         Self::connect_offering(port, session, avatar, "", true)
     }
 
+    /// Like `connect`, as a browser with VP8 and no H.264 (Firefox without
+    /// OpenH264): what arrives is kept in `media` (not decoded).
+    pub fn connect_vp8(port: u16, session: &str, avatar: &str) -> Result<NetViewer, Value> {
+        let mut config = Rtc::builder().clear_codecs();
+        config.codec_config().enable_vp8(true);
+        let mut v = Self::connect_built(port, session, avatar, "", false, config)?;
+        v.keep_media = true;
+        Ok(v)
+    }
+
     /// Like `connect`, with a query string on the WebSocket URL (e.g. `?token=...`).
     pub fn connect_query(
         port: u16,
@@ -268,10 +278,21 @@ impl NetViewer {
         query: &str,
         audio: bool,
     ) -> Result<NetViewer, Value> {
+        Self::connect_built(port, session, avatar, query, audio, Rtc::builder())
+    }
+
+    fn connect_built(
+        port: u16,
+        session: &str,
+        avatar: &str,
+        query: &str,
+        audio: bool,
+        config: str0m::RtcConfig,
+    ) -> Result<NetViewer, Value> {
         let started = Instant::now();
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let local = udp.local_addr().unwrap();
-        let mut rtc = Rtc::builder().build(Instant::now());
+        let mut rtc = config.build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
         let mut api = rtc.sdp_api();
         let video_mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);

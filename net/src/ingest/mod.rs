@@ -38,11 +38,11 @@ use std::time::{Duration, Instant};
 use mio::net::UnixListener;
 use mio::{Interest, Registry, Token, Waker};
 use portcast_engine::audio::AudioSettings;
-use portcast_engine::{labels, AvatarId, Engine, Labels};
+use portcast_engine::{labels, AvatarId, Engine, Labels, VideoCodec};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use crate::source::SourceEvent;
+use crate::source::{SourceEvent, WatchedFlags};
 use slot::Slot;
 use wire::WireError;
 
@@ -273,11 +273,16 @@ enum HubEvent {
     Left(AvatarId),
     /// The avatar's renderer announced audio: offers from now on get it.
     Speaks(AvatarId),
+    /// The avatar's renderer sends raw pictures (`true`, so the daemon can also
+    /// encode VP8 from them) or its own H.264 (`false`).
+    Raw(AvatarId, bool),
 }
 
 struct Live {
     conn: u64,
     slot: Arc<Slot>,
+    /// Per codec, whether a viewer watches: the renderer's encoder thread runs VP8 only then.
+    watched: Arc<WatchedFlags>,
 }
 
 /// State shared by the hub (loop thread) and every renderer thread.
@@ -301,6 +306,7 @@ impl Shared {
         avatar: &AvatarId,
         conn: u64,
         slot: Arc<Slot>,
+        watched: Arc<WatchedFlags>,
     ) -> Result<(), WireError> {
         if self.reserved.contains(avatar) {
             return Err(WireError::AvatarReserved(avatar.to_string()));
@@ -310,7 +316,14 @@ impl Shared {
             if live.contains_key(avatar) {
                 return Err(WireError::AvatarLive(avatar.to_string()));
             }
-            live.insert(avatar.clone(), Live { conn, slot });
+            live.insert(
+                avatar.clone(),
+                Live {
+                    conn,
+                    slot,
+                    watched,
+                },
+            );
         }
         self.metrics.hub.registered.inc();
         self.event(HubEvent::Registered(avatar.clone()));
@@ -342,6 +355,11 @@ impl Shared {
     /// `avatar` speaks (its renderer sent AUDIO_FORMAT).
     pub(crate) fn speaks(&self, avatar: &AvatarId) {
         self.event(HubEvent::Speaks(avatar.clone()));
+    }
+
+    /// `avatar`'s renderer now sends raw pictures (`raw`) or its own H.264.
+    pub(crate) fn raw(&self, avatar: &AvatarId, raw: bool) {
+        self.event(HubEvent::Raw(avatar.clone(), raw));
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -511,12 +529,23 @@ impl IngestHub {
                     log::info!("avatar {avatar}: renderer gone, viewers keep the last picture");
                 }
                 HubEvent::Speaks(avatar) => engine.set_avatar_audio(&avatar, true),
+                // Raw pictures can be encoded as VP8 too; a renderer's own H.264 cannot.
+                HubEvent::Raw(avatar, raw) => engine.set_avatar_vp8(&avatar, raw),
             }
         }
         self.reap();
     }
 
-    /// Forwards a viewer's keyframe request; false if no renderer feeds `avatar` now.
+    /// Starts (`true`) or stops the `codec` encoding of `avatar`'s renderer, if one feeds it now.
+    /// The renderer's own H.264 (or the daemon's H.264 of its raw pictures) runs regardless.
+    pub fn set_watched(&self, avatar: &AvatarId, codec: VideoCodec, watched: bool) {
+        if let Some(l) = lock(&self.shared.live).get(avatar) {
+            l.watched.set(codec, watched);
+        }
+    }
+
+    /// Forwards a viewer's keyframe request (for every codec the renderer's
+    /// pictures are encoded in); false if no renderer feeds `avatar` now.
     pub fn request_keyframe(&self, avatar: &AvatarId) -> bool {
         match lock(&self.shared.live).get(avatar) {
             Some(l) => {

@@ -1,5 +1,6 @@
 //! One connected renderer: a reader thread that drains its socket and an
-//! encoder thread that turns the newest raw frame into H.264.
+//! encoder thread that turns the newest raw frame into H.264 (and into VP8
+//! too while a viewer without H.264 watches).
 //!
 //! The reader always reads, so frames wait in the daemon's one-frame slot
 //! (where a newer frame replaces an older one) rather than in the socket
@@ -17,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
 use portcast_engine::media::annexb_has_idr;
-use portcast_engine::{AccessUnit, AvatarId};
+use portcast_engine::vp8::Vp8Encoder;
+use portcast_engine::{AccessUnit, AvatarId, VideoCodec};
 
-use crate::source::Media;
+use crate::source::{Media, WatchedFlags};
 
 use super::convert::{i420_view, packed_to_i420, I420Buffer};
 use super::slot::{RawFrame, Slot};
@@ -61,6 +63,7 @@ pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
         avatar: None,
         own: None,
         slot: Arc::new(Slot::default()),
+        watched: Arc::new(WatchedFlags::default()),
         passthrough: Arc::new(AtomicBool::new(false)),
         format: None,
         h264: Vec::new(),
@@ -79,9 +82,12 @@ pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
             shared: shared.clone(),
             own: reader.own.clone(),
             slot: reader.slot.clone(),
+            watched: reader.watched.clone(),
             passthrough: reader.passthrough.clone(),
             writer: writer.clone(),
             encoder: None,
+            vp8: None,
+            force_vp8: false,
             i420: I420Buffer::default(),
             out: Vec::with_capacity(256 * 1024),
             force_idr: false,
@@ -136,6 +142,8 @@ struct Reader {
     /// This avatar's own counters, beside the hub's.
     own: Option<IngestCounters>,
     slot: Arc<Slot>,
+    /// Per codec, whether a viewer watches (the hub sets it from the engine's `Watched`).
+    watched: Arc<WatchedFlags>,
     passthrough: Arc<AtomicBool>,
     format: Option<StreamFormat>,
     h264: Vec<u8>,
@@ -177,7 +185,8 @@ impl Reader {
         let mut name = vec![0u8; header.payload_len];
         self.read_full(&mut name, "avatar id", false)?;
         let avatar = wire::parse_avatar_id(&name)?;
-        self.shared.claim(&avatar, self.conn, self.slot.clone())?;
+        self.shared
+            .claim(&avatar, self.conn, self.slot.clone(), self.watched.clone())?;
         self.own = self.shared.avatar_counters(&avatar);
         self.avatar = Some(avatar.clone());
         self.set_format(format);
@@ -385,9 +394,20 @@ impl Reader {
     }
 
     fn set_format(&mut self, f: StreamFormat) {
-        self.passthrough
-            .store(f.format == PixelFormat::H264, Ordering::Relaxed);
+        let raw = f.format != PixelFormat::H264;
+        let was_raw = self.format.map(|old| old.format != PixelFormat::H264);
+        self.passthrough.store(!raw, Ordering::Relaxed);
         self.format = Some(f);
+        if was_raw != Some(raw) {
+            if let Some(avatar) = &self.avatar {
+                if !raw && self.watched.get(VideoCodec::Vp8) {
+                    log::warn!(
+                        "ingest avatar {avatar}: now pass-through H.264, so its VP8 viewers get no more pictures"
+                    );
+                }
+                self.shared.raw(avatar, raw);
+            }
+        }
     }
 
     fn frame(&mut self, len: usize, index: u64, at: Instant) -> Result<(), WireError> {
@@ -443,6 +463,7 @@ impl Reader {
             return Ok(());
         };
         let au = AccessUnit {
+            codec: VideoCodec::H264,
             data: Arc::from(&self.h264[..]),
             rtp_time: self.shared.rtp_time(arrived_at),
             keyframe,
@@ -554,9 +575,13 @@ struct Worker {
     shared: Arc<Shared>,
     own: Option<IngestCounters>,
     slot: Arc<Slot>,
+    watched: Arc<WatchedFlags>,
     passthrough: Arc<AtomicBool>,
     writer: Writer,
     encoder: Option<H264Encoder>,
+    /// The VP8 encoder, while a viewer watches in VP8.
+    vp8: Option<Vp8Encoder>,
+    force_vp8: bool,
     i420: I420Buffer,
     out: Vec<u8>,
     force_idr: bool,
@@ -585,7 +610,10 @@ impl Worker {
                         self.count(Stat::KeyframeRequestsSent);
                     }
                 } else {
+                    // The engine asks per codec; the slot keeps one flag, so both
+                    // encoders make a keyframe (rate-limited by the engine).
                     self.force_idr = true;
+                    self.force_vp8 = true;
                 }
             }
             if let Some(frame) = work.frame {
@@ -638,6 +666,57 @@ impl Worker {
             }
             PixelFormat::H264 => return Ok(()),
         };
+        // VP8 first: its picture then goes out with the same RTP time as H.264's.
+        let mut rtp_time = self.shared.rtp_time(frame.arrived_at);
+        if let Some(last) = self.last_rtp {
+            rtp_time = rtp_time.max(last + 1);
+        }
+        self.last_rtp = Some(rtp_time);
+        if !self.watched.get(VideoCodec::Vp8) {
+            if self.vp8.take().is_some() {
+                log::info!(
+                    "ingest avatar {}: VP8 encoder stopped, no viewer receives it",
+                    self.avatar
+                );
+            }
+        } else if self.vp8.as_ref().map(Vp8Encoder::settings) != Some(settings) {
+            // A first VP8 viewer, or a new size or rate: a new encoder, a keyframe first.
+            log::info!("ingest avatar {}: VP8 encoder started", self.avatar);
+            self.vp8 =
+                Some(Vp8Encoder::new(settings).map_err(|e| WireError::Encoder(e.to_string()))?);
+        }
+        if let Some(enc) = self.vp8.as_mut() {
+            let mut out = Vec::with_capacity(64 * 1024);
+            let kind = enc
+                .encode(&pic, self.force_vp8, &mut out)
+                .map_err(|e| WireError::Encoder(e.to_string()))?;
+            if kind != Encoded::Skipped {
+                self.force_vp8 = false;
+                let au = AccessUnit {
+                    codec: VideoCodec::Vp8,
+                    data: Arc::from(out),
+                    rtp_time,
+                    keyframe: kind == Encoded::Keyframe,
+                    captured_at: frame.arrived_at,
+                    encoded_at: Instant::now(),
+                    frame_index: frame.index,
+                };
+                match self
+                    .shared
+                    .frames
+                    .try_send((self.avatar.clone(), Media::Video(au)))
+                {
+                    Ok(()) => {
+                        let _ = self.shared.waker.wake();
+                    }
+                    Err(TrySendError::Full(_)) => {
+                        count_both(&self.shared, self.own.as_ref(), Stat::DroppedLoopBehind, 1);
+                        self.force_vp8 = true;
+                    }
+                    Err(TrySendError::Disconnected(_)) => {}
+                }
+            }
+        }
         self.out.clear();
         let kind = encoder
             .encode(&pic, self.force_idr, &mut self.out)
@@ -653,12 +732,8 @@ impl Worker {
         };
         self.force_idr = false;
         self.count(Stat::FramesEncoded);
-        let mut rtp_time = self.shared.rtp_time(frame.arrived_at);
-        if let Some(last) = self.last_rtp {
-            rtp_time = rtp_time.max(last + 1);
-        }
-        self.last_rtp = Some(rtp_time);
         let au = AccessUnit {
+            codec: VideoCodec::H264,
             data: Arc::from(&self.out[..]),
             rtp_time,
             keyframe,

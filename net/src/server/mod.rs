@@ -600,17 +600,24 @@ impl Server {
                         c.send_text(text);
                     }
                 }
-                Output::KeyframeRequest { avatar } => {
+                Output::KeyframeRequest { avatar, codec } => {
                     if let Some(s) = self.sources.get(&avatar) {
-                        s.request_keyframe();
+                        s.request_keyframe(codec);
                     } else if let Some(i) = &self.ingest {
                         i.request_keyframe(&avatar);
                     }
                 }
-                Output::Watched { avatar, watched } => {
-                    // Built-in sources pause unwatched; renderers keep their own pace.
+                Output::Watched {
+                    avatar,
+                    codec,
+                    watched,
+                } => {
+                    // Built-in sources run an encoder per watched codec; a renderer's
+                    // H.264 keeps its own pace, and its VP8 runs only while watched.
                     if let Some(s) = self.sources.get(&avatar) {
-                        s.set_watched(watched);
+                        s.set_watched(codec, watched);
+                    } else if let Some(i) = &self.ingest {
+                        i.set_watched(&avatar, codec, watched);
                     }
                 }
                 Output::SessionClosed { conn, .. } => {
