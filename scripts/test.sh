@@ -16,10 +16,14 @@ command -v nasm >/dev/null || need_apt+=(nasm)
 command -v cc >/dev/null || need_apt+=(build-essential)
 # The Opus encoder (the `opus` crate) links Debian's libopus through pkg-config.
 pkg-config --exists opus 2>/dev/null || need_apt+=(libopus-dev pkg-config)
+# The VP8 encoder (`env-libvpx-sys`) links Debian's libvpx through pkg-config.
+pkg-config --exists vpx 2>/dev/null || need_apt+=(libvpx-dev pkg-config)
 # tests/ingest.rs drives the Python ingest client (standard library only).
 command -v python3 >/dev/null || need_apt+=(python3)
 if [[ -z "${PORTCAST_SKIP_E2E:-}" ]]; then
   [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
+  # Scenario m: Debian's Firefox ESR (no OpenH264 plugin: it is offered VP8), driven by puppeteer-core.
+  [[ -x /usr/bin/firefox-esr ]] || need_apt+=(firefox-esr)
   command -v ip >/dev/null || need_apt+=(iproute2)
   command -v iptables >/dev/null || need_apt+=(iptables)
   command -v node >/dev/null || need_apt+=(nodejs npm)

@@ -286,8 +286,45 @@ const scenarios = [
     console.log(`    after ${ended.ms} ms: ${ended.line}`);
   }],
 
-  ['e. an offer without H.264 gets a clear error', async () => {
-    const page = await openPage({ session: rid('e'), autoconnect: '1', h264: '0' });
+  ['e. an offer without H.264 gets VP8 beside an H.264 viewer; one with neither gets a clear error', async () => {
+    // Chromium with H.264 stripped from its offer stands in for Firefox without OpenH264
+    // (scenario m runs Firefox itself). Its VP8 encoder runs only while it watches.
+    const encoding = async () => {
+      const res = await fetch(new URL('/metrics', PAGE), { signal: AbortSignal.timeout(5000) });
+      const text = await res.text();
+      const value = (codec) => {
+        const m = text.match(new RegExp(`portcast_source_encoding\\{avatar="test-pattern",codec="${codec}"\\} (\\d+)`));
+        return m ? Number(m[1]) : null;
+      };
+      return { H264: value('H264'), VP8: value('VP8') };
+    };
+    const h264 = await openPage({ session: rid('e'), autoconnect: '1' });
+    const vp8 = await openPage({ session: rid('e'), autoconnect: '1', h264: '0' });
+    const [sh, sv] = [await waitFrames(h264, 30, 20000), await waitFrames(vp8, 30, 20000)];
+    const both = await encoding();
+    const answer = await vp8.evaluate(() => window.portcastSdp.answer);
+    console.log(`    H.264 viewer: codec=${sh.codec} decoded=${sh.frames_decoded};`
+      + ` VP8 viewer: codec=${sv.codec} ${sv.width}x${sv.height} decoded=${sv.frames_decoded}`);
+    console.log(`    /metrics with both: source_encoding ${JSON.stringify(both)}`);
+    check(/h264/i.test(sh.codec || ''), `first viewer's codec ${sh.codec}, want H.264`);
+    check(/vp8/i.test(sv.codec || ''), `H.264-less viewer's codec ${sv.codec}, want VP8`);
+    check(!/H264\//.test(answer), 'the answer to an offer without H.264 names H.264');
+    check(sv.width === WIDTH && sv.height === HEIGHT, `VP8 resolution ${sv.width}x${sv.height}`);
+    check(both.H264 === 1 && both.VP8 === 1, `both encoders should run: ${JSON.stringify(both)}`);
+    noPageErrors(vp8);
+    await vp8.close();
+    let after = await encoding();
+    for (const until = Date.now() + 10000; after.VP8 !== 0 && Date.now() < until;) {
+      await new Promise((r) => setTimeout(r, 200));
+      after = await encoding();
+    }
+    const still = await stats(h264);
+    console.log(`    after the VP8 viewer left: source_encoding ${JSON.stringify(after)};`
+      + ` H.264 viewer decoded=${still.frames_decoded}`);
+    check(after.VP8 === 0 && after.H264 === 1, `the VP8 encoder should stop, H.264 go on: ${JSON.stringify(after)}`);
+    await h264.close();
+
+    const page = await openPage({ session: rid('e'), autoconnect: '1', h264: '0', vp8: '0' });
     try {
       await page.waitForFunction(() => window.portcastError !== null, null, { timeout: 10000, polling: 50 });
     } catch (e) {
@@ -298,9 +335,8 @@ const scenarios = [
     const box = page.locator('#error');
     const visible = await box.isVisible();
     const text = (await box.innerText()).replace(/\s+/g, ' ');
-    const color = await box.evaluate((el) => getComputedStyle(el).backgroundColor);
-    console.log(`    error=${JSON.stringify(err)}`);
-    console.log(`    shown (${visible ? 'visible' : 'hidden'}, ${color}): "${text}"; messages received: ${received.join(',')}`);
+    console.log(`    neither codec: error=${JSON.stringify(err)}`);
+    console.log(`    shown (${visible ? 'visible' : 'hidden'}): "${text}"; messages received: ${received.join(',')}`);
     await page.screenshot({ path: path.join(OUT, 'error.png') });
     check(err.code === 'no_h264', `error code ${err.code}, want no_h264`);
     check(visible && text.length > 0, 'error not visible on the page');
@@ -643,6 +679,37 @@ const scenarios = [
     let report = {};
     try { report = JSON.parse(stdout.trim().split('\n').pop()); } catch (e) { /* checked below */ }
     check(report.audio_buffers > 0, `webrtcbin decoded no audio (its bundle-only m-line): ${stdout.trim()}`);
+  }],
+
+  ['m. Firefox ESR without OpenH264 decodes VP8', async () => {
+    // Debian's firefox-esr (scripts/test.sh installs it) has no OpenH264 plugin and cannot fetch
+    // one: its offer has VP8, VP9 and AV1 and no H.264, so the daemon answers VP8 from the
+    // avatar's VP8 encoder. firefox_viewer.js drives it over WebDriver BiDi (puppeteer-core),
+    // prints one JSON line, exits 1 below 60 frames and 2 when Firefox cannot run.
+    const args = [path.join(__dirname, 'firefox_viewer.js'), PAGE, '--frames', '60', '--timeout', '25',
+      '--session', rid('m')];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let stdout = '', stderr = '', spawnError = null;
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('error', (e) => { spawnError = e; });
+    // --timeout 25 plus its own teardown (it ends within --timeout + 10 s), then this.
+    const killer = setTimeout(() => child.kill('SIGKILL'), 37000);
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    clearTimeout(killer);
+    children.delete(child);
+    check(!spawnError, `cannot run firefox_viewer.js: ${spawnError && spawnError.message}`);
+    console.log(`    firefox: ${stdout.trim()}`);
+    const lastErr = stderr.trim().split('\n').slice(-3);
+    if (code !== 0) console.log(`    firefox stderr: ${lastErr.join(' | ')}`);
+    check(code === 0, `the Firefox viewer failed (exit ${code}): ${lastErr[lastErr.length - 1]}`);
+    let report = {};
+    try { report = JSON.parse(stdout.trim().split('\n').pop()); } catch (e) { /* checked below */ }
+    check(report.codec === 'video/VP8', `Firefox decoded ${report.codec}, want video/VP8`);
+    check(!(report.offer_codecs || []).some((c) => /h264/i.test(c)),
+      `Firefox offered H.264 (${report.offer_codecs}): it has OpenH264 here, so VP8 is not what this proves`);
+    check(report.width === WIDTH && report.height === HEIGHT, `Firefox picture ${report.width}x${report.height}`);
   }],
 ];
 

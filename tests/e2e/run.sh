@@ -116,6 +116,7 @@ fi
 # --- prerequisites ---------------------------------------------------------------------------
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
+[[ -x /usr/bin/firefox-esr ]] || missing+=(firefox-esr) # scenario m
 command -v ip >/dev/null || missing+=(iproute2)
 command -v iptables >/dev/null || missing+=(iptables)
 if ((${#missing[@]})); then
@@ -128,7 +129,7 @@ if ((${#missing[@]})); then
   fi
 fi
 command -v node >/dev/null || { log "node (>= 20) is required"; exit 1; }
-if [[ ! -d $HERE/node_modules/playwright-core ]]; then
+if [[ ! -d $HERE/node_modules/playwright-core || ! -d $HERE/node_modules/puppeteer-core ]]; then
   log "npm ci in $HERE"
   (cd "$HERE" && timeout 300 npm ci --no-audit --no-fund)
 fi
