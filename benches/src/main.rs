@@ -8,6 +8,7 @@
 
 mod aiortc;
 mod avsync;
+mod codecs;
 mod daemon;
 mod glass;
 mod heap;
@@ -78,6 +79,8 @@ enum Cmd {
     },
     /// RGB24/BGRA to I420 at 720p: plain loop vs openh264 vs the yuv crate
     Convert,
+    /// H.264 (openh264) beside VP8 (libvpx): encode time and bitrate at 720p and 360p, busy pattern
+    Codecs,
     /// The speaking test pattern to one viewer for --seconds: A/V offset at the viewer, first minute vs last
     Avsync,
     /// Sessions connecting and disconnecting in churn around a steady viewer; RSS and fds
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
             &opts.out,
         ),
         Cmd::Convert => ingest::convert(&opts.out),
+        Cmd::Codecs => codecs::codecs(&opts),
         Cmd::Avsync => avsync::avsync(
             opts.seconds.min(if opts.smoke { 4.0 } else { f64::MAX }),
             &opts.out,

@@ -26,7 +26,7 @@ pub struct Opts {
 }
 
 impl Opts {
-    fn secs(&self) -> f64 {
+    pub fn secs(&self) -> f64 {
         if self.smoke {
             self.seconds.min(2.0)
         } else {
