@@ -318,6 +318,22 @@ fn a_vp8_viewer_joining_late_starts_on_a_keyframe_of_its_own_codec() {
     let frames = w.viewers[v].vp8.clone().unwrap();
     assert!(!frames.is_empty(), "the late VP8 viewer got no frame");
     assert!(frames[0][0] & 1 == 0, "its first frame is a VP8 keyframe");
+    let keys = |w: &World| {
+        let f = w.viewers[v].vp8.as_ref().unwrap();
+        f.iter().filter(|f| f[0] & 1 == 0).count()
+    };
+    // A PLI from the VP8 viewer makes the VP8 encoder send a keyframe.
+    w.run(Duration::from_millis(600)); // leave the rate-limit window
+    let before = keys(&w);
+    let mid = w.viewers[v].mid.unwrap();
+    w.viewers[v]
+        .rtc
+        .direct_api()
+        .stream_rx_by_mid(mid, None)
+        .expect("receive stream")
+        .request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+    w.run(Duration::from_millis(300));
+    assert!(keys(&w) > before, "PLI brought a VP8 keyframe");
 }
 
 #[test]
