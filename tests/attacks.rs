@@ -142,6 +142,42 @@ fn slowloris_headers_are_cut_off_after_the_header_timeout() {
 }
 
 #[test]
+fn a_whep_body_that_trickles_in_is_cut_off_after_the_header_timeout() {
+    let d = InProc::start(|_| {});
+    let mut s = TcpStream::connect(d.signal).unwrap();
+    // A whole head promising 2000 bytes of offer, then one byte every 200 ms.
+    s.write_all(
+        b"POST /whep/test-pattern HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\nContent-Length: 2000\r\n\r\nv=0\r\n",
+    )
+    .unwrap();
+    let writer = {
+        let mut w = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..50 {
+                if w.write_all(b"a").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let closed = time_to_close(&mut s, Duration::from_secs(5)).expect("slow body is closed");
+    assert!(closed < Duration::from_secs(3), "closed after {closed:?}");
+    let _ = writer.join();
+    let m = d.http_get("/metrics");
+    assert!(
+        metric(&m, "portcast_drops_total{reason=\"head_timeout\"}") >= 1,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "portcast_offers_total"),
+        0,
+        "no half offer reached the engine"
+    );
+    d.assert_fresh_viewer_streams("after-slow-body");
+}
+
+#[test]
 fn oversized_request_heads_get_431_and_too_many_connections_are_refused() {
     let d = InProc::start(|c| c.max_connections = 16);
     let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));

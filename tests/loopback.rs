@@ -7,14 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/fixtures/offers/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
 /// The readiness contract (README, Operations): the moment the signaling port
 /// accepts, the UDP ports and the ingest socket exist and a SIGHUP is handled,
 /// not fatal. Polled every millisecond, so a daemon that listens before it has
@@ -155,8 +147,9 @@ fn closing_the_websocket_ends_the_session_and_sigterm_stops_cleanly() {
         watched.contains(r#"portcast_source_encoding{avatar="test-pattern",codec="VP8"} 0"#),
         "{watched}"
     );
-    let _ = v.ws.close(None);
-    let _ = v.ws.flush();
+    let ws = v.ws.as_mut().expect("a WebSocket viewer");
+    let _ = ws.close(None);
+    let _ = ws.flush();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !d
         .log()

@@ -405,10 +405,16 @@ impl Engine {
 
     /// A WebSocket closed: its session (if any) ends and everything it held is freed.
     pub fn close_connection(&mut self, now: Instant, conn: ConnId) {
+        self.end_connection(now, conn, EndReason::WebSocketClosed);
+    }
+
+    /// Forgets a connection, ending its session (if any) for `reason`: what a
+    /// driver calls when a client ends its session another way (WHEP's `DELETE`).
+    pub fn end_connection(&mut self, now: Instant, conn: ConnId, reason: EndReason) {
         self.touch(now);
         if let Some(c) = self.conns.remove(&conn) {
             if let Some(key) = c.session {
-                self.end_session(now, key, EndReason::WebSocketClosed);
+                self.end_session(now, key, reason);
             }
         }
     }
@@ -753,6 +759,24 @@ impl Engine {
         }
     }
 
+    /// Checks a signaling token for `session_id` and `avatar` at `unix_time`, as an
+    /// offer's is checked (any token passes when none is required): what a
+    /// driver uses for other requests on a session, such as WHEP's `DELETE`.
+    pub fn check_token(
+        &self,
+        token: Option<&str>,
+        session_id: &str,
+        avatar: &str,
+        unix_time: u64,
+    ) -> Result<(), SignalError> {
+        let Some(key) = &self.config.token_key else {
+            return Ok(());
+        };
+        let token = token.ok_or(SignalError::Token(TokenError::Missing))?;
+        key.verify(token, session_id, avatar, unix_time)
+            .map_err(SignalError::Token)
+    }
+
     /// Whether `avatar` can be sent as VP8 (its source has raw pictures): offers from then on.
     pub fn set_avatar_vp8(&mut self, avatar: &AvatarId, vp8: bool) {
         if let Some(a) = self.avatars.get_mut(avatar) {
@@ -848,15 +872,12 @@ impl Engine {
                 max: self.config.max_sdp_bytes,
             });
         }
-        if let Some(key) = &self.config.token_key {
-            let token = c
-                .info
-                .token
-                .as_deref()
-                .ok_or(SignalError::Token(TokenError::Missing))?;
-            key.verify(token, &offer.session_id, &offer.avatar_id, c.info.unix_time)
-                .map_err(SignalError::Token)?;
-        }
+        self.check_token(
+            c.info.token.as_deref(),
+            &offer.session_id,
+            &offer.avatar_id,
+            c.info.unix_time,
+        )?;
         let avatar = self.resolve_avatar(&offer.avatar_id)?;
         if self.sessions.len() >= self.config.max_sessions {
             return Err(SignalError::TooManySessions(self.config.max_sessions));

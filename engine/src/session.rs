@@ -25,6 +25,8 @@ use crate::Output;
 pub enum EndReason {
     /// The viewer's WebSocket closed.
     WebSocketClosed,
+    /// The viewer's client ended the session over HTTP (WHEP `DELETE`).
+    Deleted,
     /// No valid STUN consent check from the viewer within the consent timeout.
     ConsentExpired,
     /// ICE + DTLS did not complete within the connect timeout after the answer.
@@ -44,6 +46,7 @@ impl EndReason {
     pub fn code(&self) -> &'static str {
         match self {
             EndReason::WebSocketClosed => "websocket_closed",
+            EndReason::Deleted => "deleted",
             EndReason::ConsentExpired => "consent_expired",
             EndReason::ConnectTimeout => "connect_timeout",
             EndReason::DtlsFailed(_) => "dtls_failed",

@@ -30,6 +30,10 @@ pub enum ConnEvent {
         route: usize,
         /// The request head.
         head: Head,
+        /// The route's `{parameter}` segment ("" for a fixed path).
+        param: String,
+        /// The body (read to its Content-Length for routes that take one; bounded).
+        body: Vec<u8>,
     },
     /// A text frame arrived.
     Text(String),
@@ -85,6 +89,15 @@ enum State {
         stream: TcpStream,
         buf: Vec<u8>,
     },
+    /// A head was routed to an answer that reads the body first.
+    Body {
+        stream: TcpStream,
+        route: usize,
+        head: Head,
+        param: String,
+        body: Vec<u8>,
+        len: usize,
+    },
     Routed {
         stream: TcpStream,
     },
@@ -137,9 +150,10 @@ impl Conn {
         }
     }
 
-    /// Whether the request head is still being read.
+    /// Whether the request head (or its body) is still being read: the head
+    /// timeout applies to both, so a slow body is closed like a slow head.
     pub fn reading_head(&self) -> bool {
-        matches!(self.state, State::Head { .. })
+        matches!(self.state, State::Head { .. } | State::Body { .. })
     }
 
     /// Whether this is an open WebSocket.
@@ -156,6 +170,7 @@ impl Conn {
     pub fn stream_mut(&mut self) -> Option<&mut TcpStream> {
         match &mut self.state {
             State::Head { stream, .. }
+            | State::Body { stream, .. }
             | State::Routed { stream }
             | State::Respond { stream, .. } => Some(stream),
             State::Ws { ws, .. } => Some(ws.get_mut()),
@@ -182,9 +197,23 @@ impl Conn {
             State::Head {
                 mut stream,
                 mut buf,
-            } => match read_head(&mut stream, &mut buf, self.limits.max_head) {
+            } => match read_head(&mut stream, &mut buf, &self.limits) {
                 Err(()) => State::Done,
                 Ok(None) => State::Head { stream, buf },
+                Ok(Some(Routing::Body {
+                    route,
+                    head,
+                    param,
+                    body,
+                    len,
+                })) => State::Body {
+                    stream,
+                    route,
+                    head,
+                    param,
+                    body,
+                    len,
+                },
                 Ok(Some(Routing::Respond(bytes, upgrade))) => State::Respond {
                     stream,
                     out: bytes,
@@ -192,7 +221,39 @@ impl Conn {
                     upgrade,
                 },
                 Ok(Some(Routing::Server(route, head))) => {
-                    out.push(ConnEvent::Request { route, head });
+                    out.push(ConnEvent::Request {
+                        route,
+                        head,
+                        param: String::new(),
+                        body: Vec::new(),
+                    });
+                    State::Routed { stream }
+                }
+            },
+            State::Body {
+                mut stream,
+                route,
+                head,
+                param,
+                mut body,
+                len,
+            } => match read_body(&mut stream, &mut body, len) {
+                Err(()) => State::Done,
+                Ok(false) => State::Body {
+                    stream,
+                    route,
+                    head,
+                    param,
+                    body,
+                    len,
+                },
+                Ok(true) => {
+                    out.push(ConnEvent::Request {
+                        route,
+                        head,
+                        param,
+                        body,
+                    });
                     State::Routed { stream }
                 }
             },
@@ -316,7 +377,10 @@ impl Conn {
                 let _ = ws.close(None);
                 let _ = ws.flush();
             }
-        } else if matches!(self.state, State::Head { .. } | State::Routed { .. }) {
+        } else if matches!(
+            self.state,
+            State::Head { .. } | State::Body { .. } | State::Routed { .. }
+        ) {
             self.state = State::Done;
         }
     }
@@ -359,14 +423,23 @@ enum Routing {
     Respond(Vec<u8>, Option<Upgrade>),
     /// The loop answers route `.0` of the routes table.
     Server(usize, Head),
+    /// Read a `len`-byte body (`body` holds what came with the head), then the loop answers.
+    Body {
+        route: usize,
+        head: Head,
+        param: String,
+        body: Vec<u8>,
+        len: usize,
+    },
 }
 
 /// Reads what is there; Ok(Some) says what to do, Ok(None) needs more bytes, Err closes.
 fn read_head(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    max_head: usize,
+    limits: &ConnLimits,
 ) -> Result<Option<Routing>, ()> {
+    let max_head = limits.max_head;
     let mut chunk = [0u8; 4096];
     loop {
         match stream.read(&mut chunk) {
@@ -386,12 +459,27 @@ fn read_head(
         Err(e) => return Ok(Some(refuse(stream, e))),
     };
     let (head, len) = head;
+    let len_head = len;
     let (route, param) = match http::route(ROUTES, &head) {
         Ok(r) => r,
         Err(e) => return Ok(Some(refuse(stream, e))),
     };
     let routing = match ROUTES[route].answer {
         Answer::Respond(_) => Routing::Server(route, head),
+        Answer::Act(_) => match head.body_len(limits.max_message) {
+            Ok(len) => {
+                let mut body = buf.get(len_head..).unwrap_or_default().to_vec();
+                body.truncate(len);
+                Routing::Body {
+                    route,
+                    param: param.to_string(),
+                    head,
+                    body,
+                    len,
+                }
+            }
+            Err(e) => refuse(stream, e),
+        },
         Answer::WebSocket => match head.websocket(param) {
             Ok(ws) => {
                 let leftover = buf.get(len..).unwrap_or_default().to_vec();
@@ -409,6 +497,22 @@ fn read_head(
         },
     };
     Ok(Some(routing))
+}
+
+/// Reads the rest of a `len`-byte body; Ok(true) once it is whole, Err when the peer left.
+fn read_body(stream: &mut TcpStream, body: &mut Vec<u8>, len: usize) -> Result<bool, ()> {
+    let mut chunk = [0u8; 4096];
+    while body.len() < len {
+        let want = (len - body.len()).min(chunk.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) => return Err(()),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(true)
 }
 
 /// Reads every complete frame; false when the connection is over.

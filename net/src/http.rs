@@ -150,6 +150,10 @@ pub enum HttpError {
     BadSessionId,
     /// `/ws/{id}` without a proper WebSocket upgrade.
     UpgradeRequired(&'static str),
+    /// A request that carries a body without saying its `Content-Length`.
+    LengthRequired,
+    /// A body over the limit (the limit).
+    PayloadTooLarge(usize),
 }
 
 impl HttpError {
@@ -180,6 +184,14 @@ impl HttpError {
             HttpError::UpgradeRequired(why) => (
                 "426 Upgrade Required",
                 format!("/ws/{{session_id}} is a WebSocket endpoint: {why}\n"),
+            ),
+            HttpError::LengthRequired => (
+                "411 Length Required",
+                "send the body with a Content-Length (chunked bodies are not read)\n".into(),
+            ),
+            HttpError::PayloadTooLarge(max) => (
+                "413 Content Too Large",
+                format!("the body is over the {max}-byte limit\n"),
             ),
         };
         response(status, "text/plain; charset=utf-8", body.as_bytes())
@@ -223,6 +235,26 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Head, usize)>, 
             .collect(),
     };
     Ok(Some((head, len)))
+}
+
+impl Head {
+    /// The body length the head announces: 0 without one; an error for a
+    /// chunked body, a malformed length or one over `max`.
+    pub fn body_len(&self, max: usize) -> Result<usize, HttpError> {
+        if self.header("transfer-encoding").is_some() {
+            return Err(HttpError::LengthRequired);
+        }
+        let Some(v) = self.header("content-length") else {
+            return Ok(0);
+        };
+        let len: usize = v
+            .parse()
+            .map_err(|_| HttpError::Malformed(format!("Content-Length {v:?}")))?;
+        if len > max {
+            return Err(HttpError::PayloadTooLarge(max));
+        }
+        Ok(len)
+    }
 }
 
 /// The raw value of `name` in a query string (tokens need no percent-decoding).

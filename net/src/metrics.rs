@@ -39,6 +39,7 @@ pub struct Metrics {
     drops: Family<Labels, Counter>,
     sessions: Family<Labels, Gauge>,
     connections: Gauge,
+    whep_sessions: Gauge,
     resident_memory: Gauge,
     udp_in: Family<Labels, Counter>,
     udp_bytes_in: Family<Labels, Counter>,
@@ -57,6 +58,8 @@ pub struct Live<'a> {
     pub sessions: &'a [SessionInfo],
     /// Open TCP connections.
     pub connections: usize,
+    /// Live sessions started over WHEP (they hold no connection).
+    pub whep_sessions: usize,
     /// Renderers feeding an avatar now (ingest on).
     pub renderers: usize,
 }
@@ -77,6 +80,7 @@ impl Metrics {
             drops: engine.drops.clone(),
             sessions: Family::default(),
             connections: Gauge::default(),
+            whep_sessions: Gauge::default(),
             resident_memory: Gauge::default(),
             udp_in: Family::default(),
             udp_bytes_in: Family::default(),
@@ -197,6 +201,11 @@ impl Metrics {
         }
         r.register("connections", "Open TCP connections", m.connections.clone());
         r.register(
+            "whep_sessions",
+            "Live sessions started with a WHEP POST (also counted in portcast_sessions)",
+            m.whep_sessions.clone(),
+        );
+        r.register(
             "resident_memory_bytes",
             "Resident set size",
             m.resident_memory.clone(),
@@ -286,6 +295,7 @@ impl Metrics {
                 .set(n as i64);
         }
         self.connections.set(live.connections as i64);
+        self.whep_sessions.set(live.whep_sessions as i64);
         self.resident_memory.set(rss_bytes() as i64);
         if let Some((_, renderers)) = &self.ingest {
             renderers.set(live.renderers as i64);
@@ -369,6 +379,7 @@ mod tests {
         m.render(Live {
             sessions: &[],
             connections: 1,
+            whep_sessions: 0,
             renderers: 1,
         })
     }
@@ -383,6 +394,7 @@ mod tests {
         let live = Live {
             sessions: &[],
             connections: 0,
+            whep_sessions: 0,
             renderers: 0,
         };
         let line = "portcast_udp_datagrams_in_total{socket=\"127.0.0.1:10111\"} 5";

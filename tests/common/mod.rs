@@ -54,13 +54,55 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
 
 /// `GET path`, or why the request could not be made.
 pub fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    http_request(addr, "GET", path, &[], b"")
+}
+
+/// A file of `fixtures/offers/`.
+pub fn fixture(name: &str) -> String {
+    let path = format!("{}/fixtures/offers/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// One HTTP/1.1 request (with a `Content-Length` when `body` is not empty);
+/// the whole response as text.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     Ok(out)
+}
+
+/// A response's status code, the value of header `name` (case-insensitive) and its body.
+pub fn http_parts<'a>(response: &'a str, name: &str) -> (u16, Option<&'a str>, &'a str) {
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let header = head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    });
+    (status, header, body)
 }
 
 /// The value of the first `/metrics` line starting with `name_and_labels` (0 if none).
@@ -219,7 +261,10 @@ pub fn send_recv(ws: &mut WebSocket<TcpStream>, text: &str) -> Value {
 
 /// A viewer over real sockets.
 pub struct NetViewer {
-    pub ws: WebSocket<TcpStream>,
+    /// Its signaling WebSocket (none for a WHEP viewer).
+    pub ws: Option<WebSocket<TcpStream>>,
+    /// The session's resource URL, for a WHEP viewer.
+    pub whep_location: Option<String>,
     pub rtc: Rtc,
     pub udp: UdpSocket,
     pub local: SocketAddr,
@@ -256,8 +301,36 @@ impl NetViewer {
     pub fn connect_vp8(port: u16, session: &str, avatar: &str) -> Result<NetViewer, Value> {
         let mut config = Rtc::builder().clear_codecs();
         config.codec_config().enable_vp8(true);
-        let mut v = Self::connect_built(port, session, avatar, "", false, config)?;
+        let signal = |offer: &str| ws_signal(port, session, avatar, "", offer);
+        let mut v = Self::connect_built(false, config, signal)?;
         v.keep_media = true;
+        Ok(v)
+    }
+
+    /// Connects over WHEP: `POST /whep/{avatar}` with the offer; the error is
+    /// the response's status and body.
+    pub fn connect_whep(
+        port: u16,
+        avatar: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<NetViewer, (u16, String)> {
+        let mut location = None;
+        let signal = |offer: &str| {
+            let mut all = vec![("Content-Type", "application/sdp")];
+            all.extend_from_slice(headers);
+            let path = format!("/whep/{avatar}");
+            let addr = ([127, 0, 0, 1], port).into();
+            let r = http_request(addr, "POST", &path, &all, offer.as_bytes()).unwrap();
+            let (status, loc, body) = http_parts(&r, "location");
+            if status != 201 {
+                return Err((status, body.to_string()));
+            }
+            location = loc.map(str::to_string);
+            let answer = serde_json::json!({"type": "webrtc_answer", "sdp": body});
+            Ok((answer, None))
+        };
+        let mut v = Self::connect_built(true, Rtc::builder(), signal)?;
+        v.whep_location = location;
         Ok(v)
     }
 
@@ -278,17 +351,16 @@ impl NetViewer {
         query: &str,
         audio: bool,
     ) -> Result<NetViewer, Value> {
-        Self::connect_built(port, session, avatar, query, audio, Rtc::builder())
+        let signal = |offer: &str| ws_signal(port, session, avatar, query, offer);
+        Self::connect_built(audio, Rtc::builder(), signal)
     }
 
-    fn connect_built(
-        port: u16,
-        session: &str,
-        avatar: &str,
-        query: &str,
+    /// Builds the `Rtc`, has `signal` carry its offer to the daemon and applies the answer.
+    fn connect_built<E>(
         audio: bool,
         config: str0m::RtcConfig,
-    ) -> Result<NetViewer, Value> {
+        signal: impl FnOnce(&str) -> Result<(Value, Option<WebSocket<TcpStream>>), E>,
+    ) -> Result<NetViewer, E> {
         let started = Instant::now();
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let local = udp.local_addr().unwrap();
@@ -300,21 +372,12 @@ impl NetViewer {
             api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
         }
         let (offer, pending) = api.apply().unwrap();
-        let mut ws = connect_ws_query(port, session, query);
-        let msg = serde_json::json!({
-            "type": "webrtc_offer", "session_id": session, "user_id": 5,
-            "avatar_id": avatar, "sdp": offer.to_sdp_string(),
-        });
-        let answer = send_recv(&mut ws, &msg.to_string());
-        if answer["type"] != "webrtc_answer" {
-            return Err(answer);
-        }
+        let (answer, ws) = signal(&offer.to_sdp_string())?;
         let sdp = SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap()).unwrap();
         rtc.sdp_api().accept_answer(pending, sdp).unwrap();
-        // Reads never block the WebSocket: we only watch for server messages between UDP polls.
-        ws.get_mut().set_nonblocking(true).unwrap();
         Ok(NetViewer {
             ws,
+            whep_location: None,
             rtc,
             udp,
             local,
@@ -406,7 +469,10 @@ impl NetViewer {
     /// Server messages received on the WebSocket so far (non-blocking).
     pub fn server_messages(&mut self) -> Vec<Value> {
         let mut out = Vec::new();
-        while let Ok(m) = self.ws.read() {
+        let Some(ws) = self.ws.as_mut() else {
+            return out;
+        };
+        while let Ok(m) = ws.read() {
             if let Message::Text(t) = m {
                 if let Ok(v) = serde_json::from_str(t.as_str()) {
                     out.push(v);
@@ -415,4 +481,27 @@ impl NetViewer {
         }
         out
     }
+}
+
+/// The seed signaling: opens `/ws/{session}` (with `query`), sends the offer,
+/// returns the answer message and the WebSocket (or the error message).
+fn ws_signal(
+    port: u16,
+    session: &str,
+    avatar: &str,
+    query: &str,
+    offer: &str,
+) -> Result<(Value, Option<WebSocket<TcpStream>>), Value> {
+    let mut ws = connect_ws_query(port, session, query);
+    let msg = serde_json::json!({
+        "type": "webrtc_offer", "session_id": session, "user_id": 5,
+        "avatar_id": avatar, "sdp": offer,
+    });
+    let answer = send_recv(&mut ws, &msg.to_string());
+    if answer["type"] != "webrtc_answer" {
+        return Err(answer);
+    }
+    // Reads never block the WebSocket: we only watch for server messages between UDP polls.
+    ws.get_mut().set_nonblocking(true).unwrap();
+    Ok((answer, Some(ws)))
 }

@@ -36,6 +36,7 @@ pub const VIEWER_PAGE: &str = include_str!("../viewer.html");
 mod config;
 mod reload;
 pub(crate) mod routes;
+mod whep;
 
 pub use config::{
     AvatarSpec, NetError, Reloader, ServerConfig, UdpPortSpec, DEFAULT_LATENCY_SLICE,
@@ -71,6 +72,8 @@ pub struct Server {
     signals: Option<Signals>,
     reloader: Option<Reloader>,
     capture: OfferCapture,
+    /// WHEP sessions and offers in flight (see `whep.rs`).
+    whep: whep::Whep,
     ingest: Option<IngestHub>,
     config: ServerConfig,
     recv_buf: Box<[u8]>,
@@ -214,6 +217,7 @@ impl Server {
             waker,
             signals,
             capture,
+            whep: whep::Whep::default(),
             ingest,
             config,
             recv_buf: vec![0u8; 2048].into_boxed_slice(),
@@ -487,16 +491,31 @@ impl Server {
                         ));
                     }
                 }
-                ConnEvent::Request { route, head } => {
+                ConnEvent::Request {
+                    route,
+                    head,
+                    param,
+                    body,
+                } => {
                     let response = match routes::ROUTES.get(route).map(|r| r.answer) {
-                        Some(routes::Answer::Respond(answer)) => answer(self, &head),
-                        _ => crate::http::response(
+                        Some(routes::Answer::Respond(answer)) => Some(answer(self, &head)),
+                        Some(routes::Answer::Act(act)) => {
+                            let request = routes::Request {
+                                now,
+                                token,
+                                head: &head,
+                                param: &param,
+                                body: &body,
+                            };
+                            act(self, &request)
+                        }
+                        _ => Some(crate::http::response(
                             "500 Internal Server Error",
                             "text/plain",
                             b"no answer\n",
-                        ),
+                        )),
                     };
-                    if let Some(c) = self.conns.get_mut(&token) {
+                    if let (Some(response), Some(c)) = (response, self.conns.get_mut(&token)) {
                         c.respond(response);
                     }
                 }
@@ -596,6 +615,9 @@ impl Server {
                     }
                 }
                 Output::Signal { conn, text } => {
+                    if self.whep_reply(conn, &text) {
+                        continue;
+                    }
                     if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {
                         c.send_text(text);
                     }
@@ -621,6 +643,9 @@ impl Server {
                     }
                 }
                 Output::SessionClosed { conn, .. } => {
+                    if self.whep_closed(Instant::now(), conn) {
+                        continue;
+                    }
                     if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {
                         c.close();
                     }

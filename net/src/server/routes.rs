@@ -3,6 +3,10 @@
 //!
 //! A new route is one line in [`ROUTES`] and the function that answers it.
 
+use std::time::Instant;
+
+use mio::Token;
+
 use crate::http::{response, Head, Route};
 use crate::metrics::Live;
 
@@ -15,6 +19,25 @@ pub(crate) enum Answer {
     WebSocket,
     /// The loop answers with one response, then the connection closes.
     Respond(fn(&Server, &Head) -> Vec<u8>),
+    /// The loop reads the body (to its `Content-Length`, bounded), acts on it
+    /// with the route's `{parameter}`, and answers now (`Some`) or later (`None`:
+    /// it calls `Conn::respond` itself, as a WHEP offer does once the engine answers).
+    Act(fn(&mut Server, &Request<'_>) -> Option<Vec<u8>>),
+}
+
+/// A request an [`Answer::Act`] acts on.
+#[derive(Debug)]
+pub(crate) struct Request<'a> {
+    /// When the loop read it.
+    pub now: Instant,
+    /// The connection it came on (to answer later with `Conn::respond`).
+    pub token: Token,
+    /// Its head.
+    pub head: &'a Head,
+    /// The route's `{parameter}` segment.
+    pub param: &'a str,
+    /// Its body.
+    pub body: &'a [u8],
 }
 
 /// The signaling port's routes.
@@ -54,6 +77,27 @@ pub(crate) const ROUTES: &[Route<Answer>] = &[
         path: "/avatars",
         answer: Answer::Respond(Server::avatars),
     },
+    // WHEP (draft-ietf-wish-whep): see `whep.rs`.
+    Route {
+        method: "POST",
+        path: "/whep/{avatar_id}",
+        answer: Answer::Act(Server::whep_offer),
+    },
+    Route {
+        method: "OPTIONS",
+        path: "/whep/{avatar_id}",
+        answer: Answer::Respond(Server::whep_preflight_endpoint),
+    },
+    Route {
+        method: "DELETE",
+        path: "/whep/sessions/{session_id}",
+        answer: Answer::Act(Server::whep_delete),
+    },
+    Route {
+        method: "OPTIONS",
+        path: "/whep/sessions/{session_id}",
+        answer: Answer::Respond(Server::whep_preflight_session),
+    },
 ];
 
 fn viewer_page(_: &Server, _: &Head) -> Vec<u8> {
@@ -67,6 +111,7 @@ impl Server {
         let body = self.metrics.render(Live {
             sessions: &sessions,
             connections: self.conns.len(),
+            whep_sessions: self.whep.len(),
             renderers: self.ingest.as_ref().map_or(0, |h| h.live_renderers()),
         });
         response(
