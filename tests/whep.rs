@@ -78,9 +78,20 @@ fn a_whep_player_decodes_the_avatar_and_delete_frees_everything() {
         (404, "unknown_session")
     );
     // Trickle and ICE restarts are not offered (ICE-lite, complete answer): 405 naming what is.
-    let r = http_request(addr(&d), "PATCH", &location, &[], b"a=end-of-candidates").unwrap();
-    let (status, allow, _) = http_parts(&r, "allow");
+    let frag = [("Content-Type", "application/trickle-ice-sdpfrag")];
+    let r = http_request(
+        addr(&d),
+        "PATCH",
+        &location,
+        &frag,
+        b"a=end-of-candidates\r\n",
+    )
+    .unwrap();
+    let (status, allow, body) = http_parts(&r, "allow");
     assert_eq!((status, allow), (405, Some("DELETE, OPTIONS")), "{r}");
+    assert_eq!(error_code(body), "trickle_not_supported");
+    let r = http_request(addr(&d), "DELETE", "/whep/sessions/never-was", &[], b"").unwrap();
+    assert_eq!(http_parts(&r, "").0, 404);
     // The daemon still serves a player afterwards.
     let mut again = NetViewer::connect_whep(d.signal_port, "test-pattern", &[]).expect("201");
     again.run_until_frames(5, Duration::from_secs(10));
@@ -257,4 +268,25 @@ fn cors_preflight_and_responses_name_only_allowed_origins() {
         (201, Some("https://tutor.example")),
         "{r}"
     );
+}
+
+#[test]
+fn a_delete_after_the_player_closed_its_peer_connection_is_still_200() {
+    // whip-whep closes its RTCPeerConnection (DTLS close_notify ends the
+    // session as peer_closed) before it sends DELETE: that is not an error.
+    let d = Daemon::start(&[]);
+    let mut v = NetViewer::connect_whep(d.signal_port, "test-pattern", &[]).expect("201");
+    v.run_until_frames(5, Duration::from_secs(10));
+    let location = v.whep_location.clone().unwrap();
+    v.rtc.close().unwrap();
+    v.run_for(Duration::from_millis(300));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while metric(&d.metrics(), "portcast_whep_sessions ") != 0 {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = http_request(addr(&d), "DELETE", &location, &[], b"").unwrap();
+    let (status, _, body) = http_parts(&r, "");
+    assert_eq!(status, 200, "{r}");
+    assert!(body.contains("already ended"), "{body}");
 }

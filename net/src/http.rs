@@ -271,18 +271,22 @@ pub fn response(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     response_with(status, content_type, &[], body)
 }
 
-/// A complete `Connection: close` response with extra headers.
+/// A complete `Connection: close` response with extra headers (no
+/// `Content-Type` when `content_type` is empty, as for a 204).
 pub fn response_with(
     status: &str,
     content_type: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Vec<u8> {
-    let mut head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n",
+    let mut head = format!("HTTP/1.1 {status}\r\n");
+    if !content_type.is_empty() {
+        head.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
         body.len()
-    );
+    ));
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -711,6 +711,37 @@ const scenarios = [
       `Firefox offered H.264 (${report.offer_codecs}): it has OpenH264 here, so VP8 is not what this proves`);
     check(report.width === WIDTH && report.height === HEIGHT, `Firefox picture ${report.width}x${report.height}`);
   }],
+
+  ['n. standard WHEP players from npm (whip-whep, @eyevinn/webrtc-player) play and DELETE', async () => {
+    // whep_player.js loads each client as shipped in node_modules into a page of its own origin
+    // (so every POST/DELETE/PATCH is CORS-preflighted), plays /whep/test-pattern, stops the
+    // client (which sends DELETE) and prints one JSON line; exit 0 needs >= 60 frames and the DELETE.
+    for (const client of ['whip-whep', 'eyevinn']) {
+      const args = [path.join(__dirname, 'whep_player.js'), new URL('/whep/test-pattern', PAGE).href,
+        '--frames', '60', '--timeout', '20', '--client', client];
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.add(child);
+      let stdout = '', stderr = '';
+      child.stdout.on('data', (d) => { stdout += d; });
+      child.stderr.on('data', (d) => { stderr += d; });
+      const killer = setTimeout(() => child.kill('SIGKILL'), 32000);
+      const code = await new Promise((resolve) => child.on('close', resolve));
+      clearTimeout(killer);
+      children.delete(child);
+      console.log(`    ${client}: ${stdout.trim()}`);
+      const lastErr = stderr.trim().split('\n').slice(-3);
+      check(code === 0, `the ${client} WHEP player failed (exit ${code}): ${lastErr.join(' | ')}`);
+      let report = {};
+      try { report = JSON.parse(stdout.trim().split('\n').pop()); } catch (e) { /* checked below */ }
+      check(/h264/i.test(report.codec || ''), `${client} decoded ${report.codec}`);
+      check(report.deleted === true, `${client} sent no DELETE`);
+      check(/^\/whep\/sessions\//.test(report.location || ''), `${client} Location ${report.location}`);
+    }
+    // Every WHEP session is gone (DELETE, or the players' own DTLS close before it).
+    const metrics = await (await fetch(new URL('/metrics', PAGE), { signal: AbortSignal.timeout(5000) })).text();
+    const live = Number((metrics.match(/^portcast_whep_sessions (\d+)/m) || [])[1]);
+    check(live === 0, `portcast_whep_sessions ${live} after both players stopped`);
+  }],
 ];
 
 let interrupted = false;

@@ -129,7 +129,13 @@ if ((${#missing[@]})); then
   fi
 fi
 command -v node >/dev/null || { log "node (>= 20) is required"; exit 1; }
-if [[ ! -d $HERE/node_modules/playwright-core || ! -d $HERE/node_modules/puppeteer-core ]]; then
+# npm ci when any pinned package is missing (playwright-core, puppeteer-core for Firefox, and
+# the WHEP players of scenario n).
+missing_npm=0
+for pkg in playwright-core puppeteer-core whip-whep @eyevinn/webrtc-player; do
+  [[ -d $HERE/node_modules/$pkg ]] || missing_npm=1
+done
+if ((missing_npm)); then
   log "npm ci in $HERE"
   (cd "$HERE" && timeout 300 npm ci --no-audit --no-fund)
 fi

@@ -642,8 +642,8 @@ impl Server {
                         i.set_watched(&avatar, codec, watched);
                     }
                 }
-                Output::SessionClosed { conn, .. } => {
-                    if self.whep_closed(Instant::now(), conn) {
+                Output::SessionClosed { conn, reason, .. } => {
+                    if self.whep_closed(Instant::now(), conn, reason.code()) {
                         continue;
                     }
                     if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {

@@ -94,6 +94,11 @@ pub(crate) const ROUTES: &[Route<Answer>] = &[
         answer: Answer::Act(Server::whep_delete),
     },
     Route {
+        method: "PATCH",
+        path: "/whep/sessions/{session_id}",
+        answer: Answer::Act(Server::whep_patch),
+    },
+    Route {
         method: "OPTIONS",
         path: "/whep/sessions/{session_id}",
         answer: Answer::Respond(Server::whep_preflight_session),

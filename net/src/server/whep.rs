@@ -13,8 +13,8 @@
 //! tokens are required), on consent loss, or on a timeout. The server is
 //! ICE-lite with a complete answer, so there is no trickle: `PATCH` gets 405.
 
-use std::collections::HashMap;
-use std::time::{Instant, SystemTime};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::Token;
 use portcast_engine::{ConnId, ConnectInfo, EndReason, SessionId};
@@ -31,6 +31,13 @@ const VIRTUAL_BASE: u64 = 1 << 40;
 /// Where a session's resource lives (`Location`).
 const SESSIONS_PATH: &str = "/whep/sessions/";
 
+/// How long an ended session's id still answers a `DELETE` with 200: a player
+/// that closes its peer connection before it deletes (whip-whep does) finds its
+/// session already ended by the DTLS close, which is what it asked for.
+const ENDED_MEMORY: Duration = Duration::from_secs(60);
+/// Most ended ids remembered (each is ~50 bytes).
+const ENDED_MAX: usize = 1024;
+
 /// WHEP sessions and the offers waiting for the engine's reply.
 #[derive(Debug, Default)]
 pub(crate) struct Whep {
@@ -41,6 +48,8 @@ pub(crate) struct Whep {
     /// Live sessions: id -> virtual connection and avatar, and back.
     sessions: HashMap<String, (ConnId, String)>,
     by_conn: HashMap<ConnId, String>,
+    /// Sessions that ended without a DELETE, oldest first: id, when, why.
+    ended: VecDeque<(String, Instant, &'static str)>,
 }
 
 impl Whep {
@@ -181,13 +190,22 @@ impl Server {
         true
     }
 
-    /// A session on a WHEP connection ended (true when `conn` was WHEP's).
-    pub(crate) fn whep_closed(&mut self, now: Instant, conn: ConnId) -> bool {
+    /// A session on a WHEP connection ended for `reason` (true when `conn` was WHEP's).
+    pub(crate) fn whep_closed(&mut self, now: Instant, conn: ConnId, reason: &'static str) -> bool {
         if !Whep::owns(conn) {
             return false;
         }
         if let Some(id) = self.whep.by_conn.remove(&conn) {
             self.whep.sessions.remove(&id);
+            let ended = &mut self.whep.ended;
+            while ended.len() >= ENDED_MAX
+                || ended
+                    .front()
+                    .is_some_and(|(_, at, _)| now.saturating_duration_since(*at) > ENDED_MEMORY)
+            {
+                ended.pop_front();
+            }
+            ended.push_back((id, now, reason));
         }
         self.engine.close_connection(now, conn);
         true
@@ -199,6 +217,18 @@ impl Server {
         let (now, head, session_id) = (r.now, r.head, r.param);
         let origin = head.header("origin");
         let Some((conn, avatar)) = self.whep.sessions.get(session_id) else {
+            let recent = self.whep.ended.iter().find(|(id, at, _)| {
+                id == session_id && now.saturating_duration_since(*at) <= ENDED_MEMORY
+            });
+            if let Some((_, _, reason)) = recent {
+                let text = format!("session already ended ({reason})\n");
+                return Some(response_with(
+                    "200 OK",
+                    "text/plain; charset=utf-8",
+                    &cors(origin),
+                    text.as_bytes(),
+                ));
+            }
             return Some(whep_error(
                 "unknown_session",
                 "no live WHEP session has this URL (it ended, or never existed)",
@@ -224,14 +254,33 @@ impl Server {
         ))
     }
 
+    /// `PATCH /whep/sessions/{id}` (trickle or ICE restart): not offered by
+    /// an ICE-lite server whose answer is complete; 405, readable cross-origin.
+    pub(crate) fn whep_patch(&mut self, r: &Request<'_>) -> Option<Vec<u8>> {
+        let origin = r.head.header("origin");
+        let body = portcast_engine::signaling::server_error(
+            "trickle_not_supported",
+            "this server is ICE-lite and its answer is complete: no trickle candidates or ICE restarts",
+        );
+        let mut headers = vec![("Allow", "DELETE, OPTIONS")];
+        headers.extend(cors(origin));
+        Some(response_with(
+            "405 Method Not Allowed",
+            "application/json",
+            &headers,
+            body.as_bytes(),
+        ))
+    }
+
     /// `OPTIONS /whep/{avatar_id}`: CORS preflight for the POST.
     pub(crate) fn whep_preflight_endpoint(&self, head: &Head) -> Vec<u8> {
         self.preflight(head, "POST, OPTIONS")
     }
 
-    /// `OPTIONS /whep/sessions/{id}`: CORS preflight for the DELETE.
+    /// `OPTIONS /whep/sessions/{id}`: CORS preflight for the DELETE (and the
+    /// PATCH a trickling player sends, so it can read the 405).
     pub(crate) fn whep_preflight_session(&self, head: &Head) -> Vec<u8> {
-        self.preflight(head, "DELETE, OPTIONS")
+        self.preflight(head, "DELETE, PATCH, OPTIONS")
     }
 
     fn preflight(&self, head: &Head, methods: &str) -> Vec<u8> {
@@ -251,10 +300,12 @@ impl Server {
                 "Authorization, Content-Type, If-Match",
             ),
             ("Access-Control-Max-Age", "600"),
-            ("Accept-Post", "application/sdp"),
         ];
+        if methods.starts_with("POST") {
+            headers.push(("Accept-Post", "application/sdp"));
+        }
         headers.extend(cors(origin));
-        response_with("204 No Content", "text/plain", &headers, b"")
+        response_with("204 No Content", "", &headers, b"")
     }
 }
 
