@@ -147,6 +147,9 @@ fn engine_config(c: &config::Config) -> EngineConfig {
                 public: SocketAddr::new(s.webrtc_public_ip, p.public),
             })
             .collect(),
+        ice_tcp: s
+            .ice_tcp_port
+            .map(|port| SocketAddr::new(s.webrtc_public_ip, port)),
         // Every avatar with a picture: the test-pattern ones and a `--source` file's.
         avatars: c
             .avatars

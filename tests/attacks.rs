@@ -526,3 +526,54 @@ fn health_readiness_and_metrics_answer() {
     );
     assert!(m.contains("# EOF"));
 }
+
+/// An RFC 4571 frame: the 2-byte length, then the packet.
+fn framed(packet: &[u8]) -> Vec<u8> {
+    let mut f = (packet.len() as u16).to_be_bytes().to_vec();
+    f.extend_from_slice(packet);
+    f
+}
+
+#[test]
+fn junk_on_the_ice_tcp_path_is_closed_and_counted() {
+    // ICE-TCP on: the signaling listener also takes RFC 4571-framed connections.
+    let d = InProc::start(|c| c.engine.ice_tcp = Some(SocketAddr::from(([127, 0, 0, 1], 9))));
+    let drops = |reason: &str| {
+        metric(
+            &d.http_get("/metrics"),
+            &format!("portcast_drops_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        // A length over the 4096-byte frame limit, and a zero length.
+        (
+            "huge length prefix",
+            vec![0x1f, 0xff, 0, 1],
+            "ice_tcp_bad_frame",
+        ),
+        ("zero length", vec![0, 0], "ice_tcp_bad_frame"),
+        // A STUN request for no session, then junk frames: never taken by a session.
+        (
+            "unknown ufrag then junk",
+            [framed(&forged_stun("nosuchufrag", 7)), framed(&[0xde; 300])].concat(),
+            "head_timeout",
+        ),
+        // Half-open: one byte of a length prefix, then nothing.
+        ("half-open", vec![0x00], "head_timeout"),
+    ];
+    for (what, bytes, reason) in cases {
+        let before = drops(reason);
+        let mut s = TcpStream::connect(d.signal).unwrap();
+        s.write_all(&bytes).unwrap();
+        let closed = time_to_close(&mut s, Duration::from_secs(5));
+        let closed = closed.unwrap_or_else(|| panic!("{what}: not closed"));
+        assert!(
+            closed < Duration::from_secs(3),
+            "{what}: closed after {closed:?}"
+        );
+        assert!(drops(reason) > before, "{what}: {reason} not counted");
+        d.assert_fresh_viewer_streams(&format!("after-{}", what.replace(' ', "-")));
+    }
+    // HTTP on the same port is untouched.
+    assert!(d.http_get("/healthz").starts_with("HTTP/1.1 200"));
+}

@@ -10,6 +10,8 @@
 
 use std::net::SocketAddr;
 
+use str0m::net::Protocol;
+
 use crate::ids::SocketId;
 
 /// One UDP socket of the daemon: where it is bound and what is announced for it.
@@ -52,10 +54,14 @@ impl std::fmt::Display for AddressError {
 
 impl std::error::Error for AddressError {}
 
-/// The daemon's UDP sockets with their public addresses.
+/// The daemon's UDP sockets with their public addresses, and the public
+/// address of its ICE-TCP candidate, if it has one: that one is
+/// `SocketId(len())`, one past the UDP sockets, and its "datagrams" are the
+/// RFC 4571 frames of every ICE-TCP connection.
 #[derive(Debug, Clone)]
 pub struct SocketTable {
     specs: Vec<SocketSpec>,
+    tcp: Option<SocketAddr>,
 }
 
 impl SocketTable {
@@ -72,7 +78,30 @@ impl SocketTable {
                 return Err(AddressError::DuplicatePublic(s.public));
             }
         }
-        Ok(SocketTable { specs })
+        Ok(SocketTable { specs, tcp: None })
+    }
+
+    /// Adds the passive ICE-TCP candidate's public address.
+    pub fn with_ice_tcp(mut self, public: SocketAddr) -> Result<Self, AddressError> {
+        if public.ip().is_unspecified() || public.port() == 0 {
+            return Err(AddressError::NotRoutable(public));
+        }
+        self.tcp = Some(public);
+        Ok(self)
+    }
+
+    /// The id ICE-TCP frames arrive on and leave by, when ICE-TCP is on.
+    pub fn ice_tcp(&self) -> Option<(SocketId, SocketAddr)> {
+        self.tcp.map(|a| (SocketId(self.specs.len()), a))
+    }
+
+    /// The protocol of socket `id`: TCP for the ICE-TCP id, UDP otherwise.
+    pub fn protocol(&self, id: SocketId) -> Protocol {
+        if self.ice_tcp().is_some_and(|(t, _)| t == id) {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        }
     }
 
     /// Number of sockets.
@@ -97,11 +126,17 @@ impl SocketTable {
 
     /// Destination to give str0m for a datagram that arrived on `id`: the public address.
     pub fn receive_destination(&self, id: SocketId) -> Option<SocketAddr> {
-        self.get(id).map(|s| s.public)
+        match self.ice_tcp() {
+            Some((t, public)) if t == id => Some(public),
+            _ => self.get(id).map(|s| s.public),
+        }
     }
 
-    /// The local socket that must send a transmit str0m sourced from `public`.
-    pub fn socket_for_transmit(&self, public: SocketAddr) -> Option<SocketId> {
+    /// The socket that must send a transmit str0m sourced from `public` over `proto`.
+    pub fn socket_for_transmit(&self, public: SocketAddr, proto: Protocol) -> Option<SocketId> {
+        if proto == Protocol::Tcp {
+            return self.ice_tcp().filter(|(_, a)| *a == public).map(|(t, _)| t);
+        }
         self.specs
             .iter()
             .position(|s| s.public == public)
@@ -144,16 +179,39 @@ mod tests {
     #[test]
     fn transmit_from_public_address_goes_out_of_its_local_socket() {
         let t = forwarded();
+        let udp = Protocol::Udp;
         assert_eq!(
-            t.socket_for_transmit(addr("198.18.0.1:20111")),
+            t.socket_for_transmit(addr("198.18.0.1:20111"), udp),
             Some(SocketId(0))
         );
         assert_eq!(
-            t.socket_for_transmit(addr("198.18.0.1:20112")),
+            t.socket_for_transmit(addr("198.18.0.1:20112"), udp),
             Some(SocketId(1))
         );
         // The local address is never what str0m names as a source.
-        assert_eq!(t.socket_for_transmit(addr("127.0.0.1:10111")), None);
+        assert_eq!(t.socket_for_transmit(addr("127.0.0.1:10111"), udp), None);
+    }
+
+    #[test]
+    fn ice_tcp_is_one_more_socket_told_apart_by_protocol() {
+        // The same public port on TCP and UDP: the protocol decides.
+        let t = forwarded().with_ice_tcp(addr("198.18.0.1:20111")).unwrap();
+        assert_eq!(t.ice_tcp(), Some((SocketId(2), addr("198.18.0.1:20111"))));
+        assert_eq!(t.protocol(SocketId(2)), Protocol::Tcp);
+        assert_eq!(t.protocol(SocketId(0)), Protocol::Udp);
+        assert_eq!(
+            t.socket_for_transmit(addr("198.18.0.1:20111"), Protocol::Tcp),
+            Some(SocketId(2))
+        );
+        assert_eq!(
+            t.socket_for_transmit(addr("198.18.0.1:20111"), Protocol::Udp),
+            Some(SocketId(0))
+        );
+        assert_eq!(
+            t.receive_destination(SocketId(2)),
+            Some(addr("198.18.0.1:20111"))
+        );
+        assert!(forwarded().with_ice_tcp(addr("0.0.0.0:10110")).is_err());
     }
 
     #[test]

@@ -257,7 +257,7 @@ impl<'a> Checker<'a> {
             .map(|(i, (_, v))| (i, v))
             .collect();
         for (section, value) in lines {
-            match host_udp_candidate(value) {
+            match host_candidate(value) {
                 Some(addr) if public.contains(&addr) => self.out.facts.candidates.push(addr),
                 Some(addr) => self.violate(
                     Rule::Candidates,
@@ -265,7 +265,7 @@ impl<'a> Checker<'a> {
                 ),
                 None => self.violate(
                     Rule::Candidates,
-                    format!("a=candidate:{value} is not a udp host candidate"),
+                    format!("a=candidate:{value} is neither a udp host nor a passive tcp host candidate"),
                 ),
             }
             let on_accepted = section.is_some_and(|i| {
@@ -659,13 +659,22 @@ fn attr_for_pt<'a>(m: &MediaText<'a>, name: &str, pt: u8) -> Option<&'a str> {
 }
 
 /// The address of `candidate:<foundation> <component> udp <priority> <ip> <port> typ host ...`.
-fn host_udp_candidate(value: &str) -> Option<SocketAddr> {
+/// The address of a UDP host candidate, or of a passive TCP host candidate
+/// (RFC 6544: the only TCP kind an ICE-lite server can offer).
+fn host_candidate(value: &str) -> Option<SocketAddr> {
     let f: Vec<&str> = value.split(' ').collect();
+    let addr = |ip: &str, port: &str| Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?));
     match f[..] {
         [_, _, transport, _, ip, port, "typ", "host", ..]
             if transport.eq_ignore_ascii_case("udp") =>
         {
-            Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+            addr(ip, port)
+        }
+        [_, _, transport, _, ip, port, "typ", "host", ref rest @ ..]
+            if transport.eq_ignore_ascii_case("tcp")
+                && rest.windows(2).any(|w| w == ["tcptype", "passive"]) =>
+        {
+            addr(ip, port)
         }
         _ => None,
     }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::media::{Frequency, MediaTime};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Receive, TcpType};
 use str0m::{Candidate, IceCreds, Input, Rtc};
 
 use crate::address::{AddressError, SocketSpec, SocketTable};
@@ -31,6 +31,10 @@ use crate::signaling::{self, ClientMessage, Offer, SignalError};
 pub struct EngineConfig {
     /// The UDP sockets and the public address announced for each.
     pub sockets: Vec<SocketSpec>,
+    /// The public address of a passive ICE-TCP candidate (RFC 6544) to
+    /// announce beside the UDP one, for viewers whose network blocks UDP; its
+    /// frames arrive as datagrams on `SocketTable::ice_tcp`'s id. `None`: UDP only.
+    pub ice_tcp: Option<SocketAddr>,
     /// Avatars viewers may ask for.
     pub avatars: Vec<AvatarId>,
     /// Avatars with a voice: their viewers' offers get an Opus audio m-line accepted.
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             sockets: Vec::new(),
+            ice_tcp: None,
             avatars: vec![AvatarId::parse("test-pattern").expect("a valid literal name")],
             // The built-in test pattern speaks (it beeps with its flash), as in the daemon.
             audio_avatars: vec![AvatarId::parse("test-pattern").expect("a valid literal name")],
@@ -279,7 +284,10 @@ impl Engine {
     /// Validates the config and generates the DTLS certificate shared by all
     /// sessions; `now` is the engine's first notion of time (it reads no clock).
     pub fn new(config: EngineConfig, now: Instant) -> Result<Self, EngineError> {
-        let sockets = SocketTable::new(config.sockets.clone()).map_err(EngineError::Address)?;
+        let mut sockets = SocketTable::new(config.sockets.clone()).map_err(EngineError::Address)?;
+        if let Some(public) = config.ice_tcp {
+            sockets = sockets.with_ice_tcp(public).map_err(EngineError::Address)?;
+        }
         config.check(|a| config.avatars.contains(a))?;
         // One certificate for every session: generating one costs ~0.7 ms,
         // which would dominate offer-to-answer time.
@@ -489,7 +497,8 @@ impl Engine {
                 return;
             }
         };
-        let Ok(recv) = Receive::new(Protocol::Udp, d.from, destination, bytes) else {
+        let proto = self.sockets.protocol(d.socket);
+        let Ok(recv) = Receive::new(proto, d.from, destination, bytes) else {
             self.stats.drop_malformed.inc();
             return;
         };
@@ -930,6 +939,17 @@ impl Engine {
         let candidate = Candidate::host(public, "udp")
             .map_err(|e| SignalError::OfferRejected(format!("candidate {public}: {e}")))?;
         rtc.add_local_candidate(candidate);
+        if let Some((_, tcp)) = self.sockets.ice_tcp() {
+            // Passive: the viewer connects to it (RFC 6544); UDP's type
+            // preference keeps it the lower-priority pair when both work.
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| SignalError::OfferRejected(format!("candidate {tcp}: {e}")))?;
+            rtc.add_local_candidate(candidate);
+        }
         let answer = rtc
             .sdp_api()
             .accept_offer(sdp_offer)

@@ -132,7 +132,9 @@ impl Replayer {
             .map(|a| a.as_str().to_string())
             .unwrap_or_else(|| "test-pattern".into());
         let engine = Engine::new(config, clock())?;
-        let public = engine.sockets().specs().iter().map(|s| s.public).collect();
+        let sockets = engine.sockets();
+        let udp = sockets.specs().iter().map(|s| s.public);
+        let public = udp.chain(sockets.ice_tcp().map(|(_, a)| a)).collect();
         Ok(Replayer {
             engine,
             public,

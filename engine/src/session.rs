@@ -323,7 +323,7 @@ impl Session {
                     break;
                 }
                 Ok(RtcOutput::Transmit(t)) => {
-                    let Some(socket) = ctx.sockets.socket_for_transmit(t.source) else {
+                    let Some(socket) = ctx.sockets.socket_for_transmit(t.source, t.proto) else {
                         log::warn!(
                             "session {}: str0m sent from {} which is no configured public address; dropped",
                             self.id,

@@ -1,5 +1,7 @@
 //! One TCP connection on the signaling port: an HTTP request head, then either
-//! a plain response or a WebSocket carrying the seed's JSON messages.
+//! a plain response or a WebSocket carrying the seed's JSON messages; or, told
+//! apart by its first byte, an ICE-TCP connection (RFC 6544) carrying STUN,
+//! DTLS and SRTP in RFC 4571 frames (a 2-byte length, then the packet).
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
@@ -43,7 +45,21 @@ pub enum ConnEvent {
     TooLarge,
     /// Messages arrive faster than allowed; the connection is closing.
     RateLimited,
+    /// The connection is ICE-TCP (its first byte is no HTTP method's).
+    IceTcpOpened,
+    /// One RFC 4571 frame arrived on an ICE-TCP connection: a packet for the engine.
+    Frame(Vec<u8>),
+    /// An ICE-TCP frame length of 0 or over [`MAX_ICE_TCP_FRAME`]; the connection is closing.
+    BadFrame(usize),
 }
+
+/// Largest RFC 4571 frame taken from an ICE-TCP peer: one STUN, DTLS or SRTP
+/// packet, which browsers keep under their ~1200-byte MTU.
+pub const MAX_ICE_TCP_FRAME: usize = 4096;
+
+/// Bytes queued for a slow ICE-TCP viewer before further packets are dropped
+/// (about half a second of a 2 Mbit/s stream): newest loses, the loop never blocks.
+pub const MAX_ICE_TCP_QUEUE: usize = 128 * 1024;
 
 /// Limits for one connection.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,6 +72,8 @@ pub struct ConnLimits {
     pub max_write_buffer: usize,
     /// Steady WebSocket messages per second allowed per connection.
     pub messages_per_sec: f64,
+    /// Whether a connection may be ICE-TCP (the engine announces a TCP candidate).
+    pub ice_tcp: bool,
     /// Messages allowed in a burst above the steady rate.
     pub message_burst: f64,
 }
@@ -69,6 +87,7 @@ impl Default for ConnLimits {
             // The viewer page sends one client_stats a second; 10/s is ample.
             messages_per_sec: 10.0,
             message_burst: 20.0,
+            ice_tcp: false,
         }
     }
 }
@@ -111,6 +130,13 @@ enum State {
         ws: Box<WebSocket<TcpStream>>,
         closing: bool,
     },
+    /// ICE-TCP: RFC 4571 frames both ways.
+    Framed {
+        stream: TcpStream,
+        rbuf: Vec<u8>,
+        wbuf: Vec<u8>,
+        wpos: usize,
+    },
     Done,
 }
 
@@ -128,6 +154,12 @@ pub struct Conn {
     pub accepted: Instant,
     /// When the WebSocket opened, if it did.
     pub ws_opened: Option<Instant>,
+    /// For ICE-TCP: the peer's address, as the engine knows it.
+    pub peer: Option<std::net::SocketAddr>,
+    /// For ICE-TCP: whether the engine answered it (a session owns its frames).
+    pub bound: bool,
+    /// For ICE-TCP: when the last frame arrived.
+    pub last_frame: Option<Instant>,
     limits: ConnLimits,
     bucket: TokenBucket,
 }
@@ -142,6 +174,9 @@ impl Conn {
             },
             accepted: now,
             ws_opened: None,
+            peer: None,
+            bound: false,
+            last_frame: None,
             limits,
             bucket: TokenBucket {
                 tokens: limits.message_burst,
@@ -150,10 +185,20 @@ impl Conn {
         }
     }
 
-    /// Whether the request head (or its body) is still being read: the head
-    /// timeout applies to both, so a slow body is closed like a slow head.
+    /// Whether the request head (or its body) is still being read, or an
+    /// ICE-TCP connection has not yet been taken by a session: the head timeout
+    /// applies to all of them, so slow heads, slow bodies and junk frames close alike.
     pub fn reading_head(&self) -> bool {
-        matches!(self.state, State::Head { .. } | State::Body { .. })
+        match self.state {
+            State::Head { .. } | State::Body { .. } => true,
+            State::Framed { .. } => !self.bound,
+            _ => false,
+        }
+    }
+
+    /// Whether this is an ICE-TCP connection.
+    pub fn is_ice_tcp(&self) -> bool {
+        matches!(self.state, State::Framed { .. })
     }
 
     /// Whether this is an open WebSocket.
@@ -171,6 +216,7 @@ impl Conn {
         match &mut self.state {
             State::Head { stream, .. }
             | State::Body { stream, .. }
+            | State::Framed { stream, .. }
             | State::Routed { stream }
             | State::Respond { stream, .. } => Some(stream),
             State::Ws { ws, .. } => Some(ws.get_mut()),
@@ -220,6 +266,15 @@ impl Conn {
                     pos: 0,
                     upgrade,
                 },
+                Ok(Some(Routing::Framed(rbuf))) => {
+                    out.push(ConnEvent::IceTcpOpened);
+                    State::Framed {
+                        stream,
+                        rbuf,
+                        wbuf: Vec::new(),
+                        wpos: 0,
+                    }
+                }
                 Ok(Some(Routing::Server(route, head))) => {
                     out.push(ConnEvent::Request {
                         route,
@@ -330,8 +385,58 @@ impl Conn {
                     State::Done
                 }
             }
+            State::Framed {
+                mut stream,
+                mut rbuf,
+                wbuf,
+                wpos,
+            } => {
+                let before = out.len();
+                let open = read_frames_4571(&mut stream, &mut rbuf, out);
+                if out.len() > before {
+                    self.last_frame = Some(Instant::now());
+                }
+                if open {
+                    State::Framed {
+                        stream,
+                        rbuf,
+                        wbuf,
+                        wpos,
+                    }
+                } else {
+                    State::Done
+                }
+            }
             State::Done => State::Done,
         };
+    }
+
+    /// Queues one packet as an RFC 4571 frame on an ICE-TCP connection and
+    /// writes what the socket takes; false when it was dropped because the
+    /// viewer's queue is full (or this is no ICE-TCP connection).
+    pub fn send_frame(&mut self, packet: &[u8]) -> bool {
+        let State::Framed {
+            stream, wbuf, wpos, ..
+        } = &mut self.state
+        else {
+            return false;
+        };
+        let Ok(len) = u16::try_from(packet.len()) else {
+            return false;
+        };
+        if wbuf.len() - *wpos + 2 + packet.len() > MAX_ICE_TCP_QUEUE {
+            return false;
+        }
+        if *wpos > 0 && *wpos == wbuf.len() {
+            wbuf.clear();
+            *wpos = 0;
+        }
+        wbuf.extend_from_slice(&len.to_be_bytes());
+        wbuf.extend_from_slice(packet);
+        if write_some(stream, wbuf, wpos).is_err() {
+            self.state = State::Done;
+        }
+        true
     }
 
     /// Answers a request the server routed to itself (see [`ConnEvent::Request`]).
@@ -392,6 +497,20 @@ impl Conn {
 
     /// Writes what is buffered (on a writable event).
     pub fn flush(&mut self) {
+        if let State::Framed {
+            stream, wbuf, wpos, ..
+        } = &mut self.state
+        {
+            match write_some(stream, wbuf, wpos) {
+                Ok(true) => {
+                    wbuf.clear();
+                    *wpos = 0;
+                }
+                Ok(false) => {}
+                Err(_) => self.state = State::Done,
+            }
+            return;
+        }
         if let State::Ws { ws, .. } = &mut self.state {
             match ws.flush() {
                 Ok(()) => {}
@@ -423,6 +542,8 @@ enum Routing {
     Respond(Vec<u8>, Option<Upgrade>),
     /// The loop answers route `.0` of the routes table.
     Server(usize, Head),
+    /// ICE-TCP: RFC 4571 frames follow (the bytes read so far).
+    Framed(Vec<u8>),
     /// Read a `len`-byte body (`body` holds what came with the head), then the loop answers.
     Body {
         route: usize,
@@ -452,6 +573,11 @@ fn read_head(
         if buf.len() > max_head {
             break;
         }
+    }
+    // No HTTP method starts with a control byte; an RFC 4571 length prefix of
+    // a STUN request (under 1 KiB) does.
+    if limits.ice_tcp && buf.first().is_some_and(|b| *b < 0x20) {
+        return Ok(Some(Routing::Framed(std::mem::take(buf))));
     }
     let head = match http::parse_head(buf, max_head) {
         Ok(None) => return Ok(None),
@@ -513,6 +639,36 @@ fn read_body(stream: &mut TcpStream, body: &mut Vec<u8>, len: usize) -> Result<b
         }
     }
     Ok(true)
+}
+
+/// Reads what is there and emits every complete RFC 4571 frame; false when
+/// the connection is over (closed, failed, or a bad length).
+fn read_frames_4571(stream: &mut TcpStream, rbuf: &mut Vec<u8>, out: &mut Vec<ConnEvent>) -> bool {
+    let mut chunk = [0u8; 8192];
+    loop {
+        // Whole frames out first: rbuf never holds more than one partial frame plus a chunk.
+        let mut at = 0;
+        while rbuf.len() - at >= 2 {
+            let len = usize::from(u16::from_be_bytes([rbuf[at], rbuf[at + 1]]));
+            if len == 0 || len > MAX_ICE_TCP_FRAME {
+                out.push(ConnEvent::BadFrame(len));
+                return false;
+            }
+            if rbuf.len() - at < 2 + len {
+                break;
+            }
+            out.push(ConnEvent::Frame(rbuf[at + 2..at + 2 + len].to_vec()));
+            at += 2 + len;
+        }
+        rbuf.drain(..at);
+        match stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => rbuf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
 }
 
 /// Reads every complete frame; false when the connection is over.

@@ -45,6 +45,10 @@ pub struct Settings {
           default_value_t = 9000, value_parser = Port)]
     pub signal_port: u16,
 
+    /// Public TCP port of a passive ICE-TCP candidate added to every answer (RFC 6544), for viewers whose network blocks UDP: the port forwarded to --signal-port (e.g. 10110); ICE-TCP shares the signaling listener [default: off]
+    #[arg(long, env = "PORTCAST_ICE_TCP_PORT", value_name = "PORT", value_parser = Port)]
+    pub ice_tcp_port: Option<u16>,
+
     /// Maximum concurrent viewer sessions, 1-10000
     #[arg(long, env = "PORTCAST_MAX_SESSIONS", value_name = "N",
           default_value_t = 200, value_parser = Int::<usize>::count(1, MAX_SESSIONS))]

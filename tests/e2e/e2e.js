@@ -4,7 +4,7 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const { spawn } = require('child_process');
+const { spawn, spawnSync } = require('child_process');
 const readline = require('readline');
 const { chromium } = require('playwright-core');
 
@@ -741,6 +741,39 @@ const scenarios = [
     const metrics = await (await fetch(new URL('/metrics', PAGE), { signal: AbortSignal.timeout(5000) })).text();
     const live = Number((metrics.match(/^portcast_whep_sessions (\d+)/m) || [])[1]);
     check(live === 0, `portcast_whep_sessions ${live} after both players stopped`);
+  }],
+
+  ['o. with UDP blocked, Chromium plays over ICE-TCP through the signaling port; with UDP open it picks UDP', async () => {
+    // Only in netns mode: the client namespace's own firewall drops its UDP (loopback mode
+    // shares one namespace with the daemon). The NAT box forwards TCP 10110 only, the port the
+    // answer's passive TCP candidate names (run.sh starts the daemon with --ice-tcp-port 10110).
+    if (MODE !== 'netns') { console.log('    skipped: needs the client namespace (netns mode)'); return; }
+    const udpOpen = await openPage({ session: rid('o'), autoconnect: '1' });
+    const open = await waitFrames(udpOpen, 30, 20000);
+    const tcpLine = (await udpOpen.evaluate(() => window.portcastSdp.answer)).split('\r\n')
+      .find((l) => / tcp /i.test(l) && /a=candidate/.test(l));
+    console.log(`    UDP open: ${open.candidate_protocol} ${open.remote_candidate}; answer's TCP candidate: ${tcpLine}`);
+    check(open.candidate_protocol === 'udp', `with UDP open the pair is ${open.candidate_protocol}`);
+    check(tcpLine && / tcptype passive/.test(tcpLine) && tcpLine.includes(`${PUBLIC_IP} 10110 typ host`),
+      `the answer has no passive TCP candidate at ${PUBLIC_IP}:10110: ${tcpLine}`);
+    await udpOpen.close();
+    const block = spawnSync('iptables', ['-w', '-A', 'OUTPUT', '-p', 'udp', '-j', 'DROP']);
+    check(block.status === 0, `iptables (client namespace) failed: ${block.stderr}`);
+    try {
+      const page = await openPage({ session: rid('o'), autoconnect: '1' });
+      const t0 = Date.now();
+      const s = await waitFrames(page, 60, 25000);
+      const g = await page.evaluate(() => window.portcastTimings);
+      console.log(`    UDP blocked: ${s.candidate_protocol} ${s.local_candidate} -> ${s.remote_candidate},`
+        + ` ${s.frames_decoded} frames, ${s.width}x${s.height}, first frame ${(g.firstFrame - g.connectClicked).toFixed(0)} ms`
+        + ` after connect (${Date.now() - t0} ms to 60 frames)`);
+      check(s.candidate_protocol === 'tcp', `with UDP blocked the pair is ${s.candidate_protocol}`);
+      check(s.remote_candidate === `${PUBLIC_IP}:10110`, `remote candidate ${s.remote_candidate}`);
+      noPageErrors(page);
+      await page.close();
+    } finally {
+      spawnSync('iptables', ['-w', '-D', 'OUTPUT', '-p', 'udp', '-j', 'DROP']);
+    }
   }],
 ];
 

@@ -74,6 +74,8 @@ pub struct Server {
     capture: OfferCapture,
     /// WHEP sessions and offers in flight (see `whep.rs`).
     whep: whep::Whep,
+    /// ICE-TCP connections by the remote address the engine knows them by.
+    ice_tcp: HashMap<SocketAddr, Token>,
     ingest: Option<IngestHub>,
     config: ServerConfig,
     recv_buf: Box<[u8]>,
@@ -91,6 +93,8 @@ impl Server {
     /// client that can connect to it can also use the UDP ports and the ingest socket.
     pub fn bind(mut config: ServerConfig) -> Result<Server, NetError> {
         let poll = Poll::new()?;
+        // ICE-TCP shares the signaling listener: a connection may be framed only if it is on.
+        config.limits.ice_tcp = config.engine.ice_tcp.is_some();
         // The signaling port is claimed first (a port in use fails before any
         // thread starts) but listens last: once it accepts a connection, every
         // UDP socket, the ingest socket and every source already exist, so
@@ -218,6 +222,7 @@ impl Server {
             signals,
             capture,
             whep: whep::Whep::default(),
+            ice_tcp: HashMap::new(),
             ingest,
             config,
             recv_buf: vec![0u8; 2048].into_boxed_slice(),
@@ -526,6 +531,46 @@ impl Server {
                     log::info!("{id}: over the message rate; closed");
                     self.metrics.connection_dropped("rate_limited");
                 }
+                ConnEvent::IceTcpOpened => {
+                    let peer = self
+                        .conns
+                        .get_mut(&token)
+                        .and_then(|c| c.stream_mut())
+                        .and_then(|s| s.peer_addr().ok());
+                    match peer {
+                        Some(peer) => {
+                            log::debug!("{id}: ICE-TCP from {peer}");
+                            self.ice_tcp.insert(peer, token);
+                            if let Some(c) = self.conns.get_mut(&token) {
+                                c.peer = Some(peer);
+                            }
+                        }
+                        None => {
+                            if let Some(c) = self.conns.get_mut(&token) {
+                                c.abort();
+                            }
+                        }
+                    }
+                }
+                ConnEvent::Frame(bytes) => {
+                    let socket = self.engine.sockets().ice_tcp().map(|(id, _)| id);
+                    let peer = self.conns.get(&token).and_then(|c| c.peer);
+                    if let (Some(socket), Some(from)) = (socket, peer) {
+                        self.engine.handle_datagram(
+                            now,
+                            Datagram {
+                                socket,
+                                from,
+                                bytes: &bytes,
+                            },
+                        );
+                        self.drain_engine();
+                    }
+                }
+                ConnEvent::BadFrame(len) => {
+                    log::info!("{id}: ICE-TCP frame of {len} bytes; closed");
+                    self.metrics.connection_dropped("ice_tcp_bad_frame");
+                }
             }
         }
     }
@@ -609,6 +654,18 @@ impl Server {
             match self.engine.poll_output() {
                 Output::Timeout(at) => return at,
                 Output::Transmit(t) => {
+                    if let Some(token) = self.ice_tcp.get(&t.to).copied().filter(|_| {
+                        self.engine.sockets().ice_tcp().map(|(id, _)| id) == Some(t.socket)
+                    }) {
+                        if let Some(c) = self.conns.get_mut(&token) {
+                            // The engine answered this peer: a session owns the connection.
+                            c.bound = true;
+                            if !c.send_frame(&t.bytes) {
+                                self.metrics.connection_dropped("ice_tcp_queue_full");
+                            }
+                        }
+                        continue;
+                    }
                     if let Some(port) = self.udp.get_mut(t.socket.0) {
                         port.send(t.to, t.bytes);
                         self.datagrams_sent += 1;
@@ -657,9 +714,17 @@ impl Server {
     /// Closes connections that stall: slow request heads, and WebSockets that never offer.
     fn expire_heads(&mut self, now: Instant) {
         let timeout = self.config.head_timeout;
+        // A browser sends a consent check every few seconds on its selected pair.
+        let ice_tcp_idle = self.config.engine.consent_timeout + Duration::from_secs(5);
         let idle = self.config.idle_timeout;
         for (token, c) in self.conns.iter_mut() {
-            if c.reading_head() && now.saturating_duration_since(c.accepted) > timeout {
+            let frames_idle =
+                c.is_ice_tcp() && c.last_frame.unwrap_or(c.accepted) + ice_tcp_idle < now;
+            if frames_idle {
+                log::info!("closing an ICE-TCP connection silent for {ice_tcp_idle:?}");
+                self.metrics.connection_dropped("ice_tcp_idle");
+                c.abort();
+            } else if c.reading_head() && now.saturating_duration_since(c.accepted) > timeout {
                 log::info!("closing a connection that sent no complete request in {timeout:?}");
                 self.metrics.connection_dropped("head_timeout");
                 c.abort();
@@ -695,10 +760,15 @@ impl Server {
             .map(|(t, _)| *t)
             .collect();
         for token in done {
+            let mut c_peer = None;
             if let Some(mut c) = self.conns.remove(&token) {
                 if let Some(s) = c.stream_mut() {
                     let _ = self.poll.registry().deregister(s);
                 }
+                c_peer = c.peer;
+            }
+            if let Some(peer) = c_peer {
+                self.ice_tcp.remove(&peer);
             }
             self.engine.close_connection(now, ConnId(token.0 as u64));
             self.closed_since_trim += 1;
