@@ -147,8 +147,10 @@ fn engine_config(c: &config::Config) -> EngineConfig {
                 public: SocketAddr::new(s.webrtc_public_ip, p.public),
             })
             .collect(),
+        // On when either port is set; the candidate names the public one.
         ice_tcp: s
-            .ice_tcp_port
+            .ice_tcp_public_port
+            .or(s.ice_tcp_port)
             .map(|port| SocketAddr::new(s.webrtc_public_ip, port)),
         // Every avatar with a picture: the test-pattern ones and a `--source` file's.
         avatars: c
@@ -210,6 +212,8 @@ fn server_config(
     ServerConfig {
         bind_ip: s.bind_ip,
         signal_port: s.signal_port,
+        // Its own listener only when it differs from signaling's.
+        ice_tcp_port: s.ice_tcp_port.filter(|p| *p != s.signal_port),
         udp_ports: c
             .udp_ports
             .iter()

@@ -18,6 +18,8 @@ use tungstenite::Message;
 
 struct InProc {
     signal: SocketAddr,
+    /// The ICE-TCP-only listener, if configured.
+    ice_tcp: Option<SocketAddr>,
     udp: Vec<SocketSpec>,
     shutdown: ShutdownHandle,
     thread: Option<JoinHandle<()>>,
@@ -53,11 +55,13 @@ impl InProc {
         tune(&mut config);
         let server = Server::bind(config).expect("server binds");
         let signal = server.signal_addr();
+        let ice_tcp = server.ice_tcp_addr();
         let udp = server.udp_addrs();
         let shutdown = server.shutdown_handle();
         let thread = std::thread::spawn(move || server.run().expect("loop runs"));
         InProc {
             signal,
+            ice_tcp,
             udp,
             shutdown,
             thread: Some(thread),
@@ -576,4 +580,28 @@ fn junk_on_the_ice_tcp_path_is_closed_and_counted() {
     }
     // HTTP on the same port is untouched.
     assert!(d.http_get("/healthz").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn an_ice_tcp_only_listener_takes_frames_and_nothing_else() {
+    let d = InProc::start(|c| {
+        c.engine.ice_tcp = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
+        c.ice_tcp_port = Some(0);
+    });
+    let addr = d.ice_tcp.expect("an ICE-TCP listener of its own");
+    assert_ne!(addr.port(), d.port());
+    let before = metric(
+        &d.http_get("/metrics"),
+        "portcast_drops_total{reason=\"ice_tcp_bad_frame\"}",
+    );
+    // HTTP there is read as a frame length ("GE" = 18245 bytes): refused as bad framing.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(time_to_close(&mut s, Duration::from_secs(5)).is_some());
+    let after = metric(
+        &d.http_get("/metrics"),
+        "portcast_drops_total{reason=\"ice_tcp_bad_frame\"}",
+    );
+    assert_eq!(after, before + 1);
+    d.assert_fresh_viewer_streams("after-ice-tcp-listener");
 }

@@ -74,6 +74,8 @@ pub struct ConnLimits {
     pub messages_per_sec: f64,
     /// Whether a connection may be ICE-TCP (the engine announces a TCP candidate).
     pub ice_tcp: bool,
+    /// Whether it must be: a connection of the ICE-TCP-only listener.
+    pub ice_tcp_only: bool,
     /// Messages allowed in a burst above the steady rate.
     pub message_burst: f64,
 }
@@ -88,6 +90,7 @@ impl Default for ConnLimits {
             messages_per_sec: 10.0,
             message_burst: 20.0,
             ice_tcp: false,
+            ice_tcp_only: false,
         }
     }
 }
@@ -576,7 +579,7 @@ fn read_head(
     }
     // No HTTP method starts with a control byte; an RFC 4571 length prefix of
     // a STUN request (under 1 KiB) does.
-    if limits.ice_tcp && buf.first().is_some_and(|b| *b < 0x20) {
+    if limits.ice_tcp_only || (limits.ice_tcp && buf.first().is_some_and(|b| *b < 0x20)) {
         return Ok(Some(Routing::Framed(std::mem::take(buf))));
     }
     let head = match http::parse_head(buf, max_head) {

@@ -45,7 +45,11 @@ pub struct Settings {
           default_value_t = 9000, value_parser = Port)]
     pub signal_port: u16,
 
-    /// Public TCP port of a passive ICE-TCP candidate added to every answer (RFC 6544), for viewers whose network blocks UDP: the port forwarded to --signal-port (e.g. 10110); ICE-TCP shares the signaling listener [default: off]
+    /// Public TCP port of a passive ICE-TCP candidate added to every answer (RFC 6544), for viewers whose network blocks UDP: the port forwarded to the ICE-TCP listener (e.g. 10110, forwarded to --signal-port) [default: --ice-tcp-port; off when neither is set]
+    #[arg(long, env = "PORTCAST_ICE_TCP_PUBLIC_PORT", value_name = "PORT", value_parser = Port)]
+    pub ice_tcp_public_port: Option<u16>,
+
+    /// Local TCP port of a listener for ICE-TCP only, for deployments with an HTTP proxy in front of signaling (turns ICE-TCP on) [default: ICE-TCP shares the --signal-port listener]
     #[arg(long, env = "PORTCAST_ICE_TCP_PORT", value_name = "PORT", value_parser = Port)]
     pub ice_tcp_port: Option<u16>,
 

@@ -746,7 +746,7 @@ const scenarios = [
   ['o. with UDP blocked, Chromium plays over ICE-TCP through the signaling port; with UDP open it picks UDP', async () => {
     // Only in netns mode: the client namespace's own firewall drops its UDP (loopback mode
     // shares one namespace with the daemon). The NAT box forwards TCP 10110 only, the port the
-    // answer's passive TCP candidate names (run.sh starts the daemon with --ice-tcp-port 10110).
+    // answer's passive TCP candidate names (run.sh starts the daemon with --ice-tcp-public-port 10110).
     if (MODE !== 'netns') { console.log('    skipped: needs the client namespace (netns mode)'); return; }
     const udpOpen = await openPage({ session: rid('o'), autoconnect: '1' });
     const open = await waitFrames(udpOpen, 30, 20000);

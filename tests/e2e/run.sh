@@ -108,7 +108,7 @@ if [[ ${1:-} == __loopback_inner ]]; then
     log "refusing: the loopback namespace has interfaces other than lo"; exit 1
   fi
   start_daemon "$PORTCAST_BIN" --bind-ip 127.0.0.1 --public-ip 127.0.0.1 \
-    --signal-port 19000 --udp-ports 19111-19115 --ingest-socket "$INGEST_SOCK" --ice-tcp-port 19000
+    --signal-port 19000 --udp-ports 19111-19115 --ingest-socket "$INGEST_SOCK" --ice-tcp-public-port 19000
   run_scenarios loopback http://127.0.0.1:19000/ 127.0.0.1 19111 19115
   exit $?
 fi
@@ -154,7 +154,7 @@ if [[ $MODE == auto || $MODE == netns ]]; then
   if netns_up; then
     echo "mode: netns"
     start_daemon ip netns exec "$D" "$PORTCAST_BIN" --bind-ip 198.18.2.2 --public-ip 198.18.1.1 \
-      --signal-port 9000 --udp-ports 10111-10115 --ingest-socket "$INGEST_SOCK" --ice-tcp-port 10110
+      --signal-port 9000 --udp-ports 10111-10115 --ingest-socket "$INGEST_SOCK" --ice-tcp-public-port 10110
     run_scenarios netns http://198.18.1.1:10110/ 198.18.1.1 10111 10115 ip netns exec "$C"
     exit $?
   fi

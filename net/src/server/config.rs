@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub bind_ip: IpAddr,
     /// TCP port for HTTP + WebSocket signaling (0 picks a free one).
     pub signal_port: u16,
+    /// A listener of its own for ICE-TCP (`engine.ice_tcp` on), when signaling
+    /// sits behind an HTTP proxy; `None` (or the signaling port) shares that listener.
+    pub ice_tcp_port: Option<u16>,
     /// UDP sockets.
     pub udp_ports: Vec<UdpPortSpec>,
     /// Avatars with built-in sources.
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
         ServerConfig {
             bind_ip: IpAddr::from([0, 0, 0, 0]),
             signal_port: 9000,
+            ice_tcp_port: None,
             udp_ports: Vec::new(),
             avatars: Vec::new(),
             engine: EngineConfig::default(),

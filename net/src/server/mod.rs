@@ -27,6 +27,7 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const INGEST: Token = Token(3);
+const ICE_TCP_LISTENER: Token = Token(4);
 const UDP_BASE: usize = 16;
 const CONN_BASE: usize = 1 << 20;
 
@@ -61,6 +62,8 @@ impl ShutdownHandle {
 pub struct Server {
     poll: Poll,
     listener: TcpListener,
+    /// The ICE-TCP-only listener, when ICE-TCP has a port of its own.
+    ice_tcp_listener: Option<TcpListener>,
     udp: Vec<UdpPort>,
     engine: Engine,
     conns: HashMap<Token, Conn>,
@@ -207,9 +210,25 @@ impl Server {
         let mut listener = TcpListener::from_std(signal_socket.into());
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let ice_tcp_listener = match config.ice_tcp_port.filter(|_| config.limits.ice_tcp) {
+            Some(port) => {
+                let addr = SocketAddr::new(config.bind_ip, port);
+                let socket = claim_tcp_port(addr).map_err(|e| NetError::Bind(addr, e))?;
+                socket
+                    .listen(LISTEN_BACKLOG)
+                    .map_err(|e| NetError::Bind(addr, e))?;
+                let mut l = TcpListener::from_std(socket.into());
+                poll.registry()
+                    .register(&mut l, ICE_TCP_LISTENER, Interest::READABLE)?;
+                log::info!("ICE-TCP listener on {}", l.local_addr()?);
+                Some(l)
+            }
+            None => None,
+        };
         Ok(Server {
             poll,
             listener,
+            ice_tcp_listener,
             udp,
             engine,
             conns: HashMap::new(),
@@ -241,6 +260,11 @@ impl Server {
     /// change there is logged and ignored.
     pub fn set_reloader(&mut self, reloader: Reloader) {
         self.reloader = Some(reloader);
+    }
+
+    /// The address of the ICE-TCP-only listener, if there is one.
+    pub fn ice_tcp_addr(&self) -> Option<SocketAddr> {
+        self.ice_tcp_listener.as_ref()?.local_addr().ok()
     }
 
     /// The address the signaling listener is bound to.
@@ -329,7 +353,8 @@ impl Server {
             let busy_since = now;
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept(now),
+                    LISTENER => self.accept(now, false),
+                    ICE_TCP_LISTENER => self.accept(now, true),
                     INGEST => {
                         if let Some(i) = self.ingest.as_mut() {
                             i.accept();
@@ -383,9 +408,18 @@ impl Server {
         }
     }
 
-    fn accept(&mut self, now: Instant) {
+    /// Accepts every pending connection of the signaling listener, or of the
+    /// ICE-TCP-only one (`ice_tcp_only`: its connections carry frames only).
+    fn accept(&mut self, now: Instant, ice_tcp_only: bool) {
+        let mut limits = self.config.limits;
+        limits.ice_tcp_only = ice_tcp_only;
         loop {
-            match self.listener.accept() {
+            let accepted = match (ice_tcp_only, self.ice_tcp_listener.as_ref()) {
+                (true, Some(l)) => l.accept(),
+                (true, None) => return,
+                (false, _) => self.listener.accept(),
+            };
+            match accepted {
                 Ok((mut stream, peer)) => {
                     if self.conns.len() >= self.config.max_connections {
                         self.metrics.connection_dropped("too_many_connections");
@@ -403,8 +437,7 @@ impl Server {
                         log::warn!("cannot register {peer}: {e}");
                         continue;
                     }
-                    self.conns
-                        .insert(token, Conn::new(stream, now, self.config.limits));
+                    self.conns.insert(token, Conn::new(stream, now, limits));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -811,6 +844,9 @@ impl Server {
             self.conns.len()
         );
         let _ = self.poll.registry().deregister(&mut self.listener);
+        if let Some(l) = self.ice_tcp_listener.as_mut() {
+            let _ = self.poll.registry().deregister(l);
+        }
         self.engine.shutdown(now);
         self.drain_engine();
         let until = now + self.config.shutdown_grace;
