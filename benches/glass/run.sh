@@ -9,6 +9,8 @@
 #   portcast        the daemon's busy test pattern at 1280x720, 30 fps, 2500 kbit/s, its voice
 #                   on (the default avatar speaks: the page takes the audio, lip sync applies)
 #   portcast-mute   the same with --test-pattern-audio off (video only, as the aiortc server)
+#   portcast-tcp    portcast (voice on) with --ice-tcp-public-port 10110 while the client namespace
+#                   drops all its UDP: media over ICE-TCP through the forwarded signaling port
 #   aiortc          benches/aiortc/server.py, the same picture, size, rate and bitrate
 #                   (reached straight at 198.18.2.2:8080 through the box, which routes it)
 #
@@ -26,7 +28,7 @@ E2E=$ROOT/tests/e2e
 PORTCAST_BIN=${PORTCAST_BIN:-$ROOT/target/release/portcast}
 SECONDS_EACH=${GLASS_SECONDS:-30}
 PAGES=${GLASS_PAGES:-10}
-SERVERS=${GLASS_SERVERS:-portcast,portcast-mute,aiortc}
+SERVERS=${GLASS_SERVERS:-portcast,portcast-mute,aiortc,portcast-tcp}
 OUT=${GLASS_OUT:-$ROOT/target/glass}
 # A bound on each server's whole measurement: the glass window, the fresh pages, start-up.
 T_SERVER=$((SECONDS_EACH + 20 * PAGES + 90))
@@ -58,13 +60,27 @@ trap 'exit 130' INT TERM
 C=pc-gc-$$ P=pc-gp-$$ D=pc-gd-$$
 netns_up >&2 || { log "the NAT topology could not be built"; exit 1; }
 
+# The rule lives in the client namespace: netns_down takes it away with the namespace.
+block_udp() { ip netns exec "$C" iptables -w -A OUTPUT -p udp -j DROP; }
+unblock_udp() { ip netns exec "$C" iptables -w -D OUTPUT -p udp -j DROP 2>/dev/null || true; }
+
+loop_cpu() { # loop_cpu PID: CPU seconds of the daemon's main (event loop) thread so far
+  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/task/$1/stat"
+}
+
 measure() { # measure NAME PAGE_URL [METRICS_URL]: glass.js in the client namespace
-  local name=$1 page=$2 metrics=${3:-}
+  local name=$1 page=$2 metrics=${3:-} cpu0="" t0=$SECONDS
+  [[ -n $metrics ]] && cpu0=$(loop_cpu "$SERVER_PID")
   ip netns exec "$C" env GLASS_NAME="$name" GLASS_PAGE="$page" GLASS_METRICS="$metrics" \
     GLASS_SECONDS="$SECONDS_EACH" GLASS_PAGES="$PAGES" \
     timeout -k 5 "$T_SERVER" node "$HERE/glass.js" >"$OUT/$name.out" 2>"$OUT/$name.err" || {
       log "$name: the measurement failed:"; sed 's/^/    /' "$OUT/$name.err" >&2; return 1; }
   tail -n 1 "$OUT/$name.out" >"$OUT/$name.json"
+  # The loop thread's CPU over the whole measurement (one steady viewer plus the fresh pages).
+  if [[ -n $cpu0 ]]; then
+    echo "$(loop_cpu "$SERVER_PID") $cpu0 $((SECONDS - t0))" |
+      awk '{ printf "{\"loop_cpu_s\": %.3f, \"wall_s\": %d}\n", $1 - $2, $3 }' >"$OUT/$name.cpu.json"
+  fi
   log "$name: done"
 }
 
@@ -81,17 +97,20 @@ wait_for() { # wait_for NAME SECONDS COMMAND...: until COMMAND succeeds, while t
 IFS=, read -r -a list <<<"$SERVERS"
 for name in "${list[@]}"; do
   case $name in
-    portcast | portcast-mute)
+    portcast | portcast-mute | portcast-tcp)
       [[ -x $PORTCAST_BIN ]] || { log "no daemon binary at $PORTCAST_BIN"; exit 1; }
-      audio=on
+      audio=on tcp=()
       [[ $name == portcast-mute ]] && audio=off
+      [[ $name == portcast-tcp ]] && tcp=(--ice-tcp-public-port 10110)
       RUST_LOG=${GLASS_RUST_LOG:-info} ip netns exec "$D" "$PORTCAST_BIN" --bind-ip 198.18.2.2 --public-ip 198.18.1.1 \
         --signal-port 9000 --udp-ports 10111-10115 --ingest-socket off \
         --width 1280 --height 720 --fps 30 --bitrate-kbps 2500 \
-        --test-pattern-busy on --test-pattern-audio "$audio" ${GLASS_PORTCAST_ARGS:-} >"$OUT/$name.log" 2>&1 &
+        --test-pattern-busy on --test-pattern-audio "$audio" "${tcp[@]}" ${GLASS_PORTCAST_ARGS:-} >"$OUT/$name.log" 2>&1 &
       SERVER_PID=$!
       wait_for "$name" 20 ip netns exec "$C" node "$E2E/wait-ready.js" http://198.18.1.1:10110/ 1000
+      [[ $name == portcast-tcp ]] && block_udp
       measure "$name" http://198.18.1.1:10110/ http://198.18.1.1:10110/metrics
+      [[ $name == portcast-tcp ]] && unblock_udp
       ;;
     aiortc)
       python=${GLASS_PYTHON:-}
@@ -106,7 +125,7 @@ for name in "${list[@]}"; do
       wait_for "$name" 30 grep -q '^listening' "$OUT/$name.log"
       measure "$name" http://198.18.2.2:8080/
       ;;
-    *) log "unknown server $name (portcast, portcast-mute, aiortc)"; exit 1 ;;
+    *) log "unknown server $name (portcast, portcast-mute, aiortc, portcast-tcp)"; exit 1 ;;
   esac
   stop_pid "$SERVER_PID"
   SERVER_PID=""

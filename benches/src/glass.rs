@@ -62,12 +62,25 @@ pub fn glass(o: &Opts, daemon: Option<PathBuf>, pages: usize) -> Result<(), Stri
         ));
     }
     let mut servers = Vec::new();
-    for name in ["portcast", "portcast-mute", "aiortc"] {
+    // aiortc third: the ratio below reads servers[1] and servers[2].
+    for name in ["portcast", "portcast-mute", "aiortc", "portcast-tcp"] {
         let path = work.join(format!("{name}.json"));
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let v: Value =
+        let mut v: Value =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        // The daemon's loop thread over the measurement (run.sh, portcast servers only).
+        let cpu = work.join(format!("{name}.cpu.json"));
+        if let Some(c) = std::fs::read_to_string(&cpu)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        {
+            let pct = match (c["loop_cpu_s"].as_f64(), c["wall_s"].as_f64()) {
+                (Some(cpu), Some(wall)) if wall > 0.0 => Some((cpu / wall * 1000.0).round() / 10.0),
+                _ => None,
+            };
+            v["daemon"]["loop_cpu_pct"] = json!(pct);
+        }
         servers.push(v);
     }
     print_table(&servers);
@@ -113,7 +126,7 @@ fn print_table(servers: &[Value]) {
         None => "-".into(),
     };
     println!(
-        "{:<14} {:>7} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} | {:>6} {:>6}",
+        "{:<14} {:>7} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} | {:>6} {:>6} {:>5}",
         "server",
         "frames",
         "p50",
@@ -127,12 +140,13 @@ fn print_table(servers: &[Value]) {
         "fps",
         "kbit/s",
         "encode",
-        "f2p"
+        "f2p",
+        "loop%"
     );
     for s in servers {
         let (g, i, d) = (&s["glass"], &s["inbound"], &s["daemon"]);
         println!(
-            "{:<14} {:>7} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} | {:>6} {:>6}",
+            "{:<14} {:>7} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} | {:>6} {:>6} {:>5}",
             s["name"].as_str().unwrap_or("?"),
             format!("{}/{}", g["measured"], g["presented"]),
             f(&g["p50"]),
@@ -147,11 +161,13 @@ fn print_table(servers: &[Value]) {
             f(&i["kbit_s"]),
             f(&d["encode_ms"]),
             f(&d["frame_to_packet_ms"]),
+            f(&d["loop_cpu_pct"]),
         );
     }
     println!(
         "(ms; p50..max = capture -> display per shown frame; jb/asm/decode/proc = Chromium's \
-         getStats means per frame; encode/f2p = the daemon's own means)"
+         getStats means per frame; encode/f2p = the daemon's own means; loop% = its event-loop \
+         thread's CPU over the measurement, one steady viewer plus the fresh pages)"
     );
     println!("first frame, p50 over the fresh pages (ms):");
     for s in servers {
