@@ -570,6 +570,45 @@ fn a_raw_renderer_is_also_sent_as_vp8_and_a_pass_through_one_refuses_vp8() {
     );
 }
 
+#[test]
+fn a_renderer_is_told_when_its_avatar_gains_its_first_viewer_and_loses_its_last() {
+    let d = Daemon::start(&[]);
+    let mut client = IngestClient::connect(&d.ingest_path, "told", format(PixelFormat::I420))
+        .expect("registered");
+    let mut pattern = TestPattern::new(W as usize, H as usize).unwrap();
+    // Pushes frames (as a renderer does) until the daemon's WATCHED says `want`.
+    let mut n = 0u64;
+    let mut until = |client: &mut IngestClient, want: bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.watched() != Some(want) {
+            assert!(
+                Instant::now() < deadline,
+                "never told watched={want}: {}",
+                d.log()
+            );
+            client
+                .send_frame_at(n, 0, &i420_bytes(&pattern.render(n, 0)))
+                .unwrap();
+            n += 1;
+            client.poll_keyframe_request().unwrap();
+            std::thread::sleep(Duration::from_millis(33));
+        }
+    };
+    until(&mut client, false);
+    let mut v = NetViewer::connect(d.signal_port, "told-1", "told").expect("answer");
+    until(&mut client, true);
+    v.run_until_frames(5, Duration::from_secs(5));
+    let mut vp8 = NetViewer::connect_vp8(d.signal_port, "told-2", "told").expect("answer");
+    vp8.run_for(Duration::from_millis(300));
+    // One of two viewers leaving changes nothing; the last one does.
+    drop(v);
+    std::thread::sleep(Duration::from_millis(500));
+    client.poll_keyframe_request().unwrap();
+    assert_eq!(client.watched(), Some(true), "a VP8 viewer still watches");
+    drop(vp8);
+    until(&mut client, false);
+}
+
 fn write_y4m(path: &std::path::Path, header: &str, frames: u64) {
     let mut bytes = format!("YUV4MPEG2 {header}\n").into_bytes();
     let mut p = TestPattern::new(W as usize, H as usize).unwrap();

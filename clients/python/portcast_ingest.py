@@ -39,7 +39,7 @@ VERSION_2 = 2  # capture timestamps on one clock; needed for audio
 
 REGISTER, FRAME, FORMAT = 0x01, 0x02, 0x03
 AUDIO_FORMAT, AUDIO, FLUSH = 0x04, 0x05, 0x06
-ACCEPTED, KEYFRAME_REQUEST, REFUSED = 0x81, 0x82, 0x83
+ACCEPTED, KEYFRAME_REQUEST, REFUSED, WATCHED = 0x81, 0x82, 0x83, 0x84
 
 I420, RGB24, BGRA, H264 = 1, 2, 3, 4
 FORMATS = {"i420": I420, "rgb24": RGB24, "bgra": BGRA, "h264": H264}
@@ -137,6 +137,8 @@ class IngestClient:
         self.bitrate_kbps = bitrate_kbps
         self.version = version
         self.audio = None  # (codec, channels, sample_rate) once set_audio_format ran
+        # Whether any viewer watches (WATCHED, read by poll_keyframe_request); None until said.
+        self.watched = None
         self._audio_next_us = None  # where the next chunk continues the timeline
         self.next_index = 0
         self._inbox = b""
@@ -242,7 +244,9 @@ class IngestClient:
         self._audio_next_us = None
 
     def poll_keyframe_request(self):
-        """True if the daemon asked for an IDR since the last call (H.264 pass-through only); never blocks."""
+        """True if the daemon asked for an IDR since the last call (H.264 pass-through only); never blocks.
+
+        Also reads WATCHED messages into self.watched (True/False: whether any viewer watches)."""
         self._sock.setblocking(False)
         try:
             while True:
@@ -262,12 +266,16 @@ class IngestClient:
                 raise IngestError("the daemon sent an unreadable message")
             if len(self._inbox) < total:
                 break
+            meta = self._inbox[_HEADER.size:_HEADER.size + meta_len]
             payload = self._inbox[_HEADER.size + meta_len:total]
             self._inbox = self._inbox[total:]
             if kind == KEYFRAME_REQUEST:
                 wanted = True
             elif kind == REFUSED:
                 raise _refusal(payload)
+            elif kind == WATCHED and meta:
+                # Whether any viewer watches the avatar: a renderer may pause while none does.
+                self.watched = meta[0] != 0
         return wanted
 
     def _format_meta(self):

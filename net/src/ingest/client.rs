@@ -68,6 +68,7 @@ pub struct IngestClient {
     next_index: u64,
     inbox: Vec<u8>,
     audio: Option<AudioFormat>,
+    watched: Option<bool>,
 }
 
 impl IngestClient {
@@ -105,6 +106,7 @@ impl IngestClient {
             next_index: 0,
             inbox: Vec::new(),
             audio: None,
+            watched: None,
         };
         client.write(register)?;
         client
@@ -211,6 +213,13 @@ impl IngestClient {
         self.write(&wire::flush())
     }
 
+    /// Whether any viewer watches the avatar, as the daemon last said (WATCHED,
+    /// read by [`poll_keyframe_request`](Self::poll_keyframe_request)); `None` before it said.
+    /// A renderer may pause rendering while this is `Some(false)`.
+    pub fn watched(&self) -> Option<bool> {
+        self.watched
+    }
+
     /// Whether the daemon asked for an IDR since the last call (never blocks).
     ///
     /// Only pass-through (H.264) renderers get asked; the daemon's own encoder
@@ -240,6 +249,7 @@ impl IngestClient {
             match msg {
                 Message::KeyframeRequest => wanted = true,
                 Message::Refused => return Err(refusal(&text)),
+                Message::Watched(w) => self.watched = Some(w),
                 _ => {}
             }
         }

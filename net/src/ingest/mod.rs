@@ -537,10 +537,15 @@ impl IngestHub {
     }
 
     /// Starts (`true`) or stops the `codec` encoding of `avatar`'s renderer, if one feeds it now.
-    /// The renderer's own H.264 (or the daemon's H.264 of its raw pictures) runs regardless.
+    /// The renderer's own H.264 (or the daemon's H.264 of its raw pictures) runs regardless;
+    /// the renderer is told (WATCHED) when the avatar gains its first viewer or loses its last.
     pub fn set_watched(&self, avatar: &AvatarId, codec: VideoCodec, watched: bool) {
         if let Some(l) = lock(&self.shared.live).get(avatar) {
+            let before = l.watched.any();
             l.watched.set(codec, watched);
+            if l.watched.any() != before {
+                l.slot.watched_changed();
+            }
         }
     }
 

@@ -254,7 +254,7 @@ impl Reader {
                     }
                 }
                 Kind::Register => return Err(WireError::AlreadyRegistered),
-                k @ (Kind::Accepted | Kind::KeyframeRequest | Kind::Refused) => {
+                k @ (Kind::Accepted | Kind::KeyframeRequest | Kind::Refused | Kind::Watched) => {
                     return Err(WireError::WrongDirection(k))
                 }
             }
@@ -602,8 +602,17 @@ impl Worker {
     }
 
     fn run(mut self) {
+        // Registered: say whether anyone watches now, then on every change.
+        let mut told = None;
         loop {
             let work = self.slot.wait(Duration::from_millis(500));
+            let watched = self.watched.any();
+            if told != Some(watched) {
+                if send(&self.writer, &wire::watched(watched)) {
+                    log::debug!("ingest avatar {}: told watched={watched}", self.avatar);
+                }
+                told = Some(watched);
+            }
             if work.keyframe {
                 if self.passthrough.load(Ordering::Relaxed) {
                     if send(&self.writer, &wire::keyframe_request()) {

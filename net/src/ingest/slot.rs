@@ -36,6 +36,8 @@ pub struct Work {
     pub keyframe: bool,
     /// The renderer is gone: finish.
     pub closed: bool,
+    /// Whether anyone watches may have changed: tell the renderer.
+    pub watched_changed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +45,7 @@ struct State {
     pending: Option<RawFrame>,
     keyframe: bool,
     closed: bool,
+    watched_changed: bool,
     spare: Vec<Vec<u8>>,
 }
 
@@ -95,6 +98,12 @@ impl Slot {
         self.wake.notify_one();
     }
 
+    /// Whether anyone watches changed; wakes the encoder thread to tell the renderer.
+    pub fn watched_changed(&self) {
+        self.lock().watched_changed = true;
+        self.wake.notify_one();
+    }
+
     /// The renderer is gone; wakes the encoder thread so it ends.
     pub fn close(&self) {
         self.lock().closed = true;
@@ -104,7 +113,7 @@ impl Slot {
     /// Waits (at most `limit`) for a frame, a keyframe request or the close, and takes them.
     pub fn wait(&self, limit: Duration) -> Work {
         let mut s = self.lock();
-        if s.pending.is_none() && !s.keyframe && !s.closed {
+        if s.pending.is_none() && !s.keyframe && !s.closed && !s.watched_changed {
             s = match self.wake.wait_timeout(s, limit) {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
@@ -114,6 +123,7 @@ impl Slot {
             frame: s.pending.take(),
             keyframe: std::mem::take(&mut s.keyframe),
             closed: s.closed,
+            watched_changed: std::mem::take(&mut s.watched_changed),
         }
     }
 

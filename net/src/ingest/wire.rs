@@ -44,6 +44,8 @@ pub const FORMAT_META_LEN: usize = 20;
 pub const FRAME_META_LEN: usize = 16;
 /// Size of an ACCEPTED meta section.
 pub const ACCEPTED_META_LEN: usize = 4;
+/// WATCHED's meta: `u8 watched` (1 or 0), then 3 bytes of padding.
+pub const WATCHED_META_LEN: usize = 4;
 /// Fields of AUDIO_FORMAT.
 pub const AUDIO_FORMAT_META_LEN: usize = 16;
 /// Fields of AUDIO: `u64 pts_us`, `u64` reserved.
@@ -88,6 +90,9 @@ pub enum Kind {
     KeyframeRequest = 0x82,
     /// Daemon → renderer: why the connection is being closed; the daemon closes it next.
     Refused = 0x83,
+    /// Daemon → renderer: whether any viewer watches the avatar now (sent at
+    /// registration and on every change): a renderer may pause while nobody does.
+    Watched = 0x84,
 }
 
 impl Kind {
@@ -102,6 +107,7 @@ impl Kind {
             0x81 => Kind::Accepted,
             0x82 => Kind::KeyframeRequest,
             0x83 => Kind::Refused,
+            0x84 => Kind::Watched,
             _ => return None,
         })
     }
@@ -112,6 +118,7 @@ impl Kind {
             Kind::Register | Kind::Format => FORMAT_META_LEN,
             Kind::Frame => FRAME_META_LEN,
             Kind::Accepted => ACCEPTED_META_LEN,
+            Kind::Watched => WATCHED_META_LEN,
             Kind::AudioFormat => AUDIO_FORMAT_META_LEN,
             Kind::Audio => AUDIO_META_LEN,
             Kind::KeyframeRequest | Kind::Refused | Kind::Flush => 0,
@@ -449,6 +456,8 @@ pub enum Message {
     KeyframeRequest,
     /// REFUSED (daemon → renderer): the payload is `code: message`.
     Refused,
+    /// WATCHED (daemon → renderer): whether any viewer watches the avatar.
+    Watched(bool),
 }
 
 impl Message {
@@ -477,6 +486,7 @@ impl Message {
             },
             Kind::KeyframeRequest => Message::KeyframeRequest,
             Kind::Refused => Message::Refused,
+            Kind::Watched => Message::Watched(meta.first().is_some_and(|b| *b != 0)),
             Kind::AudioFormat => {
                 let f = AudioFormat::parse(meta)?;
                 f.check()?;
@@ -595,6 +605,14 @@ pub fn accepted(max_frame_bytes: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + ACCEPTED_META_LEN);
     Header::write(Kind::Accepted, ACCEPTED_META_LEN, 0, &mut out);
     out.extend_from_slice(&(max_frame_bytes.min(u32::MAX as usize) as u32).to_le_bytes());
+    out
+}
+
+/// Encodes a WATCHED message.
+pub fn watched(watched: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + WATCHED_META_LEN);
+    Header::write(Kind::Watched, WATCHED_META_LEN, 0, &mut out);
+    out.extend_from_slice(&[u8::from(watched), 0, 0, 0]);
     out
 }
 
