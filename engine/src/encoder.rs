@@ -37,6 +37,20 @@ pub struct EncoderSettings {
     pub threads: u16,
 }
 
+impl EncoderSettings {
+    /// Refuses a picture whose size is not the configured one.
+    pub fn check_size(&self, pic: &I420<'_>) -> Result<(), EncoderError> {
+        let expected = (self.width, self.height);
+        if (pic.width, pic.height) == (expected.0 as usize, expected.1 as usize) {
+            return Ok(());
+        }
+        Err(EncoderError::WrongSize {
+            expected,
+            got: (pic.width, pic.height),
+        })
+    }
+}
+
 impl Default for EncoderSettings {
     fn default() -> Self {
         EncoderSettings {
@@ -119,39 +133,30 @@ pub fn new_encoder(
     })
 }
 
-impl VideoEncoder for H264Encoder {
-    fn codec(&self) -> VideoCodec {
-        VideoCodec::H264
-    }
-    fn settings(&self) -> EncoderSettings {
-        self.settings
-    }
-    fn encode(
-        &mut self,
-        pic: &I420<'_>,
-        force_key: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<Encoded, EncoderError> {
-        H264Encoder::encode(self, pic, force_key, out)
-    }
+/// Each encoder's inherent `settings` and `encode` are its `VideoEncoder`.
+macro_rules! video_encoder {
+    ($t:ty, $codec:expr) => {
+        impl VideoEncoder for $t {
+            fn codec(&self) -> VideoCodec {
+                $codec
+            }
+            fn settings(&self) -> EncoderSettings {
+                <$t>::settings(self)
+            }
+            fn encode(
+                &mut self,
+                pic: &I420<'_>,
+                force_key: bool,
+                out: &mut Vec<u8>,
+            ) -> Result<Encoded, EncoderError> {
+                <$t>::encode(self, pic, force_key, out)
+            }
+        }
+    };
 }
 
-impl VideoEncoder for Vp8Encoder {
-    fn codec(&self) -> VideoCodec {
-        VideoCodec::Vp8
-    }
-    fn settings(&self) -> EncoderSettings {
-        self.settings()
-    }
-    fn encode(
-        &mut self,
-        pic: &I420<'_>,
-        force_key: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<Encoded, EncoderError> {
-        Vp8Encoder::encode(self, pic, force_key, out)
-    }
-}
+video_encoder!(H264Encoder, VideoCodec::H264);
+video_encoder!(Vp8Encoder, VideoCodec::Vp8);
 
 /// An openh264 encoder for one source.
 pub struct H264Encoder {
@@ -206,13 +211,7 @@ impl H264Encoder {
         force_idr: bool,
         out: &mut Vec<u8>,
     ) -> Result<Encoded, EncoderError> {
-        let expected = (self.settings.width, self.settings.height);
-        if (pic.width, pic.height) != (expected.0 as usize, expected.1 as usize) {
-            return Err(EncoderError::WrongSize {
-                expected,
-                got: (pic.width, pic.height),
-            });
-        }
+        self.settings.check_size(pic)?;
         if force_idr {
             self.inner.force_intra_frame();
         }

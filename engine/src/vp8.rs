@@ -132,13 +132,7 @@ impl Vp8Encoder {
         force_key: bool,
         out: &mut Vec<u8>,
     ) -> Result<Encoded, EncoderError> {
-        let expected = (self.settings.width, self.settings.height);
-        if (pic.width, pic.height) != (expected.0 as usize, expected.1 as usize) {
-            return Err(EncoderError::WrongSize {
-                expected,
-                got: (pic.width, pic.height),
-            });
-        }
+        self.settings.check_size(pic)?;
         let (cw, ch) = (pic.width.div_ceil(2), pic.height.div_ceil(2));
         let fits = |plane: &[u8], stride: usize, w: usize, h: usize| {
             stride >= w && plane.len() >= stride * (h - 1) + w

@@ -160,14 +160,8 @@ fn a_new_viewer_gets_a_keyframe_quickly_and_pli_asks_the_source_again() {
     );
     // A PLI from the viewer reaches the source.
     let requests = w.keyframe_requests;
-    let mid = w.viewers[late].mid.unwrap();
     w.run(Duration::from_millis(600)); // leave the rate-limit window
-    w.viewers[late]
-        .rtc
-        .direct_api()
-        .stream_rx_by_mid(mid, None)
-        .expect("receive stream")
-        .request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+    w.viewers[late].send_pli();
     w.run(Duration::from_millis(300));
     assert!(
         w.keyframe_requests > requests,
@@ -325,13 +319,7 @@ fn a_vp8_viewer_joining_late_starts_on_a_keyframe_of_its_own_codec() {
     // A PLI from the VP8 viewer makes the VP8 encoder send a keyframe.
     w.run(Duration::from_millis(600)); // leave the rate-limit window
     let before = keys(&w);
-    let mid = w.viewers[v].mid.unwrap();
-    w.viewers[v]
-        .rtc
-        .direct_api()
-        .stream_rx_by_mid(mid, None)
-        .expect("receive stream")
-        .request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+    w.viewers[v].send_pli();
     w.run(Duration::from_millis(300));
     assert!(keys(&w) > before, "PLI brought a VP8 keyframe");
 }

@@ -114,11 +114,7 @@ enum State {
     /// A head was routed to an answer that reads the body first.
     Body {
         stream: TcpStream,
-        route: usize,
-        head: Head,
-        param: String,
-        body: Vec<u8>,
-        len: usize,
+        pending: PendingBody,
     },
     Routed {
         stream: TcpStream,
@@ -249,20 +245,7 @@ impl Conn {
             } => match read_head(&mut stream, &mut buf, &self.limits) {
                 Err(()) => State::Done,
                 Ok(None) => State::Head { stream, buf },
-                Ok(Some(Routing::Body {
-                    route,
-                    head,
-                    param,
-                    body,
-                    len,
-                })) => State::Body {
-                    stream,
-                    route,
-                    head,
-                    param,
-                    body,
-                    len,
-                },
+                Ok(Some(Routing::Body(pending))) => State::Body { stream, pending },
                 Ok(Some(Routing::Respond(bytes, upgrade))) => State::Respond {
                     stream,
                     out: bytes,
@@ -290,22 +273,18 @@ impl Conn {
             },
             State::Body {
                 mut stream,
-                route,
-                head,
-                param,
-                mut body,
-                len,
-            } => match read_body(&mut stream, &mut body, len) {
+                mut pending,
+            } => match read_body(&mut stream, &mut pending.body, pending.len) {
                 Err(()) => State::Done,
-                Ok(false) => State::Body {
-                    stream,
-                    route,
-                    head,
-                    param,
-                    body,
-                    len,
-                },
+                Ok(false) => State::Body { stream, pending },
                 Ok(true) => {
+                    let PendingBody {
+                        route,
+                        head,
+                        param,
+                        body,
+                        ..
+                    } = pending;
                     out.push(ConnEvent::Request {
                         route,
                         head,
@@ -547,14 +526,17 @@ enum Routing {
     Server(usize, Head),
     /// ICE-TCP: RFC 4571 frames follow (the bytes read so far).
     Framed(Vec<u8>),
-    /// Read a `len`-byte body (`body` holds what came with the head), then the loop answers.
-    Body {
-        route: usize,
-        head: Head,
-        param: String,
-        body: Vec<u8>,
-        len: usize,
-    },
+    /// Read the body, then the loop answers.
+    Body(PendingBody),
+}
+
+/// A routed request whose `len`-byte body is being read (`body` holds what came so far).
+struct PendingBody {
+    route: usize,
+    head: Head,
+    param: String,
+    body: Vec<u8>,
+    len: usize,
 }
 
 /// Reads what is there; Ok(Some) says what to do, Ok(None) needs more bytes, Err closes.
@@ -599,13 +581,13 @@ fn read_head(
             Ok(len) => {
                 let mut body = buf.get(len_head..).unwrap_or_default().to_vec();
                 body.truncate(len);
-                Routing::Body {
+                Routing::Body(PendingBody {
                     route,
                     param: param.to_string(),
                     head,
                     body,
                     len,
-                }
+                })
             }
             Err(e) => refuse(stream, e),
         },

@@ -146,6 +146,25 @@ function candidateOk(addr) {
 const children = new Set();
 process.on('exit', () => { for (const c of children) { try { c.kill('SIGKILL'); } catch (_) { /* gone */ } } });
 
+// Runs a viewer program to its end (killed after killMs): its exit code (null if it could not
+// start, with spawnError set), whole stdout, the last stderr lines, and its last stdout line as
+// JSON (`report`, {} if none parses).
+async function runViewer(cmd, args, killMs) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let stdout = '', stderr = '', spawnError = null;
+  child.stdout.on('data', (d) => { stdout += d; });
+  child.stderr.on('data', (d) => { stderr += d; });
+  child.on('error', (e) => { spawnError = e; });
+  const killer = setTimeout(() => child.kill('SIGKILL'), killMs);
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  clearTimeout(killer);
+  children.delete(child);
+  let report = {};
+  try { report = JSON.parse(stdout.trim().split('\n').pop()); } catch (e) { /* stays {} */ }
+  return { code, stdout: stdout.trim(), lastErr: stderr.trim().split('\n').slice(-3), spawnError, report };
+}
+
 // Starts talker.py on the daemon's ingest socket. lines.next(re, ms) waits for a stdout line
 // matching `re` (lines already read count); send(cmd) writes a command; stop() ends it.
 function startTalker(avatar) {
@@ -617,18 +636,12 @@ const scenarios = [
     // Loopback mode shares this machine's interfaces: keep aiortc's ICE on 127.0.0.1.
     const args = [path.join(__dirname, 'aiortc_viewer.py'), ws, '--seconds', '5', '--check',
       '--session', rid('j-aiortc'), ...(MODE === 'loopback' ? ['--loopback-only'] : [])];
-    const child = spawn(py, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const killer = setTimeout(() => child.kill('SIGKILL'), 40000);
-    const code = await new Promise((resolve) => child.on('close', resolve));
-    clearTimeout(killer);
-    console.log(`    aiortc: ${stdout.trim()}`);
-    if (stderr.trim()) console.log(`    aiortc stderr: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    const { code, stdout, lastErr } = await runViewer(py, args, 40000);
+    console.log(`    aiortc: ${stdout}`);
+    if (lastErr[0]) console.log(`    aiortc stderr: ${lastErr.join(' | ')}`);
     const chromium = await stats(page);
     console.log(`    Chromium beside it: decoded=${chromium.frames_decoded} audio packets=${chromium.audio_packets_received}`);
-    check(code === 0, `the aiortc viewer failed (exit ${code}): ${stderr.trim().split('\n').pop()}`);
+    check(code === 0, `the aiortc viewer failed (exit ${code}): ${lastErr[lastErr.length - 1]}`);
     check(chromium.audio_packets_received > 0, 'the Chromium viewer stopped hearing the avatar');
     noPageErrors(page);
     await page.close();
@@ -658,27 +671,15 @@ const scenarios = [
     // --audio: webrtcbin's max-bundle offer has the Opus m-line at port 0 with a=bundle-only.
     const args = [path.join(__dirname, 'gst_viewer.py'), ws, '--seconds', '3', '--timeout', '10',
       '--check', '--audio', '--session', rid('l'), ...(MODE === 'loopback' ? ['--loopback-only'] : [])];
-    const child = spawn(py, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    let stdout = '', stderr = '', spawnError = null;
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('error', (e) => { spawnError = e; });
     // --timeout 10 plus at most 5 s of teardown (its own watchdog), then this.
-    const killer = setTimeout(() => child.kill('SIGKILL'), 16000);
-    const code = await new Promise((resolve) => child.on('close', resolve));
-    clearTimeout(killer);
-    children.delete(child);
+    const { code, stdout, lastErr, spawnError, report } = await runViewer(py, args, 16000);
     check(!spawnError, `cannot run ${py} (${spawnError && spawnError.message}): apt-get install`
       + ' python3-gi gir1.2-gst-plugins-bad-1.0 gir1.2-soup-3.0 gstreamer1.0-plugins-bad'
       + ' gstreamer1.0-nice, or set PORTCAST_E2E_GST_PYTHON');
-    console.log(`    gst: ${stdout.trim()}`);
-    const lastErr = stderr.trim().split('\n').slice(-3);
+    console.log(`    gst: ${stdout}`);
     if (lastErr[0]) console.log(`    gst stderr: ${lastErr.join(' | ')}`);
     check(code === 0, `the GStreamer viewer failed (exit ${code}): ${lastErr[lastErr.length - 1]}`);
-    let report = {};
-    try { report = JSON.parse(stdout.trim().split('\n').pop()); } catch (e) { /* checked below */ }
-    check(report.audio_buffers > 0, `webrtcbin decoded no audio (its bundle-only m-line): ${stdout.trim()}`);
+    check(report.audio_buffers > 0, `webrtcbin decoded no audio (its bundle-only m-line): ${stdout}`);
   }],
 
   ['m. Firefox ESR without OpenH264 decodes VP8', async () => {
@@ -688,24 +689,12 @@ const scenarios = [
     // prints one JSON line, exits 1 below 60 frames and 2 when Firefox cannot run.
     const args = [path.join(__dirname, 'firefox_viewer.js'), PAGE, '--frames', '60', '--timeout', '25',
       '--session', rid('m')];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    let stdout = '', stderr = '', spawnError = null;
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('error', (e) => { spawnError = e; });
     // --timeout 25 plus its own teardown (it ends within --timeout + 10 s), then this.
-    const killer = setTimeout(() => child.kill('SIGKILL'), 37000);
-    const code = await new Promise((resolve) => child.on('close', resolve));
-    clearTimeout(killer);
-    children.delete(child);
+    const { code, stdout, lastErr, spawnError, report } = await runViewer(process.execPath, args, 37000);
     check(!spawnError, `cannot run firefox_viewer.js: ${spawnError && spawnError.message}`);
-    console.log(`    firefox: ${stdout.trim()}`);
-    const lastErr = stderr.trim().split('\n').slice(-3);
+    console.log(`    firefox: ${stdout}`);
     if (code !== 0) console.log(`    firefox stderr: ${lastErr.join(' | ')}`);
     check(code === 0, `the Firefox viewer failed (exit ${code}): ${lastErr[lastErr.length - 1]}`);
-    let report = {};
-    try { report = JSON.parse(stdout.trim().split('\n').pop()); } catch (e) { /* checked below */ }
     check(report.codec === 'video/VP8', `Firefox decoded ${report.codec}, want video/VP8`);
     check(!(report.offer_codecs || []).some((c) => /h264/i.test(c)),
       `Firefox offered H.264 (${report.offer_codecs}): it has OpenH264 here, so VP8 is not what this proves`);
@@ -719,20 +708,9 @@ const scenarios = [
     for (const client of ['whip-whep', 'eyevinn']) {
       const args = [path.join(__dirname, 'whep_player.js'), new URL('/whep/test-pattern', PAGE).href,
         '--frames', '60', '--timeout', '20', '--client', client];
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      children.add(child);
-      let stdout = '', stderr = '';
-      child.stdout.on('data', (d) => { stdout += d; });
-      child.stderr.on('data', (d) => { stderr += d; });
-      const killer = setTimeout(() => child.kill('SIGKILL'), 32000);
-      const code = await new Promise((resolve) => child.on('close', resolve));
-      clearTimeout(killer);
-      children.delete(child);
-      console.log(`    ${client}: ${stdout.trim()}`);
-      const lastErr = stderr.trim().split('\n').slice(-3);
+      const { code, stdout, lastErr, report } = await runViewer(process.execPath, args, 32000);
+      console.log(`    ${client}: ${stdout}`);
       check(code === 0, `the ${client} WHEP player failed (exit ${code}): ${lastErr.join(' | ')}`);
-      let report = {};
-      try { report = JSON.parse(stdout.trim().split('\n').pop()); } catch (e) { /* checked below */ }
       check(/h264/i.test(report.codec || ''), `${client} decoded ${report.codec}`);
       check(report.deleted === true, `${client} sent no DELETE`);
       check(/^\/whep\/sessions\//.test(report.location || ''), `${client} Location ${report.location}`);

@@ -231,6 +231,16 @@ impl Viewer {
         }
     }
 
+    /// Sends a PLI on its video, as a browser does when it lost a picture.
+    pub fn send_pli(&mut self) {
+        let mid = self.mid.expect("an offer was made");
+        self.rtc
+            .direct_api()
+            .stream_rx_by_mid(mid, None)
+            .expect("receive stream")
+            .request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+    }
+
     /// Counters decoded so far are strictly increasing (frames arrive in order, none repeated).
     pub fn counters_advance(&self) -> bool {
         self.counters.windows(2).all(|w| w[1] > w[0])

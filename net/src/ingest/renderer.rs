@@ -710,20 +710,8 @@ impl Worker {
                     encoded_at: Instant::now(),
                     frame_index: frame.index,
                 };
-                match self
-                    .shared
-                    .frames
-                    .try_send((self.avatar.clone(), Media::Video(au)))
-                {
-                    Ok(()) => {
-                        let _ = self.shared.waker.wake();
-                    }
-                    Err(TrySendError::Full(_)) => {
-                        count_both(&self.shared, self.own.as_ref(), Stat::DroppedLoopBehind, 1);
-                        self.force_vp8 = true;
-                    }
-                    Err(TrySendError::Disconnected(_)) => {}
-                }
+                // A lost picture breaks the chain: the next one must be a keyframe.
+                self.force_vp8 = !forward(&self.shared, self.own.as_ref(), &self.avatar, au);
             }
         }
         self.out.clear();
@@ -750,22 +738,33 @@ impl Worker {
             encoded_at,
             frame_index: frame.index,
         };
-        match self
-            .shared
-            .frames
-            .try_send((self.avatar.clone(), Media::Video(au)))
-        {
-            Ok(()) => {
-                let _ = self.shared.waker.wake();
-                self.count(Stat::FramesForwarded);
-            }
-            Err(TrySendError::Full(_)) => {
-                self.count(Stat::DroppedLoopBehind);
-                self.force_idr = true;
-            }
-            Err(TrySendError::Disconnected(_)) => {}
+        if forward(&self.shared, self.own.as_ref(), &self.avatar, au) {
+            self.count(Stat::FramesForwarded);
+        } else {
+            self.force_idr = true;
         }
         Ok(())
+    }
+}
+
+/// Hands an encoded picture to the loop; false when it was dropped because
+/// the loop is behind (counted), true when sent or when the loop is gone.
+fn forward(
+    shared: &Shared,
+    own: Option<&IngestCounters>,
+    avatar: &AvatarId,
+    au: AccessUnit,
+) -> bool {
+    match shared.frames.try_send((avatar.clone(), Media::Video(au))) {
+        Ok(()) => {
+            let _ = shared.waker.wake();
+            true
+        }
+        Err(TrySendError::Full(_)) => {
+            count_both(shared, own, Stat::DroppedLoopBehind, 1);
+            false
+        }
+        Err(TrySendError::Disconnected(_)) => true,
     }
 }
 
