@@ -72,6 +72,11 @@ impl Demux {
         }
     }
 
+    /// The session that talks to `remote` through `socket`, if one does.
+    pub fn session_of(&self, socket: SocketId, remote: SocketAddr) -> Option<SessionKey> {
+        self.by_pair.get(&(socket, remote)).copied()
+    }
+
     fn by_pair_route(&self, socket: SocketId, from: SocketAddr) -> Route {
         match self.by_pair.get(&(socket, from)) {
             Some(k) => Route::Session(*k),

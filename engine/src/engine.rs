@@ -519,6 +519,30 @@ impl Engine {
         });
     }
 
+    /// The driver could not send a datagram to `to` on `socket` (a slow
+    /// ICE-TCP viewer's queue was full): that viewer's picture is broken until
+    /// a keyframe, so its session skips every picture until the next keyframe
+    /// (newest wins: nothing more piles into a full pipe) and one is asked for.
+    pub fn transmit_dropped(&mut self, now: Instant, socket: SocketId, to: SocketAddr) {
+        self.touch(now);
+        let Some(key) = self.demux.session_of(socket, to) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if s.phase != Phase::Streaming || s.needs_keyframe {
+            return;
+        }
+        s.needs_keyframe = true;
+        let (avatar, codec) = (s.avatar.clone(), s.codec);
+        log::debug!(
+            "session {}: a datagram to {to} was dropped; waiting for a keyframe",
+            s.id
+        );
+        self.request_keyframe(now, &avatar, codec);
+    }
+
     /// Fans one encoded picture of `avatar` out to its viewers.
     pub fn handle_access_unit(&mut self, now: Instant, avatar: &AvatarId, au: &AccessUnit) {
         self.touch(now);

@@ -325,6 +325,42 @@ fn a_vp8_viewer_joining_late_starts_on_a_keyframe_of_its_own_codec() {
 }
 
 #[test]
+fn a_datagram_the_driver_drops_makes_its_viewer_skip_to_a_keyframe_it_asks_for() {
+    // A slow ICE-TCP viewer's queue overflowed: its picture is broken until a keyframe.
+    let mut w = World::new(config("127.0.0.1", 10111), 256, 144);
+    let slow = w.add_viewer("slow", addr("127.0.0.1:40000"));
+    let other = w.add_viewer("other", addr("127.0.0.1:40001"));
+    w.run(Duration::from_secs(1));
+    w.run(Duration::from_millis(600)); // leave the keyframe rate-limit window
+    let info = w
+        .engine
+        .sessions()
+        .into_iter()
+        .find(|s| s.session_id == "slow")
+        .unwrap();
+    let (requests, keyframes) = (w.keyframe_requests, w.source.keyframes);
+    w.engine
+        .transmit_dropped(w.now, info.socket, info.remote.expect("a learned remote"));
+    w.pump();
+    assert_eq!(w.keyframe_requests, requests + 1, "a keyframe is asked for");
+    let before = (
+        w.viewers[slow].counters.len(),
+        w.viewers[other].counters.len(),
+    );
+    w.run(Duration::from_millis(500));
+    assert!(w.source.keyframes > keyframes, "the source made it");
+    assert!(
+        w.viewers[slow].counters.len() > before.0,
+        "and decodes from it"
+    );
+    assert!(
+        w.viewers[other].counters.len() > before.1,
+        "the other viewer never stopped"
+    );
+    assert_eq!(w.viewers[slow].decode_errors, 0);
+}
+
+#[test]
 fn a_silent_viewer_loses_its_session_after_the_consent_timeout() {
     let cfg = EngineConfig {
         consent_timeout: Duration::from_secs(3),

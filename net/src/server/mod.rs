@@ -695,6 +695,8 @@ impl Server {
                             c.bound = true;
                             if !c.send_frame(&t.bytes) {
                                 self.metrics.connection_dropped("ice_tcp_queue_full");
+                                // The viewer skips to the next keyframe, which is asked for.
+                                self.engine.transmit_dropped(Instant::now(), t.socket, t.to);
                             }
                         }
                         continue;
