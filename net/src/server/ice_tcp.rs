@@ -9,6 +9,9 @@ use portcast_engine::{Datagram, Transmit};
 
 use super::Server;
 
+/// SO_SNDBUF asked for on an ICE-TCP connection (the kernel doubles it).
+const KERNEL_SEND_BUFFER: usize = 64 * 1024;
+
 impl Server {
     /// A connection turned out to be ICE-TCP: the engine knows it by its peer address.
     pub(super) fn ice_tcp_opened(&mut self, token: Token) {
@@ -18,6 +21,18 @@ impl Server {
         match c.stream_mut().and_then(|s| s.peer_addr().ok()) {
             Some(peer) => {
                 log::debug!("conn#{}: ICE-TCP from {peer}", token.0);
+                // A small kernel send buffer (Linux doubles it: 128 KiB, ~0.4 s at
+                // 2.5 Mbit/s, far above a path's bandwidth-delay product) keeps a
+                // slow viewer's backlog in our bounded queue, where a full queue
+                // skips that viewer to a keyframe, instead of seconds of stale
+                // video in an autotuned multi-megabyte kernel buffer.
+                if let Some(s) = c.stream_mut() {
+                    if let Err(e) =
+                        socket2::SockRef::from(&*s).set_send_buffer_size(KERNEL_SEND_BUFFER)
+                    {
+                        log::debug!("conn#{}: SO_SNDBUF: {e}", token.0);
+                    }
+                }
                 c.peer = Some(peer);
                 self.ice_tcp.insert(peer, token);
             }
