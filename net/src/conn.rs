@@ -12,6 +12,8 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use crate::http::{self, Head, HttpError};
+use crate::rfc4571::{compact, read_frames_4571};
+pub use crate::rfc4571::{MAX_ICE_TCP_FRAME, MAX_ICE_TCP_QUEUE};
 use crate::server::routes::{Answer, ROUTES};
 
 /// What a connection wants from the loop after an event.
@@ -52,14 +54,6 @@ pub enum ConnEvent {
     /// An ICE-TCP frame length of 0 or over [`MAX_ICE_TCP_FRAME`]; the connection is closing.
     BadFrame(usize),
 }
-
-/// Largest RFC 4571 frame taken from an ICE-TCP peer: one STUN, DTLS or SRTP
-/// packet, which browsers keep under their ~1200-byte MTU.
-pub const MAX_ICE_TCP_FRAME: usize = 4096;
-
-/// Bytes queued for a slow ICE-TCP viewer before further packets are dropped
-/// (about half a second of a 2 Mbit/s stream): newest loses, the loop never blocks.
-pub const MAX_ICE_TCP_QUEUE: usize = 128 * 1024;
 
 /// Limits for one connection.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -409,10 +403,7 @@ impl Conn {
         if wbuf.len() - *wpos + 2 + packet.len() > MAX_ICE_TCP_QUEUE {
             return false;
         }
-        if *wpos > 0 && *wpos == wbuf.len() {
-            wbuf.clear();
-            *wpos = 0;
-        }
+        compact(wbuf, wpos);
         wbuf.extend_from_slice(&len.to_be_bytes());
         wbuf.extend_from_slice(packet);
         if write_some(stream, wbuf, wpos).is_err() {
@@ -484,11 +475,7 @@ impl Conn {
         } = &mut self.state
         {
             match write_some(stream, wbuf, wpos) {
-                Ok(true) => {
-                    wbuf.clear();
-                    *wpos = 0;
-                }
-                Ok(false) => {}
+                Ok(_) => compact(wbuf, wpos),
                 Err(_) => self.state = State::Done,
             }
             return;
@@ -624,36 +611,6 @@ fn read_body(stream: &mut TcpStream, body: &mut Vec<u8>, len: usize) -> Result<b
         }
     }
     Ok(true)
-}
-
-/// Reads what is there and emits every complete RFC 4571 frame; false when
-/// the connection is over (closed, failed, or a bad length).
-fn read_frames_4571(stream: &mut TcpStream, rbuf: &mut Vec<u8>, out: &mut Vec<ConnEvent>) -> bool {
-    let mut chunk = [0u8; 8192];
-    loop {
-        // Whole frames out first: rbuf never holds more than one partial frame plus a chunk.
-        let mut at = 0;
-        while rbuf.len() - at >= 2 {
-            let len = usize::from(u16::from_be_bytes([rbuf[at], rbuf[at + 1]]));
-            if len == 0 || len > MAX_ICE_TCP_FRAME {
-                out.push(ConnEvent::BadFrame(len));
-                return false;
-            }
-            if rbuf.len() - at < 2 + len {
-                break;
-            }
-            out.push(ConnEvent::Frame(rbuf[at + 2..at + 2 + len].to_vec()));
-            at += 2 + len;
-        }
-        rbuf.drain(..at);
-        match stream.read(&mut chunk) {
-            Ok(0) => return false,
-            Ok(n) => rbuf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
 }
 
 /// Reads every complete frame; false when the connection is over.

@@ -13,6 +13,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod probe;
+pub mod rfc4571;
 pub mod sched;
 pub mod server;
 pub mod source;
