@@ -9,6 +9,7 @@
 
 pub mod capture;
 pub mod conn;
+pub mod encoders;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -18,10 +18,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
 use portcast_engine::audio::{self, AudioSettings, OpusEncoder};
-use portcast_engine::encoder::{new_encoder, Encoded, EncoderSettings, VideoEncoder};
+use portcast_engine::encoder::{new_encoder, Encoded, EncoderSettings};
 use portcast_engine::pattern::{TestPattern, I420};
 use portcast_engine::{AccessUnit, AudioFrame, AvatarId, VideoCodec};
 use prometheus_client::metrics::counter::Counter;
+
+use crate::encoders::Encoders;
 use prometheus_client::metrics::gauge::Gauge;
 
 /// Access units waiting for the loop; when full, the source drops and asks itself for an IDR.
@@ -269,7 +271,7 @@ fn spawn_frames_at(
         fps: settings.fps.max(1),
         settings,
         pattern,
-        encoders: VideoCodec::ALL.map(|_| None),
+        encoders: Encoders::default(),
         tx,
         waker,
         control: control_rx,
@@ -297,8 +299,8 @@ struct Worker {
     fps: u32,
     settings: EncoderSettings,
     pattern: Box<dyn Frames>,
-    /// Per codec, its encoder while a viewer watches in it, and whether its next picture must be an IDR.
-    encoders: [Option<(Box<dyn VideoEncoder>, bool)>; VideoCodec::ALL.len()],
+    /// Per codec, its encoder while a viewer watches in it.
+    encoders: Encoders,
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
     control: Receiver<Control>,
@@ -358,9 +360,7 @@ impl Worker {
             while let Ok(c) = self.control.try_recv() {
                 match c {
                     Control::Keyframe(codec) => {
-                        if let Some((_, force)) = &mut self.encoders[codec.index()] {
-                            *force = true;
-                        }
+                        self.encoders.force_keyframe(codec);
                     }
                     Control::Watched => {}
                 }
@@ -387,54 +387,55 @@ impl Worker {
                 }
             };
             // One picture, every running encoder: viewers of each codec see the same frame.
-            for (encoder, force) in self.encoders.iter_mut().flatten() {
-                buf.clear();
-                let began = Instant::now();
-                let result = encoder.encode(&pic, *force, &mut buf);
-                let encoded_at = Instant::now();
-                let encode_us = encoded_at.duration_since(began).as_micros() as u64;
-                self.counters.encode_us.inc_by(encode_us);
-                let codec = encoder.codec();
-                let keyframe = match result {
-                    Ok(Encoded::Skipped) => {
-                        self.counters.encoder_skips.inc();
-                        continue;
-                    }
-                    Ok(kind) => kind == Encoded::Keyframe,
-                    Err(e) => {
-                        log::error!(
-                            "source {}: {codec} encoding failed, stopping: {e}",
-                            self.avatar
-                        );
-                        return;
-                    }
-                };
-                *force = false;
-                self.counters.frames.inc();
+            let (counters, tx, waker, avatar) =
+                (&self.counters, &self.tx, &self.waker, &self.avatar);
+            let mut gone = false;
+            let encoded = self.encoders.encode_each(&pic, &mut buf, |p| {
+                let micros = p.encoded_at.duration_since(p.began).as_micros() as u64;
+                counters.encode_us.inc_by(micros);
+                if p.kind == Encoded::Skipped {
+                    counters.encoder_skips.inc();
+                    return true;
+                }
+                let keyframe = p.kind == Encoded::Keyframe;
+                counters.frames.inc();
                 if keyframe {
-                    self.counters.keyframes.inc();
+                    counters.keyframes.inc();
                 }
                 let au = AccessUnit {
-                    codec,
-                    data: Arc::from(&buf[..]),
+                    codec: p.codec,
+                    data: Arc::from(p.data),
                     rtp_time: frame_index * 90_000 / u64::from(self.fps),
                     keyframe,
                     captured_at,
-                    encoded_at,
+                    encoded_at: p.encoded_at,
                     frame_index,
                 };
-                match self.tx.try_send((self.avatar.clone(), Media::Video(au))) {
+                match tx.try_send((avatar.clone(), Media::Video(au))) {
                     Ok(()) => {
-                        let _ = self.waker.wake();
+                        let _ = waker.wake();
+                        true
                     }
                     Err(TrySendError::Full(_)) => {
-                        // The loop is behind: a lost P-frame breaks the chain, so
-                        // the next picture must be an IDR.
-                        self.counters.channel_drops.inc();
-                        *force = true;
+                        // The loop is behind: the picture is lost, the next is a keyframe.
+                        counters.channel_drops.inc();
+                        false
                     }
-                    Err(TrySendError::Disconnected(_)) => return,
+                    Err(TrySendError::Disconnected(_)) => {
+                        gone = true;
+                        true
+                    }
                 }
+            });
+            if let Err((codec, e)) = encoded {
+                log::error!(
+                    "source {}: {codec} encoding failed, stopping: {e}",
+                    self.avatar
+                );
+                return;
+            }
+            if gone {
+                return;
             }
         }
     }
@@ -443,24 +444,21 @@ impl Worker {
     /// picture is an IDR) and drops those nobody watches in any more.
     fn start_and_stop_encoders(&mut self) -> Result<(), String> {
         for codec in VideoCodec::ALL {
-            let slot = &mut self.encoders[codec.index()];
-            match (self.watched.get(codec), slot.is_some()) {
-                (true, false) => {
-                    let encoder = new_encoder(codec, self.settings)
-                        .map_err(|e| format!("cannot start its {codec} encoder: {e}"))?;
-                    *slot = Some((encoder, true));
+            if self.watched.get(codec) {
+                let started = self
+                    .encoders
+                    .run(codec, self.settings)
+                    .map_err(|e| format!("cannot start its {codec} encoder: {e}"))?;
+                if started {
                     self.counters.encoding[codec.index()].set(1);
                     log::info!("source {}: {codec} encoder started", self.avatar);
                 }
-                (false, true) => {
-                    *slot = None;
-                    self.counters.encoding[codec.index()].set(0);
-                    log::info!(
-                        "source {}: {codec} encoder stopped, no viewer receives it",
-                        self.avatar
-                    );
-                }
-                _ => {}
+            } else if self.encoders.stop(codec) {
+                self.counters.encoding[codec.index()].set(0);
+                log::info!(
+                    "source {}: {codec} encoder stopped, no viewer receives it",
+                    self.avatar
+                );
             }
         }
         Ok(())

@@ -16,11 +16,11 @@ use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use portcast_engine::encoder::{Encoded, EncoderSettings, H264Encoder};
+use portcast_engine::encoder::{Encoded, EncoderError, EncoderSettings};
 use portcast_engine::media::annexb_has_idr;
-use portcast_engine::vp8::Vp8Encoder;
 use portcast_engine::{AccessUnit, AvatarId, VideoCodec};
 
+use crate::encoders::Encoders;
 use crate::source::{Media, WatchedFlags};
 
 use super::convert::{i420_view, packed_to_i420, I420Buffer};
@@ -85,12 +85,9 @@ pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
             watched: reader.watched.clone(),
             passthrough: reader.passthrough.clone(),
             writer: writer.clone(),
-            encoder: None,
-            vp8: None,
-            force_vp8: false,
+            encoders: Encoders::default(),
             i420: I420Buffer::default(),
             out: Vec::with_capacity(256 * 1024),
-            force_idr: false,
             last_rtp: None,
         };
         let handle = std::thread::Builder::new()
@@ -471,18 +468,12 @@ impl Reader {
             encoded_at: arrived_at,
             frame_index: index,
         };
-        match self.shared.frames.try_send((avatar, Media::Video(au))) {
-            Ok(()) => {
-                let _ = self.shared.waker.wake();
-                self.count(Stat::FramesForwarded);
-            }
-            Err(TrySendError::Full(_)) => {
-                // A lost P-frame breaks the chain for every viewer: drop until an IDR.
-                self.count(Stat::DroppedLoopBehind);
-                self.waiting_idr = true;
-                self.ask_keyframe(arrived_at);
-            }
-            Err(TrySendError::Disconnected(_)) => {}
+        if forward(&self.shared, self.own.as_ref(), &avatar, au) {
+            self.count(Stat::FramesForwarded);
+        } else {
+            // A lost P-frame breaks the chain for every viewer: drop until an IDR.
+            self.waiting_idr = true;
+            self.ask_keyframe(arrived_at);
         }
         Ok(())
     }
@@ -578,13 +569,10 @@ struct Worker {
     watched: Arc<WatchedFlags>,
     passthrough: Arc<AtomicBool>,
     writer: Writer,
-    encoder: Option<H264Encoder>,
-    /// The VP8 encoder, while a viewer watches in VP8.
-    vp8: Option<Vp8Encoder>,
-    force_vp8: bool,
+    /// Its H.264 encoder (raw formats), and its VP8 one while a viewer watches in VP8.
+    encoders: Encoders,
     i420: I420Buffer,
     out: Vec<u8>,
-    force_idr: bool,
     last_rtp: Option<u64>,
 }
 
@@ -621,8 +609,9 @@ impl Worker {
                 } else {
                     // The engine asks per codec; the slot keeps one flag, so both
                     // encoders make a keyframe (rate-limited by the engine).
-                    self.force_idr = true;
-                    self.force_vp8 = true;
+                    for codec in VideoCodec::ALL {
+                        self.encoders.force_keyframe(codec);
+                    }
                 }
             }
             if let Some(frame) = work.frame {
@@ -653,15 +642,6 @@ impl Worker {
             bitrate_bps: f.bitrate_bps(),
             threads: self.shared.config.encoder_threads,
         };
-        if self.encoder.as_ref().map(H264Encoder::settings) != Some(settings) {
-            // A new size or rate needs a new encoder; its first picture is an IDR
-            // whose in-band SPS tells every viewer's decoder.
-            self.encoder =
-                Some(H264Encoder::new(settings).map_err(|e| WireError::Encoder(e.to_string()))?);
-        }
-        let Some(encoder) = self.encoder.as_mut() else {
-            return Ok(());
-        };
         let (w, h) = (f.width as usize, f.height as usize);
         let pic = match f.format {
             PixelFormat::I420 => i420_view(&frame.data, w, h),
@@ -675,75 +655,62 @@ impl Worker {
             }
             PixelFormat::H264 => return Ok(()),
         };
-        // VP8 first: its picture then goes out with the same RTP time as H.264's.
-        let mut rtp_time = self.shared.rtp_time(frame.arrived_at);
-        if let Some(last) = self.last_rtp {
-            rtp_time = rtp_time.max(last + 1);
-        }
-        self.last_rtp = Some(rtp_time);
+        let encoder_error = |e: EncoderError| WireError::Encoder(e.to_string());
+        // H.264 always (a new size or rate makes a new encoder, whose first picture is
+        // an IDR with in-band SPS); VP8 only while a viewer receives it.
+        self.encoders
+            .run(VideoCodec::H264, settings)
+            .map_err(encoder_error)?;
         if !self.watched.get(VideoCodec::Vp8) {
-            if self.vp8.take().is_some() {
+            if self.encoders.stop(VideoCodec::Vp8) {
                 log::info!(
                     "ingest avatar {}: VP8 encoder stopped, no viewer receives it",
                     self.avatar
                 );
             }
-        } else if self.vp8.as_ref().map(Vp8Encoder::settings) != Some(settings) {
-            // A first VP8 viewer, or a new size or rate: a new encoder, a keyframe first.
+        } else if self
+            .encoders
+            .run(VideoCodec::Vp8, settings)
+            .map_err(encoder_error)?
+        {
             log::info!("ingest avatar {}: VP8 encoder started", self.avatar);
-            self.vp8 =
-                Some(Vp8Encoder::new(settings).map_err(|e| WireError::Encoder(e.to_string()))?);
         }
-        if let Some(enc) = self.vp8.as_mut() {
-            let mut out = Vec::with_capacity(64 * 1024);
-            let kind = enc
-                .encode(&pic, self.force_vp8, &mut out)
-                .map_err(|e| WireError::Encoder(e.to_string()))?;
-            if kind != Encoded::Skipped {
-                self.force_vp8 = false;
+        // Every codec's picture goes out with the same RTP time.
+        let mut rtp_time = self.shared.rtp_time(frame.arrived_at);
+        if let Some(last) = self.last_rtp {
+            rtp_time = rtp_time.max(last + 1);
+        }
+        self.last_rtp = Some(rtp_time);
+        let (shared, own, avatar) = (&self.shared, self.own.as_ref(), &self.avatar);
+        // The hub's frame counters count H.264 pictures, as before VP8 existed.
+        let count = |codec: VideoCodec, stat| {
+            if codec == VideoCodec::H264 {
+                count_both(shared, own, stat, 1);
+            }
+        };
+        self.encoders
+            .encode_each(&pic, &mut self.out, |p| {
+                if p.kind == Encoded::Skipped {
+                    count(p.codec, Stat::EncoderSkips);
+                    return true;
+                }
+                count(p.codec, Stat::FramesEncoded);
                 let au = AccessUnit {
-                    codec: VideoCodec::Vp8,
-                    data: Arc::from(out),
+                    codec: p.codec,
+                    data: Arc::from(p.data),
                     rtp_time,
-                    keyframe: kind == Encoded::Keyframe,
+                    keyframe: p.kind == Encoded::Keyframe,
                     captured_at: frame.arrived_at,
-                    encoded_at: Instant::now(),
+                    encoded_at: p.encoded_at,
                     frame_index: frame.index,
                 };
-                // A lost picture breaks the chain: the next one must be a keyframe.
-                self.force_vp8 = !forward(&self.shared, self.own.as_ref(), &self.avatar, au);
-            }
-        }
-        self.out.clear();
-        let kind = encoder
-            .encode(&pic, self.force_idr, &mut self.out)
-            .map_err(|e| WireError::Encoder(e.to_string()))?;
-        let encoded_at = Instant::now();
-        let keyframe = match kind {
-            Encoded::Skipped => {
-                self.count(Stat::EncoderSkips);
-                return Ok(());
-            }
-            Encoded::Keyframe => true,
-            Encoded::Delta => false,
-        };
-        self.force_idr = false;
-        self.count(Stat::FramesEncoded);
-        let au = AccessUnit {
-            codec: VideoCodec::H264,
-            data: Arc::from(&self.out[..]),
-            rtp_time,
-            keyframe,
-            captured_at: frame.arrived_at,
-            encoded_at,
-            frame_index: frame.index,
-        };
-        if forward(&self.shared, self.own.as_ref(), &self.avatar, au) {
-            self.count(Stat::FramesForwarded);
-        } else {
-            self.force_idr = true;
-        }
-        Ok(())
+                let sent = forward(shared, own, avatar, au);
+                if sent {
+                    count(p.codec, Stat::FramesForwarded);
+                }
+                sent
+            })
+            .map_err(|(_, e)| encoder_error(e))
     }
 }
 

@@ -1,0 +1,165 @@
+//! The encoders of one source of pictures (a built-in source, a renderer):
+//! one per codec its viewers receive, each made when it is needed and dropped
+//! when it is not, each with its own "the next picture is a keyframe" flag, all
+//! fed the same picture.
+
+use std::time::Instant;
+
+use portcast_engine::encoder::{new_encoder, Encoded, EncoderError, EncoderSettings, VideoEncoder};
+use portcast_engine::pattern::I420;
+use portcast_engine::VideoCodec;
+
+/// A running encoder and whether its next picture must be a keyframe.
+struct Running {
+    encoder: Box<dyn VideoEncoder>,
+    force_key: bool,
+}
+
+/// Per codec, its encoder while it runs.
+#[derive(Default)]
+pub struct Encoders {
+    slots: [Option<Running>; VideoCodec::ALL.len()],
+}
+
+/// One encoder's result for one picture, handed to the caller's sink.
+#[derive(Debug)]
+pub struct Picture<'a> {
+    /// The codec.
+    pub codec: VideoCodec,
+    /// Keyframe, delta, or skipped by rate control (then `data` is empty).
+    pub kind: Encoded,
+    /// The encoded picture.
+    pub data: &'a [u8],
+    /// When this encoder started on the picture.
+    pub began: Instant,
+    /// When it returned.
+    pub encoded_at: Instant,
+}
+
+impl Encoders {
+    /// Makes `codec`'s encoder run with `settings`: a new one when none runs or
+    /// the running one is set up otherwise (its first picture is a keyframe).
+    /// True when a new one started.
+    pub fn run(
+        &mut self,
+        codec: VideoCodec,
+        settings: EncoderSettings,
+    ) -> Result<bool, EncoderError> {
+        let slot = &mut self.slots[codec.index()];
+        if slot
+            .as_ref()
+            .is_some_and(|r| r.encoder.settings() == settings)
+        {
+            return Ok(false);
+        }
+        *slot = Some(Running {
+            encoder: new_encoder(codec, settings)?,
+            force_key: true,
+        });
+        Ok(true)
+    }
+
+    /// Drops `codec`'s encoder; true if one ran.
+    pub fn stop(&mut self, codec: VideoCodec) -> bool {
+        self.slots[codec.index()].take().is_some()
+    }
+
+    /// Makes the next picture of `codec`'s encoder, if it runs, a keyframe.
+    pub fn force_keyframe(&mut self, codec: VideoCodec) {
+        if let Some(r) = &mut self.slots[codec.index()] {
+            r.force_key = true;
+        }
+    }
+
+    /// Encodes `pic` with every running encoder, in codec order, into `buf`
+    /// (cleared for each), and hands each result to `sink`, which returns
+    /// whether the picture reached the viewers: when it did not, that encoder's
+    /// next picture is a keyframe (a lost picture breaks the chain). A skipped
+    /// picture leaves a pending keyframe pending.
+    pub fn encode_each(
+        &mut self,
+        pic: &I420<'_>,
+        buf: &mut Vec<u8>,
+        mut sink: impl FnMut(Picture<'_>) -> bool,
+    ) -> Result<(), (VideoCodec, EncoderError)> {
+        for r in self.slots.iter_mut().flatten() {
+            let codec = r.encoder.codec();
+            buf.clear();
+            let began = Instant::now();
+            let kind = r
+                .encoder
+                .encode(pic, r.force_key, buf)
+                .map_err(|e| (codec, e))?;
+            let picture = Picture {
+                codec,
+                kind,
+                data: buf.as_slice(),
+                began,
+                encoded_at: Instant::now(),
+            };
+            let delivered = sink(picture);
+            if kind != Encoded::Skipped {
+                r.force_key = !delivered;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcast_engine::pattern::TestPattern;
+
+    fn settings(width: u32) -> EncoderSettings {
+        EncoderSettings {
+            width,
+            height: 144,
+            fps: 30,
+            bitrate_bps: 300_000,
+            threads: 1,
+        }
+    }
+
+    #[test]
+    fn each_running_codec_encodes_and_a_lost_picture_brings_a_keyframe() {
+        let mut pattern = TestPattern::new(256, 144).unwrap();
+        let mut e = Encoders::default();
+        assert!(e.run(VideoCodec::H264, settings(256)).unwrap());
+        assert!(
+            !e.run(VideoCodec::H264, settings(256)).unwrap(),
+            "already running"
+        );
+        assert!(e.run(VideoCodec::Vp8, settings(256)).unwrap());
+        let mut buf = Vec::new();
+        let mut seen = Vec::new();
+        for i in 0..4 {
+            // The H.264 picture of frame 1 is lost (the sink says so).
+            e.encode_each(&pattern.render(i, 0), &mut buf, |p| {
+                seen.push((i, p.codec, p.kind));
+                !(i == 1 && p.codec == VideoCodec::H264)
+            })
+            .unwrap();
+        }
+        let kind = |i, c| seen.iter().find(|s| s.0 == i && s.1 == c).unwrap().2;
+        assert_eq!(kind(0, VideoCodec::H264), Encoded::Keyframe);
+        assert_eq!(kind(0, VideoCodec::Vp8), Encoded::Keyframe);
+        assert_eq!(
+            kind(2, VideoCodec::H264),
+            Encoded::Keyframe,
+            "after the loss"
+        );
+        assert_eq!(kind(2, VideoCodec::Vp8), Encoded::Delta);
+        e.force_keyframe(VideoCodec::Vp8);
+        assert!(e.stop(VideoCodec::H264) && !e.stop(VideoCodec::H264));
+        seen.clear();
+        e.encode_each(&pattern.render(4, 0), &mut buf, |p| {
+            seen.push((4, p.codec, p.kind));
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, [(4, VideoCodec::Vp8, Encoded::Keyframe)]);
+        // New settings: a new encoder.
+        assert!(e.run(VideoCodec::Vp8, settings(320)).unwrap());
+    }
+}
