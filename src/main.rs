@@ -20,7 +20,7 @@ use std::time::Duration;
 use portcast_engine::audio::AudioSettings;
 use portcast_engine::auth::TokenKey;
 use portcast_engine::encoder::EncoderSettings;
-use portcast_engine::{EngineConfig, PlayoutDelay, SocketSpec};
+use portcast_engine::{BandwidthEstimation, EngineConfig, PlayoutDelay, SocketSpec};
 use portcast_net::y4m::FileSourceSpec;
 use portcast_net::{
     AvatarSpec, CaptureConfig, ConnLimits, IngestConfig, Server, ServerConfig, UdpPortSpec,
@@ -183,6 +183,21 @@ fn engine_config(c: &config::Config) -> EngineConfig {
         playout_delay: Some(PlayoutDelay {
             min: Duration::ZERO,
             max: Duration::from_millis(s.playout_delay_max_ms),
+        }),
+        // Probing aims at the most any avatar sends: its video and its voice.
+        bandwidth_estimation: s.bandwidth_estimation.then(|| {
+            let video = c
+                .avatars
+                .iter()
+                .map(|a| a.bitrate_bps)
+                .chain(
+                    c.file_source
+                        .iter()
+                        .map(|_| EncoderSettings::default().bitrate_bps),
+                )
+                .max()
+                .unwrap_or(EncoderSettings::default().bitrate_bps);
+            BandwidthEstimation::for_max(video.saturating_add(audio_settings(s).bitrate_bps))
         }),
         // Set by `server_config` only: captured offers carry no token, so replay checks none.
         token_key: None,

@@ -120,7 +120,15 @@ pub trait VideoEncoder: Send + fmt::Debug {
         force_key: bool,
         out: &mut Vec<u8>,
     ) -> Result<Encoded, EncoderError>;
+    /// Retunes rate control to `bps` from the next picture on (a viewer's
+    /// bandwidth estimate moved); the settings keep the configured bitrate.
+    fn set_bitrate(&mut self, bps: u32) -> Result<(), EncoderError>;
+    /// The bitrate rate control aims at now.
+    fn bitrate(&self) -> u32;
 }
+
+/// The lowest bitrate an encoder is retuned to: below it a 720p picture is mush anyway.
+pub const MIN_BITRATE_BPS: u32 = 100_000;
 
 /// A new encoder of `codec`; its first picture is a keyframe.
 pub fn new_encoder(
@@ -151,6 +159,12 @@ macro_rules! video_encoder {
             ) -> Result<Encoded, EncoderError> {
                 <$t>::encode(self, pic, force_key, out)
             }
+            fn set_bitrate(&mut self, bps: u32) -> Result<(), EncoderError> {
+                <$t>::set_bitrate(self, bps)
+            }
+            fn bitrate(&self) -> u32 {
+                self.bitrate_bps
+            }
         }
     };
 }
@@ -161,6 +175,10 @@ video_encoder!(Vp8Encoder, VideoCodec::Vp8);
 /// An openh264 encoder for one source.
 pub struct H264Encoder {
     settings: EncoderSettings,
+    /// What rate control aims at now (the settings' until retuned).
+    bitrate_bps: u32,
+    /// What openh264's rate control was last given (see `set_bitrate`).
+    applied_bps: u32,
     inner: Encoder,
     frames: u64,
 }
@@ -194,6 +212,8 @@ impl H264Encoder {
             .map_err(|e| EncoderError::OpenH264(e.to_string()))?;
         Ok(H264Encoder {
             settings,
+            bitrate_bps: settings.bitrate_bps,
+            applied_bps: settings.bitrate_bps,
             inner,
             frames: 0,
         })
@@ -202,6 +222,51 @@ impl H264Encoder {
     /// The settings this encoder was made with.
     pub fn settings(&self) -> EncoderSettings {
         self.settings
+    }
+
+    /// Retunes rate control to `bps` (at least [`MIN_BITRATE_BPS`], at most
+    /// the configured bitrate, which openh264 keeps as its maximum), as
+    /// libwebrtc's `H264EncoderImpl::SetRates` does.
+    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), EncoderError> {
+        let bps = bps.clamp(
+            MIN_BITRATE_BPS.min(self.settings.bitrate_bps),
+            self.settings.bitrate_bps,
+        );
+        self.bitrate_bps = bps;
+        // The openh264 crate initialises the codec at the first picture (it
+        // needs the size); SetOption fails before that, so the first picture
+        // runs at the configured bitrate and `encode` retunes from the next.
+        if self.frames > 0 {
+            self.apply_bitrate()?;
+        }
+        Ok(())
+    }
+
+    /// Hands `bitrate_bps` to openh264's rate control if it runs at another.
+    fn apply_bitrate(&mut self) -> Result<(), EncoderError> {
+        let bps = self.bitrate_bps;
+        if bps == self.applied_bps {
+            return Ok(());
+        }
+        let mut info = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+            iBitrate: i32::try_from(bps).unwrap_or(i32::MAX),
+        };
+        // SAFETY: the codec is initialised (a picture was encoded) and SetOption
+        // reads an SBitrateInfo for ENCODER_OPTION_BITRATE; `info` outlives the call.
+        let rc = unsafe {
+            self.inner.raw_api().set_option(
+                openh264_sys2::ENCODER_OPTION_BITRATE,
+                std::ptr::addr_of_mut!(info).cast(),
+            )
+        };
+        if rc != 0 {
+            return Err(EncoderError::OpenH264(format!(
+                "setting the bitrate to {bps} bit/s failed ({rc})"
+            )));
+        }
+        self.applied_bps = bps;
+        Ok(())
     }
 
     /// Encodes one picture, appending Annex-B NAL units to `out`; `force_idr` asks for a keyframe.
@@ -214,6 +279,9 @@ impl H264Encoder {
         self.settings.check_size(pic)?;
         if force_idr {
             self.inner.force_intra_frame();
+        }
+        if self.frames > 0 {
+            self.apply_bitrate()?;
         }
         let src = YUVSlices::new((pic.y, pic.u, pic.v), (pic.width, pic.height), pic.strides);
         // Timestamps drive openh264's rate control: feed it the nominal frame time.

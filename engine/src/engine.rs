@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::media::{Frequency, MediaTime};
@@ -28,11 +29,12 @@ use crate::signaling::{self, ClientMessage, Offer, SignalError};
 
 mod accept;
 mod avatars;
+mod bitrate;
 mod config;
 mod fanout;
 
 use avatars::Avatar;
-pub use config::{EngineConfig, EngineError};
+pub use config::{BandwidthEstimation, EngineConfig, EngineError};
 
 /// A datagram that arrived on one of the daemon's sockets.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +90,18 @@ pub enum Output {
         codec: VideoCodec,
         /// Whether at least one session now watches it in `codec`.
         watched: bool,
+    },
+    /// The most an avatar's encoder of `codec` should send: its one viewer's
+    /// bandwidth estimate less headroom (`Some`), or no limit beyond its
+    /// configured bitrate (`None`: several viewers, none, or no estimate yet).
+    /// Emitted when the cap moves by 5 % or more.
+    VideoBitrate {
+        /// The avatar.
+        avatar: AvatarId,
+        /// Which of its encoders.
+        codec: VideoCodec,
+        /// Bits per second, or `None` for the configured bitrate.
+        cap_bps: Option<u32>,
     },
     /// A session ended; unless the WebSocket is what closed, the driver closes it.
     SessionClosed {
@@ -548,6 +562,13 @@ impl Engine {
             now,
         };
         let fx = s.drain(&mut ctx);
+        // str0m hands on REMB even when estimation is off: then nothing listens.
+        if fx.estimate_changed && self.config.bandwidth_estimation.is_some() {
+            self.estimate_changed(now, key);
+        }
+        let Some(s) = self.sessions.get(&key) else {
+            return;
+        };
         // Rare (a join or a PLI): the avatar's name is cloned only then.
         if fx.keyframe_wanted || fx.media_started {
             let (avatar, codec) = (s.avatar.clone(), s.codec);
@@ -607,6 +628,7 @@ impl Engine {
                     watched: false,
                 });
             }
+            self.update_video_cap(&s.avatar, s.codec);
         }
         if let Some(c) = self.conns.get_mut(&s.conn) {
             if c.session == Some(key) {

@@ -45,6 +45,7 @@
 //!         }
 //!         Output::KeyframeRequest { avatar, codec } => { /* tell that encoder of the avatar */ }
 //!         Output::Watched { avatar, codec, watched } => { /* start or pause that encoder */ }
+//!         Output::VideoBitrate { avatar, codec, cap_bps } => { /* retune that encoder (None: its own bitrate) */ }
 //!         Output::SessionClosed { .. } => { /* close the WebSocket */ }
 //!         Output::Timeout(at) => {
 //!             // Sleep until `at` or the next input, then:
@@ -87,7 +88,9 @@ mod stats;
 pub mod vp8;
 
 pub use address::{SocketSpec, SocketTable};
-pub use engine::{ConnectInfo, Datagram, Engine, EngineConfig, EngineError, Output, Transmit};
+pub use engine::{
+    BandwidthEstimation, ConnectInfo, Datagram, Engine, EngineConfig, EngineError, Output, Transmit,
+};
 pub use ids::{AvatarId, ConnId, InvalidAvatarId, InvalidSessionId, SessionId, SocketId};
 pub use media::{AccessUnit, AudioFrame, VideoCodec};
 pub use playout_delay::PlayoutDelay;

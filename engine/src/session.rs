@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, MediaKind, Mid, Pt};
@@ -14,6 +15,7 @@ use str0m::{Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc
 
 use crate::address::SocketTable;
 use crate::demux::{Demux, SessionKey};
+use crate::engine::BandwidthEstimation;
 use crate::ids::{AvatarId, ConnId, SocketId};
 use crate::media::VideoCodec;
 use crate::offer::VideoChoice;
@@ -119,6 +121,7 @@ pub(crate) fn rtc_config(
     creds: IceCreds,
     resend_buffer_packets: usize,
     playout_delay: bool,
+    bwe: Option<BandwidthEstimation>,
     video: &VideoChoice,
     opus_pt: Option<u8>,
 ) -> RtcConfig {
@@ -127,14 +130,18 @@ pub(crate) fn rtc_config(
         .set_dtls_cert(cert)
         .set_local_ice_credentials(creds)
         .set_send_buffer_video(resend_buffer_packets)
-        // The MID header extension (BUNDLE demux in the browser). One encoder
-        // feeds every viewer of an avatar, so per-viewer bandwidth estimation
-        // has nothing to act on: without transport-cc / abs-send-time no
-        // viewer sends TWCC feedback (an SRTCP packet to decrypt and parse
-        // every ~50-100 ms each) and every RTP packet is 12 bytes shorter.
+        // The MID header extension (BUNDLE demux in the browser), and
+        // transport-cc below when estimation is on; nothing else.
         .clear_extension_map()
         .set_extension(4, Extension::RtpMid)
         .clear_codecs();
+    if let Some(b) = bwe {
+        // Each viewer then sends TWCC feedback (an SRTCP packet every
+        // ~50-100 ms) and str0m paces at 1.1x its estimate.
+        cfg = cfg
+            .set_extension(3, Extension::TransportSequenceNumber)
+            .enable_bwe(Some(Bitrate::bps(u64::from(b.start_bps))));
+    }
     if playout_delay {
         // Answered only when the offer has it (str0m answers the
         // intersection, with the offer's id); written on every frame.
@@ -206,6 +213,19 @@ pub(crate) struct Session {
     pub frames_sent: u64,
     pub frames_held: u64,
     pub client_stats: Option<Value>,
+    /// The viewer's latest bandwidth estimate in bits per second (TWCC, or
+    /// REMB from a peer without TWCC); `None` before the first or with
+    /// estimation off.
+    pub estimate_bps: Option<u32>,
+    /// Whether the estimate comes from TWCC (then REMB is ignored).
+    pub estimate_twcc: bool,
+    /// When the estimate last went into the metrics' histogram.
+    pub estimate_observed: Option<Instant>,
+    /// When the engine last asked str0m to probe this viewer's link for more.
+    pub probe_asked: Option<Instant>,
+    /// Whether str0m's desired bitrate is lowered for that probe and must be
+    /// raised again (the rise is what starts an allocation probe).
+    pub probe_lowered: bool,
     /// Test hook: the next handling panics (see `Engine::poison_session_for_tests`).
     #[cfg(feature = "test-hooks")]
     pub poisoned: bool,
@@ -217,6 +237,8 @@ pub(crate) struct DrainEffects {
     pub keyframe_wanted: bool,
     /// The viewer's video just started: it may take the avatar's current GOP.
     pub media_started: bool,
+    /// The viewer's bandwidth estimate changed.
+    pub estimate_changed: bool,
     pub end: Option<EndReason>,
 }
 
@@ -265,6 +287,11 @@ impl Session {
             frames_sent: 0,
             frames_held: 0,
             client_stats: None,
+            estimate_bps: None,
+            estimate_twcc: false,
+            estimate_observed: None,
+            probe_asked: None,
+            probe_lowered: false,
             #[cfg(feature = "test-hooks")]
             poisoned: false,
         }
@@ -414,6 +441,22 @@ impl Session {
                 if s == IceConnectionState::Disconnected && self.phase != Phase::Negotiated {
                     // str0m gave up on every pair; the consent timer decides the end.
                     log::debug!("session {}: no live ICE pair", self.id);
+                }
+            }
+            Event::EgressBitrateEstimate(kind) => {
+                let (bps, twcc) = match kind {
+                    BweKind::Twcc { estimate, .. } => (estimate.as_u64(), true),
+                    // A peer without TWCC may still say what it receives.
+                    BweKind::Remb { estimate, .. } if !self.estimate_twcc => {
+                        (estimate.as_u64(), false)
+                    }
+                    _ => return,
+                };
+                let bps = u32::try_from(bps).unwrap_or(u32::MAX);
+                self.estimate_twcc |= twcc;
+                if self.estimate_bps != Some(bps) {
+                    self.estimate_bps = Some(bps);
+                    fx.estimate_changed = true;
                 }
             }
             Event::Closed => fx.end = Some(EndReason::PeerClosed),

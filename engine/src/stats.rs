@@ -57,6 +57,8 @@ pub struct EngineStats {
     pub session_panics: Counter,
     /// Answer sent to the session's first frame written, seconds (ICE + DTLS + the wait for a keyframe).
     pub first_frame: Histogram,
+    /// Viewers' bandwidth estimates, bits per second (each viewer at most once a second).
+    pub viewer_estimates: Histogram,
 }
 
 impl Default for EngineStats {
@@ -79,6 +81,8 @@ impl Default for EngineStats {
             session_panics: Counter::default(),
             // 5 ms .. ~5 s in x2 steps.
             first_frame: Histogram::new(exponential_buckets(0.005, 2.0, 11)),
+            // 62.5 kbit/s .. 16 Mbit/s in x2 steps.
+            viewer_estimates: Histogram::new(exponential_buckets(62_500.0, 2.0, 9)),
             drops,
         }
     }
@@ -123,6 +127,11 @@ impl EngineStats {
             "first_frame_seconds",
             "Answer sent to a viewer's first frame written (ICE + DTLS + the wait for a keyframe)",
             self.first_frame.clone(),
+        );
+        r.register(
+            "viewer_estimate_bps",
+            "Viewers' bandwidth estimates (transport-cc or REMB), bits per second, each viewer at most once a second",
+            self.viewer_estimates.clone(),
         );
     }
 

@@ -18,13 +18,13 @@ use vpx_sys::vpx_codec_cx_pkt_kind::VPX_CODEC_CX_FRAME_PKT;
 use vpx_sys::vpx_codec_err_t::VPX_CODEC_OK;
 use vpx_sys::{
     vpx_codec_ctx_t, vpx_codec_destroy, vpx_codec_enc_cfg_t, vpx_codec_enc_config_default,
-    vpx_codec_enc_init_ver, vpx_codec_encode, vpx_codec_err_t, vpx_codec_error_detail,
-    vpx_codec_get_cx_data, vpx_codec_vp8_cx, vpx_enc_pass, vpx_image_t, vpx_img_fmt, vpx_img_wrap,
-    vpx_kf_mode, vpx_rc_mode, VPX_DL_REALTIME, VPX_EFLAG_FORCE_KF, VPX_ENCODER_ABI_VERSION,
-    VPX_ERROR_RESILIENT_DEFAULT, VPX_FRAME_IS_KEY,
+    vpx_codec_enc_config_set, vpx_codec_enc_init_ver, vpx_codec_encode, vpx_codec_err_t,
+    vpx_codec_error_detail, vpx_codec_get_cx_data, vpx_codec_vp8_cx, vpx_enc_pass, vpx_image_t,
+    vpx_img_fmt, vpx_img_wrap, vpx_kf_mode, vpx_rc_mode, VPX_DL_REALTIME, VPX_EFLAG_FORCE_KF,
+    VPX_ENCODER_ABI_VERSION, VPX_ERROR_RESILIENT_DEFAULT, VPX_FRAME_IS_KEY,
 };
 
-use crate::encoder::{Encoded, EncoderError, EncoderSettings};
+use crate::encoder::{Encoded, EncoderError, EncoderSettings, MIN_BITRATE_BPS};
 use crate::pattern::I420;
 
 /// libvpx's speed for real time: -6 is what WebRTC uses on desktop CPUs
@@ -36,6 +36,10 @@ pub struct Vp8Encoder {
     settings: EncoderSettings,
     // Boxed: libvpx keeps a pointer to the context's address.
     ctx: Box<vpx_codec_ctx_t>,
+    /// The configuration libvpx was given (retuned by `set_bitrate`).
+    cfg: Box<vpx_codec_enc_cfg_t>,
+    /// What rate control aims at now (the settings' until retuned).
+    pub(crate) bitrate_bps: u32,
     frames: i64,
 }
 
@@ -102,6 +106,8 @@ impl Vp8Encoder {
             let mut enc = Vp8Encoder {
                 settings,
                 ctx,
+                cfg: Box::new(cfg),
+                bitrate_bps: settings.bitrate_bps,
                 frames: 0,
             };
             // An IDR of a 720p picture may take several times a frame's budget.
@@ -123,6 +129,28 @@ impl Vp8Encoder {
     /// The settings this encoder was made with.
     pub fn settings(&self) -> EncoderSettings {
         self.settings
+    }
+
+    /// Retunes rate control to `bps` (at least [`MIN_BITRATE_BPS`], at most the configured bitrate).
+    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), EncoderError> {
+        let bps = bps.clamp(
+            MIN_BITRATE_BPS.min(self.settings.bitrate_bps),
+            self.settings.bitrate_bps,
+        );
+        if bps == self.bitrate_bps {
+            return Ok(());
+        }
+        self.cfg.rc_target_bitrate = (bps / 1000).max(1);
+        // SAFETY: the context was initialised by `new`; libvpx copies the
+        // configuration it is given, which lives in `self` anyway.
+        unsafe {
+            check(
+                vpx_codec_enc_config_set(&mut *self.ctx, &*self.cfg),
+                Some(&mut self.ctx),
+            )?;
+        }
+        self.bitrate_bps = bps;
+        Ok(())
     }
 
     /// Encodes one picture, appending one VP8 frame to `out`; `force_key` asks for a keyframe.

@@ -239,23 +239,31 @@ fn every_real_offer_that_should_be_answered_is_answered() {
             sdp.contains("127.0.0.1 1011"),
             "{file}: candidate at the public address"
         );
-        // No per-viewer bandwidth estimation: only MID is answered, plus
-        // playout-delay exactly when the offer has it (Chromium's, not aiortc's).
+        // MID, transport-wide-cc (per-viewer bandwidth estimation, on by
+        // default) and playout-delay, each exactly when the offer has it
+        // (Chromium has all three, aiortc neither of the others).
         let playout = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
+        let twcc = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
         let extmaps: Vec<&str> = sdp.lines().filter(|l| l.starts_with("a=extmap:")).collect();
+        let known = [
+            " urn:ietf:params:rtp-hdrext:sdes:mid".to_string(),
+            format!(" {playout}"),
+            format!(" {twcc}"),
+        ];
         assert!(
             extmaps
                 .iter()
-                .all(|l| l.ends_with(" urn:ietf:params:rtp-hdrext:sdes:mid")
-                    || l.ends_with(&format!(" {playout}"))),
+                .all(|l| known.iter().any(|k| l.ends_with(k.as_str()))),
             "{file}: {extmaps:?}"
         );
-        let offered = fixture(file).contains(playout);
-        assert_eq!(
-            extmaps.iter().any(|l| l.ends_with(playout)),
-            offered,
-            "{file}: playout-delay offered {offered}, answered {extmaps:?}"
-        );
+        for ext in [playout, twcc] {
+            let offered = fixture(file).contains(ext);
+            assert_eq!(
+                extmaps.iter().any(|l| l.ends_with(ext)),
+                offered,
+                "{file}: {ext} offered {offered}, answered {extmaps:?}"
+            );
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use portcast_engine::encoder::{new_encoder, Encoded, EncoderError, EncoderSettin
 use portcast_engine::pattern::I420;
 use portcast_engine::VideoCodec;
 
+use crate::source::EncoderDemand;
+
 /// A running encoder and whether its next picture must be a keyframe.
 struct Running {
     encoder: Box<dyn VideoEncoder>,
@@ -34,6 +36,8 @@ pub struct Picture<'a> {
     pub began: Instant,
     /// When it returned.
     pub encoded_at: Instant,
+    /// The bitrate the encoder aimed at.
+    pub bitrate_bps: u32,
 }
 
 impl Encoders {
@@ -72,18 +76,25 @@ impl Encoders {
     }
 
     /// Encodes `pic` with every running encoder, in codec order, into `buf`
-    /// (cleared for each), and hands each result to `sink`, which returns
-    /// whether the picture reached the viewers: when it did not, that encoder's
-    /// next picture is a keyframe (a lost picture breaks the chain). A skipped
-    /// picture leaves a pending keyframe pending.
+    /// (cleared for each), each first retuned to the bitrate `demand` caps it
+    /// at (its configured bitrate when uncapped), and hands each result to
+    /// `sink`, which returns whether the picture reached the viewers: when it
+    /// did not, that encoder's next picture is a keyframe (a lost picture
+    /// breaks the chain). A skipped picture leaves a pending keyframe pending.
     pub fn encode_each(
         &mut self,
         pic: &I420<'_>,
+        demand: &EncoderDemand,
         buf: &mut Vec<u8>,
         mut sink: impl FnMut(Picture<'_>) -> bool,
     ) -> Result<(), (VideoCodec, EncoderError)> {
         for r in self.slots.iter_mut().flatten() {
             let codec = r.encoder.codec();
+            let configured = r.encoder.settings().bitrate_bps;
+            let wanted = demand.cap(codec).map_or(configured, |c| c.min(configured));
+            if wanted != r.encoder.bitrate() {
+                r.encoder.set_bitrate(wanted).map_err(|e| (codec, e))?;
+            }
             buf.clear();
             let began = Instant::now();
             let kind = r
@@ -96,6 +107,7 @@ impl Encoders {
                 data: buf.as_slice(),
                 began,
                 encoded_at: Instant::now(),
+                bitrate_bps: r.encoder.bitrate(),
             };
             let delivered = sink(picture);
             if kind != Encoded::Skipped {
@@ -125,6 +137,7 @@ mod tests {
     fn each_running_codec_encodes_and_a_lost_picture_brings_a_keyframe() {
         let mut pattern = TestPattern::new(256, 144).unwrap();
         let mut e = Encoders::default();
+        let demand = EncoderDemand::default();
         assert!(e.run(VideoCodec::H264, settings(256)).unwrap());
         assert!(
             !e.run(VideoCodec::H264, settings(256)).unwrap(),
@@ -135,7 +148,7 @@ mod tests {
         let mut seen = Vec::new();
         for i in 0..4 {
             // The H.264 picture of frame 1 is lost (the sink says so).
-            e.encode_each(&pattern.render(i, 0), &mut buf, |p| {
+            e.encode_each(&pattern.render(i, 0), &demand, &mut buf, |p| {
                 seen.push((i, p.codec, p.kind));
                 !(i == 1 && p.codec == VideoCodec::H264)
             })
@@ -153,7 +166,7 @@ mod tests {
         e.force_keyframe(VideoCodec::Vp8);
         assert!(e.stop(VideoCodec::H264) && !e.stop(VideoCodec::H264));
         seen.clear();
-        e.encode_each(&pattern.render(4, 0), &mut buf, |p| {
+        e.encode_each(&pattern.render(4, 0), &demand, &mut buf, |p| {
             seen.push((4, p.codec, p.kind));
             true
         })
@@ -161,5 +174,73 @@ mod tests {
         assert_eq!(seen, [(4, VideoCodec::Vp8, Encoded::Keyframe)]);
         // New settings: a new encoder.
         assert!(e.run(VideoCodec::Vp8, settings(320)).unwrap());
+    }
+
+    #[test]
+    fn a_cap_retunes_the_running_encoder_and_lifting_it_restores_the_configured_bitrate() {
+        let mut pattern = TestPattern::new(256, 144).unwrap();
+        let mut e = Encoders::default();
+        let demand = EncoderDemand::default();
+        let mut buf = Vec::new();
+        let mut rates = Vec::new();
+        let mut step = |e: &mut Encoders, i: u64, rates: &mut Vec<(VideoCodec, u32)>| {
+            e.encode_each(&pattern.render(i, 0), &demand, &mut buf, |p| {
+                rates.push((p.codec, p.bitrate_bps));
+                true
+            })
+            .unwrap();
+        };
+        e.run(VideoCodec::H264, settings(256)).unwrap();
+        e.run(VideoCodec::Vp8, settings(256)).unwrap();
+        step(&mut e, 0, &mut rates);
+        assert_eq!(
+            rates,
+            [(VideoCodec::H264, 300_000), (VideoCodec::Vp8, 300_000)]
+        );
+        // Capped below the configured bitrate: both retuned; above it: the configured one.
+        demand.set_cap(VideoCodec::H264, Some(150_000));
+        demand.set_cap(VideoCodec::Vp8, Some(5_000_000));
+        rates.clear();
+        step(&mut e, 1, &mut rates);
+        assert_eq!(
+            rates,
+            [(VideoCodec::H264, 150_000), (VideoCodec::Vp8, 300_000)]
+        );
+        // Never below the floor.
+        demand.set_cap(VideoCodec::H264, Some(1_000));
+        rates.clear();
+        step(&mut e, 2, &mut rates);
+        assert_eq!(rates[0], (VideoCodec::H264, 100_000));
+        demand.set_cap(VideoCodec::H264, None);
+        rates.clear();
+        step(&mut e, 3, &mut rates);
+        assert_eq!(rates[0], (VideoCodec::H264, 300_000));
+    }
+
+    #[test]
+    fn a_cap_that_arrives_before_the_first_picture_does_not_stop_the_encoder() {
+        // The cap of a viewer's first estimate often lands before the encoder
+        // has seen a picture (openh264 sets itself up at the first one).
+        let mut pattern = TestPattern::new(256, 144).unwrap();
+        let mut e = Encoders::default();
+        let demand = EncoderDemand::default();
+        demand.set_cap(VideoCodec::H264, Some(150_000));
+        demand.set_cap(VideoCodec::Vp8, Some(150_000));
+        e.run(VideoCodec::H264, settings(256)).unwrap();
+        e.run(VideoCodec::Vp8, settings(256)).unwrap();
+        let mut buf = Vec::new();
+        for i in 0..3 {
+            let mut rates = Vec::new();
+            e.encode_each(&pattern.render(i, 0), &demand, &mut buf, |p| {
+                rates.push((p.codec, p.bitrate_bps, p.kind));
+                true
+            })
+            .unwrap();
+            assert_eq!(rates.len(), 2, "picture {i}: {rates:?}");
+            assert!(
+                rates.iter().all(|r| r.1 == 150_000),
+                "picture {i}: {rates:?}"
+            );
+        }
     }
 }

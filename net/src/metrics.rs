@@ -48,6 +48,7 @@ pub struct Metrics {
     udp_calls: Family<Labels, Counter>,
     source_frames: Family<Labels, Counter>,
     source_encoding: Family<Labels, Gauge>,
+    source_bitrate: Family<Labels, Gauge>,
     ingest: Option<(IngestMetrics, Gauge)>,
 }
 
@@ -89,6 +90,7 @@ impl Metrics {
             udp_calls: Family::default(),
             source_frames: Family::default(),
             source_encoding: Family::default(),
+            source_bitrate: Family::default(),
             ingest: ingest.then(|| (ingest_metrics(&engine.drops), Gauge::default())),
             registry: Registry::default(),
         };
@@ -97,6 +99,11 @@ impl Metrics {
             "source_encoding",
             "1 while a built-in source's encoder of this codec runs (a viewer receives it), 0 while it is stopped",
             m.source_encoding.clone(),
+        );
+        r.register(
+            "source_bitrate_bps",
+            "The bitrate a built-in source's encoder of this codec aims at now: the configured one, or less while its one viewer's bandwidth estimate is lower (0 while stopped)",
+            m.source_bitrate.clone(),
         );
         for (name, help, f) in [
             (
@@ -266,6 +273,10 @@ impl Metrics {
             encoder_skips: drop("source_encoder_skip"),
             encoding: VideoCodec::ALL.map(|codec| {
                 self.source_encoding
+                    .get_or_create_owned(&labels(&[("avatar", avatar), ("codec", codec.name())]))
+            }),
+            bitrate_bps: VideoCodec::ALL.map(|codec| {
+                self.source_bitrate
                     .get_or_create_owned(&labels(&[("avatar", avatar), ("codec", codec.name())]))
             }),
             ..SourceCounters::default()

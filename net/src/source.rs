@@ -10,7 +10,7 @@
 //! next to nothing; an encoder's first picture after a pause is an IDR on the
 //! source's unbroken clock.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -50,15 +50,21 @@ pub enum Control {
     Watched,
 }
 
-/// Per codec, whether some viewer watches the avatar in it (shared by the
-/// loop, which sets them, and the encoding threads, which read them).
+/// What the loop wants of a source's encoders, per codec: whether some
+/// viewer watches the avatar in it, and the bitrate cap its viewers' bandwidth
+/// estimate sets (shared by the loop, which sets them, and the encoding
+/// threads, which read them before each picture).
 #[derive(Debug, Default)]
-pub struct WatchedFlags([AtomicBool; VideoCodec::ALL.len()]);
+pub struct EncoderDemand {
+    watched: [AtomicBool; VideoCodec::ALL.len()],
+    /// Bits per second; 0 = no cap (the configured bitrate).
+    cap_bps: [AtomicU32; VideoCodec::ALL.len()],
+}
 
-impl WatchedFlags {
+impl EncoderDemand {
     /// Whether a viewer watches in `codec`.
     pub fn get(&self, codec: VideoCodec) -> bool {
-        self.0[codec.index()].load(Ordering::Relaxed)
+        self.watched[codec.index()].load(Ordering::Relaxed)
     }
 
     /// Whether a viewer watches in any codec.
@@ -68,7 +74,21 @@ impl WatchedFlags {
 
     /// Sets `codec`'s flag; true when that changed it.
     pub fn set(&self, codec: VideoCodec, watched: bool) -> bool {
-        self.0[codec.index()].swap(watched, Ordering::Relaxed) != watched
+        self.watched[codec.index()].swap(watched, Ordering::Relaxed) != watched
+    }
+
+    /// The most `codec`'s encoder should send now (`None`: its configured bitrate).
+    pub fn cap(&self, codec: VideoCodec) -> Option<u32> {
+        match self.cap_bps[codec.index()].load(Ordering::Relaxed) {
+            0 => None,
+            bps => Some(bps),
+        }
+    }
+
+    /// Caps `codec`'s encoder at `cap_bps` (the engine's `Output::VideoBitrate`).
+    pub fn set_cap(&self, codec: VideoCodec, cap_bps: Option<u32>) {
+        let bps = cap_bps.map_or(0, |b| b.max(1));
+        self.cap_bps[codec.index()].store(bps, Ordering::Relaxed);
     }
 }
 
@@ -91,6 +111,8 @@ pub struct SourceCounters {
     /// Per codec ([`VideoCodec::index`]): 1 while that encoder runs (a viewer
     /// watches in it), 0 while it is stopped.
     pub encoding: [Gauge; VideoCodec::ALL.len()],
+    /// Per codec: the bitrate its encoder aims at now, bits per second (0 while stopped).
+    pub bitrate_bps: [Gauge; VideoCodec::ALL.len()],
 }
 
 /// The loop's handle on a running source thread.
@@ -101,7 +123,7 @@ pub struct SourceHandle {
     control: Sender<Control>,
     stop: Arc<AtomicBool>,
     /// Whether anyone watches the avatar, per codec: the source encodes only then.
-    watched: Arc<WatchedFlags>,
+    watched: Arc<EncoderDemand>,
     thread: Option<JoinHandle<()>>,
     /// Its counters.
     pub counters: SourceCounters,
@@ -113,6 +135,12 @@ impl SourceHandle {
     /// Asks the source's `codec` encoder for an IDR.
     pub fn request_keyframe(&self, codec: VideoCodec) {
         let _ = self.control.send(Control::Keyframe(codec));
+    }
+
+    /// Caps the source's `codec` encoder at `cap_bps` from its next picture on
+    /// (`None`: its configured bitrate).
+    pub fn set_bitrate_cap(&self, codec: VideoCodec, cap_bps: Option<u32>) {
+        self.watched.set_cap(codec, cap_bps);
     }
 
     /// Starts (`true`) or stops (`false`) the source's `codec` encoder; a start begins with an IDR.
@@ -265,7 +293,7 @@ fn spawn_frames_at(
     let (control, control_rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
     // Unwatched until the engine says otherwise: no viewer, no encoding.
-    let watched = Arc::new(WatchedFlags::default());
+    let watched = Arc::new(EncoderDemand::default());
     let worker = Worker {
         avatar: avatar.clone(),
         fps: settings.fps.max(1),
@@ -305,7 +333,7 @@ struct Worker {
     waker: Arc<Waker>,
     control: Receiver<Control>,
     stop: Arc<AtomicBool>,
-    watched: Arc<WatchedFlags>,
+    watched: Arc<EncoderDemand>,
     counters: SourceCounters,
     epoch: Instant,
 }
@@ -390,43 +418,46 @@ impl Worker {
             let (counters, tx, waker, avatar) =
                 (&self.counters, &self.tx, &self.waker, &self.avatar);
             let mut gone = false;
-            let encoded = self.encoders.encode_each(&pic, &mut buf, |p| {
-                let micros = p.encoded_at.duration_since(p.began).as_micros() as u64;
-                counters.encode_us.inc_by(micros);
-                if p.kind == Encoded::Skipped {
-                    counters.encoder_skips.inc();
-                    return true;
-                }
-                let keyframe = p.kind == Encoded::Keyframe;
-                counters.frames.inc();
-                if keyframe {
-                    counters.keyframes.inc();
-                }
-                let au = AccessUnit {
-                    codec: p.codec,
-                    data: Arc::from(p.data),
-                    rtp_time: frame_index * 90_000 / u64::from(self.fps),
-                    keyframe,
-                    captured_at,
-                    encoded_at: p.encoded_at,
-                    frame_index,
-                };
-                match tx.try_send((avatar.clone(), Media::Video(au))) {
-                    Ok(()) => {
-                        let _ = waker.wake();
-                        true
+            let encoded = self
+                .encoders
+                .encode_each(&pic, &self.watched, &mut buf, |p| {
+                    let micros = p.encoded_at.duration_since(p.began).as_micros() as u64;
+                    counters.encode_us.inc_by(micros);
+                    counters.bitrate_bps[p.codec.index()].set(i64::from(p.bitrate_bps));
+                    if p.kind == Encoded::Skipped {
+                        counters.encoder_skips.inc();
+                        return true;
                     }
-                    Err(TrySendError::Full(_)) => {
-                        // The loop is behind: the picture is lost, the next is a keyframe.
-                        counters.channel_drops.inc();
-                        false
+                    let keyframe = p.kind == Encoded::Keyframe;
+                    counters.frames.inc();
+                    if keyframe {
+                        counters.keyframes.inc();
                     }
-                    Err(TrySendError::Disconnected(_)) => {
-                        gone = true;
-                        true
+                    let au = AccessUnit {
+                        codec: p.codec,
+                        data: Arc::from(p.data),
+                        rtp_time: frame_index * 90_000 / u64::from(self.fps),
+                        keyframe,
+                        captured_at,
+                        encoded_at: p.encoded_at,
+                        frame_index,
+                    };
+                    match tx.try_send((avatar.clone(), Media::Video(au))) {
+                        Ok(()) => {
+                            let _ = waker.wake();
+                            true
+                        }
+                        Err(TrySendError::Full(_)) => {
+                            // The loop is behind: the picture is lost, the next is a keyframe.
+                            counters.channel_drops.inc();
+                            false
+                        }
+                        Err(TrySendError::Disconnected(_)) => {
+                            gone = true;
+                            true
+                        }
                     }
-                }
-            });
+                });
             if let Err((codec, e)) = encoded {
                 log::error!(
                     "source {}: {codec} encoding failed, stopping: {e}",
@@ -455,6 +486,7 @@ impl Worker {
                 }
             } else if self.encoders.stop(codec) {
                 self.counters.encoding[codec.index()].set(0);
+                self.counters.bitrate_bps[codec.index()].set(0);
                 log::info!(
                     "source {}: {codec} encoder stopped, no viewer receives it",
                     self.avatar
@@ -475,7 +507,7 @@ struct Voice {
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
-    watched: Arc<WatchedFlags>,
+    watched: Arc<EncoderDemand>,
 }
 
 impl Voice {

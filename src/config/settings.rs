@@ -140,6 +140,11 @@ pub struct Settings {
           default_value_t = 10, value_parser = Int::<u64>::of(0, 40_950, " ms", "a whole number of ms"))]
     pub playout_delay_max_ms: u64,
 
+    /// Estimate each viewer's bandwidth (transport-cc, REMB from browsers without it) and, while an avatar has exactly one viewer, keep the encoder the daemon runs for it under that estimate, on or off; off sends every viewer the configured bitrate whatever its link carries
+    #[arg(long, env = "PORTCAST_BANDWIDTH_ESTIMATION", value_name = "on|off",
+          default_value = "on", value_parser = Switch, action = clap::ArgAction::Set)]
+    pub bandwidth_estimation: bool,
+
     /// Seconds after the answer for ICE + DTLS to complete before the session ends, 1-300
     #[arg(long, env = "PORTCAST_CONNECT_TIMEOUT_SECS", value_name = "SECS",
           help_heading = "Access and limits", default_value_t = 20,

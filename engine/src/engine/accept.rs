@@ -82,10 +82,17 @@ impl Engine {
             creds.clone(),
             self.config.resend_buffer_packets,
             self.config.playout_delay.is_some(),
+            self.config.bandwidth_estimation,
             &choice,
             opus_pt,
         )
         .build(now);
+        if let Some(b) = self.config.bandwidth_estimation {
+            // Probe toward an estimate whose cap is the most the source
+            // sends; send no padding of our own.
+            let desired = bitrate::estimate_for(b.max_bps);
+            rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+        }
         let candidate = Candidate::host(public, "udp")
             .map_err(|e| SignalError::OfferRejected(format!("candidate {public}: {e}")))?;
         rtc.add_local_candidate(candidate);
@@ -135,6 +142,8 @@ impl Engine {
                 });
             }
         }
+        // A second viewer lifts the first one's cap (one link never sets another's picture).
+        self.update_video_cap(&avatar, choice.codec);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(key);
         }

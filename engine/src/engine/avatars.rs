@@ -55,6 +55,8 @@ impl Engine {
         for codec in VideoCodec::ALL {
             let t = a.track(codec);
             t.gop.clear();
+            // The new source starts uncapped: say the cap again.
+            t.cap_sent = None;
             for key in &t.viewers {
                 if let Some(s) = self.sessions.get_mut(key) {
                     s.needs_keyframe = true;
@@ -72,6 +74,9 @@ impl Engine {
                 });
             }
         }
+        for codec in VideoCodec::ALL {
+            self.update_video_cap(avatar, codec);
+        }
         for codec in codecs {
             self.request_keyframe(now, avatar, codec);
         }
@@ -84,6 +89,8 @@ pub(super) struct Track {
     pub(super) limiter: KeyframeLimiter,
     /// The current GOP, replayed to a viewer whose media starts (see [`crate::gop`]).
     pub(super) gop: JoinGop,
+    /// The last [`Output::VideoBitrate`] cap sent for this encoder.
+    pub(super) cap_sent: Option<u32>,
 }
 
 pub(super) struct Avatar {
@@ -102,6 +109,7 @@ impl Avatar {
                 viewers: Vec::new(),
                 limiter: KeyframeLimiter::new(keyframe_interval),
                 gop: JoinGop::default(),
+                cap_sent: None,
             }),
             audio,
             vp8,

@@ -39,6 +39,33 @@ pub struct EngineConfig {
     /// Sent in the playout-delay header extension to viewers whose offer has it
     /// (see [`crate::playout_delay`]); `None` never negotiates the extension.
     pub playout_delay: Option<PlayoutDelay>,
+    /// Per-viewer bandwidth estimation (transport-cc, and REMB from peers
+    /// without it); `None` negotiates neither and leaves every encoder at its
+    /// configured bitrate. See [`Output::VideoBitrate`].
+    pub bandwidth_estimation: Option<BandwidthEstimation>,
+}
+
+/// How each viewer's bandwidth estimator (str0m's Google congestion control) starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BandwidthEstimation {
+    /// The estimate a new viewer starts from, bits per second.
+    pub start_bps: u32,
+    /// The most any avatar sends, bits per second (its video plus its
+    /// voice): probing aims at an estimate that lets a lone viewer's encoder
+    /// run at this.
+    pub max_bps: u32,
+}
+
+impl BandwidthEstimation {
+    /// What a viewer's estimator starts from when the source sends `max_bps`:
+    /// 1 Mbit/s (or `max_bps` when lower). Lower costs a blurry first second
+    /// on a good link, higher floods a thin one before the first feedback.
+    pub fn for_max(max_bps: u32) -> Self {
+        BandwidthEstimation {
+            start_bps: max_bps.min(1_000_000),
+            max_bps,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -60,6 +87,7 @@ impl Default for EngineConfig {
             max_sessions_per_avatar: 200,
             token_key: None,
             playout_delay: Some(PlayoutDelay::DEFAULT),
+            bandwidth_estimation: Some(BandwidthEstimation::for_max(2_500_000)),
         }
     }
 }
@@ -76,6 +104,14 @@ impl EngineConfig {
             return Err(EngineError::Config(format!(
                 "fallback avatar '{f}' is not a configured avatar"
             )));
+        }
+        if let Some(b) = self.bandwidth_estimation {
+            if b.start_bps < 30_000 || b.start_bps > b.max_bps {
+                return Err(EngineError::Config(format!(
+                    "bandwidth estimation: start {} bit/s must be at least 30000 and at most the maximum {} bit/s",
+                    b.start_bps, b.max_bps
+                )));
+            }
         }
         if let Some(d) = self.playout_delay {
             PlayoutDelay::new(d.min, d.max).map_err(EngineError::Config)?;

@@ -90,6 +90,9 @@ pub struct Viewer {
     pub audio: Vec<(MediaTime, Option<SenderInfo>, Vec<u8>)>,
     /// Set for a viewer that offers VP8 only: its frames are kept here, not decoded.
     pub vp8: Option<Vec<Vec<u8>>>,
+    /// Drops every n-th RTP/RTCP datagram the engine sends it (a lossy link).
+    pub drop_every: Option<u64>,
+    media_datagrams: u64,
 }
 
 impl Viewer {
@@ -129,6 +132,8 @@ impl Viewer {
             pictures: Vec::new(),
             audio: Vec::new(),
             vp8: None,
+            drop_every: None,
+            media_datagrams: 0,
         }
     }
 
@@ -411,6 +416,8 @@ pub struct World {
     pub watched: Vec<bool>,
     /// The same in VP8.
     pub watched_vp8: Vec<bool>,
+    /// Each `Output::VideoBitrate` for the source's avatar, in order.
+    pub bitrate_caps: Vec<(VideoCodec, Option<u32>)>,
     pub closed: Vec<(ConnId, String, EndReason)>,
     pub signals: Vec<(ConnId, String)>,
     /// Datagrams the engine sent that are DTLS application data (SCTP would be; SRTP is not).
@@ -438,6 +445,7 @@ impl World {
             keyframe_requests: 0,
             watched: Vec::new(),
             watched_vp8: Vec::new(),
+            bitrate_caps: Vec::new(),
             closed: Vec::new(),
             signals: Vec::new(),
             dtls_app_data_from_engine: 0,
@@ -521,6 +529,13 @@ impl World {
                         }
                         let public = self.engine.sockets().get(t.socket).unwrap().public;
                         if let Some(v) = self.viewers.iter_mut().find(|v| v.addr == t.to) {
+                            // RFC 7983: 128..=191 is RTP or RTCP (SRTP by now).
+                            if (128..=191).contains(&t.bytes[0]) {
+                                v.media_datagrams += 1;
+                                if v.drop_every.is_some_and(|n| v.media_datagrams % n == 0) {
+                                    continue;
+                                }
+                            }
                             v.heard_from.push(public);
                             let recv =
                                 Receive::new(Protocol::Udp, public, v.addr, &t.bytes).unwrap();
@@ -557,6 +572,14 @@ impl World {
                                 self.source.set_vp8(watched);
                             }
                         }
+                    }
+                    Output::VideoBitrate {
+                        avatar,
+                        codec,
+                        cap_bps,
+                    } => {
+                        assert_eq!(avatar, self.source.avatar);
+                        self.bitrate_caps.push((codec, cap_bps));
                     }
                     Output::SessionClosed {
                         conn,

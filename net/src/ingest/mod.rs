@@ -42,7 +42,7 @@ use portcast_engine::{labels, AvatarId, Engine, Labels, VideoCodec};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use crate::source::{SourceEvent, WatchedFlags};
+use crate::source::{EncoderDemand, SourceEvent};
 use slot::Slot;
 use wire::WireError;
 
@@ -282,7 +282,7 @@ struct Live {
     conn: u64,
     slot: Arc<Slot>,
     /// Per codec, whether a viewer watches: the renderer's encoder thread runs VP8 only then.
-    watched: Arc<WatchedFlags>,
+    watched: Arc<EncoderDemand>,
 }
 
 /// State shared by the hub (loop thread) and every renderer thread.
@@ -306,7 +306,7 @@ impl Shared {
         avatar: &AvatarId,
         conn: u64,
         slot: Arc<Slot>,
-        watched: Arc<WatchedFlags>,
+        watched: Arc<EncoderDemand>,
     ) -> Result<(), WireError> {
         if self.reserved.contains(avatar) {
             return Err(WireError::AvatarReserved(avatar.to_string()));
@@ -546,6 +546,14 @@ impl IngestHub {
             if l.watched.any() != before {
                 l.slot.watched_changed();
             }
+        }
+    }
+
+    /// Caps the `codec` encoder the daemon runs for `avatar`'s renderer (raw
+    /// pictures only; a renderer's own H.264 is not retuned), if one feeds it now.
+    pub fn set_bitrate_cap(&self, avatar: &AvatarId, codec: VideoCodec, cap_bps: Option<u32>) {
+        if let Some(l) = lock(&self.shared.live).get(avatar) {
+            l.watched.set_cap(codec, cap_bps);
         }
     }
 

@@ -21,7 +21,7 @@ use portcast_engine::media::annexb_has_idr;
 use portcast_engine::{AccessUnit, AvatarId, VideoCodec};
 
 use crate::encoders::Encoders;
-use crate::source::{Media, WatchedFlags};
+use crate::source::{EncoderDemand, Media};
 
 use super::convert::{i420_view, packed_to_i420, I420Buffer};
 use super::slot::{RawFrame, Slot};
@@ -63,7 +63,7 @@ pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
         avatar: None,
         own: None,
         slot: Arc::new(Slot::default()),
-        watched: Arc::new(WatchedFlags::default()),
+        watched: Arc::new(EncoderDemand::default()),
         passthrough: Arc::new(AtomicBool::new(false)),
         format: None,
         h264: Vec::new(),
@@ -140,7 +140,7 @@ struct Reader {
     own: Option<IngestCounters>,
     slot: Arc<Slot>,
     /// Per codec, whether a viewer watches (the hub sets it from the engine's `Watched`).
-    watched: Arc<WatchedFlags>,
+    watched: Arc<EncoderDemand>,
     passthrough: Arc<AtomicBool>,
     format: Option<StreamFormat>,
     h264: Vec<u8>,
@@ -566,7 +566,7 @@ struct Worker {
     shared: Arc<Shared>,
     own: Option<IngestCounters>,
     slot: Arc<Slot>,
-    watched: Arc<WatchedFlags>,
+    watched: Arc<EncoderDemand>,
     passthrough: Arc<AtomicBool>,
     writer: Writer,
     /// Its H.264 encoder (raw formats), and its VP8 one while a viewer watches in VP8.
@@ -689,7 +689,7 @@ impl Worker {
             }
         };
         self.encoders
-            .encode_each(&pic, &mut self.out, |p| {
+            .encode_each(&pic, &self.watched, &mut self.out, |p| {
                 if p.kind == Encoded::Skipped {
                     count(p.codec, Stat::EncoderSkips);
                     return true;

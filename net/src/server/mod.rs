@@ -529,6 +529,19 @@ impl Server {
                         i.set_watched(&avatar, codec, watched);
                     }
                 }
+                Output::VideoBitrate {
+                    avatar,
+                    codec,
+                    cap_bps,
+                } => {
+                    // An encoder the daemon runs follows its lone viewer's
+                    // estimate; a renderer's own H.264 keeps its own rate.
+                    if let Some(s) = self.sources.get(&avatar) {
+                        s.set_bitrate_cap(codec, cap_bps);
+                    } else if let Some(i) = &self.ingest {
+                        i.set_bitrate_cap(&avatar, codec, cap_bps);
+                    }
+                }
                 Output::SessionClosed { conn, reason, .. } => {
                     if self.whep_closed(Instant::now(), conn, reason.code()) {
                         continue;

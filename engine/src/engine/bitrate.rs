@@ -1,0 +1,156 @@
+//! Each viewer's bandwidth estimate, and what it asks of its avatar's encoder.
+//!
+//! str0m runs Google congestion control per session on the viewer's
+//! transport-cc feedback (REMB stands in for a peer without it). One encoder
+//! feeds every viewer of an avatar in a codec, so the estimate can drive it
+//! only when that viewer is alone (the common one-student-one-tutor session):
+//! then the encoder is capped at the estimate less headroom. With several
+//! viewers the encoder keeps its configured bitrate, so one viewer's thin link
+//! never lowers another's picture.
+
+use super::*;
+
+/// The share of a viewer's estimate the video may take. The rest is headroom
+/// for audio (~32 kbit/s), RTX resends and packet overhead, and for Google
+/// congestion control's sawtooth: with the encoder below the estimate the
+/// estimator is application-limited and climbs ~20-40 % above the link before
+/// queueing delay pulls it back. Measured on a 1 Mbit/s tbf link with busy
+/// 720p (`portcast-bench glass`, portcast-capped): 0.85 gave glass-to-glass
+/// p95 325-1079 ms with freezes; 0.7 gave 30 fps with p95 45-603 ms over four
+/// runs (docs/design-notes.md, Bandwidth estimation).
+const VIDEO_SHARE: f64 = 0.7;
+
+/// A cap is re-sent only when it moves by this fraction or more: an encoder
+/// retuned on every feedback packet would gain nothing.
+const CAP_STEP: f64 = 0.05;
+
+/// How often one viewer's estimate is recorded in the histogram.
+const OBSERVE_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a lone viewer whose estimate is below what its encoder could use
+/// is probed for more (see [`Engine::estimate_changed`]).
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+impl Engine {
+    /// A session's estimate changed: record it, and move its avatar's cap.
+    pub(super) fn estimate_changed(&mut self, now: Instant, key: SessionKey) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if let Some(bps) = s.estimate_bps {
+            if s.estimate_observed
+                .is_none_or(|t| now.saturating_duration_since(t) >= OBSERVE_EVERY)
+            {
+                s.estimate_observed = Some(now);
+                self.stats.viewer_estimates.observe(f64::from(bps));
+            }
+        }
+        let (avatar, codec) = (s.avatar.clone(), s.codec);
+        self.update_video_cap(&avatar, codec);
+        self.probe_for_more(now, key);
+    }
+
+    /// Asks str0m for an allocation probe when a lone viewer's estimate keeps
+    /// its encoder under the most it could send, at most every [`PROBE_EVERY`].
+    ///
+    /// An encoder capped at 70 % of the estimate is application-limited but
+    /// above the 65 % where Google congestion control's periodic ALR probes
+    /// start, and the rate controller grows the estimate by at most 1.5x what
+    /// is sent, so a link that recovers from 1 to 5 Mbit/s would take tens of
+    /// seconds to be used again (str0m's own stagnation probe waits 15 s).
+    /// str0m probes when the desired bitrate rises above the estimate between
+    /// two of its timeouts (congestion gates still apply), at up to twice the
+    /// estimate, and a probe that succeeds chains into exponential probes: so
+    /// the desired bitrate is lowered on one estimate event and raised on the
+    /// next.
+    fn probe_for_more(&mut self, now: Instant, key: SessionKey) {
+        let Some(b) = self.config.bandwidth_estimation else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let desired = estimate_for(b.max_bps);
+        if s.probe_lowered {
+            s.probe_lowered = false;
+            s.rtc
+                .bwe()
+                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+            return;
+        }
+        let alone = self
+            .avatars
+            .get_mut(&s.avatar)
+            .is_some_and(|a| a.track(s.codec).viewers.len() == 1);
+        let short = s.estimate_bps.is_some_and(|e| u64::from(e) < desired);
+        let due = s
+            .probe_asked
+            .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_EVERY);
+        if alone && short && due && s.phase == Phase::Streaming {
+            s.probe_asked = Some(now);
+            s.probe_lowered = true;
+            let lowered = desired * 9 / 10;
+            s.rtc
+                .bwe()
+                .set_bitrate(Bitrate::ZERO, Bitrate::bps(lowered));
+        }
+    }
+
+    /// Emits [`Output::VideoBitrate`] when the cap of `avatar`'s `codec` encoder
+    /// moved: its one viewer's estimate less headroom, or none.
+    pub(super) fn update_video_cap(&mut self, avatar: &AvatarId, codec: VideoCodec) {
+        let Some(a) = self.avatars.get_mut(avatar) else {
+            return;
+        };
+        let t = a.track(codec);
+        let cap = match t.viewers.as_slice() {
+            [only] => self
+                .sessions
+                .get(only)
+                .and_then(|s| s.estimate_bps)
+                .map(video_cap),
+            _ => None,
+        };
+        let moved = match (t.cap_sent, cap) {
+            (Some(old), Some(new)) => f64::from(old.abs_diff(new)) >= f64::from(old) * CAP_STEP,
+            (old, new) => old != new,
+        };
+        if moved {
+            log::debug!(
+                "avatar {avatar} {codec}: encoder cap {}",
+                cap.map_or_else(|| "off".to_string(), |c| format!("{} kbit/s", c / 1000))
+            );
+            t.cap_sent = cap;
+            self.out.push_back(Output::VideoBitrate {
+                avatar: avatar.clone(),
+                codec,
+                cap_bps: cap,
+            });
+        }
+    }
+}
+
+/// The estimate a viewer needs for its encoder to run at `video_bps`: what
+/// probing aims at (str0m's "desired" bitrate).
+pub(super) fn estimate_for(video_bps: u32) -> u64 {
+    (f64::from(video_bps) / VIDEO_SHARE) as u64
+}
+
+/// The video bitrate a viewer estimated at `estimate_bps` can take.
+fn video_cap(estimate_bps: u32) -> u32 {
+    (f64::from(estimate_bps) * VIDEO_SHARE) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_headroom_under_the_estimate() {
+        assert_eq!(video_cap(1_000_000), 700_000);
+        // Probing aims at an estimate whose cap is the whole configured bitrate.
+        assert!(video_cap(estimate_for(2_500_000) as u32) >= 2_499_999);
+        assert_eq!(video_cap(0), 0);
+        assert!(video_cap(u32::MAX) < u32::MAX);
+    }
+}

@@ -1,0 +1,107 @@
+//! Each viewer's bandwidth estimate, against str0m viewers in memory: what it
+//! asks of the avatar's encoder (`Output::VideoBitrate`) and when it must not.
+
+mod util;
+
+use std::time::Duration;
+
+use portcast_engine::{EngineConfig, VideoCodec};
+use util::*;
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        sockets: sockets("127.0.0.1", 10111),
+        ..EngineConfig::default()
+    }
+}
+
+/// The last cap the engine sent for the H.264 encoder (`None` inside: uncapped).
+fn last_cap(w: &World) -> Option<Option<u32>> {
+    w.bitrate_caps
+        .iter()
+        .rev()
+        .find(|(c, _)| *c == VideoCodec::H264)
+        .map(|(_, cap)| *cap)
+}
+
+#[test]
+fn transport_cc_is_answered_only_with_estimation_on() {
+    let mut w = World::new(config(), 256, 144);
+    let v = w.add_viewer("on", addr("127.0.0.1:40000"));
+    let answer = w.viewers[v].answer_sdp.clone().unwrap();
+    assert!(answer.contains(" transport-cc"), "{answer}");
+    assert!(answer.contains("transport-wide-cc"), "{answer}");
+
+    let mut off = config();
+    off.bandwidth_estimation = None;
+    let mut w = World::new(off, 256, 144);
+    let v = w.add_viewer("off", addr("127.0.0.1:40000"));
+    let answer = w.viewers[v].answer_sdp.clone().unwrap();
+    // str0m still echoes `a=rtcp-fb:* transport-cc`; without the header
+    // extension no viewer sends feedback.
+    assert!(!answer.contains("transport-wide-cc"), "{answer}");
+    w.run(Duration::from_secs(3));
+    assert!(!w.viewers[v].counters.is_empty(), "it still decodes");
+    assert!(w.bitrate_caps.is_empty(), "{:?}", w.bitrate_caps);
+}
+
+#[test]
+fn a_lone_viewer_caps_the_encoder_and_a_second_viewer_lifts_the_cap() {
+    let mut w = World::new(config(), 256, 144);
+    let a = w.add_viewer("first", addr("127.0.0.1:40000"));
+    w.run(Duration::from_secs(3));
+    let Some(Some(alone)) = last_cap(&w) else {
+        panic!("no cap from the lone viewer: {:?}", w.bitrate_caps);
+    };
+    // The estimate starts at 1 Mbit/s; the cap leaves 15 % headroom under it.
+    assert!(alone >= 100_000, "cap {alone}");
+
+    let b = w.add_viewer("second", addr("127.0.0.1:40001"));
+    w.run(Duration::from_secs(1));
+    assert_eq!(last_cap(&w), Some(None), "two viewers: configured bitrate");
+    assert!(
+        !w.viewers[b].counters.is_empty(),
+        "the second viewer decodes"
+    );
+
+    let conn = w.viewers[b].conn;
+    w.engine.close_connection(w.now, conn);
+    w.pump();
+    assert!(
+        matches!(last_cap(&w), Some(Some(_))),
+        "alone again, the first viewer's estimate caps it: {:?}",
+        w.bitrate_caps
+    );
+    let conn = w.viewers[a].conn;
+    w.engine.close_connection(w.now, conn);
+    w.pump();
+    assert_eq!(last_cap(&w), Some(None), "nobody left: no cap");
+}
+
+#[test]
+fn a_lossy_link_lowers_its_viewers_cap_below_a_clean_ones() {
+    // The median of the caps sent over the run: the estimate's last value
+    // alone swings with a probe or a delay spike of the simulated link.
+    let run = |drop_every: Option<u64>| {
+        let mut w = World::new(config(), 256, 144);
+        let v = w.add_viewer("viewer", addr("127.0.0.1:40000"));
+        w.viewers[v].drop_every = drop_every;
+        w.run(Duration::from_secs(8));
+        assert!(!w.viewers[v].counters.is_empty(), "it decodes");
+        let mut caps: Vec<u32> = w
+            .bitrate_caps
+            .iter()
+            .filter_map(|(c, cap)| (*c == VideoCodec::H264).then_some(*cap).flatten())
+            .collect();
+        assert!(caps.len() >= 3, "too few caps: {:?}", w.bitrate_caps);
+        caps.sort_unstable();
+        caps[caps.len() / 2]
+    };
+    let clean = run(None);
+    // One media datagram in three lost: str0m's loss-based controller backs off.
+    let lossy = run(Some(3));
+    assert!(
+        lossy < clean / 2,
+        "median lossy cap {lossy} bit/s, clean {clean} bit/s"
+    );
+}
