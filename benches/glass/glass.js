@@ -25,6 +25,14 @@ const SECONDS = Number(env.GLASS_SECONDS || 30);
 const PAGES = Number(env.GLASS_PAGES || 10);
 const METRICS = env.GLASS_METRICS || ''; // portcast's /metrics URL, or empty
 const CHROMIUM = env.GLASS_CHROMIUM || '/usr/bin/chromium';
+// The window starts once the page decoded more than WARMUP_FRAMES frames, WARMUP_SECS later
+// (a capped link: 0 frames and 5 s, however few frames came by then).
+const WARMUP_FRAMES = Number(env.GLASS_WARMUP_FRAMES || 30);
+const WARMUP_SECS = Number(env.GLASS_WARMUP_SECS || 0);
+// A capped link lifted at the window's start (portcast-lift): the command that lifts it, and the
+// encoder bitrate (sum of portcast_source_bitrate_bps) that counts as back on top.
+const LIFT_CMD = env.GLASS_LIFT_CMD || '';
+const TOP_BPS = Number(env.GLASS_TOP_BPS || 2500000);
 if (!PAGE || !(SECONDS > 0) || !(PAGES >= 0)) {
   console.error('glass.js: set GLASS_PAGE, GLASS_SECONDS > 0 and GLASS_PAGES >= 0 (run it through run.sh)');
   process.exit(2);
@@ -54,13 +62,13 @@ async function open(query) {
   return page;
 }
 
-// Sum and count of every series of histogram `name` in a Prometheus text page.
+// Sum and count of every series of histogram `name` in a Prometheus text page (sum: also a gauge's total).
 function histogram(text, name) {
   let sum = 0, count = 0;
   for (const line of text.split('\n')) {
     const m = line.match(/^(\S+?)(?:\{[^}]*\})?\s+(\S+)$/);
     if (!m) continue;
-    if (m[1] === `${name}_sum`) sum += Number(m[2]);
+    if (m[1] === `${name}_sum` || m[1] === name) sum += Number(m[2]);
     else if (m[1] === `${name}_count`) count += Number(m[2]);
   }
   return { sum, count };
@@ -71,7 +79,9 @@ async function metrics() {
   const res = await fetch(METRICS, { signal: AbortSignal.timeout(5000) });
   const text = await res.text();
   return { encode: histogram(text, 'portcast_encode_seconds'),
-    f2p: histogram(text, 'portcast_frame_to_packet_seconds') };
+    f2p: histogram(text, 'portcast_frame_to_packet_seconds'),
+    // What the encoders aim at now (the estimate's cap, or the configured bitrate).
+    bitrate_bps: histogram(text, 'portcast_source_bitrate_bps').sum };
 }
 const meanMs = (a, b, key) => (b[key].count > a[key].count
   ? round(((b[key].sum - a[key].sum) / (b[key].count - a[key].count)) * 1000, 2) : null);
@@ -79,8 +89,8 @@ const meanMs = (a, b, key) => (b[key].count > a[key].count
 async function glass() {
   const page = await open({ session: rid('g'), autoconnect: '1' });
   try {
-    await page.waitForFunction(() => window.portcastStats && window.portcastStats.frames_decoded > 30,
-      null, { timeout: 30000, polling: 200 });
+    await page.waitForFunction((n) => window.portcastStats && window.portcastStats.frames_decoded > n,
+      WARMUP_FRAMES, { timeout: 30000, polling: 200 });
   } catch (e) {
     throw new Error(`${NAME}: no video within 30 s: ${JSON.stringify(await page.evaluate(() =>
       ({ stats: window.portcastStats, error: window.portcastError }))) }`);
@@ -91,9 +101,26 @@ async function glass() {
       nSplit: g.split.length,
       inbound: JSON.parse(JSON.stringify(window.portcastVideoInbound)) };
   });
+  await sleep(WARMUP_SECS * 1000);
   const m0 = await metrics();
   const a = await mark();
-  await sleep(SECONDS * 1000);
+  let lift = null;
+  if (LIFT_CMD) {
+    const t0 = Date.now();
+    const r = require('child_process').spawnSync('sh', ['-c', LIFT_CMD]);
+    if (r.status !== 0) throw new Error(`${NAME}: ${LIFT_CMD} failed: ${r.stderr}`);
+    lift = { seconds_to_top: null, top_bps: TOP_BPS };
+    while (Date.now() - t0 < SECONDS * 1000) {
+      if ((await metrics()).bitrate_bps >= TOP_BPS) {
+        lift.seconds_to_top = round((Date.now() - t0) / 1000, 1);
+        break;
+      }
+      await sleep(250);
+    }
+    await sleep(Math.max(0, SECONDS * 1000 - (Date.now() - t0)));
+  } else {
+    await sleep(SECONDS * 1000);
+  }
   const b = await mark();
   const m1 = await metrics();
   const all = await page.evaluate(([from, to]) => window.portcastGlass.all.slice(from, to), [a.n, b.n]);
@@ -107,6 +134,9 @@ async function glass() {
   const per = (k, n) => (d(n) > 0 ? round((d(k) / d(n)) * 1000, 2) : null);
   const secs = (b.inbound.timestamp - a.inbound.timestamp) / 1000;
   return {
+    // GLASS_SERIES=1: every frame's capture -> display in display order (where the spikes are).
+    ...(env.GLASS_SERIES === '1' ? { series: all.map((x) => round(x, 0)) } : {}),
+    ...(lift ? { lift } : {}),
     glass: { presented: b.presented - a.presented, measured: b.measured - a.measured,
       unreadable: b.unreadable - a.unreadable, p50: pct(all, 50), p95: pct(all, 95), p99: pct(all, 99),
       max: pct(all, 100), mean: round(all.reduce((x, y) => x + y, 0) / Math.max(1, all.length), 1) },
@@ -124,7 +154,8 @@ async function glass() {
       frames_decoded: d('framesDecoded'), frames_dropped: d('framesDropped'), packets_lost: d('packetsLost'),
       freezes: d('freezeCount'), rtt_ms: s && s.rtt_ms,
     },
-    daemon: m0 && m1 ? { encode_ms: meanMs(m0, m1, 'encode'), frame_to_packet_ms: meanMs(m0, m1, 'f2p') } : null,
+    daemon: m0 && m1 ? { encode_ms: meanMs(m0, m1, 'encode'), frame_to_packet_ms: meanMs(m0, m1, 'f2p'),
+      encoder_kbit_s_end: round(m1.bitrate_bps / 1000, 0) } : null,
   };
 }
 

@@ -11,14 +11,23 @@
 #   portcast-mute   the same with --test-pattern-audio off (video only, as the aiortc server)
 #   portcast-tcp    portcast (voice on) with --ice-tcp-public-port 10110 while the client namespace
 #                   drops all its UDP: media over ICE-TCP through the forwarded signaling port
+#   portcast-capped      portcast (voice on) while the NAT box's link to the client is capped at
+#                        GLASS_CAP_KBIT (1000) kbit/s with tc tbf from before the page opens:
+#                        bandwidth estimation keeps the lone viewer's encoder under the cap
+#   portcast-capped-off  the same with --bandwidth-estimation off (the configured bitrate
+#                        whatever the link carries)
+#   portcast-lift        portcast-capped whose cap is lifted when the window starts: glass.js
+#                        times how long until the encoder is back at 2500 kbit/s
 #   aiortc          benches/aiortc/server.py, the same picture, size, rate and bitrate
 #                   (reached straight at 198.18.2.2:8080 through the box, which routes it)
 #
 # Settings (environment): PORTCAST_BIN (release daemon), GLASS_PYTHON (a python with aiortc,
 # for the aiortc server), GLASS_SECONDS (30), GLASS_PAGES (10), GLASS_SERVERS
-# (portcast,portcast-mute,aiortc), GLASS_OUT (folder; one <server>.json each, and logs),
+# (all of the above, in that order), GLASS_OUT (folder; one <server>.json each, and logs),
 # GLASS_PORTCAST_ARGS (more daemon flags, split on spaces, e.g. "--encoder-threads 2"),
-# GLASS_RUST_LOG (the daemon's RUST_LOG, default info).
+# GLASS_RUST_LOG (the daemon's RUST_LOG, default info), GLASS_CAP_KBIT (the capped servers' link),
+# GLASS_CAP_WARMUP_SECS (5: for the capped servers the window starts this long after the first
+# frame, however few frames came by then).
 # `portcast-bench glass` sets them all. Needs root (ip netns), iptables, node, chromium.
 set -euo pipefail
 
@@ -28,7 +37,7 @@ E2E=$ROOT/tests/e2e
 PORTCAST_BIN=${PORTCAST_BIN:-$ROOT/target/release/portcast}
 SECONDS_EACH=${GLASS_SECONDS:-30}
 PAGES=${GLASS_PAGES:-10}
-SERVERS=${GLASS_SERVERS:-portcast,portcast-mute,aiortc,portcast-tcp}
+SERVERS=${GLASS_SERVERS:-portcast,portcast-mute,aiortc,portcast-tcp,portcast-capped,portcast-capped-off,portcast-lift}
 OUT=${GLASS_OUT:-$ROOT/target/glass}
 # A bound on each server's whole measurement: the glass window, the fresh pages, start-up.
 T_SERVER=$((SECONDS_EACH + 20 * PAGES + 90))
@@ -63,15 +72,21 @@ netns_up >&2 || { log "the NAT topology could not be built"; exit 1; }
 # The rule lives in the client namespace: netns_down takes it away with the namespace.
 block_udp() { ip netns exec "$C" iptables -w -A OUTPUT -p udp -j DROP; }
 unblock_udp() { ip netns exec "$C" iptables -w -D OUTPUT -p udp -j DROP 2>/dev/null || true; }
+# The NAT box's veth toward the client (vp) drains at the cap; a 100 ms queue as on a home router.
+cap_link() { ip netns exec "$P" tc qdisc add dev vp root tbf rate "${GLASS_CAP_KBIT:-1000}kbit" burst 16kb latency 100ms; }
+uncap_link() { ip netns exec "$P" tc qdisc del dev vp root 2>/dev/null || true; }
 
 loop_cpu() { # loop_cpu PID: CPU seconds of the daemon's main (event loop) thread so far
   awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/task/$1/stat"
 }
 
 measure() { # measure NAME PAGE_URL [METRICS_URL]: glass.js in the client namespace
-  local name=$1 page=$2 metrics=${3:-} cpu0="" t0=$SECONDS
+  local name=$1 page=$2 metrics=${3:-} cpu0="" t0=$SECONDS warm=()
   [[ -n $metrics ]] && cpu0=$(loop_cpu "$SERVER_PID")
-  ip netns exec "$C" env GLASS_NAME="$name" GLASS_PAGE="$page" GLASS_METRICS="$metrics" \
+  [[ $name == portcast-capped* || $name == portcast-lift ]] &&
+    warm=(GLASS_WARMUP_FRAMES=0 GLASS_WARMUP_SECS="${GLASS_CAP_WARMUP_SECS:-5}")
+  [[ $name == portcast-lift ]] && warm+=(GLASS_LIFT_CMD="ip netns exec $P tc qdisc del dev vp root")
+  ip netns exec "$C" env GLASS_NAME="$name" GLASS_PAGE="$page" GLASS_METRICS="$metrics" "${warm[@]}" \
     GLASS_SECONDS="$SECONDS_EACH" GLASS_PAGES="$PAGES" \
     timeout -k 5 "$T_SERVER" node "$HERE/glass.js" >"$OUT/$name.out" 2>"$OUT/$name.err" || {
       log "$name: the measurement failed:"; sed 's/^/    /' "$OUT/$name.err" >&2; return 1; }
@@ -97,11 +112,12 @@ wait_for() { # wait_for NAME SECONDS COMMAND...: until COMMAND succeeds, while t
 IFS=, read -r -a list <<<"$SERVERS"
 for name in "${list[@]}"; do
   case $name in
-    portcast | portcast-mute | portcast-tcp)
+    portcast | portcast-mute | portcast-tcp | portcast-capped | portcast-capped-off | portcast-lift)
       [[ -x $PORTCAST_BIN ]] || { log "no daemon binary at $PORTCAST_BIN"; exit 1; }
       audio=on tcp=()
       [[ $name == portcast-mute ]] && audio=off
       [[ $name == portcast-tcp ]] && tcp=(--ice-tcp-public-port 10110)
+      [[ $name == portcast-capped-off ]] && tcp=(--bandwidth-estimation off)
       RUST_LOG=${GLASS_RUST_LOG:-info} ip netns exec "$D" "$PORTCAST_BIN" --bind-ip 198.18.2.2 --public-ip 198.18.1.1 \
         --signal-port 9000 --udp-ports 10111-10115 --ingest-socket off \
         --width 1280 --height 720 --fps 30 --bitrate-kbps 2500 \
@@ -109,8 +125,10 @@ for name in "${list[@]}"; do
       SERVER_PID=$!
       wait_for "$name" 20 ip netns exec "$C" node "$E2E/wait-ready.js" http://198.18.1.1:10110/ 1000
       [[ $name == portcast-tcp ]] && block_udp
+      [[ $name == portcast-capped* || $name == portcast-lift ]] && cap_link
       measure "$name" http://198.18.1.1:10110/ http://198.18.1.1:10110/metrics
       [[ $name == portcast-tcp ]] && unblock_udp
+      uncap_link
       ;;
     aiortc)
       python=${GLASS_PYTHON:-}
@@ -125,7 +143,7 @@ for name in "${list[@]}"; do
       wait_for "$name" 30 grep -q '^listening' "$OUT/$name.log"
       measure "$name" http://198.18.2.2:8080/
       ;;
-    *) log "unknown server $name (portcast, portcast-mute, aiortc, portcast-tcp)"; exit 1 ;;
+    *) log "unknown server $name (portcast, portcast-mute, aiortc, portcast-tcp, portcast-capped, portcast-capped-off, portcast-lift)"; exit 1 ;;
   esac
   stop_pid "$SERVER_PID"
   SERVER_PID=""

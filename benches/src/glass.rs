@@ -63,7 +63,7 @@ pub fn glass(o: &Opts, daemon: Option<PathBuf>, pages: usize) -> Result<(), Stri
     }
     let mut servers = Vec::new();
     // aiortc third: the ratio below reads servers[1] and servers[2].
-    for name in ["portcast", "portcast-mute", "aiortc", "portcast-tcp"] {
+    for name in SERVERS {
         let path = work.join(format!("{name}.json"));
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -106,6 +106,17 @@ pub fn glass(o: &Opts, daemon: Option<PathBuf>, pages: usize) -> Result<(), Stri
     )
 }
 
+/// The servers run.sh measures, in its order.
+const SERVERS: [&str; 7] = [
+    "portcast",
+    "portcast-mute",
+    "aiortc",
+    "portcast-tcp",
+    "portcast-capped",
+    "portcast-capped-off",
+    "portcast-lift",
+];
+
 /// The first-frame steps glass.js times, in order.
 const STEPS: [&str; 6] = [
     "click_to_ws_open",
@@ -126,7 +137,7 @@ fn print_table(servers: &[Value]) {
         None => "-".into(),
     };
     println!(
-        "{:<14} {:>7} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} | {:>6} {:>6} {:>5}",
+        "{:<19} {:>7} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>4} {:>5} | {:>6} {:>6} {:>5} {:>6}",
         "server",
         "frames",
         "p50",
@@ -139,14 +150,17 @@ fn print_table(servers: &[Value]) {
         "proc",
         "fps",
         "kbit/s",
+        "frz",
+        "lost",
         "encode",
         "f2p",
-        "loop%"
+        "loop%",
+        "enc kb"
     );
     for s in servers {
         let (g, i, d) = (&s["glass"], &s["inbound"], &s["daemon"]);
         println!(
-            "{:<14} {:>7} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} | {:>6} {:>6} {:>5}",
+            "{:<19} {:>7} {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>4} {:>5} | {:>6} {:>6} {:>5} {:>6}",
             s["name"].as_str().unwrap_or("?"),
             format!("{}/{}", g["measured"], g["presented"]),
             f(&g["p50"]),
@@ -159,16 +173,32 @@ fn print_table(servers: &[Value]) {
             f(&i["processing_ms"]),
             f(&i["fps"]),
             f(&i["kbit_s"]),
+            f(&i["freezes"]),
+            f(&i["packets_lost"]),
             f(&d["encode_ms"]),
             f(&d["frame_to_packet_ms"]),
             f(&d["loop_cpu_pct"]),
+            f(&d["encoder_kbit_s_end"]),
         );
     }
     println!(
         "(ms; p50..max = capture -> display per shown frame; jb/asm/decode/proc = Chromium's \
-         getStats means per frame; encode/f2p = the daemon's own means; loop% = its event-loop \
-         thread's CPU over the measurement, one steady viewer plus the fresh pages)"
+         getStats means per frame, frz/lost = its freezeCount and packetsLost over the window; \
+         encode/f2p = the daemon's own means; loop% = its event-loop thread's CPU over the \
+         measurement, one steady viewer plus the fresh pages; enc kb = what its encoders aimed at \
+         when the window ended, kbit/s; capped = the client's link at GLASS_CAP_KBIT kbit/s, \
+         window from 5 s after the first frame)"
     );
+    for s in servers {
+        if let Some(t) = s.get("lift") {
+            println!(
+                "{}: cap lifted -> encoder back at {} kbit/s after {} s",
+                s["name"].as_str().unwrap_or("?"),
+                f(&t["top_bps"]).parse::<f64>().map_or(0.0, |b| b / 1000.0),
+                f(&t["seconds_to_top"])
+            );
+        }
+    }
     println!("first frame, p50 over the fresh pages (ms):");
     for s in servers {
         let p = &s["first_frame"]["p50"];
@@ -177,6 +207,6 @@ fn print_table(servers: &[Value]) {
             .map(|k| format!("{k} {}", f(&p[*k])))
             .collect::<Vec<_>>()
             .join(", ");
-        println!("  {:<14} {steps}", s["name"].as_str().unwrap_or("?"));
+        println!("  {:<19} {steps}", s["name"].as_str().unwrap_or("?"));
     }
 }

@@ -26,7 +26,7 @@ MODE=${PORTCAST_E2E_MODE:-auto}
 
 # Time bounds (seconds).
 T_READY=20     # daemon answering GET / and /ws/
-T_SCENARIOS=200 # all scenarios together
+T_SCENARIOS=240 # all scenarios together
 
 DAEMON_PID=""
 CHILD_PID="" # the long-running step, run in the background so that a signal reaches our trap
@@ -87,6 +87,7 @@ run_scenarios() { # run_scenarios MODE PAGE_URL PUBLIC_IP UDP_MIN UDP_MAX [prefi
   (cd "$HERE" && exec "$@" env PORTCAST_E2E_MODE="$mode" PORTCAST_E2E_URL="$url" \
     PORTCAST_E2E_PUBLIC_IP="$public" PORTCAST_E2E_UDP_MIN="$umin" PORTCAST_E2E_UDP_MAX="$umax" \
     PORTCAST_E2E_DAEMON_LOG="$DAEMON_LOG" PORTCAST_E2E_OUT="$OUT" PORTCAST_E2E_INGEST_SOCKET="$INGEST_SOCK" \
+    PORTCAST_E2E_NAT_NS="${P:-}" \
     PORTCAST_E2E_BUDGET_MS=$(((T_SCENARIOS - 10) * 1000)) \
     timeout -k 5 "$T_SCENARIOS" node "$HERE/e2e.js") &
   CHILD_PID=$!

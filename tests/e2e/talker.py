@@ -1,9 +1,12 @@
 """A renderer that talks on command, for the e2e barge-in scenario (e2e.js, scenario i).
 
-    python3 tests/e2e/talker.py SOCKET [--avatar talker]
+    python3 tests/e2e/talker.py SOCKET [--avatar talker] [--busy --bitrate-kbps N]
 
 Registers the avatar with protocol version 2 (I420 320x180 at 30 fps, PCM s16le mono at
 48 kHz) on the daemon's ingest socket and pushes frames in real time until told to stop.
+With --busy the picture is 640x360 and a sixteenth of it is fresh low-amplitude noise every
+frame (as the daemon's busy test pattern), so the daemon's encoder spends its whole bitrate
+(--bitrate-kbps, asked of the daemon at registration) as on real video (scenario p).
 Commands, one a line on stdin:
 
     speak   a 5 s 440 Hz tone at -12 dBFS, sent at once (its timeline starts now; the
@@ -28,6 +31,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from portcast_ingest import I420, VERSION_2, IngestClient, IngestError  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 320, 180, 30
+BUSY_WIDTH, BUSY_HEIGHT = 640, 360
+# Noise bytes 112..143: a byte's low five bits over a mid-gray base.
+NOISE = bytes(112 + (b % 32) for b in range(256))
 RATE = 48000
 TONE_HZ, TONE_S, TONE_DBFS = 440, 5.0, -12.0
 CHUNK_MS = 100  # audio chunk size; all chunks of an utterance go out at once
@@ -37,13 +43,22 @@ def say(*args):
     print(*args, flush=True)
 
 
-def picture(index):
+def picture(index, width=WIDTH, height=HEIGHT):
     """A gray I420 frame with a white bar sweeping across it (the picture keeps changing)."""
-    y = bytearray(b"\x50" * (WIDTH * HEIGHT))
-    x0 = (index * 4) % (WIDTH - 16)
-    for row in range(HEIGHT // 3, HEIGHT * 2 // 3):
-        y[row * WIDTH + x0:row * WIDTH + x0 + 16] = b"\xeb" * 16
-    return bytes(y) + b"\x80" * (WIDTH * HEIGHT // 2)
+    y = bytearray(b"\x50" * (width * height))
+    x0 = (index * 4) % (width - 16)
+    for row in range(height // 3, height * 2 // 3):
+        y[row * width + x0:row * width + x0 + 16] = b"\xeb" * 16
+    return bytes(y) + b"\x80" * (width * height // 2)
+
+
+def busy(frame, width=BUSY_WIDTH, height=BUSY_HEIGHT):
+    """`frame` with fresh noise over its bottom-left quarter-width, quarter-height corner."""
+    y = bytearray(frame)
+    w = width // 4
+    for row in range(height * 3 // 4, height):
+        y[row * width:row * width + w] = os.urandom(w).translate(NOISE)
+    return bytes(y)
 
 
 def tone():
@@ -57,13 +72,13 @@ def tone():
     return samples.tobytes()
 
 
-def connect(path, avatar, timeout_s=10.0):
+def connect(path, avatar, width, height, bitrate_kbps, timeout_s=10.0):
     """Registers, retrying while the socket is not there yet (the daemon is starting)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return IngestClient(path, avatar, fmt=I420, width=WIDTH, height=HEIGHT, fps=FPS,
-                                version=VERSION_2)
+            return IngestClient(path, avatar, fmt=I420, width=width, height=height, fps=FPS,
+                                bitrate_kbps=bitrate_kbps, version=VERSION_2)
         except (FileNotFoundError, ConnectionRefusedError):
             if time.monotonic() >= deadline:
                 raise
@@ -74,14 +89,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("socket")
     parser.add_argument("--avatar", default="talker")
+    parser.add_argument("--busy", action="store_true",
+                        help="640x360 with a noisy corner that spends the bitrate")
+    parser.add_argument("--bitrate-kbps", type=int, default=0,
+                        help="the daemon's encoder bitrate for this renderer (0: its default)")
     args = parser.parse_args(argv)
 
-    client = connect(args.socket, args.avatar)
+    width, height = (BUSY_WIDTH, BUSY_HEIGHT) if args.busy else (WIDTH, HEIGHT)
+    client = connect(args.socket, args.avatar, width, height, args.bitrate_kbps)
     lock = threading.Lock()  # one message at a time on the socket: frames come from a thread
     stop = threading.Event()
     with lock:
         client.set_audio_format(sample_rate=RATE)
-    frames = [picture(i) for i in range((WIDTH - 16) // 4)]
+    frames = [picture(i, width, height) for i in range((width - 16) // 4)]
     pcm = tone()
     chunk_bytes = RATE * CHUNK_MS // 1000 * 2
 
@@ -95,8 +115,11 @@ def main(argv=None):
                     time.sleep(delay)
                 elif delay < -1.0:  # far behind (a stalled machine): carry on from now
                     start, sent = time.monotonic(), 0
+                frame = frames[sent % len(frames)]
+                if args.busy:
+                    frame = busy(frame)
                 with lock:
-                    client.send_frame(frames[sent % len(frames)])
+                    client.send_frame(frame)
                 sent += 1
         except (IngestError, OSError) as e:
             if not stop.is_set():
