@@ -797,6 +797,46 @@ const scenarios = [
       await talker.stop();
     }
   }],
+
+  ['q. with 5 % of the packets toward the viewer lost, NACK and retransmission keep the picture moving', async () => {
+    // Only in netns mode: the NAT box drops 5 % of the UDP datagrams it forwards toward the
+    // client at random (iptables statistic), from before the page opens. Busy 640x360 at
+    // 1500 kbit/s from talker.py, so every picture spans several packets.
+    if (MODE !== 'netns') { console.log('    skipped: needs the NAT box namespace (netns mode)'); return; }
+    check(NAT_NS && INGEST_SOCKET, 'no PORTCAST_E2E_NAT_NS or ingest socket (run it through run.sh)');
+    const talker = startTalker('lossy', ['--busy', '--bitrate-kbps', '1500']);
+    const rule = ['FORWARD', '-o', 'vp', '-p', 'udp', '-m', 'statistic', '--mode', 'random',
+      '--probability', '0.05', '-j', 'DROP'];
+    const ipt = (op) => spawnSync('ip', ['netns', 'exec', NAT_NS, 'iptables', '-w', op, ...rule]);
+    try {
+      await talker.next(/^ready$/, 15000);
+      const added = ipt('-I');
+      check(added.status === 0, `iptables (NAT box) failed: ${added.stderr}`);
+      const page = await openPage({ session: rid('q'), avatar: 'lossy', autoconnect: '1' });
+      await waitFrames(page, 0, 20000);
+      await sleep(3000);
+      const inbound = () => page.evaluate(() => JSON.parse(JSON.stringify(window.portcastVideoInbound)));
+      const a = await inbound();
+      await sleep(10000);
+      const b = await inbound();
+      const d = (k) => (b[k] || 0) - (a[k] || 0);
+      const secs = (b.timestamp - a.timestamp) / 1000;
+      const fps = d('framesDecoded') / secs;
+      const lostPct = (100 * d('packetsLost')) / Math.max(1, d('packetsReceived') + d('packetsLost'));
+      console.log(`    3-13 s after the first frame: ${fps.toFixed(1)} fps, ${d('freezeCount')} freezes,`
+        + ` ${lostPct.toFixed(1)} % of media packets lost (RTX resends them on its own SSRC), ${d('nackCount')} NACKs,`
+        + ` ${d('retransmittedPacketsReceived')} retransmissions received, ${d('pliCount')} PLIs`);
+      check(d('nackCount') > 0, 'the viewer sent no NACK: was anything lost?');
+      check(d('retransmittedPacketsReceived') > 0, 'nothing was retransmitted');
+      check(fps >= 25, `${fps.toFixed(1)} fps with 5 % loss`);
+      check(d('freezeCount') <= 1, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
+      noPageErrors(page);
+      await page.close();
+    } finally {
+      ipt('-D');
+      await talker.stop();
+    }
+  }],
 ];
 
 let interrupted = false;
