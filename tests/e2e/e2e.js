@@ -837,6 +837,63 @@ const scenarios = [
       await talker.stop();
     }
   }],
+
+  ['r. two viewers of one avatar, one on a 600 kbit/s link: the other keeps the full picture', async () => {
+    // Only in netns mode. Both pages watch one busy 640x360 avatar at 1500 kbit/s (one shared
+    // encode); then the NAT box's link toward the first page's UDP port alone drains at
+    // 600 kbit/s (tc htb class, 100 ms byte queue). With two viewers the encoder must keep its
+    // configured bitrate: the thin link never lowers the other viewer's picture.
+    if (MODE !== 'netns') { console.log('    skipped: needs the NAT box namespace (netns mode)'); return; }
+    check(NAT_NS && INGEST_SOCKET, 'no PORTCAST_E2E_NAT_NS or ingest socket (run it through run.sh)');
+    const talker = startTalker('pair', ['--busy', '--bitrate-kbps', '1500']);
+    const tc = (...args) => spawnSync('ip', ['netns', 'exec', NAT_NS, 'tc', ...args]);
+    try {
+      await talker.next(/^ready$/, 15000);
+      const thin = await openPage({ session: rid('r-thin'), avatar: 'pair', autoconnect: '1' });
+      const wide = await openPage({ session: rid('r-wide'), avatar: 'pair', autoconnect: '1' });
+      const [st] = await Promise.all([waitFrames(thin, 0, 20000), waitFrames(wide, 0, 20000)]);
+      const port = Number(String(st.local_candidate).split(':').pop());
+      check(port > 0, `the thin page's local candidate has no port: ${st.local_candidate}`);
+      for (const args of [
+        ['qdisc', 'add', 'dev', 'vp', 'root', 'handle', '1:', 'htb', 'default', '10'],
+        ['class', 'add', 'dev', 'vp', 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '1gbit'],
+        ['class', 'add', 'dev', 'vp', 'parent', '1:', 'classid', '1:20', 'htb', 'rate', '600kbit', 'ceil', '600kbit'],
+        ['qdisc', 'add', 'dev', 'vp', 'parent', '1:20', 'handle', '20:', 'bfifo', 'limit', '7500'],
+        ['filter', 'add', 'dev', 'vp', 'parent', '1:', 'protocol', 'ip', 'u32',
+          'match', 'ip', 'dport', String(port), '0xffff', 'flowid', '1:20'],
+      ]) {
+        const r = tc(...args);
+        check(r.status === 0, `tc ${args.join(' ')} (NAT box) failed: ${r.stderr}`);
+      }
+      const logFrom = readLog().length;
+      await sleep(3000);
+      const inbound = (page) => page.evaluate(() => JSON.parse(JSON.stringify(window.portcastVideoInbound)));
+      const a = await Promise.all([inbound(thin), inbound(wide)]);
+      await sleep(10000);
+      const b = await Promise.all([inbound(thin), inbound(wide)]);
+      const fig = (i) => {
+        const d = (k) => (b[i][k] || 0) - (a[i][k] || 0);
+        const secs = (b[i].timestamp - a[i].timestamp) / 1000;
+        return { fps: d('framesDecoded') / secs, kbits: (d('bytesReceived') * 8) / secs / 1000,
+          freezes: d('freezeCount'), lost: d('packetsLost') };
+      };
+      const [t, w] = [fig(0), fig(1)];
+      const caps = [...readLog().slice(logFrom).matchAll(/avatar pair H264: encoder cap (\d+) kbit\/s/g)];
+      console.log(`    thin (port ${port} capped): ${t.fps.toFixed(1)} fps, ${t.kbits.toFixed(0)} kbit/s,`
+        + ` ${t.freezes} freezes, ${t.lost} lost; wide: ${w.fps.toFixed(1)} fps, ${w.kbits.toFixed(0)} kbit/s,`
+        + ` ${w.freezes} freezes, ${w.lost} lost; encoder caps while both watched: ${caps.length}`);
+      check(t.kbits < 800, `the thin page got ${t.kbits.toFixed(0)} kbit/s: was its link capped?`);
+      check(caps.length === 0, `the shared encoder was capped while two watched: ${caps.map((m) => m[0])}`);
+      check(w.kbits >= 1000, `the wide page got ${w.kbits.toFixed(0)} kbit/s of a 1500 kbit/s encoder`);
+      check(w.fps >= 25, `the wide page decoded ${w.fps.toFixed(1)} fps`);
+      check(w.freezes <= 1, `the wide page froze ${w.freezes} times`);
+      noPageErrors(wide);
+      await Promise.all([thin.close(), wide.close()]);
+    } finally {
+      tc('qdisc', 'del', 'dev', 'vp', 'root');
+      await talker.stop();
+    }
+  }],
 ];
 
 let interrupted = false;

@@ -26,7 +26,7 @@ MODE=${PORTCAST_E2E_MODE:-auto}
 
 # Time bounds (seconds).
 T_READY=20     # daemon answering GET / and /ws/
-T_SCENARIOS=240 # all scenarios together
+T_SCENARIOS=300 # all scenarios together
 
 DAEMON_PID=""
 CHILD_PID="" # the long-running step, run in the background so that a signal reaches our trap
