@@ -15,6 +15,8 @@ use crate::source::EncoderDemand;
 struct Running {
     encoder: Box<dyn VideoEncoder>,
     force_key: bool,
+    /// A bitrate the encoder refused: not asked again until the wanted one moves.
+    refused_bps: Option<u32>,
 }
 
 /// Per codec, its encoder while it runs.
@@ -58,6 +60,7 @@ impl Encoders {
         }
         *slot = Some(Running {
             encoder: new_encoder(codec, settings)?,
+            refused_bps: None,
             force_key: true,
         });
         Ok(true)
@@ -92,8 +95,16 @@ impl Encoders {
             let codec = r.encoder.codec();
             let configured = r.encoder.settings().bitrate_bps;
             let wanted = demand.cap(codec).map_or(configured, |c| c.min(configured));
-            if wanted != r.encoder.bitrate() {
-                r.encoder.set_bitrate(wanted).map_err(|e| (codec, e))?;
+            // A refused retune is not worth the picture: the encoder keeps
+            // its bitrate, and the refusal is logged once per wanted value.
+            if wanted != r.encoder.bitrate() && r.refused_bps != Some(wanted) {
+                if let Err(e) = r.encoder.set_bitrate(wanted) {
+                    log::warn!(
+                        "{codec} encoder refused {wanted} bit/s ({e}); it keeps {} bit/s",
+                        r.encoder.bitrate()
+                    );
+                    r.refused_bps = Some(wanted);
+                }
             }
             buf.clear();
             let began = Instant::now();
