@@ -9,6 +9,8 @@
 #   portcast        the daemon's busy test pattern at 1280x720, 30 fps, 2500 kbit/s, its voice
 #                   on (the default avatar speaks: the page takes the audio, lip sync applies)
 #   portcast-mute   the same with --test-pattern-audio off (video only, as the aiortc server)
+#   portcast-off    portcast with --bandwidth-estimation off: no str0m pacer, no feedback (what
+#                   estimation costs in latency on a link that carries everything)
 #   portcast-tcp    portcast (voice on) with --ice-tcp-public-port 10110 while the client namespace
 #                   drops all its UDP: media over ICE-TCP through the forwarded signaling port
 #   portcast-capped      portcast (voice on) while the NAT box's link to the client is capped at
@@ -112,12 +114,12 @@ wait_for() { # wait_for NAME SECONDS COMMAND...: until COMMAND succeeds, while t
 IFS=, read -r -a list <<<"$SERVERS"
 for name in "${list[@]}"; do
   case $name in
-    portcast | portcast-mute | portcast-tcp | portcast-capped | portcast-capped-off | portcast-lift)
+    portcast | portcast-mute | portcast-off | portcast-tcp | portcast-capped | portcast-capped-off | portcast-lift)
       [[ -x $PORTCAST_BIN ]] || { log "no daemon binary at $PORTCAST_BIN"; exit 1; }
       audio=on tcp=()
       [[ $name == portcast-mute ]] && audio=off
       [[ $name == portcast-tcp ]] && tcp=(--ice-tcp-public-port 10110)
-      [[ $name == portcast-capped-off ]] && tcp=(--bandwidth-estimation off)
+      [[ $name == portcast-capped-off || $name == portcast-off ]] && tcp=(--bandwidth-estimation off)
       RUST_LOG=${GLASS_RUST_LOG:-info} ip netns exec "$D" "$PORTCAST_BIN" --bind-ip 198.18.2.2 --public-ip 198.18.1.1 \
         --signal-port 9000 --udp-ports 10111-10115 --ingest-socket off \
         --width 1280 --height 720 --fps 30 --bitrate-kbps 2500 \
@@ -143,7 +145,7 @@ for name in "${list[@]}"; do
       wait_for "$name" 30 grep -q '^listening' "$OUT/$name.log"
       measure "$name" http://198.18.2.2:8080/
       ;;
-    *) log "unknown server $name (portcast, portcast-mute, aiortc, portcast-tcp, portcast-capped, portcast-capped-off, portcast-lift)"; exit 1 ;;
+    *) log "unknown server $name (portcast, portcast-mute, portcast-off, aiortc, portcast-tcp, portcast-capped, portcast-capped-off, portcast-lift)"; exit 1 ;;
   esac
   stop_pid "$SERVER_PID"
   SERVER_PID=""

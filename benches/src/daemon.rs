@@ -38,7 +38,7 @@ impl Daemon {
         max_sessions: usize,
         busy: bool,
     ) -> Result<Daemon, String> {
-        Self::start_inner(avatars, max_sessions, busy, true, false)
+        Self::start_inner(avatars, max_sessions, busy, true, false, true)
     }
 
     /// Like `start_with`, every avatar speaking (the test pattern's beep, Opus 32 kbit/s).
@@ -47,7 +47,18 @@ impl Daemon {
         max_sessions: usize,
         busy: bool,
     ) -> Result<Daemon, String> {
-        Self::start_inner(avatars, max_sessions, busy, true, true)
+        Self::start_inner(avatars, max_sessions, busy, true, true, true)
+    }
+
+    /// Like `start_with`, with every avatar speaking when `voiced`, and per-viewer
+    /// bandwidth estimation on or off.
+    pub fn start_fanout(
+        avatars: &[(String, EncoderSettings)],
+        max_sessions: usize,
+        voiced: bool,
+        estimation: bool,
+    ) -> Result<Daemon, String> {
+        Self::start_inner(avatars, max_sessions, true, true, voiced, estimation)
     }
 
     /// Like `start_with` (plain pattern) without the frame probe, as the daemon runs in production
@@ -57,7 +68,7 @@ impl Daemon {
         avatars: &[(String, EncoderSettings)],
         max_sessions: usize,
     ) -> Result<Daemon, String> {
-        Self::start_inner(avatars, max_sessions, false, false, false)
+        Self::start_inner(avatars, max_sessions, false, false, false, true)
     }
 
     fn start_inner(
@@ -66,6 +77,7 @@ impl Daemon {
         busy: bool,
         probed: bool,
         voiced: bool,
+        estimation: bool,
     ) -> Result<Daemon, String> {
         let (tx, probe) = mpsc::sync_channel(if probed { 1 << 16 } else { 0 });
         let config = ServerConfig {
@@ -83,6 +95,11 @@ impl Daemon {
             engine: EngineConfig {
                 max_sessions,
                 max_sessions_per_avatar: max_sessions,
+                bandwidth_estimation: if estimation {
+                    EngineConfig::default().bandwidth_estimation
+                } else {
+                    None
+                },
                 ..EngineConfig::default()
             },
             max_connections: max_sessions * 2 + 64,

@@ -54,6 +54,10 @@ enum Cmd {
         /// The avatar speaks (the test pattern's beep) and every viewer takes the audio
         #[arg(long)]
         audio: bool,
+        /// Turn per-viewer bandwidth estimation off (no transport-cc feedback, no pacer), as
+        /// `portcast --bandwidth-estimation off`
+        #[arg(long)]
+        no_estimation: bool,
     },
     /// N independent 360p30 avatars with one viewer each
     Sources {
@@ -134,7 +138,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Cmd::Latency => scenarios::latency(&opts),
-        Cmd::Fanout { viewers, audio } => scenarios::fanout(&opts, viewers, audio),
+        Cmd::Fanout {
+            viewers,
+            audio,
+            no_estimation,
+        } => scenarios::fanout(&opts, viewers, audio, !no_estimation),
         Cmd::Sources { counts, busy } => scenarios::sources(&opts, counts, busy),
         Cmd::Setup { offers } => scenarios::setup(&opts, offers),
         Cmd::Soak {
@@ -155,7 +163,7 @@ fn main() -> ExitCode {
         Cmd::CompareAiortc => aiortc::compare(&opts),
         Cmd::Glass { daemon, pages } => glass::glass(&opts, daemon, pages),
         Cmd::All => scenarios::latency(&opts)
-            .and_then(|_| scenarios::fanout(&opts, None, false))
+            .and_then(|_| scenarios::fanout(&opts, None, false, true))
             .and_then(|_| scenarios::sources(&opts, None, false))
             .and_then(|_| scenarios::setup(&opts, 1000))
             .and_then(|_| avsync::avsync(if opts.smoke { 4.0 } else { opts.seconds }, &opts.out))

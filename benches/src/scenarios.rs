@@ -81,22 +81,19 @@ pub fn stream(
     seconds: f64,
     busy: bool,
 ) -> Result<Streamed, String> {
-    stream_voiced(avatars, viewers, seconds, busy, false)
+    let d = Daemon::start_with(avatars, viewers + 16, busy)?;
+    stream_from(d, avatars, viewers, seconds, false)
 }
 
-/// [`stream`], with `voiced` every avatar speaking and every viewer taking its audio.
-pub fn stream_voiced(
+/// [`stream`] from the daemon `d` already started with `avatars`; with `voiced`
+/// every viewer takes its avatar's audio.
+pub fn stream_from(
+    mut d: Daemon,
     avatars: &[(String, EncoderSettings)],
     viewers: usize,
     seconds: f64,
-    busy: bool,
     voiced: bool,
 ) -> Result<Streamed, String> {
-    let mut d = if voiced {
-        Daemon::start_voiced(avatars, viewers + 16, busy)?
-    } else {
-        Daemon::start_with(avatars, viewers + 16, busy)?
-    };
     let rss_before = rss_bytes();
     let cpu_before = process_cpu_seconds();
     let names: Vec<String> = avatars.iter().map(|(n, _)| n.clone()).collect();
@@ -274,7 +271,12 @@ fn quad(s: &Summary) -> String {
 }
 
 /// Scenario 2.
-pub fn fanout(o: &Opts, counts: Option<Vec<usize>>, voiced: bool) -> Result<(), String> {
+pub fn fanout(
+    o: &Opts,
+    counts: Option<Vec<usize>>,
+    voiced: bool,
+    estimation: bool,
+) -> Result<(), String> {
     let counts = counts.unwrap_or_else(|| {
         if o.smoke {
             vec![1, 10]
@@ -284,13 +286,18 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>, voiced: bool) -> Result<(), 
     });
     let (w, h) = if o.smoke { (640, 360) } else { (1280, 720) };
     println!(
-        "\n## fanout: one {w}x{h} 2 Mbit/s avatar{} to N viewers ({} s each)",
+        "\n## fanout: one {w}x{h} 2 Mbit/s avatar{} to N viewers ({} s each), bandwidth estimation {}",
         if voiced {
             " speaking (Opus 32 kbit/s, every viewer takes it)"
         } else {
             ""
         },
-        o.secs()
+        o.secs(),
+        if estimation {
+            "on (str0m paces each viewer: f2p is the frame's first burst)"
+        } else {
+            "off"
+        }
     );
     println!(
         "{:>5} {:>9} {:>10} {:>12} {:>9} {:>12} {:>12} {:>14}",
@@ -312,15 +319,20 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>, voiced: bool) -> Result<(), 
             loop_cpu_per_s: cpu,
             rss_growth: rss_delta,
             ..
-        } = stream_voiced(&avatars, n, o.secs(), true, voiced)?;
+        } = stream_from(
+            Daemon::start_fanout(&avatars, n + 16, voiced, estimation)?,
+            &avatars,
+            n,
+            o.secs(),
+            voiced,
+        )?;
         let (connected, loss) = report.connected_and_loss();
         let heard = report.clients.iter().map(|c| c.audio_packets).sum::<u64>();
         let steady: Vec<&FrameTiming> = timings.iter().filter(|t| t.datagrams > 0).collect();
-        let span = match (steady.first(), steady.last()) {
-            (Some(a), Some(b)) => b.sent_at.duration_since(a.sent_at).as_secs_f64().max(0.001),
-            _ => 1.0,
-        };
-        let pps = steady.iter().map(|t| t.datagrams).sum::<u64>() as f64 / span;
+        // Received by the viewers (RTP in completed frames) over the run: with
+        // estimation on, str0m's pacer sends most of a frame's datagrams after
+        // the write that the frame probe times.
+        let pps = report.clients.iter().map(|c| c.packets).sum::<u64>() as f64 / o.secs();
         let kbps = encoded_kbps(&steady);
         let spread = summarize(
             &report
@@ -359,7 +371,12 @@ pub fn fanout(o: &Opts, counts: Option<Vec<usize>>, voiced: bool) -> Result<(), 
             break;
         }
     }
-    let name = if voiced { "fanout_audio" } else { "fanout" };
+    let name = match (voiced, estimation) {
+        (true, true) => "fanout_audio",
+        (true, false) => "fanout_audio_no_estimation",
+        (false, true) => "fanout",
+        (false, false) => "fanout_no_estimation",
+    };
     o.write(
         name,
         &json!({ "scenario": name, "seconds": o.secs(), "rows": rows }),
