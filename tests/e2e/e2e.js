@@ -93,6 +93,21 @@ async function waitFrames(page, n, timeout) {
   return stats(page);
 }
 
+// Chromium's inbound video figures of each page over the next `ms`: fps, kbit/s, `d(key)` for
+// any other counter's growth, `secs` measured, and `last`, the closing snapshot.
+async function inboundOver(pages, ms) {
+  const snap = () => Promise.all(pages.map((p) =>
+    p.evaluate(() => JSON.parse(JSON.stringify(window.portcastVideoInbound)))));
+  const before = await snap();
+  await sleep(ms);
+  const after = await snap();
+  return after.map((last, i) => {
+    const d = (k) => (last[k] || 0) - (before[i][k] || 0);
+    const secs = (last.timestamp - before[i].timestamp) / 1000;
+    return { d, secs, last, fps: d('framesDecoded') / secs, kbits: (d('bytesReceived') * 8) / secs / 1000 };
+  });
+}
+
 async function firstFrameMs(page, timeout) {
   await page.waitForFunction(() => window.portcastTimings.firstFrame !== null, null,
     { timeout, polling: 20 });
@@ -773,20 +788,12 @@ const scenarios = [
       const page = await openPage({ session: rid('p'), avatar: 'busy', autoconnect: '1' });
       await waitFrames(page, 0, 20000);
       await sleep(5000); // the estimate settles
-      const inbound = () => page.evaluate(() => JSON.parse(JSON.stringify(window.portcastVideoInbound)));
-      const a = await inbound();
-      await sleep(10000);
-      const b = await inbound();
-      const d = (k) => (b[k] || 0) - (a[k] || 0);
-      const secs = (b.timestamp - a.timestamp) / 1000;
-      const fps = d('framesDecoded') / secs;
-      const kbits = (d('bytesReceived') * 8) / secs / 1000;
-      // The engine logs each cap it sets (portcast_engine at debug, as run.sh starts the daemon).
+      const [{ d, secs, last, fps, kbits }] = await inboundOver([page], 10000);
       const caps = [...readLog().slice(logFrom).matchAll(/avatar busy H264: encoder cap (\d+) kbit\/s/g)]
         .map((m) => Number(m[1]));
       console.log(`    5-15 s after the first frame: ${fps.toFixed(1)} fps, ${kbits.toFixed(0)} kbit/s,`
         + ` ${d('freezeCount')} freezes, ${d('packetsLost')} lost, ${d('nackCount')} NACKs;`
-        + ` ${b.frameWidth}x${b.frameHeight}; encoder caps (kbit/s): ${caps.join(' ')}`);
+        + ` ${last.frameWidth}x${last.frameHeight}; encoder caps (kbit/s): ${caps.join(' ')}`);
       check(caps.length > 0 && Math.min(...caps) < 600, `the encoder was never capped under the link: ${caps}`);
       check(fps >= 20, `${fps.toFixed(1)} fps on the capped link`);
       check(d('freezeCount') <= 1, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
@@ -815,13 +822,7 @@ const scenarios = [
       const page = await openPage({ session: rid('q'), avatar: 'lossy', autoconnect: '1' });
       await waitFrames(page, 0, 20000);
       await sleep(3000);
-      const inbound = () => page.evaluate(() => JSON.parse(JSON.stringify(window.portcastVideoInbound)));
-      const a = await inbound();
-      await sleep(10000);
-      const b = await inbound();
-      const d = (k) => (b[k] || 0) - (a[k] || 0);
-      const secs = (b.timestamp - a.timestamp) / 1000;
-      const fps = d('framesDecoded') / secs;
+      const [{ d, secs, fps }] = await inboundOver([page], 10000);
       const lostPct = (100 * d('packetsLost')) / Math.max(1, d('packetsReceived') + d('packetsLost'));
       console.log(`    3-13 s after the first frame: ${fps.toFixed(1)} fps, ${d('freezeCount')} freezes,`
         + ` ${lostPct.toFixed(1)} % of media packets lost (RTX resends them on its own SSRC), ${d('nackCount')} NACKs,`
@@ -867,17 +868,8 @@ const scenarios = [
       }
       const logFrom = readLog().length;
       await sleep(3000);
-      const inbound = (page) => page.evaluate(() => JSON.parse(JSON.stringify(window.portcastVideoInbound)));
-      const a = await Promise.all([inbound(thin), inbound(wide)]);
-      await sleep(10000);
-      const b = await Promise.all([inbound(thin), inbound(wide)]);
-      const fig = (i) => {
-        const d = (k) => (b[i][k] || 0) - (a[i][k] || 0);
-        const secs = (b[i].timestamp - a[i].timestamp) / 1000;
-        return { fps: d('framesDecoded') / secs, kbits: (d('bytesReceived') * 8) / secs / 1000,
-          freezes: d('freezeCount'), lost: d('packetsLost') };
-      };
-      const [t, w] = [fig(0), fig(1)];
+      const [t, w] = (await inboundOver([thin, wide], 10000)).map((v) => ({
+        fps: v.fps, kbits: v.kbits, freezes: v.d('freezeCount'), lost: v.d('packetsLost') }));
       const caps = [...readLog().slice(logFrom).matchAll(/avatar pair H264: encoder cap (\d+) kbit\/s/g)];
       console.log(`    thin (port ${port} capped): ${t.fps.toFixed(1)} fps, ${t.kbits.toFixed(0)} kbit/s,`
         + ` ${t.freezes} freezes, ${t.lost} lost; wide: ${w.fps.toFixed(1)} fps, ${w.kbits.toFixed(0)} kbit/s,`
