@@ -92,6 +92,15 @@ fn main() -> ExitCode {
             config.allowed_origins.join(", ")
         );
     }
+    match engine_config(&config).bandwidth_estimation {
+        Some(b) => log::info!(
+            "bandwidth estimation on: each viewer's link is estimated (transport-cc), a lone viewer's encoder follows it, probing up to {} kbit/s",
+            b.max_bps / 1000
+        ),
+        None => log::info!(
+            "bandwidth estimation off: every viewer gets the configured bitrate whatever its link carries"
+        ),
+    }
     let ingest = match &config.settings.ingest_socket {
         Some(config::IngestSocket::Off) => None,
         Some(config::IngestSocket::At(path)) => Some(path.clone()),

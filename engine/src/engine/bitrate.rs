@@ -28,8 +28,10 @@ const CAP_STEP: f64 = 0.05;
 const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a lone viewer whose estimate is below what its encoder could use
-/// is probed for more (see [`Engine::estimate_changed`]).
-const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// is probed for more (see [`Engine::estimate_changed`]). 2 s brought a
+/// lifted cap back in 3.6-5.1 s where 5 s took 4.4 s to over 30 s
+/// (docs/design-notes.md).
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 impl Engine {
     /// A session's estimate changed: record it, and move its avatar's cap.
