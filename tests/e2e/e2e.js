@@ -184,8 +184,14 @@ async function runViewer(cmd, args, killMs) {
 // Starts talker.py on the daemon's ingest socket. lines.next(re, ms) waits for a stdout line
 // matching `re` (lines already read count); send(cmd) writes a command; stop() ends it.
 function startTalker(avatar, extra = []) {
-  const child = spawn('python3', [path.join(__dirname, 'talker.py'), INGEST_SOCKET, '--avatar', avatar, ...extra],
-    { stdio: ['pipe', 'pipe', 'pipe'] });
+  return startLines('talker.py', 'python3',
+    [path.join(__dirname, 'talker.py'), INGEST_SOCKET, '--avatar', avatar, ...extra]);
+}
+
+// Starts `cmd args` (called `label` in failures): lines.next(re, ms) waits for a stdout line
+// matching `re`; send(cmd) writes a line to its stdin; stop() sends "quit" and ends it.
+function startLines(label, cmd, args) {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   children.add(child);
   const seen = [], stderr = [], waiters = [];
   let exited = null;
@@ -205,9 +211,9 @@ function startTalker(avatar, extra = []) {
           const m = re.exec(seen[from]);
           if (m) { from++; return m; }
         }
-        if (exited) throw new Failure(`talker.py ${exited} before printing ${re}; stderr: ${stderr.join(' | ')}`);
+        if (exited) throw new Failure(`${label} ${exited} before printing ${re}; stderr: ${stderr.join(' | ')}`);
         const left = until - Date.now();
-        if (left <= 0) throw new Failure(`talker.py printed no ${re} within ${timeoutMs} ms;`
+        if (left <= 0) throw new Failure(`${label} printed no ${re} within ${timeoutMs} ms;`
           + ` stdout: ${seen.join(' | ')}; stderr: ${stderr.join(' | ')}`);
         await new Promise((r) => { waiters.push(r); setTimeout(r, Math.min(left, 200)); });
       }
@@ -796,7 +802,9 @@ const scenarios = [
         + ` ${last.frameWidth}x${last.frameHeight}; encoder caps (kbit/s): ${caps.join(' ')}`);
       check(caps.length > 0 && Math.min(...caps) < 600, `the encoder was never capped under the link: ${caps}`);
       check(fps >= 20, `${fps.toFixed(1)} fps on the capped link`);
-      check(d('freezeCount') <= 1, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
+      // Freezes: 0 in most runs here, 2 once (a probe overshot the link); with estimation off
+      // the page decodes ~7 frames in all and fails on fps.
+      check(d('freezeCount') <= 3, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
       noPageErrors(page);
       await page.close();
     } finally {
@@ -805,36 +813,49 @@ const scenarios = [
     }
   }],
 
-  ['q. with 5 % of the packets toward the viewer lost, NACK and retransmission keep the picture moving', async () => {
-    // Only in netns mode: the NAT box drops 5 % of the UDP datagrams it forwards toward the
-    // client at random (iptables statistic), from before the page opens. Busy 640x360 at
-    // 1500 kbit/s from talker.py, so every picture spans several packets.
+  ['q. with 5 % loss toward the viewer and a 40 ms round trip, NACK and retransmission keep the picture moving', async () => {
+    // Only in netns mode. In the NAT box, delay_forwarder.py takes the media ports over from the
+    // DNAT rule (a nat PREROUTING ACCEPT ahead of it, for new flows only): 20 ms each way, and
+    // 5 % of the datagrams toward the client dropped at random (this kernel has no netem).
+    // Busy 640x360 at 1500 kbit/s from talker.py, so every picture spans several packets.
     if (MODE !== 'netns') { console.log('    skipped: needs the NAT box namespace (netns mode)'); return; }
     check(NAT_NS && INGEST_SOCKET, 'no PORTCAST_E2E_NAT_NS or ingest socket (run it through run.sh)');
     const talker = startTalker('lossy', ['--busy', '--bitrate-kbps', '1500']);
-    const rule = ['FORWARD', '-o', 'vp', '-p', 'udp', '-m', 'statistic', '--mode', 'random',
-      '--probability', '0.05', '-j', 'DROP'];
-    const ipt = (op) => spawnSync('ip', ['netns', 'exec', NAT_NS, 'iptables', '-w', op, ...rule]);
+    const fwd = startLines('delay_forwarder.py', 'ip', ['netns', 'exec', NAT_NS, 'python3',
+      path.join(__dirname, 'delay_forwarder.py'), '--listen-ip', PUBLIC_IP, '--ports', `${UDP_MIN}-${UDP_MAX}`,
+      '--target-ip', '198.18.2.2', '--delay-ms', '20', '--loss', '0.05', '--seconds', '90']);
+    const rule = ['PREROUTING', '-d', PUBLIC_IP, '-p', 'udp', '--dport', `${UDP_MIN}:${UDP_MAX}`, '-j', 'ACCEPT'];
+    const ipt = (...op) => spawnSync('ip', ['netns', 'exec', NAT_NS, 'iptables', '-w', '-t', 'nat', ...op, ...rule]);
+    let added = false;
     try {
-      await talker.next(/^ready$/, 15000);
-      const added = ipt('-I');
-      check(added.status === 0, `iptables (NAT box) failed: ${added.stderr}`);
+      await Promise.all([talker.next(/^ready$/, 15000), fwd.next(/^ready$/, 10000)]);
+      const r = ipt('-I');
+      check(r.status === 0, `iptables -t nat (NAT box) failed: ${r.stderr}`);
+      added = true;
       const page = await openPage({ session: rid('q'), avatar: 'lossy', autoconnect: '1' });
       await waitFrames(page, 0, 20000);
       await sleep(3000);
       const [{ d, secs, fps }] = await inboundOver([page], 10000);
+      const s = await stats(page);
       const lostPct = (100 * d('packetsLost')) / Math.max(1, d('packetsReceived') + d('packetsLost'));
-      console.log(`    3-13 s after the first frame: ${fps.toFixed(1)} fps, ${d('freezeCount')} freezes,`
+      console.log(`    3-13 s after the first frame: ${fps.toFixed(1)} fps, ${d('freezeCount')} freezes, RTT ${s.rtt_ms} ms,`
         + ` ${lostPct.toFixed(1)} % of media packets lost (RTX resends them on its own SSRC), ${d('nackCount')} NACKs,`
         + ` ${d('retransmittedPacketsReceived')} retransmissions received, ${d('pliCount')} PLIs`);
+      check(s.rtt_ms >= 30, `RTT ${s.rtt_ms} ms: is the forwarder in the path?`);
       check(d('nackCount') > 0, 'the viewer sent no NACK: was anything lost?');
       check(d('retransmittedPacketsReceived') > 0, 'nothing was retransmitted');
       check(fps >= 25, `${fps.toFixed(1)} fps with 5 % loss`);
-      check(d('freezeCount') <= 1, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
+      // Measured here: 0-2 freezes per 10 s (~8 a minute; a resend lost too costs another round
+      // trip); without retransmission every loss would wait for a keyframe (PLIs, many freezes).
+      check(d('pliCount') <= 2, `${d('pliCount')} PLIs: lost packets were not recovered`);
+      check(d('freezeCount') <= 4, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
       noPageErrors(page);
       await page.close();
     } finally {
-      ipt('-D');
+      if (added) ipt('-D');
+      const ended = await fwd.stop();
+      const done = await fwd.next(/^done .*/, 1000).catch(() => null);
+      console.log(`    forwarder ${ended}: ${done ? done[0] : 'said nothing at its end'}`);
       await talker.stop();
     }
   }],

@@ -29,9 +29,10 @@ const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a lone viewer whose estimate is below what its encoder could use
 /// is probed for more (see [`Engine::estimate_changed`]). 2 s brought a
-/// lifted cap back in 3.6-5.1 s where 5 s took 4.4 s to over 30 s
-/// (docs/design-notes.md).
-const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// lifted cap back sooner (3.6-5.1 s against 4.4 s to over 30 s) but let a
+/// probe through a token bucket's burst lift the estimate 3x above a
+/// 600 kbit/s link, with freezes (docs/design-notes.md).
+const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// A session's estimate changed: record it, and move its avatar's cap.
