@@ -74,10 +74,19 @@ function histogram(text, name) {
   return { sum, count };
 }
 
+// The daemon's figures, or null when /metrics does not answer within 5 s: on a capped link
+// that the daemon floods (portcast-capped-off) the scrape waits behind the media and may
+// never arrive, which is the point of that server, not a failed measurement.
 async function metrics() {
   if (!METRICS) return null;
-  const res = await fetch(METRICS, { signal: AbortSignal.timeout(5000) });
-  const text = await res.text();
+  let text;
+  try {
+    const res = await fetch(METRICS, { signal: AbortSignal.timeout(5000) });
+    text = await res.text();
+  } catch (e) {
+    console.error(`glass.js: ${NAME}: /metrics: ${e.message}`);
+    return null;
+  }
   return { encode: histogram(text, 'portcast_encode_seconds'),
     f2p: histogram(text, 'portcast_frame_to_packet_seconds'),
     // What the encoders aim at now (the estimate's cap, or the configured bitrate).
@@ -92,14 +101,17 @@ async function glass() {
     await page.waitForFunction((n) => window.portcastStats && window.portcastStats.frames_decoded > n,
       WARMUP_FRAMES, { timeout: 30000, polling: 200 });
   } catch (e) {
-    throw new Error(`${NAME}: no video within 30 s: ${JSON.stringify(await page.evaluate(() =>
-      ({ stats: window.portcastStats, error: window.portcastError }))) }`);
+    const what = `${NAME}: no video within 30 s: ${JSON.stringify(await page.evaluate(() =>
+      ({ stats: window.portcastStats, error: window.portcastError }))) }`;
+    // GLASS_MAY_STALL=1 (portcast-capped-off): measure the window anyway; zeros are the result.
+    if (env.GLASS_MAY_STALL !== '1') throw new Error(what);
+    console.error(`glass.js: ${what}; measuring anyway`);
   }
   const mark = () => page.evaluate(() => {
     const g = window.portcastGlass;
     return { presented: g.presented, measured: g.measured, unreadable: g.unreadable, n: g.all.length,
       nSplit: g.split.length,
-      inbound: JSON.parse(JSON.stringify(window.portcastVideoInbound)) };
+      inbound: JSON.parse(JSON.stringify(window.portcastVideoInbound || {})) };
   });
   await sleep(WARMUP_SECS * 1000);
   const m0 = await metrics();
@@ -111,7 +123,7 @@ async function glass() {
     if (r.status !== 0) throw new Error(`${NAME}: ${LIFT_CMD} failed: ${r.stderr}`);
     lift = { seconds_to_top: null, top_bps: TOP_BPS };
     while (Date.now() - t0 < SECONDS * 1000) {
-      if ((await metrics()).bitrate_bps >= TOP_BPS) {
+      if (((await metrics()) || {}).bitrate_bps >= TOP_BPS) {
         lift.seconds_to_top = round((Date.now() - t0) / 1000, 1);
         break;
       }
