@@ -845,10 +845,11 @@ const scenarios = [
       check(d('nackCount') > 0, 'the viewer sent no NACK: was anything lost?');
       check(d('retransmittedPacketsReceived') > 0, 'nothing was retransmitted');
       check(fps >= 25, `${fps.toFixed(1)} fps with 5 % loss`);
-      // Measured here: 0-2 freezes per 10 s (~8 a minute; a resend lost too costs another round
-      // trip); without retransmission every loss would wait for a keyframe (PLIs, many freezes).
+      // Measured here: 0-3 freezes per 10 s (~9 a minute; a resend lost too costs another round
+      // trip); without retransmission every loss (~8 a second) would wait for a keyframe: PLIs
+      // and a freeze each. The bound leaves room for this link's own variation.
       check(d('pliCount') <= 2, `${d('pliCount')} PLIs: lost packets were not recovered`);
-      check(d('freezeCount') <= 4, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
+      check(d('freezeCount') <= 6, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
       noPageErrors(page);
       await page.close();
     } finally {
