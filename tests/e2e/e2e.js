@@ -802,9 +802,9 @@ const scenarios = [
         + ` ${last.frameWidth}x${last.frameHeight}; encoder caps (kbit/s): ${caps.join(' ')}`);
       check(caps.length > 0 && Math.min(...caps) < 600, `the encoder was never capped under the link: ${caps}`);
       check(fps >= 20, `${fps.toFixed(1)} fps on the capped link`);
-      // Freezes: 0 in most runs here, 2 once (a probe overshot the link); with estimation off
-      // the page decodes ~7 frames in all and fails on fps.
-      check(d('freezeCount') <= 3, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
+      // Freezes: 0 in most runs here, 2 in two (a probe overshot the link); with estimation off
+      // the page decodes ~7 frames in all and fails on fps, so the bound leaves room.
+      check(d('freezeCount') <= 5, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
       noPageErrors(page);
       await page.close();
     } finally {
