@@ -130,6 +130,13 @@ pub trait VideoEncoder: Send + fmt::Debug {
 /// The lowest bitrate an encoder is retuned to: below it a 720p picture is mush anyway.
 pub const MIN_BITRATE_BPS: u32 = 100_000;
 
+/// The bitrate an encoder configured for `configured` bit/s runs at when
+/// retuned to `bps`: at least [`MIN_BITRATE_BPS`] (or `configured` when that
+/// is lower), at most `configured`.
+pub fn retuned_bitrate(bps: u32, configured: u32) -> u32 {
+    bps.clamp(MIN_BITRATE_BPS.min(configured), configured)
+}
+
 /// A new encoder of `codec`; its first picture is a keyframe.
 pub fn new_encoder(
     codec: VideoCodec,
@@ -228,11 +235,7 @@ impl H264Encoder {
     /// the configured bitrate, which openh264 keeps as its maximum), as
     /// libwebrtc's `H264EncoderImpl::SetRates` does.
     pub fn set_bitrate(&mut self, bps: u32) -> Result<(), EncoderError> {
-        let bps = bps.clamp(
-            MIN_BITRATE_BPS.min(self.settings.bitrate_bps),
-            self.settings.bitrate_bps,
-        );
-        self.bitrate_bps = bps;
+        self.bitrate_bps = retuned_bitrate(bps, self.settings.bitrate_bps);
         // The openh264 crate initialises the codec at the first picture (it
         // needs the size); SetOption fails before that, so the first picture
         // runs at the configured bitrate and `encode` retunes from the next.

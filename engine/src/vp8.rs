@@ -24,7 +24,7 @@ use vpx_sys::{
     VPX_ENCODER_ABI_VERSION, VPX_ERROR_RESILIENT_DEFAULT, VPX_FRAME_IS_KEY,
 };
 
-use crate::encoder::{Encoded, EncoderError, EncoderSettings, MIN_BITRATE_BPS};
+use crate::encoder::{retuned_bitrate, Encoded, EncoderError, EncoderSettings};
 use crate::pattern::I420;
 
 /// libvpx's speed for real time: -6 is what WebRTC uses on desktop CPUs
@@ -131,12 +131,9 @@ impl Vp8Encoder {
         self.settings
     }
 
-    /// Retunes rate control to `bps` (at least [`MIN_BITRATE_BPS`], at most the configured bitrate).
+    /// Retunes rate control to `bps`, within [`retuned_bitrate`]'s bounds.
     pub fn set_bitrate(&mut self, bps: u32) -> Result<(), EncoderError> {
-        let bps = bps.clamp(
-            MIN_BITRATE_BPS.min(self.settings.bitrate_bps),
-            self.settings.bitrate_bps,
-        );
+        let bps = retuned_bitrate(bps, self.settings.bitrate_bps);
         if bps == self.bitrate_bps {
             return Ok(());
         }

@@ -5,7 +5,9 @@
 
 use std::time::Instant;
 
-use portcast_engine::encoder::{new_encoder, Encoded, EncoderError, EncoderSettings, VideoEncoder};
+use portcast_engine::encoder::{
+    new_encoder, retuned_bitrate, Encoded, EncoderError, EncoderSettings, VideoEncoder,
+};
 use portcast_engine::pattern::I420;
 use portcast_engine::VideoCodec;
 
@@ -94,7 +96,11 @@ impl Encoders {
         for r in self.slots.iter_mut().flatten() {
             let codec = r.encoder.codec();
             let configured = r.encoder.settings().bitrate_bps;
-            let wanted = demand.cap(codec).map_or(configured, |c| c.min(configured));
+            // What the encoder will hold (floor included), so a cap under the
+            // floor does not retune it on every picture.
+            let wanted = demand
+                .cap(codec)
+                .map_or(configured, |c| retuned_bitrate(c, configured));
             // A refused retune is not worth the picture: the encoder keeps
             // its bitrate, and the refusal is logged once per wanted value.
             if wanted != r.encoder.bitrate() && r.refused_bps != Some(wanted) {
