@@ -92,7 +92,18 @@ fn main() -> ExitCode {
             config.allowed_origins.join(", ")
         );
     }
-    match engine_config(&config).bandwidth_estimation {
+    let engine = engine_config(&config);
+    match (&engine.ladder[..], engine.bandwidth_estimation) {
+        ([], _) => log::info!("renditions: one per avatar (--renditions off)"),
+        (ladder, Some(_)) => log::info!(
+            "renditions: each avatar's own picture, then {} (encoded while someone receives them; a viewer sharing its avatar gets the highest its estimate carries)",
+            ladder.iter().map(|r| format!("{}@{}k", r.name(), r.bitrate_bps / 1000)).collect::<Vec<_>>().join(", ")
+        ),
+        (_, None) => log::warn!(
+            "renditions: every viewer gets each avatar's own picture, since bandwidth estimation is off (--renditions is unused)"
+        ),
+    }
+    match engine.bandwidth_estimation {
         Some(b) => log::info!(
             "bandwidth estimation on: each viewer's link is estimated (transport-cc), a lone viewer's encoder follows it, probing up to {} kbit/s",
             b.max_bps / 1000
@@ -208,6 +219,7 @@ fn engine_config(c: &config::Config) -> EngineConfig {
                 .unwrap_or(EncoderSettings::default().bitrate_bps);
             BandwidthEstimation::for_max(video.saturating_add(audio_settings(s).bitrate_bps))
         }),
+        ladder: s.renditions.0.clone(),
         // Set by `server_config` only: captured offers carry no token, so replay checks none.
         token_key: None,
         ..EngineConfig::default()

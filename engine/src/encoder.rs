@@ -78,6 +78,8 @@ pub enum EncoderError {
         /// The frame's (width, height).
         got: (usize, usize),
     },
+    /// A picture could not be scaled to a lower rendition.
+    Scale(String),
 }
 
 impl fmt::Display for EncoderError {
@@ -85,6 +87,7 @@ impl fmt::Display for EncoderError {
         match self {
             EncoderError::OpenH264(e) => write!(f, "openh264: {e}"),
             EncoderError::Libvpx(e) => write!(f, "libvpx: {e}"),
+            EncoderError::Scale(e) => write!(f, "scaling a picture: {e}"),
             EncoderError::WrongSize { expected, got } => write!(
                 f,
                 "frame is {}x{}, encoder is set up for {}x{}",

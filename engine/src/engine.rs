@@ -20,21 +20,24 @@ use crate::demux::{Demux, Route, SessionKey};
 use crate::gop::JoinGop;
 use crate::ids::{AvatarId, ConnId, SessionId, SocketId};
 use crate::keyframe::{KeyframeLimiter, DEFAULT_KEYFRAME_INTERVAL};
-use crate::media::{AccessUnit, AudioFrame, VideoCodec};
+use crate::media::{rendition_name, AccessUnit, AudioFrame, Rung, VideoCodec, MAX_RENDITIONS};
 use crate::offer::OfferSummary;
 use crate::playout_delay::PlayoutDelay;
 use crate::sctp_guard::{self, Guarded};
 use crate::session::{self, DrainCtx, EndReason, Phase, Session, SessionInfo, SessionSeed};
 use crate::signaling::{self, ClientMessage, Offer, SignalError};
+use crate::stats::labels;
 
 mod accept;
 mod avatars;
 mod bitrate;
 mod config;
 mod fanout;
+mod ladder;
 
 use avatars::Avatar;
-pub use config::{BandwidthEstimation, EngineConfig, EngineError};
+pub use config::{check_ladder, BandwidthEstimation, EngineConfig, EngineError};
+pub use ladder::RenditionInfo;
 
 /// A datagram that arrived on one of the daemon's sockets.
 #[derive(Debug, Clone, Copy)]
@@ -73,25 +76,29 @@ pub enum Output {
         /// JSON text.
         text: String,
     },
-    /// Ask an avatar's encoder of `codec` for an IDR.
+    /// Ask an avatar's encoder of `codec` and `rendition` for an IDR.
     KeyframeRequest {
         /// The avatar.
         avatar: AvatarId,
         /// Which of its encoders.
         codec: VideoCodec,
+        /// Its rendition: 0 the source's own picture, `i + 1` rung `i` of the ladder.
+        rendition: u8,
     },
-    /// An avatar gained its first viewer in `codec` (`watched`) or lost its
-    /// last one: a source runs that codec's encoder only while watched, and
-    /// starts it with an IDR.
+    /// An avatar's rendition gained its first viewer in `codec` (`watched`)
+    /// or lost its last one: a source runs that encoder only while watched,
+    /// and starts it with an IDR.
     Watched {
         /// The avatar.
         avatar: AvatarId,
         /// The codec those viewers receive.
         codec: VideoCodec,
+        /// The rendition they receive (0: the source's own picture).
+        rendition: u8,
         /// Whether at least one session now watches it in `codec`.
         watched: bool,
     },
-    /// The most an avatar's encoder of `codec` should send: its one viewer's
+    /// The most an avatar's rendition-0 encoder of `codec` should send: its one viewer's
     /// bandwidth estimate less headroom (`Some`), or no limit beyond its
     /// configured bitrate (`None`: several viewers, none, or no estimate yet).
     /// Emitted when the cap moves by 5 % or more.
@@ -170,7 +177,10 @@ impl Engine {
             .map(|a| {
                 let audio = config.audio_avatars.contains(a);
                 let vp8 = config.vp8_avatars.contains(a);
-                (a.clone(), Avatar::new(config.keyframe_interval, audio, vp8))
+                (
+                    a.clone(),
+                    Avatar::new(config.keyframe_interval, audio, vp8, &config.ladder),
+                )
             })
             .collect();
         Ok(Engine {
@@ -238,7 +248,11 @@ impl Engine {
         c.fallback_avatar = config.fallback_avatar.clone();
         c.playout_delay = config.playout_delay;
         c.token_key = config.token_key.clone();
-        for t in self.avatars.values_mut().flat_map(|a| a.video.iter_mut()) {
+        for t in self
+            .avatars
+            .values_mut()
+            .flat_map(|a| a.video.iter_mut().flatten())
+        {
             t.limiter.set_interval(config.keyframe_interval);
         }
         Ok(changed)
@@ -424,15 +438,20 @@ impl Engine {
         let mut due = Vec::new();
         for (id, a) in self.avatars.iter_mut() {
             for codec in VideoCodec::ALL {
-                if a.track(codec).limiter.poll(now) {
-                    due.push((id.clone(), codec));
+                for (r, t) in a.video[codec.index()].iter_mut().enumerate() {
+                    if t.limiter.poll(now) {
+                        due.push((id.clone(), codec, r as u8));
+                    }
                 }
             }
         }
-        for (avatar, codec) in due {
+        for (avatar, codec, rendition) in due {
             self.stats.keyframe_requests.inc();
-            self.out
-                .push_back(Output::KeyframeRequest { avatar, codec });
+            self.out.push_back(Output::KeyframeRequest {
+                avatar,
+                codec,
+                rendition,
+            });
         }
     }
 
@@ -513,7 +532,7 @@ impl Engine {
         let avatars = self
             .avatars
             .values()
-            .flat_map(|a| a.video.iter())
+            .flat_map(|a| a.video.iter().flatten())
             .filter_map(|t| t.limiter.deadline());
         sessions.chain(avatars).fold(idle, Instant::min)
     }
@@ -571,11 +590,12 @@ impl Engine {
         };
         // Rare (a join or a PLI): the avatar's name is cloned only then.
         if fx.keyframe_wanted || fx.media_started {
-            let (avatar, codec) = (s.avatar.clone(), s.codec);
-            let replayed =
-                fx.media_started && fx.end.is_none() && self.replay_gop(now, key, &avatar, codec);
+            let (avatar, codec, rendition) = (s.avatar.clone(), s.codec, s.rendition);
+            let replayed = fx.media_started
+                && fx.end.is_none()
+                && self.replay_gop(now, key, &avatar, codec, rendition);
             if fx.keyframe_wanted && !replayed {
-                self.request_keyframe(now, &avatar, codec);
+                self.request_keyframe(now, &avatar, codec, rendition);
             }
         }
         if let Some(reason) = fx.end {
@@ -583,13 +603,20 @@ impl Engine {
         }
     }
 
-    fn request_keyframe(&mut self, now: Instant, avatar: &AvatarId, codec: VideoCodec) {
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        avatar: &AvatarId,
+        codec: VideoCodec,
+        rendition: u8,
+    ) {
         if let Some(a) = self.avatars.get_mut(avatar) {
-            if a.track(codec).limiter.request(now) {
+            if a.track_at(codec, rendition).limiter.request(now) {
                 self.stats.keyframe_requests.inc();
                 self.out.push_back(Output::KeyframeRequest {
                     avatar: avatar.clone(),
                     codec,
+                    rendition,
                 });
             }
         }
@@ -617,19 +644,13 @@ impl Engine {
         if let Some(load) = self.socket_load.get_mut(s.socket.0) {
             *load = load.saturating_sub(1);
         }
-        if let Some(a) = self.avatars.get_mut(&s.avatar) {
-            let track = a.track(s.codec);
-            let had = !track.viewers.is_empty();
-            track.viewers.retain(|k| *k != key);
-            if had && track.viewers.is_empty() {
-                self.out.push_back(Output::Watched {
-                    avatar: s.avatar.clone(),
-                    codec: s.codec,
-                    watched: false,
-                });
-            }
-            self.update_video_cap(&s.avatar, s.codec);
+        self.leave_track(&s.avatar, s.codec, s.rendition, key);
+        if let Some(r) = s.switch_to {
+            self.leave_track(&s.avatar, s.codec, r, key);
         }
+        // A survivor left alone goes back to rendition 0 (its estimate caps it there).
+        self.rechoose_renditions(now, &s.avatar, s.codec);
+        self.update_video_cap(&s.avatar, s.codec);
         if let Some(c) = self.conns.get_mut(&s.conn) {
             if c.session == Some(key) {
                 c.session = None;

@@ -66,6 +66,8 @@ mod tests {
             captured_at: now,
             encoded_at: now,
             frame_index: index,
+            rendition: 0,
+            bitrate_bps: 0,
         }
     }
 

@@ -3,7 +3,9 @@
 //! The engine answers WebRTC offers as an ICE-lite H.264 sender, finds which
 //! session each datagram belongs to when many sessions share a few UDP ports,
 //! announces the forwarder's public address instead of the bound one, and fans
-//! each encoded picture of an avatar out to all of its viewers. It owns no
+//! each encoded picture of an avatar out to all of its viewers, each viewer
+//! getting the rendition of its avatar's encoding ladder its bandwidth
+//! estimate carries. It owns no
 //! socket, no clock and no thread: the caller feeds it input with `handle_*`,
 //! passing the current `Instant`, and takes output with [`Engine::poll_output`]
 //! until it returns [`Output::Timeout`]. The `portcast-net` crate drives it
@@ -43,8 +45,8 @@
 //!             // The offer above lacks its avatar and SDP: the peer gets an error.
 //!             assert!(text.contains(r#""code":"missing_field""#));
 //!         }
-//!         Output::KeyframeRequest { avatar, codec } => { /* tell that encoder of the avatar */ }
-//!         Output::Watched { avatar, codec, watched } => { /* start or pause that encoder */ }
+//!         Output::KeyframeRequest { avatar, codec, rendition } => { /* tell that encoder of the avatar */ }
+//!         Output::Watched { avatar, codec, rendition, watched } => { /* start or pause that encoder */ }
 //!         Output::VideoBitrate { avatar, codec, cap_bps } => { /* retune that encoder (None: its own bitrate) */ }
 //!         Output::SessionClosed { .. } => { /* close the WebSocket */ }
 //!         Output::Timeout(at) => {
@@ -89,10 +91,11 @@ pub mod vp8;
 
 pub use address::{SocketSpec, SocketTable};
 pub use engine::{
-    BandwidthEstimation, ConnectInfo, Datagram, Engine, EngineConfig, EngineError, Output, Transmit,
+    check_ladder, BandwidthEstimation, ConnectInfo, Datagram, Engine, EngineConfig, EngineError,
+    Output, RenditionInfo, Transmit,
 };
 pub use ids::{AvatarId, ConnId, InvalidAvatarId, InvalidSessionId, SessionId, SocketId};
-pub use media::{AccessUnit, AudioFrame, VideoCodec};
+pub use media::{rendition_name, AccessUnit, AudioFrame, Rung, VideoCodec, MAX_RENDITIONS};
 pub use playout_delay::PlayoutDelay;
 pub use session::{EndReason, Phase, SessionInfo};
 pub use signaling::SignalError;

@@ -36,6 +36,63 @@ impl std::fmt::Display for VideoCodec {
     }
 }
 
+/// The most renditions an avatar has: its source's own picture plus up to
+/// three lower rungs of its ladder.
+pub const MAX_RENDITIONS: usize = 4;
+
+/// A lower rung of an avatar's encoding ladder: the source's picture scaled
+/// to `height` lines (the width keeps its aspect), encoded at `bitrate_bps`.
+/// Rendition 0 is always the source's own picture at its own bitrate; rung
+/// `i` of the ladder is rendition `i + 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rung {
+    /// Lines of the scaled picture (a source that is already this small or
+    /// smaller is encoded at its own size, at this bitrate).
+    pub height: u32,
+    /// Bitrate its encoder aims at, bits per second.
+    pub bitrate_bps: u32,
+}
+
+impl Rung {
+    /// The default ladder under a source's own picture: 360p at 600 kbit/s and
+    /// 180p at 150 kbit/s.
+    pub const DEFAULT_LADDER: [Rung; 2] = [
+        Rung {
+            height: 360,
+            bitrate_bps: 600_000,
+        },
+        Rung {
+            height: 180,
+            bitrate_bps: 150_000,
+        },
+    ];
+
+    /// The size of a `width` x `height` picture scaled to this rung: the
+    /// aspect kept, both sides even and at least 16, never larger than the source.
+    pub fn size_for(self, width: usize, height: usize) -> (usize, usize) {
+        let h = (self.height as usize).min(height);
+        let w = (width * h).checked_div(height).unwrap_or(0);
+        let even = |v: usize| (v & !1).max(16);
+        (even(w).min(width), even(h).min(height))
+    }
+
+    /// Its name in logs and `/metrics`: `360p`.
+    pub fn name(self) -> String {
+        format!("{}p", self.height)
+    }
+}
+
+/// The name of rendition `rendition` of an avatar with `ladder`: `top` for
+/// the source's own picture, else its rung's (`360p`).
+pub fn rendition_name(ladder: &[Rung], rendition: u8) -> String {
+    match rendition {
+        0 => "top".to_string(),
+        r => ladder
+            .get(usize::from(r) - 1)
+            .map_or_else(|| format!("r{r}"), |g| g.name()),
+    }
+}
+
 /// One encoded picture, shared by every viewer of its codec.
 #[derive(Debug, Clone)]
 pub struct AccessUnit {
@@ -53,6 +110,12 @@ pub struct AccessUnit {
     pub encoded_at: Instant,
     /// The source's frame number.
     pub frame_index: u64,
+    /// Which rendition of the avatar it is: 0 for the source's own picture,
+    /// `i + 1` for rung `i` of its ladder (see [`Rung`]).
+    pub rendition: u8,
+    /// The bitrate its encoder aimed at, bits per second (0: unknown, e.g.
+    /// a renderer's own H.264).
+    pub bitrate_bps: u32,
 }
 
 /// Whether an Annex-B access unit holds an IDR slice (NAL type 5).

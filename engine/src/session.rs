@@ -98,6 +98,8 @@ pub struct SessionInfo {
     pub phase: Phase,
     /// Frames written to it.
     pub frames_sent: u64,
+    /// The rendition of its avatar it receives (0: the source's own picture).
+    pub rendition: u8,
 }
 
 /// Who a new session serves and where; everything else starts fresh.
@@ -226,6 +228,16 @@ pub(crate) struct Session {
     /// Whether str0m's desired bitrate is lowered for that probe and must be
     /// raised again (the rise is what starts an allocation probe).
     pub probe_lowered: bool,
+    /// The rendition of its avatar it receives (0: the source's own picture).
+    pub rendition: u8,
+    /// The rendition it switches to at that one's next keyframe, if any.
+    pub switch_to: Option<u8>,
+    /// Since when its estimate has carried a higher rendition than its own
+    /// (it switches up only after that lasts).
+    pub up_since: Option<Instant>,
+    /// The RTP time of the last picture written to it: a picture of another
+    /// rendition is never written at the same or an earlier time.
+    pub last_rtp: Option<u64>,
     /// Test hook: the next handling panics (see `Engine::poison_session_for_tests`).
     #[cfg(feature = "test-hooks")]
     pub poisoned: bool,
@@ -292,6 +304,10 @@ impl Session {
             estimate_observed: None,
             probe_asked: None,
             probe_lowered: false,
+            rendition: 0,
+            switch_to: None,
+            up_since: None,
+            last_rtp: None,
             #[cfg(feature = "test-hooks")]
             poisoned: false,
         }
@@ -316,6 +332,7 @@ impl Session {
             remote: self.remote,
             phase: self.phase,
             frames_sent: self.frames_sent,
+            rendition: self.rendition,
         }
     }
 

@@ -291,6 +291,12 @@ pub fn server_error(code: &str, message: &str) -> String {
     serde_json::json!({ "type": "error", "code": code, "message": message }).to_string()
 }
 
+/// The `{"type":"rendition","rendition":...}` text telling a viewer it now
+/// receives another rendition of its avatar (`top`, `360p`).
+pub fn server_rendition(name: &str) -> String {
+    serde_json::json!({ "type": "rendition", "rendition": name }).to_string()
+}
+
 /// The `{"type":"bye","reason":...}` text sent when the server ends a session.
 pub fn server_bye(reason: &str) -> String {
     serde_json::json!({ "type": "bye", "reason": reason }).to_string()

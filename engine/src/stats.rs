@@ -59,6 +59,8 @@ pub struct EngineStats {
     pub first_frame: Histogram,
     /// Viewers' bandwidth estimates, bits per second (each viewer at most once a second).
     pub viewer_estimates: Histogram,
+    /// Viewers moved to another rendition of their avatar, by `direction` (`up`, `down`).
+    pub rendition_switches: Family<Labels, Counter>,
 }
 
 impl Default for EngineStats {
@@ -83,6 +85,7 @@ impl Default for EngineStats {
             first_frame: Histogram::new(exponential_buckets(0.005, 2.0, 11)),
             // 62.5 kbit/s .. 16 Mbit/s in x2 steps.
             viewer_estimates: Histogram::new(exponential_buckets(62_500.0, 2.0, 9)),
+            rendition_switches: Family::default(),
             drops,
         }
     }
@@ -120,6 +123,11 @@ impl EngineStats {
             ),
             ("sessions_ended", "Sessions ended, by reason", &self.ended),
             ("drops", "Things dropped, by reason", &self.drops),
+            (
+                "rendition_switches",
+                "Viewers moved to another rendition of their avatar at its keyframe, by direction",
+                &self.rendition_switches,
+            ),
         ] {
             r.register(name, help, f.clone());
         }

@@ -1,17 +1,21 @@
 //! The encoders of one source of pictures (a built-in source, a renderer):
-//! one per codec its viewers receive, each made when it is needed and dropped
-//! when it is not, each with its own "the next picture is a keyframe" flag, all
-//! fed the same picture.
+//! one per codec and rendition its viewers receive, each made when it is
+//! needed and dropped when it is not, each with its own "the next picture is
+//! a keyframe" flag, all fed the same picture: rendition 0 as it comes, each
+//! lower rung of the avatar's ladder scaled once per picture (whatever the
+//! number of codecs encoding it) with `fast_image_resize`.
 
 use std::time::Instant;
 
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use portcast_engine::encoder::{
     new_encoder, retuned_bitrate, Encoded, EncoderError, EncoderSettings, VideoEncoder,
 };
 use portcast_engine::pattern::I420;
-use portcast_engine::VideoCodec;
+use portcast_engine::{rendition_name, Rung, VideoCodec, MAX_RENDITIONS};
 
-use crate::source::EncoderDemand;
+use crate::source::{slot, EncoderDemand};
 
 /// A running encoder and whether its next picture must be a keyframe.
 struct Running {
@@ -21,10 +25,19 @@ struct Running {
     refused_bps: Option<u32>,
 }
 
-/// Per codec, its encoder while it runs.
-#[derive(Default)]
+/// Per codec and rendition, its encoder while it runs; the ladder's rungs
+/// and the scaled picture of each.
 pub struct Encoders {
-    slots: [Option<Running>; VideoCodec::ALL.len()],
+    slots: Vec<Option<Running>>,
+    ladder: Vec<Rung>,
+    scaler: Scaler,
+}
+
+impl Default for Encoders {
+    /// Encoders of one rendition (no ladder).
+    fn default() -> Self {
+        Encoders::with_ladder(Vec::new())
+    }
 }
 
 /// One encoder's result for one picture, handed to the caller's sink.
@@ -32,11 +45,13 @@ pub struct Encoders {
 pub struct Picture<'a> {
     /// The codec.
     pub codec: VideoCodec,
+    /// The rendition (0: the source's own picture; `i + 1`: rung `i`).
+    pub rendition: u8,
     /// Keyframe, delta, or skipped by rate control (then `data` is empty).
     pub kind: Encoded,
     /// The encoded picture.
     pub data: &'a [u8],
-    /// When this encoder started on the picture.
+    /// When this encoder started on the picture (after any scaling).
     pub began: Instant,
     /// When it returned.
     pub encoded_at: Instant,
@@ -45,15 +60,74 @@ pub struct Picture<'a> {
 }
 
 impl Encoders {
-    /// Makes `codec`'s encoder run with `settings`: a new one when none runs or
-    /// the running one is set up otherwise (its first picture is a keyframe).
-    /// True when a new one started.
+    /// Encoders of rendition 0 and each rung of `ladder` (at most
+    /// [`MAX_RENDITIONS`] - 1 are used).
+    pub fn with_ladder(mut ladder: Vec<Rung>) -> Self {
+        ladder.truncate(MAX_RENDITIONS - 1);
+        Encoders {
+            slots: (0..VideoCodec::ALL.len() * MAX_RENDITIONS)
+                .map(|_| None)
+                .collect(),
+            scaler: Scaler::new(ladder.len()),
+            ladder,
+        }
+    }
+
+    /// How logs name `codec`'s encoder of `rendition`: `VP8` (rendition 0), `H264 360p`.
+    pub fn label(&self, codec: VideoCodec, rendition: u8) -> String {
+        match rendition {
+            0 => codec.to_string(),
+            r => format!("{codec} {}", rendition_name(&self.ladder, r)),
+        }
+    }
+
+    /// How many renditions it can encode: 1 plus the ladder's rungs.
+    pub fn renditions(&self) -> u8 {
+        1 + self.ladder.len() as u8
+    }
+
+    /// What rendition `rendition` of a source set up as `settings` is encoded
+    /// with: a rung's size and bitrate; rendition 0 (or one out of range) as is.
+    pub fn settings_for(&self, settings: EncoderSettings, rendition: u8) -> EncoderSettings {
+        let Some(rung) = usize::from(rendition)
+            .checked_sub(1)
+            .and_then(|i| self.ladder.get(i))
+        else {
+            return settings;
+        };
+        let (w, h) = rung.size_for(settings.width as usize, settings.height as usize);
+        EncoderSettings {
+            width: w as u32,
+            height: h as u32,
+            bitrate_bps: rung.bitrate_bps,
+            ..settings
+        }
+    }
+
+    /// Makes `codec`'s rendition-0 encoder run with `settings` (see [`Encoders::run_at`]).
     pub fn run(
         &mut self,
         codec: VideoCodec,
         settings: EncoderSettings,
     ) -> Result<bool, EncoderError> {
-        let slot = &mut self.slots[codec.index()];
+        self.run_at(codec, 0, settings)
+    }
+
+    /// Makes `codec`'s encoder of rendition `rendition` run for a source set
+    /// up as `settings` (scaled for a rung): a new one when none runs or the
+    /// running one is set up otherwise (its first picture is a keyframe).
+    /// True when a new one started.
+    pub fn run_at(
+        &mut self,
+        codec: VideoCodec,
+        rendition: u8,
+        settings: EncoderSettings,
+    ) -> Result<bool, EncoderError> {
+        if rendition >= self.renditions() {
+            return Ok(false);
+        }
+        let settings = self.settings_for(settings, rendition);
+        let slot = &mut self.slots[slot(codec, rendition)];
         if slot
             .as_ref()
             .is_some_and(|r| r.encoder.settings() == settings)
@@ -68,24 +142,33 @@ impl Encoders {
         Ok(true)
     }
 
-    /// Drops `codec`'s encoder; true if one ran.
+    /// Drops `codec`'s rendition-0 encoder; true if one ran.
     pub fn stop(&mut self, codec: VideoCodec) -> bool {
-        self.slots[codec.index()].take().is_some()
+        self.stop_at(codec, 0)
     }
 
-    /// Makes the next picture of `codec`'s encoder, if it runs, a keyframe.
+    /// Drops `codec`'s encoder of rendition `rendition`; true if one ran.
+    pub fn stop_at(&mut self, codec: VideoCodec, rendition: u8) -> bool {
+        rendition < self.renditions() && self.slots[slot(codec, rendition)].take().is_some()
+    }
+
+    /// Makes the next picture of every running encoder of `codec` a keyframe.
     pub fn force_keyframe(&mut self, codec: VideoCodec) {
-        if let Some(r) = &mut self.slots[codec.index()] {
-            r.force_key = true;
+        for r in 0..self.renditions() {
+            if let Some(run) = &mut self.slots[slot(codec, r)] {
+                run.force_key = true;
+            }
         }
     }
 
-    /// Encodes `pic` with every running encoder, in codec order, into `buf`
-    /// (cleared for each), each first retuned to the bitrate `demand` caps it
-    /// at (its configured bitrate when uncapped), and hands each result to
+    /// Encodes `pic` with every running encoder, codec by codec, rendition 0
+    /// first, into `buf` (cleared for each): rendition 0 first retuned to
+    /// the bitrate `demand` caps it at (its configured bitrate when
+    /// uncapped), a rung from `pic` scaled to its size. Each result goes to
     /// `sink`, which returns whether the picture reached the viewers: when it
     /// did not, that encoder's next picture is a keyframe (a lost picture
-    /// breaks the chain). A skipped picture leaves a pending keyframe pending.
+    /// breaks the chain). A keyframe `demand` asks for is made; a skipped
+    /// picture leaves a pending keyframe pending.
     pub fn encode_each(
         &mut self,
         pic: &I420<'_>,
@@ -93,46 +176,188 @@ impl Encoders {
         buf: &mut Vec<u8>,
         mut sink: impl FnMut(Picture<'_>) -> bool,
     ) -> Result<(), (VideoCodec, EncoderError)> {
-        for r in self.slots.iter_mut().flatten() {
-            let codec = r.encoder.codec();
-            let configured = r.encoder.settings().bitrate_bps;
-            // What the encoder will hold (floor included), so a cap under the
-            // floor does not retune it on every picture.
-            let wanted = demand
-                .cap(codec)
-                .map_or(configured, |c| retuned_bitrate(c, configured));
-            // A refused retune is not worth the picture: the encoder keeps
-            // its bitrate, and the refusal is logged once per wanted value.
-            if wanted != r.encoder.bitrate() && r.refused_bps != Some(wanted) {
-                if let Err(e) = r.encoder.set_bitrate(wanted) {
-                    log::warn!(
-                        "{codec} encoder refused {wanted} bit/s ({e}); it keeps {} bit/s",
-                        r.encoder.bitrate()
-                    );
-                    r.refused_bps = Some(wanted);
+        self.scaler.new_picture();
+        for codec in VideoCodec::ALL {
+            for rendition in 0..self.renditions() {
+                let Some(r) = &mut self.slots[slot(codec, rendition)] else {
+                    continue;
+                };
+                let configured = r.encoder.settings().bitrate_bps;
+                if rendition == 0 {
+                    // What the encoder will hold (floor included), so a cap under the
+                    // floor does not retune it on every picture.
+                    let wanted = demand
+                        .cap(codec)
+                        .map_or(configured, |c| retuned_bitrate(c, configured));
+                    // A refused retune is not worth the picture: the encoder keeps
+                    // its bitrate, and the refusal is logged once per wanted value.
+                    if wanted != r.encoder.bitrate() && r.refused_bps != Some(wanted) {
+                        if let Err(e) = r.encoder.set_bitrate(wanted) {
+                            log::warn!(
+                                "{codec} encoder refused {wanted} bit/s ({e}); it keeps {} bit/s",
+                                r.encoder.bitrate()
+                            );
+                            r.refused_bps = Some(wanted);
+                        }
+                    }
                 }
-            }
-            buf.clear();
-            let began = Instant::now();
-            let kind = r
-                .encoder
-                .encode(pic, r.force_key, buf)
-                .map_err(|e| (codec, e))?;
-            let picture = Picture {
-                codec,
-                kind,
-                data: buf.as_slice(),
-                began,
-                encoded_at: Instant::now(),
-                bitrate_bps: r.encoder.bitrate(),
-            };
-            let delivered = sink(picture);
-            if kind != Encoded::Skipped {
-                r.force_key = !delivered;
+                if demand.take_keyframe(codec, rendition) {
+                    r.force_key = true;
+                }
+                let input = match rendition {
+                    0 => *pic,
+                    n => {
+                        let s = r.encoder.settings();
+                        self.scaler
+                            .scaled(usize::from(n) - 1, pic, s.width as usize, s.height as usize)
+                            .map_err(|e| (codec, e))?
+                    }
+                };
+                buf.clear();
+                let began = Instant::now();
+                let kind = r
+                    .encoder
+                    .encode(&input, r.force_key, buf)
+                    .map_err(|e| (codec, e))?;
+                let picture = Picture {
+                    codec,
+                    rendition,
+                    kind,
+                    data: buf.as_slice(),
+                    began,
+                    encoded_at: Instant::now(),
+                    bitrate_bps: r.encoder.bitrate(),
+                };
+                let delivered = sink(picture);
+                if kind != Encoded::Skipped {
+                    r.force_key = !delivered;
+                }
             }
         }
         Ok(())
     }
+}
+
+/// Scales a picture to each rung once per picture, whatever the number of
+/// codecs that encode that rung.
+struct Scaler {
+    resizer: Resizer,
+    /// Per rung: its I420 bytes (Y, U, V tightly packed), its size, and
+    /// whether it holds the current picture.
+    rungs: Vec<(Vec<u8>, usize, usize, bool)>,
+    /// A tightly packed copy of a plane whose rows have padding.
+    packed: Vec<u8>,
+}
+
+impl Scaler {
+    fn new(rungs: usize) -> Self {
+        Scaler {
+            resizer: Resizer::new(),
+            rungs: (0..rungs).map(|_| (Vec::new(), 0, 0, false)).collect(),
+            packed: Vec::new(),
+        }
+    }
+
+    /// A new picture comes: every rung's scaled copy is stale.
+    fn new_picture(&mut self) {
+        for r in &mut self.rungs {
+            r.3 = false;
+        }
+    }
+
+    /// `pic` scaled to `width` x `height` for rung `rung` (made once per picture).
+    fn scaled(
+        &mut self,
+        rung: usize,
+        pic: &I420<'_>,
+        width: usize,
+        height: usize,
+    ) -> Result<I420<'_>, EncoderError> {
+        let fresh =
+            self.rungs[rung].3 && self.rungs[rung].1 == width && self.rungs[rung].2 == height;
+        if !fresh {
+            let luma = width * height;
+            let (cw, ch) = (width / 2, height / 2);
+            let (pcw, pch) = (pic.width.div_ceil(2), pic.height.div_ceil(2));
+            let out = &mut self.rungs[rung];
+            out.0.resize(luma + 2 * cw * ch, 0);
+            let (y, chroma) = out.0.split_at_mut(luma);
+            let (u, v) = chroma.split_at_mut(cw * ch);
+            let planes = [
+                (
+                    pic.y,
+                    pic.strides.0,
+                    pic.width,
+                    pic.height,
+                    y,
+                    width,
+                    height,
+                ),
+                (pic.u, pic.strides.1, pcw, pch, u, cw, ch),
+                (pic.v, pic.strides.2, pcw, pch, v, cw, ch),
+            ];
+            for (src, stride, sw, sh, dst, dw, dh) in planes {
+                scale_plane(
+                    &mut self.resizer,
+                    &mut self.packed,
+                    src,
+                    stride,
+                    sw,
+                    sh,
+                    dst,
+                    dw,
+                    dh,
+                )?;
+            }
+            out.1 = width;
+            out.2 = height;
+            out.3 = true;
+        }
+        let (data, w, h, _) = &self.rungs[rung];
+        let luma = w * h;
+        let c = (w / 2) * (h / 2);
+        Ok(I420 {
+            y: &data[..luma],
+            u: &data[luma..luma + c],
+            v: &data[luma + c..luma + 2 * c],
+            width: *w,
+            height: *h,
+            strides: (*w, w / 2, w / 2),
+        })
+    }
+}
+
+/// Scales one plane (`sw` x `sh` at `stride` bytes a row) into `dst` (`dw` x `dh`, packed).
+#[allow(clippy::too_many_arguments)]
+fn scale_plane(
+    resizer: &mut Resizer,
+    packed: &mut Vec<u8>,
+    src: &[u8],
+    stride: usize,
+    sw: usize,
+    sh: usize,
+    dst: &mut [u8],
+    dw: usize,
+    dh: usize,
+) -> Result<(), EncoderError> {
+    let bad = EncoderError::Scale;
+    let rows = if stride == sw {
+        src
+    } else {
+        packed.clear();
+        for row in src.chunks(stride.max(1)).take(sh) {
+            packed.extend_from_slice(row.get(..sw).ok_or_else(|| bad("short row".into()))?);
+        }
+        packed.as_slice()
+    };
+    let from =
+        ImageRef::new(sw as u32, sh as u32, rows, PixelType::U8).map_err(|e| bad(e.to_string()))?;
+    let mut to = Image::from_slice_u8(dw as u32, dh as u32, dst, PixelType::U8)
+        .map_err(|e| bad(e.to_string()))?;
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    resizer
+        .resize(&from, &mut to, &options)
+        .map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]
@@ -232,6 +457,79 @@ mod tests {
         rates.clear();
         step(&mut e, 3, &mut rates);
         assert_eq!(rates[0], (VideoCodec::H264, 300_000));
+    }
+
+    #[test]
+    fn a_rung_encodes_the_picture_scaled_and_takes_its_own_keyframe_requests() {
+        let ladder = vec![
+            Rung {
+                height: 72,
+                bitrate_bps: 120_000,
+            },
+            Rung {
+                height: 36,
+                bitrate_bps: 60_000,
+            },
+        ];
+        let mut pattern = TestPattern::new(256, 144).unwrap();
+        let mut e = Encoders::with_ladder(ladder);
+        assert_eq!(e.renditions(), 3);
+        let demand = EncoderDemand::default();
+        e.run(VideoCodec::H264, settings(256)).unwrap();
+        assert!(e.run_at(VideoCodec::H264, 1, settings(256)).unwrap());
+        assert!(e.run_at(VideoCodec::Vp8, 1, settings(256)).unwrap());
+        assert!(
+            !e.run_at(VideoCodec::H264, 3, settings(256)).unwrap(),
+            "no such rung"
+        );
+        let mut buf = Vec::new();
+        let mut seen = Vec::new();
+        let mut decoder = openh264::decoder::Decoder::new().unwrap();
+        let mut sizes = Vec::new();
+        for i in 0..3 {
+            if i == 2 {
+                demand.request_keyframe(VideoCodec::H264, 1);
+            }
+            e.encode_each(&pattern.render(i, 0), &demand, &mut buf, |p| {
+                seen.push((i, p.codec, p.rendition, p.kind, p.bitrate_bps));
+                if p.codec == VideoCodec::H264 && p.rendition == 1 {
+                    let pic = decoder.decode(p.data).unwrap().expect("a picture");
+                    sizes.push(openh264::formats::YUVSource::dimensions(&pic));
+                }
+                true
+            })
+            .unwrap();
+        }
+        let at = |i| {
+            seen.iter()
+                .filter(move |s| s.0 == i)
+                .map(|s| (s.1, s.2, s.3))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            at(0),
+            [
+                (VideoCodec::H264, 0, Encoded::Keyframe),
+                (VideoCodec::H264, 1, Encoded::Keyframe),
+                (VideoCodec::Vp8, 1, Encoded::Keyframe)
+            ],
+            "rendition 0 first, codec by codec"
+        );
+        assert_eq!(
+            at(2),
+            [
+                (VideoCodec::H264, 0, Encoded::Delta),
+                (VideoCodec::H264, 1, Encoded::Keyframe),
+                (VideoCodec::Vp8, 1, Encoded::Delta)
+            ],
+            "only the rung asked for makes a keyframe"
+        );
+        assert!(
+            seen.iter().filter(|s| s.2 == 1).all(|s| s.4 == 120_000),
+            "the rung's bitrate"
+        );
+        assert_eq!(sizes, [(128, 72); 3], "the picture scaled to the rung");
+        assert!(e.stop_at(VideoCodec::Vp8, 1) && !e.stop_at(VideoCodec::Vp8, 1));
     }
 
     #[test]

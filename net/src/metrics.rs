@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use portcast_engine::{labels, EngineStats, Labels, Phase, SessionInfo, VideoCodec};
+use portcast_engine::{labels, EngineStats, Labels, Phase, RenditionInfo, SessionInfo, VideoCodec};
 
 use crate::ingest::{IngestCounters, IngestMetrics};
 use crate::source::SourceCounters;
@@ -49,6 +49,10 @@ pub struct Metrics {
     source_frames: Family<Labels, Counter>,
     source_encoding: Family<Labels, Gauge>,
     source_bitrate: Family<Labels, Gauge>,
+    rendition_viewers: Family<Labels, Gauge>,
+    rendition_bitrate: Family<Labels, Gauge>,
+    rendition_keyframes: Family<Labels, Counter>,
+    rendition_bytes: Family<Labels, Counter>,
     ingest: Option<(IngestMetrics, Gauge)>,
 }
 
@@ -63,6 +67,8 @@ pub struct Live<'a> {
     pub whep_sessions: usize,
     /// Renderers feeding an avatar now (ingest on).
     pub renderers: usize,
+    /// Every rendition of every avatar.
+    pub renditions: &'a [RenditionInfo],
 }
 
 impl Metrics {
@@ -91,6 +97,10 @@ impl Metrics {
             source_frames: Family::default(),
             source_encoding: Family::default(),
             source_bitrate: Family::default(),
+            rendition_viewers: Family::default(),
+            rendition_bitrate: Family::default(),
+            rendition_keyframes: Family::default(),
+            rendition_bytes: Family::default(),
             ingest: ingest.then(|| (ingest_metrics(&engine.drops), Gauge::default())),
             registry: Registry::default(),
         };
@@ -104,6 +114,26 @@ impl Metrics {
             "source_bitrate_bps",
             "The bitrate a built-in source's encoder of this codec aims at now: the configured one, or less while its one viewer's bandwidth estimate is lower (0 while stopped)",
             m.source_bitrate.clone(),
+        );
+        r.register(
+            "rendition_viewers",
+            "Viewers receiving each rendition of an avatar (top: the source's own picture; 360p: a rung of the ladder)",
+            m.rendition_viewers.clone(),
+        );
+        r.register(
+            "rendition_bitrate_bps",
+            "The bitrate each rendition's encoder aims at (top: the highest it reported)",
+            m.rendition_bitrate.clone(),
+        );
+        r.register(
+            "rendition_keyframes",
+            "Keyframes each rendition delivered to the loop",
+            m.rendition_keyframes.clone(),
+        );
+        r.register(
+            "rendition_bytes",
+            "Encoded bytes each rendition delivered to the loop (x8 and rate(): its bitrate)",
+            m.rendition_bytes.clone(),
         );
         for (name, help, f) in [
             (
@@ -311,6 +341,27 @@ impl Metrics {
         if let Some((_, renderers)) = &self.ingest {
             renderers.set(live.renderers as i64);
         }
+        for r in live.renditions {
+            let l = labels(&[
+                ("avatar", r.avatar.as_str()),
+                ("codec", r.codec.name()),
+                ("rendition", &r.rendition),
+            ]);
+            self.rendition_viewers
+                .get_or_create(&l)
+                .set(r.viewers as i64);
+            self.rendition_bitrate
+                .get_or_create(&l)
+                .set(i64::from(r.bitrate_bps));
+            // The engine keeps the totals; the counters catch up to them.
+            for (family, total) in [
+                (&self.rendition_keyframes, r.keyframes),
+                (&self.rendition_bytes, r.bytes),
+            ] {
+                let c = family.get_or_create(&l);
+                c.inc_by(total.saturating_sub(c.get()));
+            }
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -392,7 +443,47 @@ mod tests {
             connections: 1,
             whep_sessions: 0,
             renderers: 1,
+            renditions: &[rendition(3, 1000)],
         })
+    }
+
+    fn rendition(keyframes: u64, bytes: u64) -> RenditionInfo {
+        RenditionInfo {
+            avatar: portcast_engine::AvatarId::parse("test-pattern").unwrap(),
+            codec: VideoCodec::H264,
+            rendition: "360p".into(),
+            viewers: 2,
+            bitrate_bps: 600_000,
+            keyframes,
+            pictures: 30,
+            bytes,
+        }
+    }
+
+    /// The engine keeps each rendition's totals; every scrape shows them as counters.
+    #[test]
+    fn renditions_show_their_viewers_bitrate_and_totals() {
+        let m = Metrics::new(&EngineStats::default(), false);
+        let live = |r: &[RenditionInfo]| {
+            m.render(Live {
+                sessions: &[],
+                connections: 0,
+                whep_sessions: 0,
+                renderers: 0,
+                renditions: r,
+            })
+        };
+        let l = r#"{avatar="test-pattern",codec="H264",rendition="360p"}"#;
+        let has = |text: &str, line: String| {
+            assert!(text.lines().any(|x| x == line), "{line} not in {text}")
+        };
+        let text = live(&[rendition(3, 1000)]);
+        has(&text, format!("portcast_rendition_viewers{l} 2"));
+        has(&text, format!("portcast_rendition_bitrate_bps{l} 600000"));
+        has(&text, format!("portcast_rendition_keyframes_total{l} 3"));
+        let text = live(&[rendition(5, 4000)]);
+        has(&text, format!("portcast_rendition_keyframes_total{l} 5"));
+        has(&text, format!("portcast_rendition_bytes_total{l} 4000"));
     }
 
     /// A counter bumped where its event happens shows at the next scrape:
@@ -407,6 +498,7 @@ mod tests {
             connections: 0,
             whep_sessions: 0,
             renderers: 0,
+            renditions: &[],
         };
         let line = "portcast_udp_datagrams_in_total{socket=\"127.0.0.1:10111\"} 5";
         assert!(!m.render(live).lines().any(|l| l == line));

@@ -17,17 +17,21 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::Waker;
-use portcast_engine::audio::{self, AudioSettings, OpusEncoder};
+use portcast_engine::audio::{self, OpusEncoder};
 use portcast_engine::encoder::{new_encoder, Encoded, EncoderSettings};
 use portcast_engine::pattern::{TestPattern, I420};
-use portcast_engine::{AccessUnit, AudioFrame, AvatarId, VideoCodec};
+use portcast_engine::{AccessUnit, AudioFrame, AvatarId, Rung, VideoCodec, MAX_RENDITIONS};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::encoders::Encoders;
+use crate::server::AvatarSpec;
 use prometheus_client::metrics::gauge::Gauge;
 
-/// Access units waiting for the loop; when full, the source drops and asks itself for an IDR.
-pub const CHANNEL_DEPTH: usize = 16;
+/// Access units waiting for the loop, from every source; when full, a source
+/// drops and asks itself for an IDR. One picture of an avatar can be up to
+/// [`MAX_RENDITIONS`] access units per codec (its renditions), so the channel
+/// holds a few pictures of several avatars.
+pub const CHANNEL_DEPTH: usize = 32;
 
 /// What a source sends to the loop.
 pub type SourceEvent = (AvatarId, Media);
@@ -44,40 +48,69 @@ pub enum Media {
 /// Control messages from the loop to a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
-    /// Make the next picture of this codec an IDR.
-    Keyframe(VideoCodec),
     /// The avatar's watched state changed (read it from the shared flags): wakes a paused source.
     Watched,
 }
 
-/// What the loop wants of a source's encoders, per codec: whether some
-/// viewer watches the avatar in it, and the bitrate cap its viewers' bandwidth
-/// estimate sets (shared by the loop, which sets them, and the encoding
-/// threads, which read them before each picture).
+/// What the loop wants of a source's encoders, per codec and rendition:
+/// whether some viewer watches it, whether its next picture must be a
+/// keyframe, and (rendition 0) the bitrate cap its lone viewer's bandwidth
+/// estimate sets. Shared by the loop, which sets them, and the encoding
+/// threads, which read them before each picture.
 #[derive(Debug, Default)]
 pub struct EncoderDemand {
-    watched: [AtomicBool; VideoCodec::ALL.len()],
+    watched: [AtomicBool; SLOTS],
+    keyframe: [AtomicBool; SLOTS],
     /// Bits per second; 0 = no cap (the configured bitrate).
     cap_bps: [AtomicU32; VideoCodec::ALL.len()],
 }
 
+/// One flag per codec and rendition.
+const SLOTS: usize = VideoCodec::ALL.len() * MAX_RENDITIONS;
+
+/// The flag of `codec`'s rendition `rendition` (rendition 0 for one out of range).
+pub(crate) fn slot(codec: VideoCodec, rendition: u8) -> usize {
+    let r = usize::from(rendition);
+    codec.index() * MAX_RENDITIONS + if r < MAX_RENDITIONS { r } else { 0 }
+}
+
 impl EncoderDemand {
-    /// Whether a viewer watches in `codec`.
+    /// Whether a viewer watches `codec`'s rendition 0.
     pub fn get(&self, codec: VideoCodec) -> bool {
-        self.watched[codec.index()].load(Ordering::Relaxed)
+        self.get_at(codec, 0)
     }
 
-    /// Whether a viewer watches in any codec.
+    /// Whether a viewer watches `codec`'s rendition `rendition`.
+    pub fn get_at(&self, codec: VideoCodec, rendition: u8) -> bool {
+        self.watched[slot(codec, rendition)].load(Ordering::Relaxed)
+    }
+
+    /// Whether a viewer watches anything.
     pub fn any(&self) -> bool {
-        VideoCodec::ALL.into_iter().any(|c| self.get(c))
+        self.watched.iter().any(|w| w.load(Ordering::Relaxed))
     }
 
-    /// Sets `codec`'s flag; true when that changed it.
+    /// Sets `codec`'s rendition-0 flag; true when that changed it.
     pub fn set(&self, codec: VideoCodec, watched: bool) -> bool {
-        self.watched[codec.index()].swap(watched, Ordering::Relaxed) != watched
+        self.set_at(codec, 0, watched)
     }
 
-    /// The most `codec`'s encoder should send now (`None`: its configured bitrate).
+    /// Sets the flag of `codec`'s rendition `rendition`; true when that changed it.
+    pub fn set_at(&self, codec: VideoCodec, rendition: u8, watched: bool) -> bool {
+        self.watched[slot(codec, rendition)].swap(watched, Ordering::Relaxed) != watched
+    }
+
+    /// Asks for a keyframe from `codec`'s rendition `rendition` at its next picture.
+    pub fn request_keyframe(&self, codec: VideoCodec, rendition: u8) {
+        self.keyframe[slot(codec, rendition)].store(true, Ordering::Relaxed);
+    }
+
+    /// Takes a pending keyframe request of `codec`'s rendition `rendition`.
+    pub fn take_keyframe(&self, codec: VideoCodec, rendition: u8) -> bool {
+        self.keyframe[slot(codec, rendition)].swap(false, Ordering::Relaxed)
+    }
+
+    /// The most `codec`'s rendition-0 encoder should send now (`None`: its configured bitrate).
     pub fn cap(&self, codec: VideoCodec) -> Option<u32> {
         match self.cap_bps[codec.index()].load(Ordering::Relaxed) {
             0 => None,
@@ -85,7 +118,7 @@ impl EncoderDemand {
         }
     }
 
-    /// Caps `codec`'s encoder at `cap_bps` (the engine's `Output::VideoBitrate`).
+    /// Caps `codec`'s rendition-0 encoder at `cap_bps` (the engine's `Output::VideoBitrate`).
     pub fn set_cap(&self, codec: VideoCodec, cap_bps: Option<u32>) {
         let bps = cap_bps.map_or(0, |b| b.max(1));
         self.cap_bps[codec.index()].store(bps, Ordering::Relaxed);
@@ -132,9 +165,9 @@ pub struct SourceHandle {
 }
 
 impl SourceHandle {
-    /// Asks the source's `codec` encoder for an IDR.
-    pub fn request_keyframe(&self, codec: VideoCodec) {
-        let _ = self.control.send(Control::Keyframe(codec));
+    /// Asks the source's encoder of `codec` and `rendition` for an IDR.
+    pub fn request_keyframe(&self, codec: VideoCodec, rendition: u8) {
+        self.watched.request_keyframe(codec, rendition);
     }
 
     /// Caps the source's `codec` encoder at `cap_bps` from its next picture on
@@ -143,9 +176,10 @@ impl SourceHandle {
         self.watched.set_cap(codec, cap_bps);
     }
 
-    /// Starts (`true`) or stops (`false`) the source's `codec` encoder; a start begins with an IDR.
-    pub fn set_watched(&self, codec: VideoCodec, watched: bool) {
-        if self.watched.set(codec, watched) {
+    /// Starts (`true`) or stops (`false`) the source's encoder of `codec`
+    /// and `rendition`; a start begins with an IDR.
+    pub fn set_watched(&self, codec: VideoCodec, rendition: u8, watched: bool) {
+        if self.watched.set_at(codec, rendition, watched) {
             let _ = self.control.send(Control::Watched);
         }
     }
@@ -196,18 +230,17 @@ impl Frames for TestPattern {
     }
 }
 
-/// Starts the built-in test pattern for `avatar` on a new thread, and its
-/// beep on another when `voice` is set (both on one clock: the beep sounds
-/// exactly while the picture flashes).
+/// Starts the built-in test pattern of `spec` on a new thread, with the
+/// lower renditions of `ladder`, and its beep on another when it has a voice
+/// (both on one clock: the beep sounds exactly while the picture flashes).
 pub fn spawn_test_pattern(
-    avatar: AvatarId,
-    settings: EncoderSettings,
-    busy: bool,
-    voice: Option<AudioSettings>,
+    spec: &AvatarSpec,
+    ladder: &[Rung],
     counters: SourceCounters,
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
 ) -> std::io::Result<SourceHandle> {
+    let (avatar, settings) = (spec.name.clone(), spec.encoder);
     let mut pattern = TestPattern::new(settings.width as usize, settings.height as usize)
         .ok_or_else(|| {
             std::io::Error::new(
@@ -218,8 +251,9 @@ pub fn spawn_test_pattern(
                 ),
             )
         })?;
-    pattern.set_busy(busy);
-    let encoder = voice
+    pattern.set_busy(spec.busy);
+    let encoder = spec
+        .audio
         .map(OpusEncoder::new)
         .transpose()
         .map_err(|e| std::io::Error::other(format!("voice of {avatar}: {e}")))?;
@@ -227,11 +261,11 @@ pub fn spawn_test_pattern(
     let mut handle = spawn_frames_at(
         epoch,
         avatar.clone(),
+        Encoders::with_ladder(ladder.to_vec()),
         settings,
         Box::new(pattern),
         counters.clone(),
-        tx.clone(),
-        waker.clone(),
+        (tx.clone(), waker.clone()),
     )?;
     if let Some(encoder) = encoder {
         let voice = Voice {
@@ -253,10 +287,12 @@ pub fn spawn_test_pattern(
     Ok(handle)
 }
 
-/// Starts a source thread encoding `pattern`'s pictures at `settings.fps` for `avatar`.
+/// Starts a source thread encoding `pattern`'s pictures at `settings.fps`
+/// for `avatar`, with the lower renditions of `ladder`.
 pub fn spawn_frames(
     avatar: AvatarId,
     settings: EncoderSettings,
+    ladder: &[Rung],
     pattern: Box<dyn Frames>,
     counters: SourceCounters,
     tx: SyncSender<SourceEvent>,
@@ -265,11 +301,11 @@ pub fn spawn_frames(
     spawn_frames_at(
         Instant::now(),
         avatar,
+        Encoders::with_ladder(ladder.to_vec()),
         settings,
         pattern,
         counters,
-        tx,
-        waker,
+        (tx, waker),
     )
 }
 
@@ -277,18 +313,23 @@ pub fn spawn_frames(
 fn spawn_frames_at(
     epoch: Instant,
     avatar: AvatarId,
+    encoders: Encoders,
     settings: EncoderSettings,
     pattern: Box<dyn Frames>,
     counters: SourceCounters,
-    tx: SyncSender<SourceEvent>,
-    waker: Arc<Waker>,
+    (tx, waker): (SyncSender<SourceEvent>, Arc<Waker>),
 ) -> std::io::Result<SourceHandle> {
-    // Every codec's encoder is made once here, so bad settings stop the
-    // daemon at start, not at a viewer's join; each is then made anew when
-    // its first viewer comes and dropped with its last.
+    // Every encoder is made once here, so bad settings stop the daemon at
+    // start, not at a viewer's join; each is then made anew when its first
+    // viewer comes and dropped with its last.
     for codec in VideoCodec::ALL {
-        new_encoder(codec, settings)
-            .map_err(|e| std::io::Error::other(format!("{codec} encoder for {avatar}: {e}")))?;
+        for r in 0..encoders.renditions() {
+            new_encoder(codec, encoders.settings_for(settings, r)).map_err(|e| {
+                std::io::Error::other(format!(
+                    "{codec} encoder of rendition {r} for {avatar}: {e}"
+                ))
+            })?;
+        }
     }
     let (control, control_rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -299,7 +340,7 @@ fn spawn_frames_at(
         fps: settings.fps.max(1),
         settings,
         pattern,
-        encoders: Encoders::default(),
+        encoders,
         tx,
         waker,
         control: control_rx,
@@ -385,14 +426,8 @@ impl Worker {
                 index += behind as u64;
                 self.counters.late_skips.inc_by(behind as u64);
             }
-            while let Ok(c) = self.control.try_recv() {
-                match c {
-                    Control::Keyframe(codec) => {
-                        self.encoders.force_keyframe(codec);
-                    }
-                    Control::Watched => {}
-                }
-            }
+            // Keyframe requests wait in the shared demand; a control message only wakes.
+            while self.control.try_recv().is_ok() {}
             if let Err(e) = self.start_and_stop_encoders() {
                 log::error!("source {}: stopping: {e}", self.avatar);
                 return;
@@ -423,7 +458,9 @@ impl Worker {
                 .encode_each(&pic, &self.watched, &mut buf, |p| {
                     let micros = p.encoded_at.duration_since(p.began).as_micros() as u64;
                     counters.encode_us.inc_by(micros);
-                    counters.bitrate_bps[p.codec.index()].set(i64::from(p.bitrate_bps));
+                    if p.rendition == 0 {
+                        counters.bitrate_bps[p.codec.index()].set(i64::from(p.bitrate_bps));
+                    }
                     if p.kind == Encoded::Skipped {
                         counters.encoder_skips.inc();
                         return true;
@@ -441,6 +478,8 @@ impl Worker {
                         captured_at,
                         encoded_at: p.encoded_at,
                         frame_index,
+                        rendition: p.rendition,
+                        bitrate_bps: p.bitrate_bps,
                     };
                     match tx.try_send((avatar.clone(), Media::Video(au))) {
                         Ok(()) => {
@@ -471,26 +510,34 @@ impl Worker {
         }
     }
 
-    /// Makes the encoder of each codec a viewer now watches in (its first
-    /// picture is an IDR) and drops those nobody watches in any more.
+    /// Makes the encoder of each codec and rendition a viewer now watches
+    /// (its first picture is an IDR) and drops those nobody watches any more.
     fn start_and_stop_encoders(&mut self) -> Result<(), String> {
         for codec in VideoCodec::ALL {
-            if self.watched.get(codec) {
-                let started = self
-                    .encoders
-                    .run(codec, self.settings)
-                    .map_err(|e| format!("cannot start its {codec} encoder: {e}"))?;
-                if started {
-                    self.counters.encoding[codec.index()].set(1);
-                    log::info!("source {}: {codec} encoder started", self.avatar);
+            for r in 0..self.encoders.renditions() {
+                if self.watched.get_at(codec, r) {
+                    let started = self.encoders.run_at(codec, r, self.settings).map_err(|e| {
+                        let label = self.encoders.label(codec, r);
+                        format!("cannot start its {label} encoder: {e}")
+                    })?;
+                    if started {
+                        let label = self.encoders.label(codec, r);
+                        if r == 0 {
+                            self.counters.encoding[codec.index()].set(1);
+                        }
+                        log::info!("source {}: {label} encoder started", self.avatar);
+                    }
+                } else if self.encoders.stop_at(codec, r) {
+                    let label = self.encoders.label(codec, r);
+                    if r == 0 {
+                        self.counters.encoding[codec.index()].set(0);
+                        self.counters.bitrate_bps[codec.index()].set(0);
+                    }
+                    log::info!(
+                        "source {}: {label} encoder stopped, no viewer receives it",
+                        self.avatar
+                    );
                 }
-            } else if self.encoders.stop(codec) {
-                self.counters.encoding[codec.index()].set(0);
-                self.counters.bitrate_bps[codec.index()].set(0);
-                log::info!(
-                    "source {}: {codec} encoder stopped, no viewer receives it",
-                    self.avatar
-                );
             }
         }
         Ok(())

@@ -16,7 +16,7 @@ use std::time::Duration;
 use mio::Waker;
 use portcast_engine::encoder::EncoderSettings;
 use portcast_engine::pattern::I420;
-use portcast_engine::AvatarId;
+use portcast_engine::{AvatarId, Rung};
 
 use crate::source::{self, Frames, SourceCounters, SourceEvent, SourceHandle};
 
@@ -34,9 +34,11 @@ pub struct FileSourceSpec {
     pub bitrate_bps: Option<u32>,
 }
 
-/// Opens the file (errors surface here, at start) and starts its source thread.
+/// Opens the file (errors surface here, at start) and starts its source
+/// thread, with the lower renditions of `ladder`.
 pub fn spawn(
     spec: &FileSourceSpec,
+    ladder: &[Rung],
     counters: SourceCounters,
     tx: SyncSender<SourceEvent>,
     waker: Arc<Waker>,
@@ -56,6 +58,7 @@ pub fn spawn(
     source::spawn_frames(
         spec.name.clone(),
         settings,
+        ladder,
         Box::new(file),
         counters,
         tx,

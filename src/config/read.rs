@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::{Arg, Command};
-use portcast_engine::AvatarId;
+use portcast_engine::{check_ladder, AvatarId, Rung};
 
 /// Reads one value from text; the error says what is wrong with it, in words.
 pub trait Read: Clone + Send + Sync + 'static {
@@ -78,6 +78,7 @@ value_parser!(
     Avatar,
     LogFormatText,
     IngestSocketText,
+    LadderText,
     Switch,
     OpusFrameMs,
 );
@@ -337,6 +338,42 @@ impl Read for OpusFrameMs {
                 "'{text}' is not an Opus frame length (10 or 20 ms)"
             )),
         }
+    }
+}
+
+/// The lower renditions of an avatar's encoding ladder, highest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ladder(pub Vec<Rung>);
+
+/// Reads a [`Ladder`]: `360p@600k,180p@150k` (lines, then kbit/s; the `k`
+/// may be left out), or `off` for none.
+#[derive(Debug, Clone, Copy)]
+pub struct LadderText;
+
+impl Read for LadderText {
+    type Value = Ladder;
+
+    fn read(&self, text: &str) -> Result<Ladder, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") || text.is_empty() {
+            return Ok(Ladder(Vec::new()));
+        }
+        let rung = |part: &str| -> Result<Rung, String> {
+            let bad = || format!("'{part}' is not a rendition like 360p@600k (lines, then kbit/s)");
+            let (lines, kbps) = part.trim().split_once('@').ok_or_else(bad)?;
+            let lines = lines.trim().strip_suffix(['p', 'P']).ok_or_else(bad)?;
+            let kbps = kbps.trim();
+            let kbps = kbps.strip_suffix(['k', 'K']).unwrap_or(kbps);
+            let height: u32 = lines.parse().map_err(|_| bad())?;
+            let kbps: u32 = kbps.parse().map_err(|_| bad())?;
+            Ok(Rung {
+                height,
+                bitrate_bps: kbps.saturating_mul(1000),
+            })
+        };
+        let rungs = text.split(',').map(rung).collect::<Result<Vec<_>, _>>()?;
+        check_ladder(&rungs).map_err(|e| e.trim_start_matches("renditions: ").to_string())?;
+        Ok(Ladder(rungs))
     }
 }
 

@@ -15,7 +15,7 @@ use clap::Args;
 use portcast_engine::AvatarId;
 
 use super::read::{Avatar, IngestSocket, IngestSocketText, Int, Ip, LogFormat, LogFormatText};
-use super::read::{NonEmptyPath, OpusFrameMs, Port, Switch};
+use super::read::{Ladder, LadderText, NonEmptyPath, OpusFrameMs, Port, Switch};
 
 /// The daemon's default public address: viewers on this machine.
 pub const DEFAULT_PUBLIC_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -144,6 +144,11 @@ pub struct Settings {
     #[arg(long, env = "PORTCAST_BANDWIDTH_ESTIMATION", value_name = "on|off",
           default_value = "on", value_parser = Switch, action = clap::ArgAction::Set)]
     pub bandwidth_estimation: bool,
+
+    /// Lower renditions of every avatar whose pictures the daemon encodes (test patterns, Y4M files, renderers sending raw pictures), highest first, as lines@kbit/s, or off: each is encoded once for all who receive it, only while someone does; a viewer sharing its avatar with others gets the highest its bandwidth estimate carries, a lone viewer the avatar's own picture at a bitrate its estimate sets
+    #[arg(long, env = "PORTCAST_RENDITIONS", value_name = "LADDER",
+          default_value = "360p@600k,180p@150k", value_parser = LadderText)]
+    pub renditions: Ladder,
 
     /// Seconds after the answer for ICE + DTLS to complete before the session ends, 1-300
     #[arg(long, env = "PORTCAST_CONNECT_TIMEOUT_SECS", value_name = "SECS",

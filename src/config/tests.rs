@@ -995,3 +995,41 @@ fn the_busy_test_pattern_is_off_unless_asked_for() {
             .test_pattern_busy
     );
 }
+
+#[test]
+fn renditions_read_as_lines_at_kbits_or_off_and_bad_ladders_are_named() {
+    use portcast_engine::Rung;
+    let rung = |height, kbps: u32| Rung {
+        height,
+        bitrate_bps: kbps * 1000,
+    };
+    assert_eq!(
+        Config::default().settings.renditions.0,
+        [rung(360, 600), rung(180, 150)]
+    );
+    let file = temp_toml("renditions", "renditions = \"540p@1200k, 270p@300\"\n");
+    let c = load_args(&["--config", &file.arg()], &no_env).unwrap();
+    assert_eq!(c.settings.renditions.0, [rung(540, 1200), rung(270, 300)]);
+    let env = env_of(&[("PORTCAST_RENDITIONS", "off")]);
+    let c = load_args(&["--config", &file.arg()], &env).unwrap();
+    assert!(c.settings.renditions.0.is_empty(), "the environment wins");
+    for (text, problem) in [
+        ("360p", "'360p' is not a rendition like 360p@600k"),
+        ("360@600k", "'360@600k' is not a rendition"),
+        (
+            "360p@600k,540p@300k",
+            "540p at 300 kbit/s must be smaller and cheaper",
+        ),
+        ("8p@600k", "8p at 600 kbit/s is out of range"),
+        (
+            "360p@600k,300p@500k,240p@400k,180p@300k",
+            "at most 3 lower renditions, not 4",
+        ),
+    ] {
+        let err = load_args(&["--renditions", text], &no_env).unwrap_err();
+        assert!(
+            err.contains("--renditions") && err.contains(problem),
+            "{text}: {err}"
+        );
+    }
+}

@@ -138,11 +138,13 @@ impl Engine {
                 self.out.push_back(Output::Watched {
                     avatar: avatar.clone(),
                     codec: choice.codec,
+                    rendition: 0,
                     watched: true,
                 });
             }
         }
-        // A second viewer lifts the first one's cap (one link never sets another's picture).
+        // A second viewer lifts the first one's cap (one link never sets
+        // another's picture); from then on each gets the rendition it carries.
         self.update_video_cap(&avatar, choice.codec);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(key);
@@ -168,7 +170,7 @@ impl Engine {
         });
         // Ask for the keyframe now rather than when DTLS completes: the IDR
         // is then waiting in the avatar's GOP when this viewer's media starts.
-        self.request_keyframe(now, &avatar, choice.codec);
+        self.request_keyframe(now, &avatar, choice.codec, 0);
         self.drain_session(now, key, None);
         Ok(())
     }

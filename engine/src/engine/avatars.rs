@@ -23,7 +23,12 @@ impl Engine {
         // (`set_avatar_vp8`); its own H.264 cannot be sent as VP8.
         self.avatars.insert(
             avatar,
-            Avatar::new(self.config.keyframe_interval, false, false),
+            Avatar::new(
+                self.config.keyframe_interval,
+                false,
+                false,
+                &self.config.ladder,
+            ),
         );
         true
     }
@@ -35,10 +40,21 @@ impl Engine {
         }
     }
 
-    /// Whether `avatar` can be sent as VP8 (its source has raw pictures): offers from then on.
+    /// Whether `avatar`'s source has raw pictures: it can then be sent as
+    /// VP8 (offers from then on) and has the lower renditions of the ladder.
     pub fn set_avatar_vp8(&mut self, avatar: &AvatarId, vp8: bool) {
-        if let Some(a) = self.avatars.get_mut(avatar) {
-            a.vp8 = vp8;
+        let Some(a) = self.avatars.get_mut(avatar) else {
+            return;
+        };
+        a.vp8 = vp8;
+        a.renditions = if vp8 {
+            1 + self.config.ladder.len() as u8
+        } else {
+            1
+        };
+        if !vp8 {
+            // Its own H.264 has one rendition: everyone back on it.
+            self.pin_to_top(avatar);
         }
     }
 
@@ -51,84 +67,204 @@ impl Engine {
         let Some(a) = self.avatars.get_mut(avatar) else {
             return;
         };
-        let mut codecs = Vec::new();
+        let mut wanted = Vec::new();
         for codec in VideoCodec::ALL {
-            let t = a.track(codec);
-            t.gop.clear();
-            // The new source starts uncapped: say the cap again.
-            t.cap_sent = None;
-            for key in &t.viewers {
-                if let Some(s) = self.sessions.get_mut(key) {
-                    s.needs_keyframe = true;
+            for (r, t) in a.video[codec.index()].iter_mut().enumerate() {
+                let r = r as u8;
+                t.gop.clear();
+                // The new source starts uncapped: say the cap again.
+                t.cap_sent = None;
+                t.bitrate_bps = 0;
+                for key in t.viewers.iter().chain(&t.joining) {
+                    if let Some(s) = self.sessions.get_mut(key) {
+                        s.needs_keyframe = true;
+                    }
                 }
-            }
-            if codec == VideoCodec::H264 || !t.viewers.is_empty() {
-                codecs.push(codec);
-            }
-            if !t.viewers.is_empty() {
-                // The new source starts unwatched: say again who watches.
-                self.out.push_back(Output::Watched {
-                    avatar: avatar.clone(),
-                    codec,
-                    watched: true,
-                });
+                if (codec == VideoCodec::H264 && r == 0) || t.watched() {
+                    wanted.push((codec, r));
+                }
+                if t.watched() {
+                    // The new source starts unwatched: say again who watches.
+                    self.out.push_back(Output::Watched {
+                        avatar: avatar.clone(),
+                        codec,
+                        rendition: r,
+                        watched: true,
+                    });
+                }
             }
         }
         for codec in VideoCodec::ALL {
             self.update_video_cap(avatar, codec);
         }
-        for codec in codecs {
-            self.request_keyframe(now, avatar, codec);
+        for (codec, r) in wanted {
+            self.request_keyframe(now, avatar, codec, r);
         }
     }
 }
 
-/// The viewers of one avatar in one codec, and that encoder's state.
+/// How long a rendition's sending rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// The viewers of one rendition of an avatar in one codec, and that encoder's state.
 pub(super) struct Track {
     pub(super) viewers: Vec<SessionKey>,
+    /// Sessions switching to this rendition: each is still sent its old one
+    /// and moves here at this one's next keyframe.
+    pub(super) joining: Vec<SessionKey>,
     pub(super) limiter: KeyframeLimiter,
     /// The current GOP, replayed to a viewer whose media starts (see [`crate::gop`]).
     pub(super) gop: JoinGop,
-    /// The last [`Output::VideoBitrate`] cap sent for this encoder.
+    /// The last [`Output::VideoBitrate`] cap sent for this encoder (rendition 0 only).
     pub(super) cap_sent: Option<u32>,
+    /// The highest bitrate its encoder said it aims at (caps only lower it):
+    /// what a viewer's estimate must carry for this rendition. 0: unknown.
+    pub(super) bitrate_bps: u32,
+    /// What it sent over its last whole measuring window, bits per second,
+    /// and when that window ended.
+    pub(super) rate: Option<(u32, Instant)>,
+    /// The window being measured: its start and the bytes so far.
+    window: Option<(Instant, u64)>,
+    /// Keyframes it delivered.
+    pub(super) keyframes: u64,
+    /// Pictures it delivered and their bytes.
+    pub(super) pictures: u64,
+    pub(super) bytes: u64,
+}
+
+impl Track {
+    fn new(keyframe_interval: Duration, bitrate_bps: u32) -> Self {
+        Track {
+            viewers: Vec::new(),
+            joining: Vec::new(),
+            limiter: KeyframeLimiter::new(keyframe_interval),
+            gop: JoinGop::default(),
+            cap_sent: None,
+            bitrate_bps,
+            rate: None,
+            window: None,
+            keyframes: 0,
+            pictures: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Counts one picture of `bytes` delivered at `now`.
+    pub(super) fn count(&mut self, now: Instant, bytes: usize, keyframe: bool) {
+        self.pictures += 1;
+        self.bytes += bytes as u64;
+        self.keyframes += u64::from(keyframe);
+        let (start, sum) = self.window.get_or_insert((now, 0));
+        *sum += bytes as u64;
+        let span = now.saturating_duration_since(*start);
+        if span >= RATE_WINDOW {
+            let bps = (*sum as f64 * 8.0 / span.as_secs_f64()) as u32;
+            self.rate = Some((bps, now));
+            self.window = Some((now, 0));
+        }
+    }
+
+    /// What a viewer's link must carry for this rendition at `now`: what it
+    /// sent over its last window (content often spends far less than the
+    /// encoder's target), no more than its target; its target when it has
+    /// not run lately; 0 when neither is known.
+    pub(super) fn need_bps(&self, now: Instant) -> u32 {
+        self.measured_bps(now).unwrap_or(self.bitrate_bps)
+    }
+
+    /// What it sent over its last window, no more than its target, if it ran lately.
+    pub(super) fn measured_bps(&self, now: Instant) -> Option<u32> {
+        self.rate
+            .filter(|(_, at)| now.saturating_duration_since(*at) <= RATE_WINDOW * 3)
+            .map(|(bps, _)| match self.bitrate_bps {
+                0 => bps,
+                target => bps.min(target),
+            })
+    }
+
+    /// Whether someone receives it or waits to.
+    pub(super) fn watched(&self) -> bool {
+        !self.viewers.is_empty() || !self.joining.is_empty()
+    }
 }
 
 pub(super) struct Avatar {
-    /// One track per codec, indexed by [`VideoCodec::index`].
-    pub(super) video: [Track; VideoCodec::ALL.len()],
+    /// Per codec ([`VideoCodec::index`]), one track per rendition (0: the
+    /// source's own picture; `i + 1`: rung `i` of the ladder).
+    pub(super) video: [Vec<Track>; VideoCodec::ALL.len()],
+    /// How many of those renditions its source makes: 1 unless it has raw pictures.
+    pub(super) renditions: u8,
     /// Whether it speaks: new viewers get its audio.
     pub(super) audio: bool,
-    /// Whether it can be sent as VP8.
+    /// Whether its source has raw pictures: it can be sent as VP8 and has the ladder.
     pub(super) vp8: bool,
 }
 
 impl Avatar {
-    pub(super) fn new(keyframe_interval: Duration, audio: bool, vp8: bool) -> Self {
+    pub(super) fn new(
+        keyframe_interval: Duration,
+        audio: bool,
+        vp8: bool,
+        ladder: &[Rung],
+    ) -> Self {
+        let tracks = || {
+            std::iter::once(0)
+                .chain(ladder.iter().map(|r| r.bitrate_bps))
+                .map(|bps| Track::new(keyframe_interval, bps))
+                .collect()
+        };
         Avatar {
-            video: VideoCodec::ALL.map(|_| Track {
-                viewers: Vec::new(),
-                limiter: KeyframeLimiter::new(keyframe_interval),
-                gop: JoinGop::default(),
-                cap_sent: None,
-            }),
+            video: [tracks(), tracks()],
+            renditions: if vp8 { 1 + ladder.len() as u8 } else { 1 },
             audio,
             vp8,
         }
     }
 
+    /// Rendition 0 of `codec`.
     pub(super) fn track(&mut self, codec: VideoCodec) -> &mut Track {
-        &mut self.video[codec.index()]
+        &mut self.video[codec.index()][0]
+    }
+
+    /// Rendition `rendition` of `codec` (rendition 0 if there is no such one).
+    pub(super) fn track_at(&mut self, codec: VideoCodec, rendition: u8) -> &mut Track {
+        let tracks = &mut self.video[codec.index()];
+        let r = usize::from(rendition);
+        if r < tracks.len() {
+            &mut tracks[r]
+        } else {
+            &mut tracks[0]
+        }
     }
 
     pub(super) fn viewer_count(&self) -> usize {
-        self.video.iter().map(|t| t.viewers.len()).sum()
+        self.video.iter().flatten().map(|t| t.viewers.len()).sum()
     }
 
-    /// Every viewer, whatever its codec.
+    /// Viewers of `codec`, whatever their rendition.
+    pub(super) fn codec_viewers(&self, codec: VideoCodec) -> usize {
+        self.video[codec.index()]
+            .iter()
+            .map(|t| t.viewers.len())
+            .sum()
+    }
+
+    /// Every viewer, whatever its codec and rendition.
     pub(super) fn viewers(&self) -> Vec<SessionKey> {
         self.video
             .iter()
+            .flatten()
             .flat_map(|t| t.viewers.iter().copied())
             .collect()
+    }
+
+    /// Every track: its codec, rendition and state.
+    pub(super) fn tracks(&self) -> impl Iterator<Item = (VideoCodec, u8, &Track)> {
+        VideoCodec::ALL.into_iter().flat_map(move |c| {
+            self.video[c.index()]
+                .iter()
+                .enumerate()
+                .map(move |(r, t)| (c, r as u8, t))
+        })
     }
 }

@@ -49,6 +49,7 @@ impl Engine {
             }
         }
         let (avatar, codec) = (s.avatar.clone(), s.codec);
+        self.choose_rendition(now, key);
         self.update_video_cap(&avatar, codec);
         self.probe_for_more(now, key);
     }
@@ -73,7 +74,21 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
-        let desired = estimate_for(b.max_bps);
+        // What to probe for: a lone viewer, the most its encoder may send;
+        // one sharing its avatar below rendition 0, the next rendition up.
+        let Some(a) = self.avatars.get(&s.avatar) else {
+            return;
+        };
+        let alone = a.codec_viewers(s.codec) == 1;
+        let aim = if alone {
+            Some(b.max_bps)
+        } else {
+            s.rendition
+                .checked_sub(1)
+                .map(|up| a.video[s.codec.index()][usize::from(up)].bitrate_bps)
+                .filter(|bps| *bps > 0)
+        };
+        let desired = estimate_for(aim.unwrap_or(b.max_bps));
         if s.probe_lowered {
             s.probe_lowered = false;
             s.rtc
@@ -81,15 +96,11 @@ impl Engine {
                 .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
             return;
         }
-        let alone = self
-            .avatars
-            .get_mut(&s.avatar)
-            .is_some_and(|a| a.track(s.codec).viewers.len() == 1);
         let short = s.estimate_bps.is_some_and(|e| u64::from(e) < desired);
         let due = s
             .probe_asked
             .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_EVERY);
-        if alone && short && due && s.phase == Phase::Streaming {
+        if aim.is_some() && short && due && s.phase == Phase::Streaming {
             s.probe_asked = Some(now);
             s.probe_lowered = true;
             let lowered = desired * 9 / 10;
@@ -105,9 +116,10 @@ impl Engine {
         let Some(a) = self.avatars.get_mut(avatar) else {
             return;
         };
+        let alone = a.codec_viewers(codec) == 1;
         let t = a.track(codec);
         let cap = match t.viewers.as_slice() {
-            [only] => self
+            [only] if alone => self
                 .sessions
                 .get(only)
                 .and_then(|s| s.estimate_bps)
@@ -140,7 +152,7 @@ pub(super) fn estimate_for(video_bps: u32) -> u64 {
 }
 
 /// The video bitrate a viewer estimated at `estimate_bps` can take.
-fn video_cap(estimate_bps: u32) -> u32 {
+pub(super) fn video_cap(estimate_bps: u32) -> u32 {
     (f64::from(estimate_bps) * VIDEO_SHARE) as u32
 }
 

@@ -43,6 +43,14 @@ pub struct EngineConfig {
     /// without it); `None` negotiates neither and leaves every encoder at its
     /// configured bitrate. See [`Output::VideoBitrate`].
     pub bandwidth_estimation: Option<BandwidthEstimation>,
+    /// The lower renditions of every avatar whose source has raw pictures
+    /// (those in `vp8_avatars`, and renderers that send raw pictures), highest
+    /// first; each is encoded once for all its viewers, only while one
+    /// watches it. A viewer of an avatar that others watch too gets the
+    /// highest rendition its bandwidth estimate carries (needs
+    /// `bandwidth_estimation`); a lone viewer always gets rendition 0, its
+    /// encoder capped at its estimate instead. Empty: one rendition.
+    pub ladder: Vec<Rung>,
 }
 
 /// How each viewer's bandwidth estimator (str0m's Google congestion control) starts.
@@ -88,6 +96,7 @@ impl Default for EngineConfig {
             token_key: None,
             playout_delay: Some(PlayoutDelay::DEFAULT),
             bandwidth_estimation: Some(BandwidthEstimation::for_max(2_500_000)),
+            ladder: Rung::DEFAULT_LADDER.to_vec(),
         }
     }
 }
@@ -116,8 +125,41 @@ impl EngineConfig {
         if let Some(d) = self.playout_delay {
             PlayoutDelay::new(d.min, d.max).map_err(EngineError::Config)?;
         }
-        Ok(())
+        check_ladder(&self.ladder).map_err(EngineError::Config)
     }
+}
+
+/// A ladder's rules: at most [`MAX_RENDITIONS`] - 1 rungs, each 16-4320
+/// lines and 30 kbit/s - 50 Mbit/s, heights and bitrates strictly falling.
+pub fn check_ladder(ladder: &[Rung]) -> Result<(), String> {
+    if ladder.len() > MAX_RENDITIONS - 1 {
+        return Err(format!(
+            "renditions: at most {} lower renditions, not {}",
+            MAX_RENDITIONS - 1,
+            ladder.len()
+        ));
+    }
+    for (i, r) in ladder.iter().enumerate() {
+        if !(16..=4320).contains(&r.height) || !(30_000..=50_000_000).contains(&r.bitrate_bps) {
+            return Err(format!(
+                "renditions: {}p at {} kbit/s is out of range (16-4320 lines, 30-50000 kbit/s)",
+                r.height,
+                r.bitrate_bps / 1000
+            ));
+        }
+        if let Some(prev) = i.checked_sub(1).map(|p| ladder[p]) {
+            if r.height >= prev.height || r.bitrate_bps >= prev.bitrate_bps {
+                return Err(format!(
+                    "renditions: {}p at {} kbit/s must be smaller and cheaper than the {}p at {} kbit/s before it",
+                    r.height,
+                    r.bitrate_bps / 1000,
+                    prev.height,
+                    prev.bitrate_bps / 1000
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Errors building an engine.

@@ -11,9 +11,27 @@ impl Engine {
             log::debug!("access unit for unknown avatar {avatar} dropped");
             return;
         };
-        let track = a.track(au.codec);
+        if usize::from(au.rendition) >= a.video[au.codec.index()].len() {
+            log::debug!(
+                "avatar {avatar}: access unit of unknown rendition {} dropped",
+                au.rendition
+            );
+            return;
+        }
+        let track = a.track_at(au.codec, au.rendition);
         track.gop.push(au);
-        let viewers = track.viewers.clone();
+        track.count(now, au.data.len(), au.keyframe);
+        if au.rendition == 0 {
+            // Caps only lower it: the highest is the configured bitrate.
+            track.bitrate_bps = track.bitrate_bps.max(au.bitrate_bps);
+        }
+        if au.keyframe && !track.joining.is_empty() {
+            self.complete_switches(avatar, au.codec, au.rendition);
+        }
+        let Some(a) = self.avatars.get_mut(avatar) else {
+            return;
+        };
+        let viewers = a.track_at(au.codec, au.rendition).viewers.clone();
         for key in viewers {
             let Some(s) = self.sessions.get_mut(&key) else {
                 continue;
@@ -73,12 +91,19 @@ impl Engine {
 
     /// Writes one picture to one streaming session; a panic ends only that session.
     fn write_picture(&mut self, now: Instant, key: SessionKey, au: &AccessUnit) {
-        let rtp_time = MediaTime::new(au.rtp_time, Frequency::NINETY_KHZ);
         self.guarded(now, key, |e| {
             let Some(s) = e.sessions.get_mut(&key) else {
                 return;
             };
             s.check_poison();
+            // A switch's keyframe is the picture this viewer just got in its
+            // old rendition: one tick later, so its timestamps only rise. (A
+            // source whose clock went back further restarted: as it is.)
+            let rtp = match s.last_rtp {
+                Some(last) if au.rtp_time <= last && last - au.rtp_time < 9_000 => last + 1,
+                _ => au.rtp_time,
+            };
+            let rtp_time = MediaTime::new(rtp, Frequency::NINETY_KHZ);
             let (Some(mid), Some(pt)) = (s.mid, s.pt) else {
                 return;
             };
@@ -100,6 +125,7 @@ impl Engine {
             match writer.write(pt, au.captured_at, rtp_time, au.data.clone()) {
                 Ok(()) => {
                     s.needs_keyframe = false;
+                    s.last_rtp = Some(rtp);
                     if s.frames_sent == 0 {
                         let waited = now.saturating_duration_since(s.created);
                         e.stats.first_frame.observe(waited.as_secs_f64());
@@ -121,11 +147,12 @@ impl Engine {
         key: SessionKey,
         avatar: &AvatarId,
         codec: VideoCodec,
+        rendition: u8,
     ) -> bool {
         let frames = match self
             .avatars
-            .get(avatar)
-            .map(|a| &a.video[codec.index()].gop)
+            .get_mut(avatar)
+            .map(|a| &a.track_at(codec, rendition).gop)
         {
             Some(gop) if !gop.frames().is_empty() => gop.frames().to_vec(),
             _ => return false,
@@ -152,11 +179,11 @@ impl Engine {
             return;
         }
         s.needs_keyframe = true;
-        let (avatar, codec) = (s.avatar.clone(), s.codec);
+        let (avatar, codec, rendition) = (s.avatar.clone(), s.codec, s.rendition);
         log::debug!(
             "session {}: a datagram to {to} was dropped; waiting for a keyframe",
             s.id
         );
-        self.request_keyframe(now, &avatar, codec);
+        self.request_keyframe(now, &avatar, codec, rendition);
     }
 }

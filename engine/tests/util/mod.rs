@@ -18,7 +18,7 @@ use portcast_engine::pattern::{
 use portcast_engine::vp8::Vp8Encoder;
 use portcast_engine::{
     AccessUnit, AudioFrame, AvatarId, ConnId, Datagram, EndReason, Engine, EngineConfig, Output,
-    SessionId, SocketId, SocketSpec, VideoCodec,
+    Rung, SessionId, SocketId, SocketSpec, VideoCodec,
 };
 use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpApi, SdpPendingOffer};
@@ -93,6 +93,15 @@ pub struct Viewer {
     /// Drops every n-th RTP/RTCP datagram the engine sends it (a lossy link).
     pub drop_every: Option<u64>,
     media_datagrams: u64,
+    /// The size of every decoded picture, in order.
+    pub sizes: Vec<(usize, usize)>,
+    /// Every video frame received: its first and last RTP sequence numbers,
+    /// its RTP time, and its picture's size if it decoded to one.
+    pub frames: Vec<(u64, u64, MediaTime, Option<(usize, usize)>)>,
+    /// Each rendition the server said it switched this viewer to.
+    pub renditions: Vec<String>,
+    /// Video frames str0m said did not follow the previous one without a gap.
+    pub gaps: usize,
 }
 
 impl Viewer {
@@ -134,6 +143,10 @@ impl Viewer {
             vp8: None,
             drop_every: None,
             media_datagrams: 0,
+            sizes: Vec::new(),
+            frames: Vec::new(),
+            renditions: Vec::new(),
+            gaps: 0,
         }
     }
 
@@ -173,6 +186,9 @@ impl Viewer {
             }
             Some("error") => self.errors.push(v),
             Some("bye") => self.byes.push(v),
+            Some("rendition") => self
+                .renditions
+                .push(v["rendition"].as_str().unwrap_or_default().to_string()),
             other => panic!("unexpected server message {other:?}"),
         }
     }
@@ -199,6 +215,9 @@ impl Viewer {
                         }
                     }
                     Event::MediaData(m) => {
+                        let seqs = (**m.seq_range.start(), **m.seq_range.end());
+                        self.frames.push((seqs.0, seqs.1, m.time, None));
+                        self.gaps += usize::from(!m.contiguous);
                         let ext = &m.ext_vals;
                         self.playout_delays
                             .push(ext.play_delay_min.zip(ext.play_delay_max));
@@ -216,6 +235,10 @@ impl Viewer {
         match self.decoder.decode(data) {
             Ok(Some(pic)) => {
                 let (w, h) = pic.dimensions();
+                self.sizes.push((w, h));
+                if let Some(f) = self.frames.last_mut() {
+                    f.3 = Some((w, h));
+                }
                 let strides = pic.strides();
                 let view = I420 {
                     y: pic.y(),
@@ -272,6 +295,11 @@ pub struct Source {
     pub keyframes: u64,
     pub encodes: u64,
     buf: Vec<u8>,
+    /// The ladder's rungs (rendition `i + 1` is rung `i`).
+    pub ladder: Vec<Rung>,
+    /// Per rung, its pattern and H.264 encoder while the engine says a viewer
+    /// watches it, and whether its next picture must be a keyframe.
+    pub rungs: Vec<Option<(TestPattern, H264Encoder, bool)>>,
 }
 
 impl Source {
@@ -280,7 +308,9 @@ impl Source {
             width,
             height,
             fps: 30,
-            bitrate_bps: 1_000_000,
+            // Under what a new viewer's first estimate (1 Mbit/s) carries, so
+            // viewers of a clean link stay on rendition 0.
+            bitrate_bps: 500_000,
             threads: 1,
         };
         Source {
@@ -296,7 +326,62 @@ impl Source {
             keyframes: 0,
             encodes: 0,
             buf: Vec::new(),
+            ladder: Vec::new(),
+            rungs: Vec::new(),
         }
+    }
+
+    /// Starts or stops the H.264 encoder of rendition `rendition` (> 0), as a
+    /// daemon's source does on `Output::Watched`: the test pattern drawn at
+    /// the rung's size (the engine cannot tell it from a scaled picture).
+    pub fn set_rung(&mut self, rendition: u8, on: bool) {
+        let i = usize::from(rendition) - 1;
+        let rung = self.ladder[i];
+        if self.rungs.len() < self.ladder.len() {
+            self.rungs.resize_with(self.ladder.len(), || None);
+        }
+        self.rungs[i] = on.then(|| {
+            let (w, h) = rung.size_for(self.settings.width as usize, self.settings.height as usize);
+            let settings = EncoderSettings {
+                width: w as u32,
+                height: h as u32,
+                bitrate_bps: rung.bitrate_bps,
+                ..self.settings
+            };
+            (
+                TestPattern::new(w.max(128), h.max(64)).unwrap(),
+                H264Encoder::new(settings).unwrap(),
+                true,
+            )
+        });
+    }
+
+    /// The next picture of each running rung, at `index`.
+    fn next_rungs(&mut self, index: u64, now: Instant) -> Vec<AccessUnit> {
+        let mut out = Vec::new();
+        for (i, rung) in self.rungs.iter_mut().enumerate() {
+            let Some((pattern, encoder, key)) = rung else {
+                continue;
+            };
+            let pic = pattern.render(index, capture_clock_of(index));
+            let mut buf = Vec::new();
+            let kind = encoder.encode(&pic, std::mem::take(key), &mut buf).unwrap();
+            if kind == Encoded::Skipped {
+                continue;
+            }
+            out.push(AccessUnit {
+                codec: VideoCodec::H264,
+                data: Arc::from(&buf[..]),
+                rtp_time: index * 90_000 / self.fps,
+                keyframe: kind == Encoded::Keyframe,
+                captured_at: now,
+                encoded_at: now,
+                frame_index: index,
+                rendition: i as u8 + 1,
+                bitrate_bps: self.ladder[i].bitrate_bps,
+            });
+        }
+        out
     }
 
     /// Starts or stops its VP8 encoder, as a daemon's source does on `Output::Watched`.
@@ -322,9 +407,21 @@ impl Source {
                 captured_at: now,
                 encoded_at: now,
                 frame_index: index,
+                rendition: 0,
+                bitrate_bps: self.settings.bitrate_bps,
             })
         });
         (self.next(now), vp8)
+    }
+
+    /// The next picture in every codec and rendition that runs, rendition 0 first.
+    pub fn next_all(&mut self, now: Instant) -> Vec<AccessUnit> {
+        let index = self.index;
+        let (h264, vp8) = self.next_both(now);
+        let mut out: Vec<AccessUnit> = h264.into_iter().collect();
+        out.extend(self.next_rungs(index, now));
+        out.extend(vp8);
+        out
     }
 
     pub fn next(&mut self, now: Instant) -> Option<AccessUnit> {
@@ -355,6 +452,8 @@ impl Source {
             captured_at: now,
             encoded_at: now,
             frame_index: index,
+            rendition: 0,
+            bitrate_bps: self.settings.bitrate_bps,
         })
     }
 }
@@ -416,6 +515,8 @@ pub struct World {
     pub watched: Vec<bool>,
     /// The same in VP8.
     pub watched_vp8: Vec<bool>,
+    /// Each `Output::Watched` of a lower rendition: (codec, rendition, watched).
+    pub watched_rungs: Vec<(VideoCodec, u8, bool)>,
     /// Each `Output::VideoBitrate` for the source's avatar, in order.
     pub bitrate_caps: Vec<(VideoCodec, Option<u32>)>,
     pub closed: Vec<(ConnId, String, EndReason)>,
@@ -433,11 +534,13 @@ impl World {
             .map(|(i, s)| (s.public, SocketId(i)))
             .collect();
         let now = Instant::now();
+        let mut source = Source::new("test-pattern", width, height);
+        source.ladder = config.ladder.clone();
         World {
             engine: Engine::new(config, now).unwrap(),
             now,
             viewers: Vec::new(),
-            source: Source::new("test-pattern", width, height),
+            source,
             epoch: now,
             voice: None,
             next_frame: now,
@@ -445,6 +548,7 @@ impl World {
             keyframe_requests: 0,
             watched: Vec::new(),
             watched_vp8: Vec::new(),
+            watched_rungs: Vec::new(),
             bitrate_caps: Vec::new(),
             closed: Vec::new(),
             signals: Vec::new(),
@@ -551,25 +655,45 @@ impl World {
                             v.drain(self.now, &mut to_engine);
                         }
                     }
-                    Output::KeyframeRequest { avatar, codec } => {
+                    Output::KeyframeRequest {
+                        avatar,
+                        codec,
+                        rendition,
+                    } => {
                         assert_eq!(avatar, self.source.avatar);
                         self.keyframe_requests += 1;
-                        match codec {
-                            VideoCodec::H264 => self.source.force_idr = true,
-                            VideoCodec::Vp8 => self.source.force_vp8_key = true,
+                        match (codec, rendition) {
+                            (VideoCodec::H264, 0) => self.source.force_idr = true,
+                            (VideoCodec::H264, r) => {
+                                if let Some(Some(rung)) =
+                                    self.source.rungs.get_mut(usize::from(r) - 1)
+                                {
+                                    rung.2 = true;
+                                }
+                            }
+                            (VideoCodec::Vp8, _) => self.source.force_vp8_key = true,
                         }
                     }
                     Output::Watched {
                         avatar,
                         codec,
+                        rendition,
                         watched,
                     } => {
                         assert_eq!(avatar, self.source.avatar);
-                        match codec {
-                            VideoCodec::H264 => self.watched.push(watched),
-                            VideoCodec::Vp8 => {
+                        match (codec, rendition) {
+                            (VideoCodec::H264, 0) => self.watched.push(watched),
+                            (VideoCodec::Vp8, 0) => {
                                 self.watched_vp8.push(watched);
                                 self.source.set_vp8(watched);
+                            }
+                            (VideoCodec::H264, r) => {
+                                self.watched_rungs.push((codec, r, watched));
+                                self.source.set_rung(r, watched);
+                            }
+                            (VideoCodec::Vp8, r) => {
+                                // The test source has no VP8 rungs.
+                                self.watched_rungs.push((codec, r, watched));
                             }
                         }
                     }
@@ -627,9 +751,8 @@ impl World {
                 // Captured on the source's clock, not the tick that carries it.
                 let captured = self.next_frame;
                 self.next_frame += FRAME;
-                let (h264, vp8) = self.source.next_both(captured);
                 let avatar = self.source.avatar.clone();
-                for au in [h264, vp8].iter().flatten() {
+                for au in &self.source.next_all(captured) {
                     self.engine.handle_access_unit(self.now, &avatar, au);
                 }
             }

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use mio::net::UnixListener;
 use mio::{Interest, Registry, Token, Waker};
 use portcast_engine::audio::AudioSettings;
-use portcast_engine::{labels, AvatarId, Engine, Labels, VideoCodec};
+use portcast_engine::{labels, AvatarId, Engine, Labels, Rung, VideoCodec};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
@@ -69,6 +69,9 @@ pub struct IngestConfig {
     /// The scheduler slice each renderer's reader and voice threads ask for
     /// (see [`crate::sched`]); the server sets its own here.
     pub latency_slice: Option<std::time::Duration>,
+    /// The lower renditions raw pictures are also encoded in, while watched
+    /// (the server sets the engine's here).
+    pub ladder: Vec<Rung>,
 }
 
 impl IngestConfig {
@@ -82,6 +85,7 @@ impl IngestConfig {
             encoder_threads: 1,
             audio: AudioSettings::default(),
             latency_slice: None,
+            ladder: Vec::new(),
         }
     }
 }
@@ -539,10 +543,10 @@ impl IngestHub {
     /// Starts (`true`) or stops the `codec` encoding of `avatar`'s renderer, if one feeds it now.
     /// The renderer's own H.264 (or the daemon's H.264 of its raw pictures) runs regardless;
     /// the renderer is told (WATCHED) when the avatar gains its first viewer or loses its last.
-    pub fn set_watched(&self, avatar: &AvatarId, codec: VideoCodec, watched: bool) {
+    pub fn set_watched(&self, avatar: &AvatarId, codec: VideoCodec, rendition: u8, watched: bool) {
         if let Some(l) = lock(&self.shared.live).get(avatar) {
             let before = l.watched.any();
-            l.watched.set(codec, watched);
+            l.watched.set_at(codec, rendition, watched);
             if l.watched.any() != before {
                 l.slot.watched_changed();
             }
@@ -557,11 +561,13 @@ impl IngestHub {
         }
     }
 
-    /// Forwards a viewer's keyframe request (for every codec the renderer's
-    /// pictures are encoded in); false if no renderer feeds `avatar` now.
-    pub fn request_keyframe(&self, avatar: &AvatarId) -> bool {
+    /// Forwards a viewer's keyframe request: to the encoder of `codec` and
+    /// `rendition` the daemon runs for raw pictures, or to the renderer for
+    /// its own H.264; false if no renderer feeds `avatar` now.
+    pub fn request_keyframe(&self, avatar: &AvatarId, codec: VideoCodec, rendition: u8) -> bool {
         match lock(&self.shared.live).get(avatar) {
             Some(l) => {
+                l.watched.request_keyframe(codec, rendition);
                 l.slot.request_keyframe();
                 true
             }

@@ -85,7 +85,7 @@ pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
             watched: reader.watched.clone(),
             passthrough: reader.passthrough.clone(),
             writer: writer.clone(),
-            encoders: Encoders::default(),
+            encoders: Encoders::with_ladder(shared.config.ladder.clone()),
             i420: I420Buffer::default(),
             out: Vec::with_capacity(256 * 1024),
             last_rtp: None,
@@ -467,6 +467,9 @@ impl Reader {
             captured_at: arrived_at,
             encoded_at: arrived_at,
             frame_index: index,
+            // The renderer's own stream: one rendition, its own rate.
+            rendition: 0,
+            bitrate_bps: 0,
         };
         if forward(&self.shared, self.own.as_ref(), &avatar, au) {
             self.count(Stat::FramesForwarded);
@@ -601,18 +604,14 @@ impl Worker {
                 }
                 told = Some(watched);
             }
-            if work.keyframe {
-                if self.passthrough.load(Ordering::Relaxed) {
-                    if send(&self.writer, &wire::keyframe_request()) {
-                        self.count(Stat::KeyframeRequestsSent);
-                    }
-                } else {
-                    // The engine asks per codec; the slot keeps one flag, so both
-                    // encoders make a keyframe (rate-limited by the engine).
-                    for codec in VideoCodec::ALL {
-                        self.encoders.force_keyframe(codec);
-                    }
-                }
+            // Pass-through: the renderer makes the keyframe. Raw pictures: the
+            // encoders take the requests the demand holds per codec and
+            // rendition at the next picture.
+            if work.keyframe
+                && self.passthrough.load(Ordering::Relaxed)
+                && send(&self.writer, &wire::keyframe_request())
+            {
+                self.count(Stat::KeyframeRequestsSent);
             }
             if let Some(frame) = work.frame {
                 let result = self.encode(&frame);
@@ -656,24 +655,33 @@ impl Worker {
             PixelFormat::H264 => return Ok(()),
         };
         let encoder_error = |e: EncoderError| WireError::Encoder(e.to_string());
-        // H.264 always (a new size or rate makes a new encoder, whose first picture is
-        // an IDR with in-band SPS); VP8 only while a viewer receives it.
-        self.encoders
-            .run(VideoCodec::H264, settings)
-            .map_err(encoder_error)?;
-        if !self.watched.get(VideoCodec::Vp8) {
-            if self.encoders.stop(VideoCodec::Vp8) {
-                log::info!(
-                    "ingest avatar {}: VP8 encoder stopped, no viewer receives it",
-                    self.avatar
-                );
+        // Rendition 0 in H.264 always (a new size or rate makes a new encoder, whose
+        // first picture is an IDR with in-band SPS); the rest only while a viewer
+        // receives them.
+        for codec in VideoCodec::ALL {
+            for r in 0..self.encoders.renditions() {
+                let always = codec == VideoCodec::H264 && r == 0;
+                if always || self.watched.get_at(codec, r) {
+                    if self
+                        .encoders
+                        .run_at(codec, r, settings)
+                        .map_err(encoder_error)?
+                        && !always
+                    {
+                        log::info!(
+                            "ingest avatar {}: {} encoder started",
+                            self.avatar,
+                            self.encoders.label(codec, r)
+                        );
+                    }
+                } else if self.encoders.stop_at(codec, r) {
+                    log::info!(
+                        "ingest avatar {}: {} encoder stopped, no viewer receives it",
+                        self.avatar,
+                        self.encoders.label(codec, r)
+                    );
+                }
             }
-        } else if self
-            .encoders
-            .run(VideoCodec::Vp8, settings)
-            .map_err(encoder_error)?
-        {
-            log::info!("ingest avatar {}: VP8 encoder started", self.avatar);
         }
         // Every codec's picture goes out with the same RTP time.
         let mut rtp_time = self.shared.rtp_time(frame.arrived_at);
@@ -682,19 +690,20 @@ impl Worker {
         }
         self.last_rtp = Some(rtp_time);
         let (shared, own, avatar) = (&self.shared, self.own.as_ref(), &self.avatar);
-        // The hub's frame counters count H.264 pictures, as before VP8 existed.
-        let count = |codec: VideoCodec, stat| {
-            if codec == VideoCodec::H264 {
+        // The hub's frame counters count rendition-0 H.264 pictures, as
+        // before VP8 and the ladder existed.
+        let count = |codec: VideoCodec, rendition: u8, stat| {
+            if codec == VideoCodec::H264 && rendition == 0 {
                 count_both(shared, own, stat, 1);
             }
         };
         self.encoders
             .encode_each(&pic, &self.watched, &mut self.out, |p| {
                 if p.kind == Encoded::Skipped {
-                    count(p.codec, Stat::EncoderSkips);
+                    count(p.codec, p.rendition, Stat::EncoderSkips);
                     return true;
                 }
-                count(p.codec, Stat::FramesEncoded);
+                count(p.codec, p.rendition, Stat::FramesEncoded);
                 let au = AccessUnit {
                     codec: p.codec,
                     data: Arc::from(p.data),
@@ -703,10 +712,12 @@ impl Worker {
                     captured_at: frame.arrived_at,
                     encoded_at: p.encoded_at,
                     frame_index: frame.index,
+                    rendition: p.rendition,
+                    bitrate_bps: p.bitrate_bps,
                 };
                 let sent = forward(shared, own, avatar, au);
                 if sent {
-                    count(p.codec, Stat::FramesForwarded);
+                    count(p.codec, p.rendition, Stat::FramesForwarded);
                 }
                 sent
             })

@@ -70,10 +70,8 @@ impl Server {
         let mut sources = HashMap::new();
         for a in &config.avatars {
             let h = source::spawn_test_pattern(
-                a.name.clone(),
-                a.encoder,
-                a.busy,
-                a.audio,
+                a,
+                &config.engine.ladder,
                 metrics.source(a.name.as_str()),
                 tx.clone(),
                 waker.clone(),
@@ -84,6 +82,7 @@ impl Server {
         for f in &config.file_sources {
             let h = crate::y4m::spawn(
                 f,
+                &config.engine.ladder,
                 metrics.source(f.name.as_str()),
                 tx.clone(),
                 waker.clone(),
@@ -96,6 +95,7 @@ impl Server {
                 IngestHub::bind(
                     IngestConfig {
                         latency_slice: config.latency_slice,
+                        ladder: config.engine.ladder.clone(),
                         ..ic
                     },
                     sources.keys().cloned(),

@@ -509,24 +509,30 @@ impl Server {
                         c.send_text(text);
                     }
                 }
-                Output::KeyframeRequest { avatar, codec } => {
+                Output::KeyframeRequest {
+                    avatar,
+                    codec,
+                    rendition,
+                } => {
                     if let Some(s) = self.sources.get(&avatar) {
-                        s.request_keyframe(codec);
+                        s.request_keyframe(codec, rendition);
                     } else if let Some(i) = &self.ingest {
-                        i.request_keyframe(&avatar);
+                        i.request_keyframe(&avatar, codec, rendition);
                     }
                 }
                 Output::Watched {
                     avatar,
                     codec,
+                    rendition,
                     watched,
                 } => {
-                    // Built-in sources run an encoder per watched codec; a renderer's
-                    // H.264 keeps its own pace, and its VP8 runs only while watched.
+                    // Built-in sources run an encoder per watched codec and
+                    // rendition; a renderer's H.264 keeps its own pace, and
+                    // the rest run only while watched.
                     if let Some(s) = self.sources.get(&avatar) {
-                        s.set_watched(codec, watched);
+                        s.set_watched(codec, rendition, watched);
                     } else if let Some(i) = &self.ingest {
-                        i.set_watched(&avatar, codec, watched);
+                        i.set_watched(&avatar, codec, rendition, watched);
                     }
                 }
                 Output::VideoBitrate {

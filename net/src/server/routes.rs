@@ -113,8 +113,10 @@ impl Server {
     /// `/metrics`: the registry, with the live-state gauges set now.
     fn metrics(&self, _: &Head) -> Vec<u8> {
         let sessions = self.engine.sessions();
+        let renditions = self.engine.renditions();
         let body = self.metrics.render(Live {
             sessions: &sessions,
+            renditions: &renditions,
             connections: self.conns.len(),
             whep_sessions: self.whep.len(),
             renderers: self.ingest.as_ref().map_or(0, |h| h.live_renderers()),
