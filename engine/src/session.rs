@@ -235,6 +235,8 @@ pub(crate) struct Session {
     /// Since when its estimate has carried a higher rendition than its own
     /// (it switches up only after that lasts).
     pub up_since: Option<Instant>,
+    /// When its first picture was written.
+    pub first_frame_at: Option<Instant>,
     /// The RTP time of the last picture written to it: a picture of another
     /// rendition is never written at the same or an earlier time.
     pub last_rtp: Option<u64>,
@@ -308,6 +310,7 @@ impl Session {
             switch_to: None,
             up_since: None,
             last_rtp: None,
+            first_frame_at: None,
             #[cfg(feature = "test-hooks")]
             poisoned: false,
         }

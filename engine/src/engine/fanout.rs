@@ -127,6 +127,7 @@ impl Engine {
                     s.needs_keyframe = false;
                     s.last_rtp = Some(rtp);
                     if s.frames_sent == 0 {
+                        s.first_frame_at = Some(now);
                         let waited = now.saturating_duration_since(s.created);
                         e.stats.first_frame.observe(waited.as_secs_f64());
                     }

@@ -23,6 +23,13 @@ use super::*;
 /// switch up costs a keyframe on a link that may not carry it.
 pub(super) const UP_HOLD: Duration = Duration::from_secs(3);
 
+/// How long a viewer's first estimates are not acted on (a viewer alone
+/// excepted): the estimator starts from a guess (1 Mbit/s) and needs some
+/// feedback before it says what the link carries. Without it a new viewer
+/// of a 1.5 Mbit/s avatar moved down at once and took 10 s to come back
+/// (e2e `r`).
+pub(super) const SETTLE: Duration = Duration::from_secs(2);
+
 /// The share of a viewer's estimate its rendition may need before it moves
 /// down: more than video's share of a new estimate ([`bitrate::video_cap`]),
 /// so a viewer does not bounce between two renditions.
@@ -47,6 +54,12 @@ impl Engine {
             return Some(0);
         }
         let estimate = s.estimate_bps?;
+        if s
+            .first_frame_at
+            .is_none_or(|t| now.saturating_duration_since(t) < SETTLE)
+        {
+            return None;
+        }
         let tracks = &a.video[s.codec.index()][..usize::from(a.renditions)];
         let current = usize::from(s.switch_to.unwrap_or(s.rendition)).min(tracks.len() - 1);
         let stay = (f64::from(estimate) * STAY_SHARE) as u32;
