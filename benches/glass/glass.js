@@ -33,6 +33,11 @@ const WARMUP_SECS = Number(env.GLASS_WARMUP_SECS || 0);
 // encoder bitrate (sum of portcast_source_bitrate_bps) that counts as back on top.
 const LIFT_CMD = env.GLASS_LIFT_CMD || '';
 const TOP_BPS = Number(env.GLASS_TOP_BPS || 2500000);
+// portcast-shared-capped: an escort page watches the same avatar on the full link, then the
+// measured page's link alone is capped by GLASS_CAP_PORT_CMD, its `{port}` replaced by the
+// measured page's UDP port; the result adds the escort's figures over the same window and how
+// long after the cap the measured page was moved off the top rendition.
+const CAP_PORT_CMD = env.GLASS_CAP_PORT_CMD || '';
 if (!PAGE || !(SECONDS > 0) || !(PAGES >= 0)) {
   console.error('glass.js: set GLASS_PAGE, GLASS_SECONDS > 0 and GLASS_PAGES >= 0 (run it through run.sh)');
   process.exit(2);
@@ -95,8 +100,31 @@ async function metrics() {
 const meanMs = (a, b, key) => (b[key].count > a[key].count
   ? round(((b[key].sum - a[key].sum) / (b[key].count - a[key].count)) * 1000, 2) : null);
 
+const inboundOf = (page) => page.evaluate(() => JSON.parse(JSON.stringify(window.portcastVideoInbound || {})));
+
 async function glass() {
+  let escort = null, escort0 = null, shared = null;
+  if (CAP_PORT_CMD) {
+    escort = await open({ session: rid('e'), autoconnect: '1' });
+    await escort.waitForFunction((n) => window.portcastStats && window.portcastStats.frames_decoded > n,
+      WARMUP_FRAMES, { timeout: 30000, polling: 200 });
+  }
   const page = await open({ session: rid('g'), autoconnect: '1' });
+  if (CAP_PORT_CMD) {
+    await page.waitForFunction(() => window.portcastStats && window.portcastStats.frames_decoded > 0,
+      null, { timeout: 30000, polling: 100 });
+    const local = await page.evaluate(() => window.portcastStats.local_candidate);
+    const port = Number(String(local).split(':').pop());
+    if (!(port > 0)) throw new Error(`${NAME}: the measured page's candidate has no port: ${local}`);
+    const r = require('child_process').spawnSync('sh', ['-c', CAP_PORT_CMD.replaceAll('{port}', String(port))]);
+    if (r.status !== 0) throw new Error(`${NAME}: capping port ${port} failed: ${r.stderr}`);
+    const t0 = Date.now();
+    shared = { seconds_to_lower: null, rendition: null };
+    await page.waitForFunction(() => window.portcastStats && window.portcastStats.rendition !== 'top',
+      null, { timeout: 15000, polling: 50 }).then(() => {
+      shared.seconds_to_lower = round((Date.now() - t0) / 1000, 1);
+    }).catch(() => {});
+  }
   try {
     await page.waitForFunction((n) => window.portcastStats && window.portcastStats.frames_decoded > n,
       WARMUP_FRAMES, { timeout: 30000, polling: 200 });
@@ -116,6 +144,7 @@ async function glass() {
   await sleep(WARMUP_SECS * 1000);
   const m0 = await metrics();
   const a = await mark();
+  if (escort) escort0 = await inboundOf(escort);
   let lift = null;
   if (LIFT_CMD) {
     const t0 = Date.now();
@@ -141,6 +170,16 @@ async function glass() {
   const part = (i) => { const xs = split.map((x) => x[i]);
     return { p50: pct(xs, 50), p95: pct(xs, 95), p99: pct(xs, 99) }; };
   const s = await page.evaluate(() => window.portcastStats);
+  if (escort) {
+    const e1 = await inboundOf(escort);
+    const de = (k) => (e1[k] || 0) - (escort0[k] || 0);
+    const es = (e1.timestamp - escort0.timestamp) / 1000;
+    shared.rendition = s && s.rendition;
+    shared.escort = { rendition: await escort.evaluate(() => window.portcastStats.rendition),
+      width: e1.frameWidth, height: e1.frameHeight, fps: round(de('framesDecoded') / es, 1),
+      kbit_s: round((de('bytesReceived') * 8) / es / 1000, 0), freezes: de('freezeCount') };
+    await escort.close();
+  }
   await page.close();
   const d = (k) => (b.inbound[k] || 0) - (a.inbound[k] || 0);
   const per = (k, n) => (d(n) > 0 ? round((d(k) / d(n)) * 1000, 2) : null);
@@ -149,6 +188,7 @@ async function glass() {
     // GLASS_SERIES=1: every frame's capture -> display in display order (where the spikes are).
     ...(env.GLASS_SERIES === '1' ? { series: all.map((x) => round(x, 0)) } : {}),
     ...(lift ? { lift } : {}),
+    ...(shared ? { shared } : {}),
     glass: { presented: b.presented - a.presented, measured: b.measured - a.measured,
       unreadable: b.unreadable - a.unreadable, p50: pct(all, 50), p95: pct(all, 95), p99: pct(all, 99),
       max: pct(all, 100), mean: round(all.reduce((x, y) => x + y, 0) / Math.max(1, all.length), 1) },

@@ -20,6 +20,9 @@
 #                        whatever the link carries)
 #   portcast-lift        portcast-capped whose cap is lifted when the window starts: glass.js
 #                        times how long until the encoder is back at 2500 kbit/s
+#   portcast-shared-capped  two pages watch the avatar; once both decode, only the measured
+#                        page's UDP port is capped at GLASS_CAP_KBIT (tc htb class in the NAT
+#                        box): it is moved to a lower rendition while the escort keeps the top
 #   aiortc          benches/aiortc/server.py, the same picture, size, rate and bitrate
 #                   (reached straight at 198.18.2.2:8080 through the box, which routes it)
 #
@@ -77,6 +80,14 @@ unblock_udp() { ip netns exec "$C" iptables -w -D OUTPUT -p udp -j DROP 2>/dev/n
 # The NAT box's veth toward the client (vp) drains at the cap; a 100 ms queue as on a home router.
 cap_link() { ip netns exec "$P" tc qdisc add dev vp root tbf rate "${GLASS_CAP_KBIT:-1000}kbit" burst 16kb latency 100ms; }
 uncap_link() { ip netns exec "$P" tc qdisc del dev vp root 2>/dev/null || true; }
+# The same cap for one UDP destination port only ({port}, filled in by glass.js), the rest unshaped.
+cap_port_script() {
+  local k=${GLASS_CAP_KBIT:-1000}
+  echo "tc qdisc add dev vp root handle 1: htb default 10 && tc class add dev vp parent 1: classid 1:10 htb rate 1gbit" \
+    "&& tc class add dev vp parent 1: classid 1:20 htb rate ${k}kbit ceil ${k}kbit" \
+    "&& tc qdisc add dev vp parent 1:20 handle 20: bfifo limit $((k * 1000 / 8 / 10))" \
+    "&& tc filter add dev vp parent 1: protocol ip u32 match ip dport {port} 0xffff flowid 1:20"
+}
 
 loop_cpu() { # loop_cpu PID: CPU seconds of the daemon's main (event loop) thread so far
   awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/task/$1/stat"
@@ -85,8 +96,9 @@ loop_cpu() { # loop_cpu PID: CPU seconds of the daemon's main (event loop) threa
 measure() { # measure NAME PAGE_URL [METRICS_URL]: glass.js in the client namespace
   local name=$1 page=$2 metrics=${3:-} cpu0="" t0=$SECONDS warm=()
   [[ -n $metrics ]] && cpu0=$(loop_cpu "$SERVER_PID")
-  [[ $name == portcast-capped* || $name == portcast-lift ]] &&
+  [[ $name == portcast-capped* || $name == portcast-lift || $name == portcast-shared-capped ]] &&
     warm=(GLASS_WARMUP_FRAMES=0 GLASS_WARMUP_SECS="${GLASS_CAP_WARMUP_SECS:-5}")
+  [[ $name == portcast-shared-capped ]] && warm+=(GLASS_CAP_PORT_CMD="ip netns exec $P sh -c '$(cap_port_script)'")
   [[ $name == portcast-lift ]] && warm+=(GLASS_LIFT_CMD="ip netns exec $P tc qdisc del dev vp root")
   # Without estimation the capped link may show nothing at all: that is the finding (zeros in
   # its row), not a failed measurement; fresh pages would only time out on it.
@@ -118,7 +130,7 @@ wait_for() { # wait_for NAME SECONDS COMMAND...: until COMMAND succeeds, while t
 IFS=, read -r -a list <<<"$SERVERS"
 for name in "${list[@]}"; do
   case $name in
-    portcast | portcast-mute | portcast-off | portcast-tcp | portcast-capped | portcast-capped-off | portcast-lift)
+    portcast | portcast-mute | portcast-off | portcast-tcp | portcast-capped | portcast-capped-off | portcast-lift | portcast-shared-capped)
       [[ -x $PORTCAST_BIN ]] || { log "no daemon binary at $PORTCAST_BIN"; exit 1; }
       audio=on tcp=()
       [[ $name == portcast-mute ]] && audio=off
@@ -149,7 +161,7 @@ for name in "${list[@]}"; do
       wait_for "$name" 30 grep -q '^listening' "$OUT/$name.log"
       measure "$name" http://198.18.2.2:8080/
       ;;
-    *) log "unknown server $name (portcast, portcast-mute, portcast-off, aiortc, portcast-tcp, portcast-capped, portcast-capped-off, portcast-lift)"; exit 1 ;;
+    *) log "unknown server $name (portcast, portcast-mute, portcast-off, aiortc, portcast-tcp, portcast-capped, portcast-capped-off, portcast-lift, portcast-shared-capped)"; exit 1 ;;
   esac
   stop_pid "$SERVER_PID"
   SERVER_PID=""

@@ -100,6 +100,10 @@ impl Daemon {
                 } else {
                     None
                 },
+                // Every viewer on the avatar's own picture: the figures are the cost of N
+                // viewers of one 2 Mbit/s stream, not of viewers a saturated loop moved to
+                // a cheaper rendition.
+                ladder: Vec::new(),
                 ..EngineConfig::default()
             },
             max_connections: max_sessions * 2 + 64,

@@ -54,8 +54,7 @@ impl Engine {
             return Some(0);
         }
         let estimate = s.estimate_bps?;
-        if s
-            .first_frame_at
+        if s.first_frame_at
             .is_none_or(|t| now.saturating_duration_since(t) < SETTLE)
         {
             return None;
