@@ -121,6 +121,8 @@ fn encoded_720p() -> (AccessUnit, AccessUnit) {
             captured_at: now,
             encoded_at: now,
             frame_index: i,
+            rendition: 0,
+            bitrate_bps: 2_000_000,
         };
         match kind {
             Encoded::Keyframe if idr.is_none() => idr = Some(au),

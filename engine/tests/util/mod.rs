@@ -57,6 +57,10 @@ pub fn offer_message(session: &str, avatar: &str, sdp: &str) -> String {
     .to_string()
 }
 
+/// One video frame a viewer received: its first and last RTP sequence
+/// numbers, its RTP time, and its picture's size if it decoded to one.
+pub type Frame = (u64, u64, MediaTime, Option<(usize, usize)>);
+
 /// A browser-like viewer: a str0m `Rtc` offering recvonly H.264, plus a decoder.
 pub struct Viewer {
     pub conn: ConnId,
@@ -95,9 +99,8 @@ pub struct Viewer {
     media_datagrams: u64,
     /// The size of every decoded picture, in order.
     pub sizes: Vec<(usize, usize)>,
-    /// Every video frame received: its first and last RTP sequence numbers,
-    /// its RTP time, and its picture's size if it decoded to one.
-    pub frames: Vec<(u64, u64, MediaTime, Option<(usize, usize)>)>,
+    /// Every video frame received.
+    pub frames: Vec<Frame>,
     /// Each rendition the server said it switched this viewer to.
     pub renditions: Vec<String>,
     /// Video frames str0m said did not follow the previous one without a gap.
