@@ -190,7 +190,7 @@ pub fn loopback_config(probe: Option<SyncSender<FrameTiming>>) -> ServerConfig {
     }
 }
 
-fn current_tid() -> u32 {
+pub fn current_tid() -> u32 {
     std::fs::read_link("/proc/thread-self")
         .ok()
         .and_then(|p| p.file_name()?.to_str()?.parse().ok())

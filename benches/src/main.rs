@@ -13,6 +13,7 @@ mod daemon;
 mod glass;
 mod heap;
 mod ingest;
+mod naive;
 mod scenarios;
 mod soak;
 mod stats;
@@ -58,6 +59,11 @@ enum Cmd {
         /// `portcast --bandwidth-estimation off`
         #[arg(long)]
         no_estimation: bool,
+        /// After each viewer count, the same viewers against a naive single-threaded str0m
+        /// server (one port, canned frames, write + SRTP + send_to per viewer; benches/src/naive.rs),
+        /// with the same estimation setting: the ratio of viewers per core of loop time
+        #[arg(long)]
+        naive: bool,
     },
     /// N independent 360p30 avatars with one viewer each
     Sources {
@@ -142,7 +148,8 @@ fn main() -> ExitCode {
             viewers,
             audio,
             no_estimation,
-        } => scenarios::fanout(&opts, viewers, audio, !no_estimation),
+            naive,
+        } => scenarios::fanout(&opts, viewers, audio, !no_estimation, naive),
         Cmd::Sources { counts, busy } => scenarios::sources(&opts, counts, busy),
         Cmd::Setup { offers } => scenarios::setup(&opts, offers),
         Cmd::Soak {
@@ -163,7 +170,7 @@ fn main() -> ExitCode {
         Cmd::CompareAiortc => aiortc::compare(&opts),
         Cmd::Glass { daemon, pages } => glass::glass(&opts, daemon, pages),
         Cmd::All => scenarios::latency(&opts)
-            .and_then(|_| scenarios::fanout(&opts, None, false, true))
+            .and_then(|_| scenarios::fanout(&opts, None, false, true, true))
             .and_then(|_| scenarios::sources(&opts, None, false))
             .and_then(|_| scenarios::setup(&opts, 1000))
             .and_then(|_| avsync::avsync(if opts.smoke { 4.0 } else { opts.seconds }, &opts.out))

@@ -12,6 +12,7 @@ use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, RtcConfig};
 
 use crate::daemon::{Daemon, ViewerProcess};
+use crate::naive::Naive;
 use crate::stats::{fmt_us, summarize, us, Summary};
 use crate::viewers::{process_cpu_seconds, rss_bytes, thread_cpu_seconds, ViewerReport};
 
@@ -94,20 +95,65 @@ pub fn stream_from(
     seconds: f64,
     voiced: bool,
 ) -> Result<Streamed, String> {
+    let mut timings = Vec::new();
+    let names: Vec<String> = avatars.iter().map(|(n, _)| n.clone()).collect();
+    let driven = drive(
+        d.signal,
+        d.loop_tid,
+        &names,
+        viewers,
+        seconds,
+        voiced,
+        || timings.extend(d.timings()),
+    )?;
+    timings.extend(d.timings());
+    d.stop();
+    Ok(Streamed {
+        daemon: d,
+        timings,
+        report: driven.report,
+        loop_cpu_per_s: driven.loop_cpu_per_s,
+        process_cpu_per_s: driven.process_cpu_per_s,
+        rss_growth: driven.rss_growth,
+    })
+}
+
+/// What driving the viewer process against a server measured.
+pub struct Driven {
+    /// The viewer process's report.
+    pub report: ViewerReport,
+    /// The server loop thread's CPU seconds per second over the steady part of the run.
+    pub loop_cpu_per_s: f64,
+    /// Whole-process CPU seconds per second over the run.
+    pub process_cpu_per_s: f64,
+    /// Peak RSS growth of this process during the run, bytes.
+    pub rss_growth: u64,
+}
+
+/// Runs the viewer process against the server at `signal` (`viewers` viewers
+/// of `names`, for `seconds`), sampling the CPU time of the server's loop
+/// thread `loop_tid` every 250 ms (`tick` runs at each sample).
+pub fn drive(
+    signal: std::net::SocketAddr,
+    loop_tid: u32,
+    names: &[String],
+    viewers: usize,
+    seconds: f64,
+    voiced: bool,
+    mut tick: impl FnMut(),
+) -> Result<Driven, String> {
     let rss_before = rss_bytes();
     let cpu_before = process_cpu_seconds();
-    let names: Vec<String> = avatars.iter().map(|(n, _)| n.clone()).collect();
-    let vp = ViewerProcess::start(d.signal, viewers, &names, seconds, 30, voiced)?;
+    let vp = ViewerProcess::start(signal, viewers, names, seconds, 30, voiced)?;
     // Sample the loop thread's CPU time; the rate over the steady part is what counts.
     let start = Instant::now();
-    let mut samples = vec![(start, thread_cpu_seconds(d.loop_tid))];
-    let mut timings = Vec::new();
+    let mut samples = vec![(start, thread_cpu_seconds(loop_tid))];
     let limit = Duration::from_secs_f64(seconds + 60.0 + viewers as f64 * 0.05);
     let mut peak_rss = rss_before;
     let report = loop {
         std::thread::sleep(Duration::from_millis(250));
-        timings.extend(d.timings());
-        samples.push((Instant::now(), thread_cpu_seconds(d.loop_tid)));
+        tick();
+        samples.push((Instant::now(), thread_cpu_seconds(loop_tid)));
         peak_rss = peak_rss.max(rss_bytes());
         if samples.len() % 4 == 0 && start.elapsed() > limit {
             return Err("viewer process overran its time".into());
@@ -116,8 +162,6 @@ pub fn stream_from(
             break vp.wait(Duration::from_secs(10))?;
         }
     };
-    timings.extend(d.timings());
-    d.stop();
     // Steady window: the last `seconds * 0.8` of the run.
     let end = samples.last().map_or(start, |s| s.0);
     let from = end - Duration::from_secs_f64(seconds * 0.8);
@@ -127,15 +171,11 @@ pub fn stream_from(
         .copied()
         .unwrap_or(samples[0]);
     let b = samples[samples.len() - 1];
-    let loop_cpu_per_s = (b.1 - a.1) / b.0.duration_since(a.0).as_secs_f64().max(0.001);
-    let process_cpu_per_s =
-        (process_cpu_seconds() - cpu_before) / start.elapsed().as_secs_f64().max(0.001);
-    Ok(Streamed {
-        daemon: d,
-        timings,
+    Ok(Driven {
         report,
-        loop_cpu_per_s,
-        process_cpu_per_s,
+        loop_cpu_per_s: (b.1 - a.1) / b.0.duration_since(a.0).as_secs_f64().max(0.001),
+        process_cpu_per_s: (process_cpu_seconds() - cpu_before)
+            / start.elapsed().as_secs_f64().max(0.001),
         rss_growth: peak_rss.saturating_sub(rss_before),
     })
 }
@@ -276,6 +316,7 @@ pub fn fanout(
     counts: Option<Vec<usize>>,
     voiced: bool,
     estimation: bool,
+    naive: bool,
 ) -> Result<(), String> {
     let counts = counts.unwrap_or_else(|| {
         if o.smoke {
@@ -334,14 +375,7 @@ pub fn fanout(
         // the write that the frame probe times.
         let pps = report.clients.iter().map(|c| c.packets).sum::<u64>() as f64 / o.secs();
         let kbps = encoded_kbps(&steady);
-        let spread = summarize(
-            &report
-                .frames
-                .iter()
-                .filter(|f| f.4 as usize == n)
-                .map(|f| (f.3 - f.2) as f64 / 1000.0)
-                .collect::<Vec<_>>(),
-        );
+        let spread = spread_at(&report, n);
         let f2p = summarize(
             &steady
                 .iter()
@@ -366,6 +400,44 @@ pub fn fanout(
             "frame_to_packet_us": f2p, "rss_per_viewer_bytes": rss_per * 1024.0,
             "viewer_process_cpu_s": report.cpu_seconds, "audio_packets_heard": heard,
         }));
+        if naive && !voiced {
+            // The same viewers against the naive str0m server, right after: viewers per
+            // core of loop time is n / cpu, so the ratio is naive cpu / portcast cpu.
+            let mut server = Naive::start(settings(w, h, 2_000_000, 1), 90, estimation)?;
+            let names = ["bench".to_string()];
+            let run = drive(
+                server.signal,
+                server.loop_tid,
+                &names,
+                n,
+                o.secs(),
+                false,
+                || {},
+            );
+            server.stop();
+            let run = run?;
+            let (connected, loss) = run.report.connected_and_loss();
+            let pps = run.report.clients.iter().map(|c| c.packets).sum::<u64>() as f64 / o.secs();
+            let spread = spread_at(&run.report, n);
+            let ratio = run.loop_cpu_per_s / cpu.max(1e-9);
+            println!(
+                "{:>5} {:>9} {:>10.0} {:>12.3} {:>9.3} {:>12} {:>12} {:>14}   naive str0m loop; portcast serves {ratio:.2}x its viewers per core",
+                n,
+                connected,
+                pps,
+                run.loop_cpu_per_s,
+                loss,
+                fmt_us(spread.p99),
+                "-",
+                "-"
+            );
+            if let Some(row) = rows.last_mut() {
+                row["naive"] = json!({
+                    "connected": connected, "packets_per_s": pps, "loop_cpu_s_per_s": run.loop_cpu_per_s,
+                    "loss_percent": loss, "spread_us": spread, "portcast_viewers_per_core_ratio": ratio,
+                });
+            }
+        }
         if connected < n || loss > 1.0 {
             println!("stopping: {connected}/{n} connected, {loss:.2}% loss");
             break;
@@ -377,9 +449,26 @@ pub fn fanout(
         (false, true) => "fanout",
         (false, false) => "fanout_no_estimation",
     };
+    let name = if naive {
+        format!("{name}_vs_naive")
+    } else {
+        name.to_string()
+    };
     o.write(
-        name,
+        &name,
         &json!({ "scenario": name, "seconds": o.secs(), "rows": rows }),
+    )
+}
+
+/// First to last viewer's arrival of each frame that all `n` viewers got, in us.
+fn spread_at(report: &ViewerReport, n: usize) -> Summary {
+    summarize(
+        &report
+            .frames
+            .iter()
+            .filter(|f| f.4 as usize == n)
+            .map(|f| (f.3 - f.2) as f64 / 1000.0)
+            .collect::<Vec<_>>(),
     )
 }
 
