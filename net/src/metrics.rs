@@ -115,26 +115,34 @@ impl Metrics {
             "The bitrate a built-in source's encoder of this codec aims at now: the configured one, or less while its one viewer's bandwidth estimate is lower (0 while stopped)",
             m.source_bitrate.clone(),
         );
-        r.register(
-            "rendition_viewers",
-            "Viewers receiving each rendition of an avatar (top: the source's own picture; 360p: a rung of the ladder)",
-            m.rendition_viewers.clone(),
-        );
-        r.register(
-            "rendition_bitrate_bps",
-            "The bitrate each rendition's encoder aims at (top: the highest it reported)",
-            m.rendition_bitrate.clone(),
-        );
-        r.register(
-            "rendition_keyframes",
-            "Keyframes each rendition delivered to the loop",
-            m.rendition_keyframes.clone(),
-        );
-        r.register(
-            "rendition_bytes",
-            "Encoded bytes each rendition delivered to the loop (x8 and rate(): its bitrate)",
-            m.rendition_bytes.clone(),
-        );
+        for (name, help, f) in [
+            (
+                "rendition_viewers",
+                "Viewers receiving each rendition of an avatar (top: the source's own picture; 360p: a rung of the ladder)",
+                &m.rendition_viewers,
+            ),
+            (
+                "rendition_bitrate_bps",
+                "The bitrate each rendition's encoder aims at (top: the highest it reported)",
+                &m.rendition_bitrate,
+            ),
+        ] {
+            r.register(name, help, f.clone());
+        }
+        for (name, help, f) in [
+            (
+                "rendition_keyframes",
+                "Keyframes each rendition delivered to the loop",
+                &m.rendition_keyframes,
+            ),
+            (
+                "rendition_bytes",
+                "Encoded bytes each rendition delivered to the loop (x8 and rate(): its bitrate)",
+                &m.rendition_bytes,
+            ),
+        ] {
+            r.register(name, help, f.clone());
+        }
         for (name, help, f) in [
             (
                 "udp_datagrams_in",
