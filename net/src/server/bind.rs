@@ -148,6 +148,7 @@ impl Server {
             next_conn: CONN_BASE,
             sources,
             frames,
+            frames_left: false,
             stop: Arc::new(AtomicBool::new(false)),
             reloader: None,
             waker,
