@@ -463,7 +463,6 @@ mod tests {
             viewers: 2,
             bitrate_bps: 600_000,
             keyframes,
-            pictures: 30,
             bytes,
         }
     }

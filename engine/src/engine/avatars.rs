@@ -47,11 +47,6 @@ impl Engine {
             return;
         };
         a.vp8 = vp8;
-        a.renditions = if vp8 {
-            1 + self.config.ladder.len() as u8
-        } else {
-            1
-        };
         if !vp8 {
             // Its own H.264 has one rendition: everyone back on it.
             self.pin_to_top(avatar);
@@ -127,8 +122,7 @@ pub(super) struct Track {
     window: Option<(Instant, u64)>,
     /// Keyframes it delivered.
     pub(super) keyframes: u64,
-    /// Pictures it delivered and their bytes.
-    pub(super) pictures: u64,
+    /// Bytes of the pictures it delivered.
     pub(super) bytes: u64,
 }
 
@@ -144,14 +138,12 @@ impl Track {
             rate: None,
             window: None,
             keyframes: 0,
-            pictures: 0,
             bytes: 0,
         }
     }
 
     /// Counts one picture of `bytes` delivered at `now`.
     pub(super) fn count(&mut self, now: Instant, bytes: usize, keyframe: bool) {
-        self.pictures += 1;
         self.bytes += bytes as u64;
         self.keyframes += u64::from(keyframe);
         let (start, sum) = self.window.get_or_insert((now, 0));
@@ -192,8 +184,6 @@ pub(super) struct Avatar {
     /// Per codec ([`VideoCodec::index`]), one track per rendition (0: the
     /// source's own picture; `i + 1`: rung `i` of the ladder).
     pub(super) video: [Vec<Track>; VideoCodec::ALL.len()],
-    /// How many of those renditions its source makes: 1 unless it has raw pictures.
-    pub(super) renditions: u8,
     /// Whether it speaks: new viewers get its audio.
     pub(super) audio: bool,
     /// Whether its source has raw pictures: it can be sent as VP8 and has the ladder.
@@ -215,7 +205,6 @@ impl Avatar {
         };
         Avatar {
             video: [tracks(), tracks()],
-            renditions: if vp8 { 1 + ladder.len() as u8 } else { 1 },
             audio,
             vp8,
         }
@@ -235,6 +224,23 @@ impl Avatar {
         } else {
             &mut tracks[0]
         }
+    }
+
+    /// How many renditions its source makes: its own picture and, when it
+    /// has raw pictures, every rung of the ladder.
+    pub(super) fn renditions(&self) -> u8 {
+        if self.vp8 {
+            self.video[0].len() as u8
+        } else {
+            1
+        }
+    }
+
+    /// Whether a viewer of `codec` has no rendition to choose: one
+    /// rendition, or nobody else watching (a lone viewer's estimate caps
+    /// rendition 0 instead).
+    pub(super) fn no_choice(&self, codec: VideoCodec) -> bool {
+        self.renditions() <= 1 || self.codec_viewers(codec) <= 1
     }
 
     pub(super) fn viewer_count(&self) -> usize {

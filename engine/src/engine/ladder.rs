@@ -47,10 +47,10 @@ impl Engine {
     /// one fits the share video may take of a new estimate
     /// ([`bitrate::video_cap`]). A rendition not measured yet (it has not
     /// run lately) needs its encoder's target.
-    fn wanted_rendition(&mut self, now: Instant, key: SessionKey) -> Option<u8> {
+    fn wanted_rendition(&self, now: Instant, key: SessionKey) -> Option<u8> {
         let s = self.sessions.get(&key)?;
         let a = self.avatars.get(&s.avatar)?;
-        if a.renditions <= 1 || a.codec_viewers(s.codec) <= 1 {
+        if a.no_choice(s.codec) {
             return Some(0);
         }
         let estimate = s.estimate_bps?;
@@ -59,7 +59,7 @@ impl Engine {
         {
             return None;
         }
-        let tracks = &a.video[s.codec.index()][..usize::from(a.renditions)];
+        let tracks = &a.video[s.codec.index()][..usize::from(a.renditions())];
         let current = usize::from(s.switch_to.unwrap_or(s.rendition)).min(tracks.len() - 1);
         let stay = (f64::from(estimate) * STAY_SHARE) as u32;
         // Until what its rendition sends is measured (its first second), it stays.
@@ -99,7 +99,7 @@ impl Engine {
             && self
                 .avatars
                 .get(&s.avatar)
-                .is_some_and(|a| a.codec_viewers(s.codec) <= 1 || a.renditions <= 1);
+                .is_some_and(|a| a.no_choice(s.codec));
         if target < heading && !alone {
             // Up: only once the estimate has carried it for a while.
             let since = *s.up_since.get_or_insert(now);
@@ -264,7 +264,7 @@ impl Engine {
         let mut v = Vec::new();
         for (avatar, a) in &self.avatars {
             for (codec, r, t) in a.tracks() {
-                if r >= a.renditions && !t.watched() {
+                if r >= a.renditions() && !t.watched() {
                     continue;
                 }
                 v.push(RenditionInfo {
@@ -274,7 +274,6 @@ impl Engine {
                     viewers: t.viewers.len(),
                     bitrate_bps: t.bitrate_bps,
                     keyframes: t.keyframes,
-                    pictures: t.pictures,
                     bytes: t.bytes,
                 });
             }
@@ -297,10 +296,8 @@ pub struct RenditionInfo {
     pub viewers: usize,
     /// The bitrate its encoder aims at (rendition 0: the highest it said).
     pub bitrate_bps: u32,
-    /// Keyframes, pictures and bytes it delivered since the daemon started.
+    /// Keyframes it delivered since the daemon started.
     pub keyframes: u64,
-    /// Pictures.
-    pub pictures: u64,
-    /// Bytes.
+    /// Encoded bytes it delivered since the daemon started.
     pub bytes: u64,
 }
