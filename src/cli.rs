@@ -17,13 +17,15 @@ const AFTER_HELP: &str = "\
 Precedence, lowest to highest:
   built-in defaults < config file (--config) < command-line flags < environment variables
 An environment variable that is empty counts as unset. A layer that sets the UDP range, the
-port map or the allowed origins replaces the lower layer's value as a whole. RUST_LOG sets
+port map, the allowed origins or the avatar renditions replaces the lower layer's value as a
+whole. RUST_LOG sets
 the log level (default info).
 Config file keys: each flag above whose value is a single setting, spelled with underscores
 (max_sessions = 200), except --public-ip (webrtc_public_ip), --capture-offers
 (capture_offers_dir) and --capture-max (capture_offers_max); and
   webrtc_port_min, webrtc_port_max (for --udp-ports), allowed_origins = [..],
   [port_map] LOCAL = PUBLIC,
+  [avatar_renditions] AVATAR = \"RENDITIONS\" (for --avatar-renditions),
   [[avatar]] name, width, height, fps, bitrate_kbps, encoder_threads, audio_bitrate_kbps
     (replaces the built-in list)
 Signals: SIGTERM/SIGINT say bye to every viewer and exit 0. SIGHUP re-reads the file, flags
@@ -64,6 +66,14 @@ pub struct Cli {
     /// Public port to announce for a local UDP port the forwarder renumbers; repeatable, or comma-separated [default: the local port]
     #[arg(long, env = "PORTCAST_PORT_MAP", value_name = "LOCAL:PUBLIC")]
     pub port_map: Vec<String>,
+
+    /// An avatar's own lower renditions instead of --renditions' (lines@kbit/s, comma-separated, or off), for an avatar of any source; repeatable, or ';'-separated [default: none]
+    #[arg(
+        long,
+        env = "PORTCAST_AVATAR_RENDITIONS",
+        value_name = "AVATAR=RENDITIONS"
+    )]
+    pub avatar_renditions: Vec<String>,
 
     /// Page origin (scheme://host[:port]) allowed to open a WebSocket; repeatable or comma-separated [default: any]
     #[arg(

@@ -20,7 +20,7 @@ use std::time::Duration;
 use portcast_engine::audio::AudioSettings;
 use portcast_engine::auth::TokenKey;
 use portcast_engine::encoder::EncoderSettings;
-use portcast_engine::{BandwidthEstimation, EngineConfig, PlayoutDelay, SocketSpec};
+use portcast_engine::{BandwidthEstimation, EngineConfig, Ladders, PlayoutDelay, Rung, SocketSpec};
 use portcast_net::y4m::FileSourceSpec;
 use portcast_net::{
     AvatarSpec, CaptureConfig, ConnLimits, IngestConfig, Server, ServerConfig, UdpPortSpec,
@@ -93,16 +93,7 @@ fn main() -> ExitCode {
         );
     }
     let engine = engine_config(&config);
-    match (&engine.ladder[..], engine.bandwidth_estimation) {
-        ([], _) => log::info!("renditions: one per avatar (--renditions off)"),
-        (ladder, Some(_)) => log::info!(
-            "renditions: each avatar's own picture, then {} (encoded while someone receives them; a viewer sharing its avatar gets the highest its estimate carries)",
-            ladder.iter().map(|r| format!("{}@{}k", r.name(), r.bitrate_bps / 1000)).collect::<Vec<_>>().join(", ")
-        ),
-        (_, None) => log::warn!(
-            "renditions: every viewer gets each avatar's own picture, since bandwidth estimation is off (--renditions is unused)"
-        ),
-    }
+    log_ladders(&engine);
     match engine.bandwidth_estimation {
         Some(b) => log::info!(
             "bandwidth estimation on: each viewer's link is estimated (transport-cc), a lone viewer's encoder follows it, probing up to {} kbit/s",
@@ -219,10 +210,43 @@ fn engine_config(c: &config::Config) -> EngineConfig {
                 .unwrap_or(EncoderSettings::default().bitrate_bps);
             BandwidthEstimation::for_max(video.saturating_add(audio_settings(s).bitrate_bps))
         }),
-        ladder: s.renditions.0.clone(),
+        ladders: Ladders {
+            default: s.renditions.0.clone(),
+            per_avatar: c.avatar_renditions.clone(),
+        },
         // Set by `server_config` only: captured offers carry no token, so replay checks none.
         token_key: None,
         ..EngineConfig::default()
+    }
+}
+
+/// Says what renditions avatars have, the default ladder and each avatar's own.
+fn log_ladders(engine: &EngineConfig) {
+    let text = |ladder: &[Rung]| match ladder {
+        [] => "one rendition".to_string(),
+        rungs => {
+            let rungs: Vec<_> = rungs
+                .iter()
+                .map(|r| format!("{}@{}k", r.name(), r.bitrate_bps / 1000))
+                .collect();
+            format!("its own picture, then {}", rungs.join(", "))
+        }
+    };
+    let ladders = &engine.ladders;
+    if engine.bandwidth_estimation.is_none() {
+        if !ladders.default.is_empty() || ladders.per_avatar.values().any(|l| !l.is_empty()) {
+            log::warn!(
+                "renditions: every viewer gets each avatar's own picture, since bandwidth estimation is off (--renditions is unused)"
+            );
+        }
+        return;
+    }
+    log::info!(
+        "renditions: each avatar has {} (encoded while someone receives them; a viewer sharing its avatar gets the highest its estimate carries)",
+        text(&ladders.default)
+    );
+    for (avatar, ladder) in &ladders.per_avatar {
+        log::info!("renditions of avatar '{avatar}': {}", text(ladder));
     }
 }
 

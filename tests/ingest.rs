@@ -571,6 +571,41 @@ fn a_raw_renderer_is_also_sent_as_vp8_and_a_pass_through_one_refuses_vp8() {
 }
 
 #[test]
+fn a_renderers_avatar_gets_its_own_ladder_when_one_is_configured() {
+    let d = Daemon::start(&["--avatar-renditions", "own-ladder=120p@100k"]);
+    let own = IngestClient::connect(&d.ingest_path, "own-ladder", format(PixelFormat::I420))
+        .expect("registered");
+    let other = IngestClient::connect(&d.ingest_path, "default-ladder", format(PixelFormat::I420))
+        .expect("registered");
+    wait_for_log(&d, "registered avatar default-ladder");
+    let metrics = d.metrics();
+    let renditions = |avatar: &str| {
+        let prefix =
+            format!("portcast_rendition_viewers{{avatar=\"{avatar}\",codec=\"H264\",rendition=\"");
+        metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_string)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    assert_eq!(renditions("own-ladder"), set(&["top", "120p"]), "{metrics}");
+    assert_eq!(
+        renditions("default-ladder"),
+        set(&["top", "360p", "180p"]),
+        "{metrics}"
+    );
+    assert!(
+        d.log()
+            .contains("renditions of avatar 'own-ladder': its own picture, then 120p@100k"),
+        "{}",
+        d.log()
+    );
+    drop((own, other));
+}
+
+#[test]
 fn a_renderer_is_told_when_its_avatar_gains_its_first_viewer_and_loses_its_last() {
     let d = Daemon::start(&[]);
     let mut client = IngestClient::connect(&d.ingest_path, "told", format(PixelFormat::I420))

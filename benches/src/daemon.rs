@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use portcast_engine::audio::AudioSettings;
 use portcast_engine::encoder::EncoderSettings;
-use portcast_engine::{AvatarId, EngineConfig};
+use portcast_engine::{AvatarId, EngineConfig, Ladders};
 use portcast_net::source::SourceCounters;
 use portcast_net::{AvatarSpec, FrameTiming, Server, ServerConfig, ShutdownHandle, UdpPortSpec};
 
@@ -103,7 +103,7 @@ impl Daemon {
                 // Every viewer on the avatar's own picture: the figures are the cost of N
                 // viewers of one 2 Mbit/s stream, not of viewers a saturated loop moved to
                 // a cheaper rendition.
-                ladder: Vec::new(),
+                ladders: Ladders::default(),
                 ..EngineConfig::default()
             },
             max_connections: max_sessions * 2 + 64,

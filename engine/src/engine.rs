@@ -20,7 +20,9 @@ use crate::demux::{Demux, Route, SessionKey};
 use crate::gop::JoinGop;
 use crate::ids::{AvatarId, ConnId, SessionId, SocketId};
 use crate::keyframe::{KeyframeLimiter, DEFAULT_KEYFRAME_INTERVAL};
-use crate::media::{rendition_name, AccessUnit, AudioFrame, Rung, VideoCodec, MAX_RENDITIONS};
+use crate::media::{
+    rendition_name, AccessUnit, AudioFrame, Ladders, Rung, VideoCodec, MAX_RENDITIONS,
+};
 use crate::offer::OfferSummary;
 use crate::playout_delay::PlayoutDelay;
 use crate::sctp_guard::{self, Guarded};
@@ -179,7 +181,7 @@ impl Engine {
                 let vp8 = config.vp8_avatars.contains(a);
                 (
                     a.clone(),
-                    Avatar::new(config.keyframe_interval, audio, vp8, &config.ladder),
+                    Avatar::new(config.keyframe_interval, audio, vp8, config.ladders.of(a)),
                 )
             })
             .collect();

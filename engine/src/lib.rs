@@ -95,7 +95,9 @@ pub use engine::{
     Output, RenditionInfo, Transmit,
 };
 pub use ids::{AvatarId, ConnId, InvalidAvatarId, InvalidSessionId, SessionId, SocketId};
-pub use media::{rendition_name, AccessUnit, AudioFrame, Rung, VideoCodec, MAX_RENDITIONS};
+pub use media::{
+    rendition_name, AccessUnit, AudioFrame, Ladders, Rung, VideoCodec, MAX_RENDITIONS,
+};
 pub use playout_delay::PlayoutDelay;
 pub use session::{EndReason, Phase, SessionInfo};
 pub use signaling::SignalError;

@@ -1,7 +1,10 @@
 //! Encoded video as it travels from a source to the engine.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+use crate::ids::AvatarId;
 
 /// A video codec the server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,6 +82,33 @@ impl Rung {
     /// Its name in logs and `/metrics`: `360p`.
     pub fn name(self) -> String {
         format!("{}p", self.height)
+    }
+}
+
+/// Every avatar's encoding ladder: the daemon's, and the avatars given their own.
+///
+/// An avatar's ladder is looked up by its id, so it applies whatever feeds
+/// it: a built-in test pattern, a file, or a renderer that registers it later.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ladders {
+    /// The ladder of every avatar not in `per_avatar`.
+    pub default: Vec<Rung>,
+    /// Avatars with a ladder of their own (possibly empty: one rendition).
+    pub per_avatar: BTreeMap<AvatarId, Vec<Rung>>,
+}
+
+impl Ladders {
+    /// `ladder` for every avatar.
+    pub fn same_for_all(ladder: Vec<Rung>) -> Self {
+        Ladders {
+            default: ladder,
+            per_avatar: BTreeMap::new(),
+        }
+    }
+
+    /// The lower rungs of `avatar`, highest first.
+    pub fn of(&self, avatar: &AvatarId) -> &[Rung] {
+        self.per_avatar.get(avatar).unwrap_or(&self.default)
     }
 }
 

@@ -1,13 +1,16 @@
 //! The encoding ladder against str0m viewers in memory: a viewer whose link
 //! thins moves to a lower rendition at one of its keyframes and back up when
 //! the link recovers, one RTP stream throughout; the viewer beside it keeps
-//! rendition 0; a viewer left alone goes back to rendition 0.
+//! rendition 0; a viewer left alone goes back to rendition 0; an avatar's own
+//! ladder replaces the daemon's.
 
 mod util;
 
 use std::time::Duration;
 
-use portcast_engine::{EngineConfig, Rung, VideoCodec};
+use std::collections::BTreeMap;
+
+use portcast_engine::{AvatarId, EngineConfig, Ladders, Rung, VideoCodec};
 use util::*;
 
 /// The test source draws 256x144 at 500 kbit/s; its one lower rung is 72p.
@@ -19,9 +22,21 @@ const TOP: (usize, usize) = (256, 144);
 const LOW: (usize, usize) = (128, 72);
 
 fn world() -> World {
+    world_with(Ladders::same_for_all(vec![RUNG]))
+}
+
+/// The test source's avatar `test-pattern` with `ladder` instead of the daemon's `default`.
+fn own_ladder(default: Vec<Rung>, ladder: Vec<Rung>) -> Ladders {
+    Ladders {
+        default,
+        per_avatar: BTreeMap::from([(AvatarId::parse("test-pattern").unwrap(), ladder)]),
+    }
+}
+
+fn world_with(ladders: Ladders) -> World {
     let config = EngineConfig {
         sockets: sockets("127.0.0.1", 10111),
-        ladder: vec![RUNG],
+        ladders,
         ..EngineConfig::default()
     };
     World::new(config, TOP.0 as u32, TOP.1 as u32)
@@ -150,7 +165,8 @@ fn a_thin_viewer_switches_down_and_back_up_at_keyframes_on_one_rtp_stream() {
 
 #[test]
 fn a_viewer_on_a_lower_rendition_left_alone_goes_back_to_rendition_0() {
-    let mut w = world();
+    // The daemon's ladder is empty: the rung is the avatar's own.
+    let mut w = world_with(own_ladder(Vec::new(), vec![RUNG]));
     let other = w.add_viewer("other", addr("127.0.0.1:40000"));
     let thin = w.add_viewer("thin", addr("127.0.0.1:40001"));
     w.run(Duration::from_secs(1));
@@ -182,4 +198,24 @@ fn a_viewer_on_a_lower_rendition_left_alone_goes_back_to_rendition_0() {
         "its estimate caps rendition 0: {:?}",
         w.bitrate_caps
     );
+}
+
+#[test]
+fn an_avatar_with_an_empty_ladder_of_its_own_has_one_rendition() {
+    // The daemon's ladder has the rung; this avatar's own has none.
+    let mut w = world_with(own_ladder(vec![RUNG], Vec::new()));
+    let wide = w.add_viewer("wide", addr("127.0.0.1:40000"));
+    let thin = w.add_viewer("thin", addr("127.0.0.1:40001"));
+    w.run(Duration::from_secs(1));
+    w.viewers[thin].drop_every = Some(2);
+    // The same loss moves a viewer of an avatar with the rung within 15 s.
+    w.run(Duration::from_secs(15));
+    assert!(
+        w.watched_rungs.is_empty(),
+        "no rung encoder started: {:?}",
+        w.watched_rungs
+    );
+    assert_eq!(rendition_of(&w, "thin"), Some(0));
+    assert!(w.viewers[thin].renditions.is_empty());
+    assert!(w.viewers[wide].sizes.iter().all(|s| *s == TOP));
 }

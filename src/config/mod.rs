@@ -16,10 +16,10 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, Args, FromArgMatches};
-use portcast_engine::AvatarId;
+use portcast_engine::{AvatarId, Rung};
 
 use crate::cli::Cli;
-use read::{Avatar, Dimension, Int, Port, PortRange, Read};
+use read::{Avatar, Dimension, Int, LadderText, Port, PortRange, Read};
 
 pub use read::{IngestSocket, LogFormat};
 pub use settings::Settings;
@@ -56,6 +56,9 @@ pub struct Config {
     pub token_secret_file: Option<SecretFile>,
     /// Page origins allowed to open a WebSocket, normalised as browsers send them; empty allows any.
     pub allowed_origins: Vec<String>,
+    /// Avatars whose encoding ladder is their own instead of `renditions`, by avatar id
+    /// (configured, played from a file or registered later by a renderer).
+    pub avatar_renditions: BTreeMap<AvatarId, Vec<Rung>>,
 }
 
 impl Config {
@@ -268,6 +271,7 @@ pub fn load(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
     let (settings, origins) = layers.settings(&mut file)?;
     let udp_ports = layers.udp_ports(&mut file)?;
     let allowed_origins = layers.allowed_origins(&mut file)?;
+    let avatar_renditions = layers.avatar_renditions(&mut file)?;
     let avatars = layers.avatars(&mut file)?;
     file.no_unknown_keys()?;
     let file_source = file_source(cli, &avatars)?;
@@ -316,6 +320,7 @@ pub fn load(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, C
         file_source,
         token_secret_file,
         allowed_origins,
+        avatar_renditions,
     })
 }
 
@@ -527,6 +532,62 @@ impl Layers<'_> {
             entries.push(Sourced::new(pair, origin));
         }
         Ok(entries)
+    }
+
+    /// `AVATAR=LADDER` entries (`;` between them: a ladder has commas), from the
+    /// environment or the flags, else the file's `[avatar_renditions]` table.
+    fn avatar_renditions(
+        &self,
+        file: &mut FileLayer,
+    ) -> Result<BTreeMap<AvatarId, Vec<Rung>>, ConfigError> {
+        let arg = Self::arg("avatar_renditions");
+        let given = self.env(&arg).or_else(|| {
+            self.flag(&arg).map(|(values, origin)| {
+                let texts: Vec<_> = values.iter().map(|v| v.to_string_lossy()).collect();
+                (texts.join(";"), origin)
+            })
+        });
+        let mut entries = Vec::new();
+        if let Some((text, origin)) = given {
+            file.take("avatar_renditions");
+            for item in text.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+                let (name, ladder) = item.split_once('=').ok_or_else(|| {
+                    invalid(
+                        origin.clone(),
+                        format!(
+                            "'{item}' is not AVATAR=RENDITIONS (e.g. tutor=540p@1200k,270p@300k)"
+                        ),
+                    )
+                })?;
+                entries.push((name.trim().to_string(), ladder.to_string(), origin.clone()));
+            }
+        } else if let Some(value) = file.take("avatar_renditions") {
+            let toml::Value::Table(table) = value else {
+                return Err(invalid(
+                    file.origin("avatar_renditions"),
+                    "expected a table of AVATAR = \"RENDITIONS\"",
+                ));
+            };
+            for (name, ladder) in table {
+                let origin = file.origin(&format!("avatar_renditions.{name}"));
+                let ladder = toml_text(&ladder).map_err(|m| invalid(origin.clone(), m))?;
+                entries.push((name, ladder, origin));
+            }
+        }
+        let mut ladders = BTreeMap::new();
+        for (name, ladder, origin) in entries {
+            let avatar = Avatar.read(&name).map_err(|m| invalid(origin.clone(), m))?;
+            let ladder = LadderText
+                .read(&ladder)
+                .map_err(|m| invalid(origin.clone(), format!("avatar '{avatar}': {m}")))?;
+            if ladders.insert(avatar.clone(), ladder.0).is_some() {
+                return Err(invalid(
+                    origin,
+                    format!("avatar '{avatar}' is given renditions more than once"),
+                ));
+            }
+        }
+        Ok(ladders)
     }
 
     fn allowed_origins(&self, file: &mut FileLayer) -> Result<Vec<String>, ConfigError> {

@@ -1033,3 +1033,68 @@ fn renditions_read_as_lines_at_kbits_or_off_and_bad_ladders_are_named() {
         );
     }
 }
+
+#[test]
+fn avatar_renditions_read_from_file_flags_and_environment_each_replacing_the_lower() {
+    use portcast_engine::Rung;
+    let rung = |height, kbps: u32| Rung {
+        height,
+        bitrate_bps: kbps * 1000,
+    };
+    assert!(Config::default().avatar_renditions.is_empty());
+    let file = temp_toml(
+        "avatar_renditions",
+        "[avatar_renditions]\ntutor = \"540p@1200k,270p@300k\"\nkiosk = \"off\"\n",
+    );
+    let c = load_args(&["--config", &file.arg()], &no_env).unwrap();
+    assert_eq!(c.avatar_renditions.len(), 2);
+    assert_eq!(
+        c.avatar_renditions[&id("tutor")],
+        [rung(540, 1200), rung(270, 300)]
+    );
+    assert!(c.avatar_renditions[&id("kiosk")].is_empty());
+    // Flags replace the file's table as a whole; repeated or ';'-separated.
+    let c = load_args(
+        &[
+            "--config",
+            &file.arg(),
+            "--avatar-renditions",
+            "tutor=360p@500k; kiosk=180p@100k",
+            "--avatar-renditions",
+            "other=off",
+        ],
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(c.avatar_renditions[&id("tutor")], [rung(360, 500)]);
+    assert_eq!(c.avatar_renditions[&id("kiosk")], [rung(180, 100)]);
+    assert!(c.avatar_renditions[&id("other")].is_empty());
+    let env = env_of(&[("PORTCAST_AVATAR_RENDITIONS", "solo=off")]);
+    let c = load_args(&["--config", &file.arg()], &env).unwrap();
+    assert_eq!(
+        c.avatar_renditions.keys().collect::<Vec<_>>(),
+        [&id("solo")],
+        "the environment wins"
+    );
+    for (text, problem) in [
+        ("tutor", "'tutor' is not AVATAR=RENDITIONS"),
+        ("tutor=360p", "avatar 'tutor': '360p' is not a rendition"),
+        ("bad name=off", "bad name"),
+        (
+            "a=off;a=360p@500k",
+            "avatar 'a' is given renditions more than once",
+        ),
+    ] {
+        let err = load_args(&["--avatar-renditions", text], &no_env).unwrap_err();
+        assert!(
+            err.contains("--avatar-renditions") && err.contains(problem),
+            "{text}: {err}"
+        );
+    }
+    let file = temp_toml(
+        "avatar_renditions_bad",
+        "avatar_renditions = \"tutor=off\"\n",
+    );
+    let err = load_args(&["--config", &file.arg()], &no_env).unwrap_err();
+    assert!(err.contains("expected a table"), "{err}");
+}

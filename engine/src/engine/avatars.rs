@@ -21,15 +21,13 @@ impl Engine {
         }
         // A renderer's avatar: H.264 only until it says it sends raw pictures
         // (`set_avatar_vp8`); its own H.264 cannot be sent as VP8.
-        self.avatars.insert(
-            avatar,
-            Avatar::new(
-                self.config.keyframe_interval,
-                false,
-                false,
-                &self.config.ladder,
-            ),
+        let a = Avatar::new(
+            self.config.keyframe_interval,
+            false,
+            false,
+            self.config.ladders.of(&avatar),
         );
+        self.avatars.insert(avatar, a);
         true
     }
 

@@ -49,8 +49,8 @@ pub struct EngineConfig {
     /// watches it. A viewer of an avatar that others watch too gets the
     /// highest rendition its bandwidth estimate carries (needs
     /// `bandwidth_estimation`); a lone viewer always gets rendition 0, its
-    /// encoder capped at its estimate instead. Empty: one rendition.
-    pub ladder: Vec<Rung>,
+    /// encoder capped at its estimate instead. An empty ladder: one rendition.
+    pub ladders: Ladders,
 }
 
 /// How each viewer's bandwidth estimator (str0m's Google congestion control) starts.
@@ -96,7 +96,7 @@ impl Default for EngineConfig {
             token_key: None,
             playout_delay: Some(PlayoutDelay::DEFAULT),
             bandwidth_estimation: Some(BandwidthEstimation::for_max(2_500_000)),
-            ladder: Rung::DEFAULT_LADDER.to_vec(),
+            ladders: Ladders::same_for_all(Rung::DEFAULT_LADDER.to_vec()),
         }
     }
 }
@@ -125,7 +125,12 @@ impl EngineConfig {
         if let Some(d) = self.playout_delay {
             PlayoutDelay::new(d.min, d.max).map_err(EngineError::Config)?;
         }
-        check_ladder(&self.ladder).map_err(EngineError::Config)
+        check_ladder(&self.ladders.default).map_err(EngineError::Config)?;
+        for (avatar, ladder) in &self.ladders.per_avatar {
+            check_ladder(ladder)
+                .map_err(|e| EngineError::Config(format!("avatar '{avatar}': {e}")))?;
+        }
+        Ok(())
     }
 }
 

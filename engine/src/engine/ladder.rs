@@ -175,8 +175,8 @@ impl Engine {
             log::debug!(
                 "session {}: switching from rendition {} to {} at its next keyframe (estimate {} kbit/s)",
                 s.id,
-                rendition_name(&self.config.ladder, from),
-                rendition_name(&self.config.ladder, target),
+                rendition_name(self.config.ladders.of(&avatar), from),
+                rendition_name(self.config.ladders.of(&avatar), target),
                 s.estimate_bps.unwrap_or(0) / 1000
             );
         }
@@ -213,7 +213,7 @@ impl Engine {
             s.rendition = rendition;
             s.switch_to = None;
             let direction = if rendition > from { "down" } else { "up" };
-            let name = rendition_name(&self.config.ladder, rendition);
+            let name = rendition_name(self.config.ladders.of(avatar), rendition);
             log::debug!("session {}: now on rendition {name}", s.id);
             self.out.push_back(Output::Signal {
                 conn: s.conn,
@@ -270,7 +270,7 @@ impl Engine {
                 v.push(RenditionInfo {
                     avatar: avatar.clone(),
                     codec,
-                    rendition: rendition_name(&self.config.ladder, r),
+                    rendition: rendition_name(self.config.ladders.of(avatar), r),
                     viewers: t.viewers.len(),
                     bitrate_bps: t.bitrate_bps,
                     keyframes: t.keyframes,

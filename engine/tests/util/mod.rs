@@ -538,7 +538,7 @@ impl World {
             .collect();
         let now = Instant::now();
         let mut source = Source::new("test-pattern", width, height);
-        source.ladder = config.ladder.clone();
+        source.ladder = config.ladders.of(&source.avatar).to_vec();
         World {
             engine: Engine::new(config, now).unwrap(),
             now,

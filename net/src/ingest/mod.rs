@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use mio::net::UnixListener;
 use mio::{Interest, Registry, Token, Waker};
 use portcast_engine::audio::AudioSettings;
-use portcast_engine::{labels, AvatarId, Engine, Labels, Rung, VideoCodec};
+use portcast_engine::{labels, AvatarId, Engine, Labels, Ladders, VideoCodec};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
@@ -69,9 +69,9 @@ pub struct IngestConfig {
     /// The scheduler slice each renderer's reader and voice threads ask for
     /// (see [`crate::sched`]); the server sets its own here.
     pub latency_slice: Option<std::time::Duration>,
-    /// The lower renditions raw pictures are also encoded in, while watched
-    /// (the server sets the engine's here).
-    pub ladder: Vec<Rung>,
+    /// The lower renditions each avatar's raw pictures are also encoded in,
+    /// while watched (the server sets the engine's here).
+    pub ladders: Ladders,
 }
 
 impl IngestConfig {
@@ -85,7 +85,7 @@ impl IngestConfig {
             encoder_threads: 1,
             audio: AudioSettings::default(),
             latency_slice: None,
-            ladder: Vec::new(),
+            ladders: Ladders::default(),
         }
     }
 }

@@ -85,7 +85,7 @@ pub(crate) fn serve(stream: UnixStream, shared: Arc<Shared>, conn: u64) {
             watched: reader.watched.clone(),
             passthrough: reader.passthrough.clone(),
             writer: writer.clone(),
-            encoders: Encoders::with_ladder(shared.config.ladder.clone()),
+            encoders: Encoders::with_ladder(shared.config.ladders.of(&avatar).to_vec()),
             i420: I420Buffer::default(),
             out: Vec::with_capacity(256 * 1024),
             last_rtp: None,

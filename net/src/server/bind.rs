@@ -71,7 +71,7 @@ impl Server {
         for a in &config.avatars {
             let h = source::spawn_test_pattern(
                 a,
-                &config.engine.ladder,
+                config.engine.ladders.of(&a.name),
                 metrics.source(a.name.as_str()),
                 tx.clone(),
                 waker.clone(),
@@ -82,7 +82,7 @@ impl Server {
         for f in &config.file_sources {
             let h = crate::y4m::spawn(
                 f,
-                &config.engine.ladder,
+                config.engine.ladders.of(&f.name),
                 metrics.source(f.name.as_str()),
                 tx.clone(),
                 waker.clone(),
@@ -95,7 +95,7 @@ impl Server {
                 IngestHub::bind(
                     IngestConfig {
                         latency_slice: config.latency_slice,
-                        ladder: config.engine.ladder.clone(),
+                        ladders: config.engine.ladders.clone(),
                         ..ic
                     },
                     sources.keys().cloned(),
