@@ -40,6 +40,19 @@ impl Default for Encoders {
     }
 }
 
+/// An encoder [`Encoders::sync`] started or stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switched {
+    /// Its codec.
+    pub codec: VideoCodec,
+    /// Its rendition.
+    pub rendition: u8,
+    /// True: started (its first picture is a keyframe); false: stopped.
+    pub started: bool,
+    /// How logs name it ([`Encoders::label`]).
+    pub label: String,
+}
+
 /// One encoder's result for one picture, handed to the caller's sink.
 #[derive(Debug)]
 pub struct Picture<'a> {
@@ -140,6 +153,43 @@ impl Encoders {
             force_key: true,
         });
         Ok(true)
+    }
+
+    /// Runs the encoder of each codec and rendition `wanted` says is wanted,
+    /// for a source set up as `settings` (see [`Encoders::run_at`]), and
+    /// drops the others; says which it started or stopped. The error names
+    /// the encoder that could not start.
+    pub fn sync(
+        &mut self,
+        settings: EncoderSettings,
+        wanted: impl Fn(VideoCodec, u8) -> bool,
+    ) -> Result<Vec<Switched>, String> {
+        let mut switched = Vec::new();
+        for codec in VideoCodec::ALL {
+            for rendition in 0..self.renditions() {
+                let started = if wanted(codec, rendition) {
+                    let started = self.run_at(codec, rendition, settings).map_err(|e| {
+                        let label = self.label(codec, rendition);
+                        format!("cannot start its {label} encoder: {e}")
+                    })?;
+                    if !started {
+                        continue;
+                    }
+                    true
+                } else if self.stop_at(codec, rendition) {
+                    false
+                } else {
+                    continue;
+                };
+                switched.push(Switched {
+                    codec,
+                    rendition,
+                    started,
+                    label: self.label(codec, rendition),
+                });
+            }
+        }
+        Ok(switched)
     }
 
     /// Drops `codec`'s rendition-0 encoder; true if one ran.
@@ -416,6 +466,46 @@ mod tests {
         assert_eq!(seen, [(4, VideoCodec::Vp8, Encoded::Keyframe)]);
         // New settings: a new encoder.
         assert!(e.run(VideoCodec::Vp8, settings(320)).unwrap());
+    }
+
+    #[test]
+    fn sync_runs_what_is_wanted_stops_the_rest_and_says_which() {
+        let mut e = Encoders::with_ladder(vec![Rung {
+            height: 72,
+            bitrate_bps: 100_000,
+        }]);
+        let switched = |e: &mut Encoders, wanted: &[(VideoCodec, u8)]| {
+            let s = e
+                .sync(settings(256), |c, r| wanted.contains(&(c, r)))
+                .unwrap();
+            s.into_iter()
+                .map(|s| (s.label, s.started))
+                .collect::<Vec<_>>()
+        };
+        let both = [(VideoCodec::H264, 0), (VideoCodec::H264, 1)];
+        assert_eq!(
+            switched(&mut e, &both),
+            [("H264".to_string(), true), ("H264 72p".to_string(), true)]
+        );
+        assert!(switched(&mut e, &both).is_empty(), "already running");
+        assert_eq!(
+            switched(&mut e, &[(VideoCodec::H264, 0), (VideoCodec::Vp8, 1)]),
+            [
+                ("H264 72p".to_string(), false),
+                ("VP8 72p".to_string(), true)
+            ]
+        );
+        assert!(!e.stop_at(VideoCodec::H264, 1), "it was dropped");
+        // A rendition the ladder does not have is never started.
+        assert!(switched(
+            &mut e,
+            &[
+                (VideoCodec::H264, 0),
+                (VideoCodec::Vp8, 1),
+                (VideoCodec::H264, 2)
+            ]
+        )
+        .is_empty());
     }
 
     #[test]

@@ -513,30 +513,25 @@ impl Worker {
     /// Makes the encoder of each codec and rendition a viewer now watches
     /// (its first picture is an IDR) and drops those nobody watches any more.
     fn start_and_stop_encoders(&mut self) -> Result<(), String> {
-        for codec in VideoCodec::ALL {
-            for r in 0..self.encoders.renditions() {
-                if self.watched.get_at(codec, r) {
-                    let started = self.encoders.run_at(codec, r, self.settings).map_err(|e| {
-                        let label = self.encoders.label(codec, r);
-                        format!("cannot start its {label} encoder: {e}")
-                    })?;
-                    if started {
-                        let label = self.encoders.label(codec, r);
-                        if r == 0 {
-                            self.counters.encoding[codec.index()].set(1);
-                        }
-                        log::info!("source {}: {label} encoder started", self.avatar);
-                    }
-                } else if self.encoders.stop_at(codec, r) {
-                    let label = self.encoders.label(codec, r);
-                    if r == 0 {
-                        self.counters.encoding[codec.index()].set(0);
-                        self.counters.bitrate_bps[codec.index()].set(0);
-                    }
-                    log::info!(
-                        "source {}: {label} encoder stopped, no viewer receives it",
-                        self.avatar
-                    );
+        let watched = &self.watched;
+        let switched = self
+            .encoders
+            .sync(self.settings, |codec, r| watched.get_at(codec, r))?;
+        for s in switched {
+            if s.started {
+                log::info!("source {}: {} encoder started", self.avatar, s.label);
+            } else {
+                log::info!(
+                    "source {}: {} encoder stopped, no viewer receives it",
+                    self.avatar,
+                    s.label
+                );
+            }
+            if s.rendition == 0 {
+                let i = s.codec.index();
+                self.counters.encoding[i].set(i64::from(s.started));
+                if !s.started {
+                    self.counters.bitrate_bps[i].set(0);
                 }
             }
         }

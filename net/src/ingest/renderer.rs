@@ -16,7 +16,7 @@ use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use portcast_engine::encoder::{Encoded, EncoderError, EncoderSettings};
+use portcast_engine::encoder::{Encoded, EncoderSettings};
 use portcast_engine::media::annexb_has_idr;
 use portcast_engine::{AccessUnit, AvatarId, VideoCodec};
 
@@ -654,33 +654,25 @@ impl Worker {
             }
             PixelFormat::H264 => return Ok(()),
         };
-        let encoder_error = |e: EncoderError| WireError::Encoder(e.to_string());
         // Rendition 0 in H.264 always (a new size or rate makes a new encoder, whose
         // first picture is an IDR with in-band SPS); the rest only while a viewer
         // receives them.
-        for codec in VideoCodec::ALL {
-            for r in 0..self.encoders.renditions() {
-                let always = codec == VideoCodec::H264 && r == 0;
-                if always || self.watched.get_at(codec, r) {
-                    if self
-                        .encoders
-                        .run_at(codec, r, settings)
-                        .map_err(encoder_error)?
-                        && !always
-                    {
-                        log::info!(
-                            "ingest avatar {}: {} encoder started",
-                            self.avatar,
-                            self.encoders.label(codec, r)
-                        );
-                    }
-                } else if self.encoders.stop_at(codec, r) {
-                    log::info!(
-                        "ingest avatar {}: {} encoder stopped, no viewer receives it",
-                        self.avatar,
-                        self.encoders.label(codec, r)
-                    );
-                }
+        let always = |codec, r| codec == VideoCodec::H264 && r == 0;
+        let watched = &self.watched;
+        let switched = self
+            .encoders
+            .sync(settings, |codec, r| {
+                always(codec, r) || watched.get_at(codec, r)
+            })
+            .map_err(WireError::Encoder)?;
+        for s in switched.iter().filter(|s| !always(s.codec, s.rendition)) {
+            match s.started {
+                true => log::info!("ingest avatar {}: {} encoder started", self.avatar, s.label),
+                false => log::info!(
+                    "ingest avatar {}: {} encoder stopped, no viewer receives it",
+                    self.avatar,
+                    s.label
+                ),
             }
         }
         // Every codec's picture goes out with the same RTP time.
@@ -721,7 +713,7 @@ impl Worker {
                 }
                 sent
             })
-            .map_err(|(_, e)| encoder_error(e))
+            .map_err(|(_, e)| WireError::Encoder(e.to_string()))
     }
 }
 
