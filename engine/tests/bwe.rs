@@ -105,3 +105,40 @@ fn a_lossy_link_lowers_its_viewers_cap_below_a_clean_ones() {
         "median lossy cap {lossy} bit/s, clean {clean} bit/s"
     );
 }
+
+#[test]
+fn each_nacked_video_packet_is_resent_twice() {
+    // Without estimation: no padding or probes on the RTX payload type, so
+    // every RTX packet is a resend the viewer asked for.
+    let mut w = World::new(
+        EngineConfig {
+            bandwidth_estimation: None,
+            ..config()
+        },
+        256,
+        144,
+    );
+    let v = w.add_viewer("lossy", addr("127.0.0.1:40000"));
+    w.run(Duration::from_secs(1));
+    w.viewers[v].rtp_by_pt.clear();
+    // 10 % loss: the copies take 20 % of what is sent, over str0m's 15 %
+    // resend cap unless the cap counts each copy as its share.
+    w.viewers[v].drop_every = Some(10);
+    w.run(Duration::from_secs(10));
+    // The video's payload type sends the most; the other one is its RTX.
+    let counts = w.viewers[v].rtp_by_pt.clone();
+    let (video, rtx) = {
+        let mut by_count: Vec<_> = counts.values().copied().collect();
+        by_count.sort_by_key(|c| std::cmp::Reverse(c.0 + c.1));
+        assert_eq!(by_count.len(), 2, "video and its RTX: {counts:?}");
+        (by_count[0], by_count[1])
+    };
+    let lost = video.1;
+    let resent = rtx.0 + rtx.1;
+    assert!(lost >= 20, "{lost} video packets lost: {counts:?}");
+    // Each lost packet is asked for (a lost resend may be asked for again).
+    assert!(
+        resent >= 2 * lost && resent <= 2 * (lost + rtx.1),
+        "{lost} lost, {resent} resent: {counts:?}"
+    );
+}

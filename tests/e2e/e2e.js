@@ -839,17 +839,24 @@ const scenarios = [
       const s = await stats(page);
       const lostPct = (100 * d('packetsLost')) / Math.max(1, d('packetsReceived') + d('packetsLost'));
       console.log(`    3-13 s after the first frame: ${fps.toFixed(1)} fps, ${d('freezeCount')} freezes, RTT ${s.rtt_ms} ms,`
-        + ` ${lostPct.toFixed(1)} % of media packets lost (RTX resends them on its own SSRC), ${d('nackCount')} NACKs,`
+        + ` ${d('packetsLost')} (${lostPct.toFixed(1)} %) of media packets lost (RTX resends them on its own SSRC), ${d('nackCount')} NACKs,`
         + ` ${d('retransmittedPacketsReceived')} retransmissions received, ${d('pliCount')} PLIs`);
       check(s.rtt_ms >= 30, `RTT ${s.rtt_ms} ms: is the forwarder in the path?`);
       check(d('nackCount') > 0, 'the viewer sent no NACK: was anything lost?');
       check(d('retransmittedPacketsReceived') > 0, 'nothing was retransmitted');
       check(fps >= 25, `${fps.toFixed(1)} fps with 5 % loss`);
-      // Measured here: 0-3 freezes per 10 s (~9 a minute; a resend lost too costs another round
-      // trip); without retransmission every loss (~8 a second) would wait for a keyframe: PLIs
-      // and a freeze each. The bound leaves room for this link's own variation.
+      // Each NACKed packet is resent twice (vendor/str0m/PORTCAST.md): Chromium asks again for
+      // a packet whose one resend was lost only after 100 ms, a freeze. One copy per loss
+      // measured ~0.9 retransmissions received per packet lost (probe padding included), two
+      // ~1.9 (1.5-2 in 10 s windows).
+      const lost = d('packetsLost');
+      check(d('retransmittedPacketsReceived') >= 1.3 * lost,
+        `${d('retransmittedPacketsReceived')} retransmissions for ${lost} packets lost: each should come twice`);
+      // Measured with two copies: 0-4 freezes a minute (8-11 with one); without retransmission
+      // every loss (~8 a second) would wait for a keyframe: PLIs and a freeze each. The bound
+      // leaves room for this link's own variation.
       check(d('pliCount') <= 2, `${d('pliCount')} PLIs: lost packets were not recovered`);
-      check(d('freezeCount') <= 6, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
+      check(d('freezeCount') <= 3, `${d('freezeCount')} freezes in ${secs.toFixed(0)} s`);
       noPageErrors(page);
       await page.close();
     } finally {

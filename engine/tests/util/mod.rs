@@ -97,6 +97,8 @@ pub struct Viewer {
     /// Drops every n-th RTP/RTCP datagram the engine sends it (a lossy link).
     pub drop_every: Option<u64>,
     media_datagrams: u64,
+    /// RTP datagrams from the engine per payload type: (delivered, dropped).
+    pub rtp_by_pt: std::collections::BTreeMap<u8, (u64, u64)>,
     /// The size of every decoded picture, in order.
     pub sizes: Vec<(usize, usize)>,
     /// Every video frame received.
@@ -146,6 +148,7 @@ impl Viewer {
             vp8: None,
             drop_every: None,
             media_datagrams: 0,
+            rtp_by_pt: Default::default(),
             sizes: Vec::new(),
             frames: Vec::new(),
             renditions: Vec::new(),
@@ -639,7 +642,19 @@ impl World {
                             // RFC 7983: 128..=191 is RTP or RTCP (SRTP by now).
                             if (128..=191).contains(&t.bytes[0]) {
                                 v.media_datagrams += 1;
-                                if v.drop_every.is_some_and(|n| v.media_datagrams % n == 0) {
+                                let dropped =
+                                    v.drop_every.is_some_and(|n| v.media_datagrams % n == 0);
+                                // RTCP's packet types 200-207 read as 72-79 here (RFC 5761).
+                                let pt = t.bytes[1] & 0x7f;
+                                if !(72..=79).contains(&pt) {
+                                    let c = v.rtp_by_pt.entry(pt).or_default();
+                                    if dropped {
+                                        c.1 += 1;
+                                    } else {
+                                        c.0 += 1;
+                                    }
+                                }
+                                if dropped {
                                     continue;
                                 }
                             }

@@ -50,6 +50,7 @@ pub struct RtcConfig {
     pub(crate) pause_threshold: Duration,
     pub(crate) send_buffer_audio: usize,
     pub(crate) send_buffer_video: usize,
+    pub(crate) video_resend_copies: u8,
     pub(crate) sctp_max_buffered_amount: usize,
     pub(crate) sctp_max_message_size: u32,
     pub(crate) rtp_mode: bool,
@@ -662,6 +663,30 @@ impl RtcConfig {
         self.send_buffer_video
     }
 
+    /// How many copies of a video packet are sent for each NACK that asks for it (1-3).
+    ///
+    /// A lost resend is noticed by the receiver only when it NACKs again, one round trip
+    /// later (100 ms in libwebrtc when it knows no round-trip time, as a receive-only
+    /// peer without RTCP XR does). Two copies make losing both as likely as losing two
+    /// packets. The copies count towards the resend ratio cap.
+    ///
+    /// ```
+    /// # use str0m::Rtc;
+    /// let config = Rtc::builder();
+    ///
+    /// // Defaults to 1.
+    /// assert_eq!(config.video_resend_copies(), 1);
+    /// ```
+    pub fn set_video_resend_copies(mut self, copies: u8) -> Self {
+        self.video_resend_copies = copies.clamp(1, 3);
+        self
+    }
+
+    /// Returns the setting for video resend copies.
+    pub fn video_resend_copies(&self) -> u8 {
+        self.video_resend_copies
+    }
+
     /// Sets how many bytes the data channels can buffer for sending, summed over all channels.
     ///
     /// [`Channel::write()`][crate::channel::Channel::write()] does not accept a message (returns
@@ -902,6 +927,7 @@ impl Default for RtcConfig {
             pause_threshold: Duration::from_millis(1500),
             send_buffer_audio: 50,
             send_buffer_video: 1000,
+            video_resend_copies: 1,
             sctp_max_buffered_amount: crate::sctp::DEFAULT_MAX_BUFFERED_AMOUNT,
             sctp_max_message_size: crate::sctp::LOCAL_MAX_MESSAGE_SIZE,
             rtp_mode: false,

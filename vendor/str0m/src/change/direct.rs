@@ -340,6 +340,9 @@ impl<'a> DirectApi<'a> {
         };
 
         stream.set_rtx_cache(size, DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP);
+        if !is_audio {
+            stream.set_resend_copies(rtc.session.video_resend_copies);
+        }
 
         stream
     }

@@ -1006,6 +1006,9 @@ fn ensure_stream_tx(session: &mut Session) {
             };
 
             stream.set_rtx_cache(size, DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP);
+            if !media.kind().is_audio() {
+                stream.set_resend_copies(session.video_resend_copies);
+            }
         }
     }
 }
@@ -1045,6 +1048,9 @@ fn add_pending_changes(session: &mut Session, pending: Changes) {
             };
 
             stream.set_rtx_cache(size, DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP);
+            if !media.kind().is_audio() {
+                stream.set_resend_copies(session.video_resend_copies);
+            }
         }
     }
 }

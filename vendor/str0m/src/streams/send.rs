@@ -148,6 +148,9 @@ pub struct StreamTx {
     /// Determines retransmitted bytes ratio value to clear queued resends.
     rtx_ratio_cap: Option<f32>,
 
+    /// Copies of a packet queued per NACK for it (see `RtcConfig::set_video_resend_copies`).
+    resend_copies: u8,
+
     /// Last time we produced a SR.
     last_sender_report: Instant,
 
@@ -381,6 +384,7 @@ impl StreamTx {
             blank_packet: RtpPacket::blank(),
             rtx_cache: RtxCache::new(2000, DEFAULT_RTX_CACHE_DURATION),
             rtx_ratio_cap: DEFAULT_RTX_RATIO_CAP,
+            resend_copies: 1,
             last_sender_report: already_happened(),
             pending_request_keyframe: None,
             pending_request_remb: None,
@@ -475,6 +479,11 @@ impl StreamTx {
             self.stats.bytes_retransmitted = None;
         }
         self.rtx_ratio_cap = rtx_ratio_cap;
+    }
+
+    /// How many copies of a packet are sent for each NACK that asks for it (1-3).
+    pub fn set_resend_copies(&mut self, copies: u8) {
+        self.resend_copies = copies.clamp(1, 3);
     }
 
     /// Set whether this stream is unpaced or not.
@@ -895,7 +904,8 @@ impl StreamTx {
         let len = pkt.payload.len() as u64;
         self.stats.update_packet_counts(len, true);
         if let Some(h) = &mut self.stats.bytes_retransmitted {
-            h.push(now, len);
+            // The ratio cap is on what was asked for: each copy counts its share.
+            h.push(now, len / u64::from(self.resend_copies));
         }
 
         let seq_no = self.seq_no_rtx.inc();
@@ -1074,7 +1084,9 @@ impl StreamTx {
                 queued_at: now,
                 payload_size: packet.payload.len(),
             };
-            self.resends.push_back(resend);
+            for _ in 0..self.resend_copies {
+                self.resends.push_back(resend);
+            }
         }
 
         Some(())
