@@ -31,8 +31,8 @@ Config file keys: each flag above whose value is a single setting, spelled with 
 Signals: SIGTERM/SIGINT say bye to every viewer and exit 0. SIGHUP re-reads the file, flags
 and environment and applies the limits, max_sessions, allowed_origins, the token secret and
 fallback_avatar to new connections and offers (live sessions stay), and
-playout_delay_max_ms to every viewer's next frame; ports, addresses, avatars and sources
-need a restart.
+playout_delay_max_ms to every viewer's next frame; ports, addresses, avatars, sources,
+renditions and bandwidth estimation need a restart.
 Subcommands take the same flags: `portcast replay offers/ --public-ip 203.0.113.7` answers
 as the daemon with that public ip would (without token checks: captured offers carry none).";
 

@@ -243,7 +243,7 @@ fn sighup_reloads_limits_without_dropping_a_session() {
     std::fs::write(
         &file,
         format!(
-            "max_sessions = 2\ncapture_offers_dir = \"{}\"\n",
+            "max_sessions = 2\ncapture_offers_dir = \"{}\"\nrenditions = \"off\"\n",
             dir.join("offers").display()
         ),
     )
@@ -255,7 +255,7 @@ fn sighup_reloads_limits_without_dropping_a_session() {
         "{log}"
     );
     assert!(
-        log.contains("capture_offers changed but need a restart"),
+        log.contains("capture_offers, renditions changed but need a restart"),
         "{log}"
     );
     let mut v2 = NetViewer::connect(d.signal_port, "second", "test-pattern").expect("answer");

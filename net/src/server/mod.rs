@@ -98,8 +98,8 @@ impl Server {
     /// What SIGHUP calls for a new configuration. Limits, timeouts, origins,
     /// the token key and the fallback avatar take effect at once for new
     /// connections and offers; live sessions are never dropped by a reload.
-    /// Sockets, avatars, sources, ingest and capture need a restart: a
-    /// change there is logged and ignored.
+    /// Sockets, avatars, sources, ingest, capture, renditions and bandwidth
+    /// estimation need a restart: a change there is logged and ignored.
     pub fn set_reloader(&mut self, reloader: Reloader) {
         self.reloader = Some(reloader);
     }

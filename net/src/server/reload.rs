@@ -45,6 +45,11 @@ impl Server {
             (new.file_sources != old.file_sources, "sources.file"),
             (new.ingest != old.ingest, "sources.ingest"),
             (new.capture_offers != old.capture_offers, "capture_offers"),
+            (new.engine.ladders != old.engine.ladders, "renditions"),
+            (
+                new.engine.bandwidth_estimation != old.engine.bandwidth_estimation,
+                "bandwidth_estimation",
+            ),
         ]);
         let mut changed = engine_changed;
         changed.extend(names(&[
@@ -71,6 +76,8 @@ impl Server {
             sockets: std::mem::take(&mut c.engine.sockets),
             avatars: std::mem::take(&mut c.engine.avatars),
             audio_avatars: std::mem::take(&mut c.engine.audio_avatars),
+            ladders: std::mem::take(&mut c.engine.ladders),
+            bandwidth_estimation: c.engine.bandwidth_estimation,
             ..new.engine
         };
         if !fixed.is_empty() {
