@@ -584,8 +584,12 @@ impl Engine {
         };
         let fx = s.drain(&mut ctx);
         // str0m hands on REMB even when estimation is off: then nothing listens.
-        if fx.estimate_changed && self.config.bandwidth_estimation.is_some() {
-            self.estimate_changed(now, key);
+        if self.config.bandwidth_estimation.is_some() {
+            if fx.estimate_changed {
+                self.estimate_changed(now, key);
+            } else if s.probe_check_at.is_some_and(|t| now >= t) {
+                self.probe_for_more(now, key);
+            }
         }
         let Some(s) = self.sessions.get(&key) else {
             return;

@@ -237,6 +237,10 @@ pub(crate) struct Session {
     /// Whether str0m's desired bitrate is lowered for that probe and must be
     /// raised again (the rise is what starts an allocation probe).
     pub probe_lowered: bool,
+    /// When to look again whether to probe (or to raise the lowered desired
+    /// bitrate): checked on every drain, since an estimate that stops moving
+    /// brings no estimate event.
+    pub probe_check_at: Option<Instant>,
     /// The rendition of its avatar it receives (0: the source's own picture).
     pub rendition: u8,
     /// The rendition it switches to at that one's next keyframe, if any.
@@ -315,6 +319,7 @@ impl Session {
             estimate_observed: None,
             probe_asked: None,
             probe_lowered: false,
+            probe_check_at: None,
             rendition: 0,
             switch_to: None,
             up_since: None,

@@ -34,6 +34,14 @@ const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 /// 600 kbit/s link, with freezes (docs/design-notes.md).
 const PROBE_EVERY: Duration = Duration::from_secs(5);
 
+/// How long str0m's desired bitrate stays lowered before it is raised again
+/// (the rise starts the probe): str0m's probe controller must see the lower
+/// value at one of its timeouts in between.
+const PROBE_LOWERED_FOR: Duration = Duration::from_millis(100);
+
+/// How often a viewer that needs no probe is looked at again.
+const PROBE_RECHECK: Duration = Duration::from_secs(1);
+
 impl Engine {
     /// A session's estimate changed: record it, and move its avatar's cap.
     pub(super) fn estimate_changed(&mut self, now: Instant, key: SessionKey) {
@@ -56,6 +64,10 @@ impl Engine {
 
     /// Asks str0m for an allocation probe when a lone viewer's estimate keeps
     /// its encoder under the most it could send, at most every [`PROBE_EVERY`].
+    /// Called on each estimate event and, through `probe_check_at`, from any
+    /// drain once its time comes: a loss-limited estimate can hold still for
+    /// many seconds and send no event (measured: the lift bench then waited
+    /// for str0m's own 15 s stagnation probe).
     ///
     /// An encoder capped at 70 % of the estimate is application-limited but
     /// above the 65 % where Google congestion control's periodic ALR probes
@@ -67,7 +79,7 @@ impl Engine {
     /// estimate, and a probe that succeeds chains into exponential probes: so
     /// the desired bitrate is lowered on one estimate event and raised on the
     /// next.
-    fn probe_for_more(&mut self, now: Instant, key: SessionKey) {
+    pub(super) fn probe_for_more(&mut self, now: Instant, key: SessionKey) {
         let Some(b) = self.config.bandwidth_estimation else {
             return;
         };
@@ -90,7 +102,11 @@ impl Engine {
         };
         let desired = estimate_for(aim.unwrap_or(b.max_bps));
         if s.probe_lowered {
+            if s.probe_check_at.is_some_and(|t| now < t) {
+                return;
+            }
             s.probe_lowered = false;
+            s.probe_check_at = Some(now + PROBE_RECHECK);
             s.rtc
                 .bwe()
                 .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
@@ -103,10 +119,13 @@ impl Engine {
         if aim.is_some() && short && due && s.phase == Phase::Streaming {
             s.probe_asked = Some(now);
             s.probe_lowered = true;
+            s.probe_check_at = Some(now + PROBE_LOWERED_FOR);
             let lowered = desired * 9 / 10;
             s.rtc
                 .bwe()
                 .set_bitrate(Bitrate::ZERO, Bitrate::bps(lowered));
+        } else {
+            s.probe_check_at = Some(now + PROBE_RECHECK);
         }
     }
 
