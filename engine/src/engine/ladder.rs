@@ -228,6 +228,10 @@ impl Engine {
             }
             self.leave_track(avatar, codec, from, key);
         }
+        // A survivor that just reached rendition 0 alone: its estimate caps
+        // the encoder now, not at its next estimate event (one that holds
+        // still sends none).
+        self.update_video_cap(avatar, codec);
     }
 
     /// Takes `key` off `avatar`'s `codec` rendition `rendition` (as a viewer
