@@ -77,8 +77,8 @@ impl Engine {
     /// str0m probes when the desired bitrate rises above the estimate between
     /// two of its timeouts (congestion gates still apply), at up to twice the
     /// estimate, and a probe that succeeds chains into exponential probes: so
-    /// the desired bitrate is lowered on one estimate event and raised on the
-    /// next.
+    /// the desired bitrate is lowered, and raised again [`PROBE_LOWERED_FOR`]
+    /// later.
     pub(super) fn probe_for_more(&mut self, now: Instant, key: SessionKey) {
         let Some(b) = self.config.bandwidth_estimation else {
             return;
