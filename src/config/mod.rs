@@ -424,11 +424,17 @@ impl Layers<'_> {
     /// A multi-valued flag's text from the environment or the command line (occurrences
     /// joined by commas, as the variable writes them).
     fn list(&self, id: &str) -> Option<(String, Origin)> {
+        self.list_joined(id, ",")
+    }
+
+    /// [`Layers::list`] with the occurrences joined by `separator` (one that cannot
+    /// appear inside an item).
+    fn list_joined(&self, id: &str, separator: &str) -> Option<(String, Origin)> {
         let arg = Self::arg(id);
         self.env(&arg).or_else(|| {
             self.flag(&arg).map(|(values, origin)| {
                 let texts: Vec<_> = values.iter().map(|v| v.to_string_lossy()).collect();
-                (texts.join(","), origin)
+                (texts.join(separator), origin)
             })
         })
     }
@@ -540,15 +546,8 @@ impl Layers<'_> {
         &self,
         file: &mut FileLayer,
     ) -> Result<BTreeMap<AvatarId, Vec<Rung>>, ConfigError> {
-        let arg = Self::arg("avatar_renditions");
-        let given = self.env(&arg).or_else(|| {
-            self.flag(&arg).map(|(values, origin)| {
-                let texts: Vec<_> = values.iter().map(|v| v.to_string_lossy()).collect();
-                (texts.join(";"), origin)
-            })
-        });
         let mut entries = Vec::new();
-        if let Some((text, origin)) = given {
+        if let Some((text, origin)) = self.list_joined("avatar_renditions", ";") {
             file.take("avatar_renditions");
             for item in text.split(';').map(str::trim).filter(|i| !i.is_empty()) {
                 let (name, ladder) = item.split_once('=').ok_or_else(|| {
