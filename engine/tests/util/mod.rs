@@ -96,9 +96,15 @@ pub struct Viewer {
     pub vp8: Option<Vec<Vec<u8>>>,
     /// Drops every n-th RTP/RTCP datagram the engine sends it (a lossy link).
     pub drop_every: Option<u64>,
+    /// How many datagrams in a row each drop of `drop_every` takes (1 unless set).
+    pub drop_run: u64,
     media_datagrams: u64,
     /// RTP datagrams from the engine per payload type: (delivered, dropped).
     pub rtp_by_pt: std::collections::BTreeMap<u8, (u64, u64)>,
+    /// With raw packets enabled in its `RtcConfig`: each RTP packet received, in order, as its
+    /// payload type and the first two bytes of its payload (an RTX packet's original sequence
+    /// number).
+    pub raw_rtp: Vec<(u8, Option<u16>)>,
     /// The size of every decoded picture, in order.
     pub sizes: Vec<(usize, usize)>,
     /// Every video frame received.
@@ -147,8 +153,10 @@ impl Viewer {
             audio: Vec::new(),
             vp8: None,
             drop_every: None,
+            drop_run: 1,
             media_datagrams: 0,
             rtp_by_pt: Default::default(),
+            raw_rtp: Vec::new(),
             sizes: Vec::new(),
             frames: Vec::new(),
             renditions: Vec::new(),
@@ -211,6 +219,12 @@ impl Viewer {
                 Ok(RtcOutput::Event(e)) => match e {
                     Event::Connected => self.connected = true,
                     Event::ChannelOpen(..) => self.channels_opened += 1,
+                    Event::RawPacket(raw) => {
+                        if let str0m::rtp::RawPacket::RtpRx(header, payload) = *raw {
+                            let first = payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                            self.raw_rtp.push((*header.payload_type, first));
+                        }
+                    }
                     Event::MediaData(m) if Some(m.mid) != self.mid => {
                         self.audio
                             .push((m.time, m.last_sender_info, m.data.to_vec()));
@@ -642,8 +656,9 @@ impl World {
                             // RFC 7983: 128..=191 is RTP or RTCP (SRTP by now).
                             if (128..=191).contains(&t.bytes[0]) {
                                 v.media_datagrams += 1;
-                                let dropped =
-                                    v.drop_every.is_some_and(|n| v.media_datagrams % n == 0);
+                                let dropped = v
+                                    .drop_every
+                                    .is_some_and(|n| v.media_datagrams % n < v.drop_run);
                                 // RTCP's packet types 200-207 read as 72-79 here (RFC 5761).
                                 let pt = t.bytes[1] & 0x7f;
                                 if !(72..=79).contains(&pt) {

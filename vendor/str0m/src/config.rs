@@ -668,7 +668,8 @@ impl RtcConfig {
     /// A lost resend is noticed by the receiver only when it NACKs again, one round trip
     /// later (100 ms in libwebrtc when it knows no round-trip time, as a receive-only
     /// peer without RTCP XR does). Two copies make losing both as likely as losing two
-    /// packets. The copies count towards the resend ratio cap.
+    /// packets. The copies of the packets one NACK asks for are sent round by round
+    /// (a, b, a, b). Each copy counts as its share of the packet towards the resend ratio cap.
     ///
     /// ```
     /// # use str0m::Rtc;

@@ -1073,6 +1073,7 @@ impl StreamTx {
         let iter = entries.flat_map(|n| n.into_iter(seq_no));
 
         // Schedule all resends. They will be handled on next poll_packet
+        let first = self.resends.len();
         for seq_no in iter {
             let Some(packet) = self.rtx_cache.get_cached_packet_by_seq_no(seq_no) else {
                 // Packet was not available in RTX cache, it has probably expired.
@@ -1084,7 +1085,15 @@ impl StreamTx {
                 queued_at: now,
                 payload_size: packet.payload.len(),
             };
-            for _ in 0..self.resend_copies {
+            self.resends.push_back(resend);
+        }
+
+        // Further copies go after all the packets this NACK asked for (a, b, a, b rather than
+        // a, a, b, b): copies of one packet then travel apart when the NACK names several.
+        let asked = self.resends.len() - first;
+        for _ in 1..self.resend_copies {
+            for i in first..first + asked {
+                let resend = self.resends[i];
                 self.resends.push_back(resend);
             }
         }
