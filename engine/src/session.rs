@@ -121,7 +121,8 @@ pub(crate) struct SessionSeed {
 /// through e2e `q`'s 5 % loss and 40 ms round trip that made the picture
 /// freeze ~9 times a minute, and 0 times when no resend was lost. Copies
 /// (str0m patched, vendor/str0m/PORTCAST.md) make that as rare as losing all
-/// of them: measured 0.29 freezes a minute with three, 0.67-1.3 with two.
+/// of them: 0.25 freezes a minute with three, 0.5 with two (eight minutes
+/// each, alternating in one session).
 const VIDEO_RESEND_COPIES: u8 = 3;
 
 /// The str0m configuration of one viewer's `Rtc`: ICE-lite with the shared
