@@ -118,18 +118,22 @@ fn video_and_rtx(counts: &std::collections::BTreeMap<u8, (u64, u64)>) -> (PtCoun
     (by_count[0], by_count[1])
 }
 
-#[test]
-fn each_nacked_video_packet_is_resent_three_times() {
-    // Without estimation: no padding or probes on the RTX payload type, so
-    // every RTX packet is a resend the viewer asked for.
-    let mut w = World::new(
+/// A world without estimation: no padding or probes on the RTX payload
+/// type, so every RTX packet is a resend the viewer asked for.
+fn world_without_probes() -> World {
+    World::new(
         EngineConfig {
             bandwidth_estimation: None,
             ..config()
         },
         256,
         144,
-    );
+    )
+}
+
+#[test]
+fn each_nacked_video_packet_is_resent_three_times() {
+    let mut w = world_without_probes();
     let v = w.add_viewer("lossy", addr("127.0.0.1:40000"));
     w.run(Duration::from_secs(1));
     w.viewers[v].rtp_by_pt.clear();
@@ -154,14 +158,7 @@ fn the_copies_of_packets_nacked_together_are_sent_apart() {
     // Two datagrams in a row lost: one NACK asks for both, and their copies
     // go a, b, a, b, a, b (a burst that takes two datagrams then takes one
     // copy of each, not two of one).
-    let mut w = World::new(
-        EngineConfig {
-            bandwidth_estimation: None,
-            ..config()
-        },
-        256,
-        144,
-    );
+    let mut w = world_without_probes();
     let v = w.add_viewer_from(
         "bursty",
         addr("127.0.0.1:40000"),
