@@ -11,7 +11,9 @@
 #
 # Settings: PORTCAST_BIN (default <repo>/target/debug/portcast), PORTCAST_E2E_MODE
 # (auto|netns|loopback), PORTCAST_E2E_WIDTH/HEIGHT (expected picture, default 1280x720),
-# PORTCAST_E2E_ONLY (e.g. "a,e" to run some scenarios). Output lands in tests/e2e/out/, and the
+# PORTCAST_E2E_ONLY (e.g. "a,e" to run some scenarios), PORTCAST_E2E_LOSS_WINDOW_S and
+# PORTCAST_E2E_LOSS (scenario q's window, default 10 s, and loss, default 0.05: 60 gives freezes
+# a minute). Output lands in tests/e2e/out/, and the
 # daemon's ingest socket is tests/e2e/out/ingest.sock (a renderer started by e2e.js, scenario i,
 # connects to it by path: a Unix socket at a path is reachable across network namespaces).
 set -euo pipefail
