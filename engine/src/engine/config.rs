@@ -56,7 +56,9 @@ pub struct EngineConfig {
 /// How each viewer's bandwidth estimator (str0m's Google congestion control) starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BandwidthEstimation {
-    /// The estimate a new viewer starts from, bits per second.
+    /// The estimate a new viewer starts from, bits per second. A viewer
+    /// joining others of its avatar starts higher: at what their rendition 0
+    /// needs, at most `max_bps` (`accept_offer`).
     pub start_bps: u32,
     /// The most any avatar sends, bits per second (its video plus its
     /// voice): probing aims at an estimate that lets a lone viewer's encoder
