@@ -110,19 +110,22 @@ pub fn detect_h264_nalu(payload: &[u8], target_nalu: u8) -> bool {
 }
 
 impl H264Packetizer {
+    /// The next start code at or after `start`: its offset and length (the
+    /// `00 00 01` and every zero before it back to `start`), or `(-1, -1)`.
+    /// portcast: found with `memchr::memmem` rather than a byte loop, which
+    /// every viewer's packetizer ran over every frame (~7 % of the loop's time
+    /// at 100 viewers of 2 Mbit/s); `next_ind_bytewise` in the tests is the
+    /// loop it replaced, and the two are compared there.
     fn next_ind(nalu: &[u8], start: usize) -> (isize, isize) {
-        let mut zero_count = 0;
-
-        for (i, &b) in nalu[start..].iter().enumerate() {
-            if b == 0 {
-                zero_count += 1;
-                continue;
-            } else if b == 1 && zero_count >= 2 {
-                return ((start + i - zero_count) as isize, zero_count as isize + 1);
-            }
-            zero_count = 0
-        }
-        (-1, -1)
+        let Some(rest) = nalu.get(start..) else {
+            return (-1, -1);
+        };
+        let Some(found) = memchr::memmem::find(rest, &[0, 0, 1]) else {
+            return (-1, -1);
+        };
+        let zeros_before = rest[..found].iter().rev().take_while(|&&b| b == 0).count();
+        let at = start + found - zeros_before;
+        (at as isize, (zeros_before + 3) as isize)
     }
 
     fn emit(&mut self, nalu: &[u8], mtu: usize, payloads: &mut Vec<Vec<u8>>) {
@@ -429,6 +432,47 @@ impl Depacketizer for H264Depacketizer {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    /// The start code search str0m shipped, kept to check `next_ind` against.
+    fn next_ind_bytewise(nalu: &[u8], start: usize) -> (isize, isize) {
+        let mut zero_count = 0;
+        for (i, &b) in nalu[start..].iter().enumerate() {
+            if b == 0 {
+                zero_count += 1;
+                continue;
+            } else if b == 1 && zero_count >= 2 {
+                return ((start + i - zero_count) as isize, zero_count as isize + 1);
+            }
+            zero_count = 0
+        }
+        (-1, -1)
+    }
+
+    #[test]
+    fn next_ind_finds_what_the_byte_loop_found() {
+        // Streams of few distinct bytes, so runs of zeros, 00 00 01, 00 00 00 01,
+        // 00 00 00 00 01 and a lone 00 01 all occur, at every start offset.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..400usize {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    [0u8, 0, 0, 1, 1, 2, 0x65][(seed % 7) as usize]
+                })
+                .collect();
+            for start in 0..=len {
+                assert_eq!(
+                    H264Packetizer::next_ind(&bytes, start),
+                    next_ind_bytewise(&bytes, start),
+                    "{bytes:02x?} from {start}"
+                );
+            }
+        }
+        assert_eq!(H264Packetizer::next_ind(&[0, 0, 0, 0, 1, 9], 1), (1, 4));
+        assert_eq!(H264Packetizer::next_ind(&[9, 0, 1, 0, 0, 1], 0), (3, 3));
+    }
 
     #[test]
     fn test_h264_payload() -> Result<(), PacketError> {
