@@ -310,6 +310,10 @@ fn quad(s: &Summary) -> String {
     )
 }
 
+/// Loop CPU (s/s) below which a step's ratio to the naive loop is not given:
+/// /proc counts CPU time in 10 ms ticks.
+const MIN_CPU_FOR_RATIO: f64 = 0.01;
+
 /// Scenario 2. With `naive` (a number of rounds), each viewer count is also
 /// served by the naive str0m loop, the two taking turns that many times; the
 /// median of the rounds' ratios is what the count reports.
@@ -371,11 +375,23 @@ pub fn fanout(
                 // The same viewers against the naive str0m server, right after: viewers per
                 // core of loop time is n / cpu, so the ratio is naive cpu / portcast cpu.
                 let base = fanout_naive(o, (w, h), n, estimation)?;
-                let ratio = base["loop_cpu_s_per_s"].as_f64().unwrap_or(0.0) / cpu.max(1e-9);
-                println!("{n:>5} viewers, round {}: portcast serves {ratio:.2}x the naive loop's viewers per core", round + 1);
-                ratios.push(ratio);
+                let naive_cpu = base["loop_cpu_s_per_s"].as_f64().unwrap_or(0.0);
                 row["naive"] = base;
-                row["naive"]["portcast_viewers_per_core_ratio"] = json!(ratio);
+                // Below 1 % of a core either figure is a few clock ticks: no ratio.
+                if cpu.min(naive_cpu) >= MIN_CPU_FOR_RATIO {
+                    let ratio = naive_cpu / cpu;
+                    println!(
+                        "{n:>5} viewers, round {}: portcast serves {ratio:.2}x the naive loop's viewers per core",
+                        round + 1
+                    );
+                    ratios.push(ratio);
+                    row["naive"]["portcast_viewers_per_core_ratio"] = json!(ratio);
+                } else {
+                    println!(
+                        "{n:>5} viewers, round {}: too little CPU for a ratio",
+                        round + 1
+                    );
+                }
             }
             rows.push(row);
             if connected < n || loss > 1.0 {
