@@ -143,6 +143,10 @@ pub(crate) fn rtc_config(
         .set_local_ice_credentials(creds)
         .set_send_buffer_video(resend_buffer_packets)
         .set_video_resend_copies(VIDEO_RESEND_COPIES)
+        // Every viewer of a rendition is written the same `Arc` picture in a
+        // row on the loop thread: packetized once, its payloads shared
+        // (vendored str0m; -15 % of the loop's time at 100 viewers).
+        .set_share_h264_packets(true)
         // The MID header extension (BUNDLE demux in the browser), and
         // transport-cc below when estimation is on; nothing else.
         .clear_extension_map()

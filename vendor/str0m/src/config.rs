@@ -51,6 +51,7 @@ pub struct RtcConfig {
     pub(crate) send_buffer_audio: usize,
     pub(crate) send_buffer_video: usize,
     pub(crate) video_resend_copies: u8,
+    pub(crate) share_h264_packets: bool,
     pub(crate) sctp_max_buffered_amount: usize,
     pub(crate) sctp_max_message_size: u32,
     pub(crate) rtp_mode: bool,
@@ -688,6 +689,31 @@ impl RtcConfig {
         self.video_resend_copies
     }
 
+    /// Whether an H.264 frame written to many sessions on one thread is packetized once and
+    /// its packets' payloads shared (portcast).
+    ///
+    /// A fan-out server writes the same `Arc<[u8]>` frame to each viewer. With this on, a
+    /// session takes the packets the previous session on the same thread made of that very
+    /// allocation (same MTU, and its packetizer holding no SPS/PPS from an earlier frame)
+    /// instead of splitting and copying the frame again.
+    ///
+    /// ```
+    /// # use str0m::Rtc;
+    /// let config = Rtc::builder();
+    ///
+    /// // Defaults to false.
+    /// assert!(!config.share_h264_packets());
+    /// ```
+    pub fn set_share_h264_packets(mut self, share: bool) -> Self {
+        self.share_h264_packets = share;
+        self
+    }
+
+    /// Returns the setting for sharing H.264 packets.
+    pub fn share_h264_packets(&self) -> bool {
+        self.share_h264_packets
+    }
+
     /// Sets how many bytes the data channels can buffer for sending, summed over all channels.
     ///
     /// [`Channel::write()`][crate::channel::Channel::write()] does not accept a message (returns
@@ -929,6 +955,7 @@ impl Default for RtcConfig {
             send_buffer_audio: 50,
             send_buffer_video: 1000,
             video_resend_copies: 1,
+            share_h264_packets: false,
             sctp_max_buffered_amount: crate::sctp::DEFAULT_MAX_BUFFERED_AMOUNT,
             sctp_max_message_size: crate::sctp::LOCAL_MAX_MESSAGE_SIZE,
             rtp_mode: false,

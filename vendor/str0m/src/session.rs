@@ -77,6 +77,7 @@ pub(crate) struct Session {
     pub send_buffer_audio: usize,
     pub send_buffer_video: usize,
     pub video_resend_copies: u8,
+    share_h264_packets: bool,
 
     /// Extension mappings are _per BUNDLE_, but we can only have one a=group BUNDLE
     /// in WebRTC (one ice connection), so they are effectively per session.
@@ -189,6 +190,7 @@ impl Session {
             send_buffer_audio: config.send_buffer_audio,
             send_buffer_video: config.send_buffer_video,
             video_resend_copies: config.video_resend_copies,
+            share_h264_packets: config.share_h264_packets,
             exts: config.exts.clone(),
 
             // Both sending and receiving starts from the configured codecs.
@@ -1480,6 +1482,7 @@ impl Session {
                 &mut self.streams,
                 &self.codec_config,
                 self.vp9_packetizer_mode,
+                self.share_h264_packets,
                 mtu,
                 self.codec_config.red_distances(),
             )?;

@@ -511,12 +511,13 @@ impl Media {
         rid: Option<Rid>,
         params: &[PayloadParams],
         vp9_mode: Vp9PacketizerMode,
+        share_h264: bool,
     ) -> &mut PayloaderEntry {
         self.payloaders.entry((pt, rid)).or_insert_with(|| {
             // Unwrap is OK, the pt should be checked already when calling this function.
             let params = params.iter().find(|p| p.pt == pt).unwrap();
             PayloaderEntry {
-                payloader: Payloader::new(params.spec, vp9_mode),
+                payloader: Payloader::new(params.spec, vp9_mode).share_h264(share_h264),
                 red: None,
             }
         })
@@ -587,6 +588,7 @@ impl Media {
         streams: &mut Streams,
         params: &[PayloadParams],
         vp9_mode: Vp9PacketizerMode,
+        share_h264: bool,
         mtu: usize,
         red_distances: &[u32],
     ) -> Result<(), RtcError> {
@@ -627,7 +629,7 @@ impl Media {
             None
         };
 
-        let PayloaderEntry { payloader, red } = self.payloader_for(pt, *rid, params, vp9_mode);
+        let PayloaderEntry { payloader, red } = self.payloader_for(pt, *rid, params, vp9_mode, share_h264);
 
         let result = if let Some(red_pt) = red_pt {
             // Keep the RED sender current with the negotiated PT/pattern without discarding a live

@@ -110,6 +110,12 @@ pub fn detect_h264_nalu(payload: &[u8], target_nalu: u8) -> bool {
 }
 
 impl H264Packetizer {
+    /// portcast: whether it holds no SPS/PPS from an earlier frame, so packetizing a frame
+    /// depends only on the frame and the MTU (see `SharedH264` in `payload.rs`).
+    pub(crate) fn is_stateless(&self) -> bool {
+        self.sps_nalu.is_none() && self.pps_nalu.is_none()
+    }
+
     /// The next start code at or after `start`: its offset and length (the
     /// `00 00 01` and every zero before it back to `start`), or `(-1, -1)`.
     /// portcast: found with `memchr::memmem` rather than a byte loop, which

@@ -1,3 +1,5 @@
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::format::{CodecSpec, Vp9PacketizerMode};
@@ -20,11 +22,65 @@ use super::{CodecPacketizer, Packetizer};
 pub struct Payloader {
     pack: CodecPacketizer,
     clock_rate: Frequency,
+    /// portcast: H.264 frames go through [`SharedH264`].
+    share_h264: bool,
 }
 
-/// A packet ready to hand to a [`PacketSink`]: the RTP fields plus the primary payload as an owned
-/// `Vec`. The payload is only wrapped into an `Arc` once, when the sink builds the [`RtpWrite`], so
-/// a RED sink can transform the bytes first without an extra allocation.
+/// A packet's payload: owned, or (portcast) shared with the same packet of every other session
+/// this thread sent the same H.264 frame to (see [`SharedH264`]).
+pub(crate) enum Payload {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Payload {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Owned(v) => v,
+            Payload::Shared(a) => a,
+        }
+    }
+
+    /// The bytes as an owned `Vec` (a copy when shared).
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            Payload::Owned(v) => v,
+            Payload::Shared(a) => a.to_vec(),
+        }
+    }
+}
+
+impl From<Payload> for Arc<[u8]> {
+    fn from(p: Payload) -> Self {
+        match p {
+            Payload::Owned(v) => v.into(),
+            Payload::Shared(a) => a,
+        }
+    }
+}
+
+/// portcast: the last H.264 frame packetized on this thread, and its packets.
+///
+/// A fan-out server writes one frame (one `Arc<[u8]>`) to many sessions in a row; each
+/// session's packetizer used to split it again, copy each NAL into a `Vec` and copy that again
+/// into the packet's `Arc` (two allocations and two copies per packet per session). A session
+/// whose H.264 packetizer holds no SPS/PPS from an earlier frame packetizes as a pure function
+/// of the frame and the MTU, so it can take the packets another session made of the very same
+/// allocation (`Arc::ptr_eq`, pinned by the clone held here) with the same MTU: one refcount per
+/// packet instead. A packetizer that keeps state across frames takes its own path.
+struct SharedH264 {
+    frame: Arc<[u8]>,
+    mtu: usize,
+    chunks: Vec<Arc<[u8]>>,
+}
+
+thread_local! {
+    static SHARED_H264: RefCell<Option<SharedH264>> = const { RefCell::new(None) };
+}
+
+/// A packet ready to hand to a [`PacketSink`]: the RTP fields plus the primary payload. An owned
+/// payload is only wrapped into an `Arc` once, when the sink builds the [`RtpWrite`], so a RED
+/// sink can transform the bytes first without an extra allocation.
 pub(crate) struct OutgoingPacket {
     pub pt: Pt,
     pub seq_no: SeqNo,
@@ -33,7 +89,7 @@ pub(crate) struct OutgoingPacket {
     pub marker: bool,
     pub nackable: bool,
     pub ext_vals: ExtensionValues,
-    pub payload: Vec<u8>,
+    pub payload: Payload,
 }
 
 /// Where a [`Payloader`] sends its packetized output. Implemented by [`StreamTx`] (plain) and
@@ -59,7 +115,50 @@ impl Payloader {
         Payloader {
             pack,
             clock_rate: spec.rtp_clock_rate(),
+            share_h264: false,
         }
+    }
+
+    /// portcast: whether H.264 frames go through [`SharedH264`] (`RtcConfig::set_share_h264_packets`).
+    pub(crate) fn share_h264(mut self, share: bool) -> Self {
+        self.share_h264 = share;
+        self
+    }
+
+    /// Splits `data` into payloads; an H.264 frame through [`SharedH264`] when sharing is on.
+    fn packetize(&mut self, mtu: usize, data: &Arc<[u8]>) -> Result<Vec<Payload>, PacketError> {
+        let share = self.share_h264;
+        let h264 = match &mut self.pack {
+            CodecPacketizer::H264(h) if share && h.is_stateless() => h,
+            pack => {
+                let chunks = pack.packetize(mtu, data.as_ref())?;
+                return Ok(chunks.into_iter().map(Payload::Owned).collect());
+            }
+        };
+        let hit = SHARED_H264.with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|s| s.mtu == mtu && Arc::ptr_eq(&s.frame, data))
+                .map(|s| s.chunks.iter().cloned().map(Payload::Shared).collect())
+        });
+        if let Some(chunks) = hit {
+            return Ok(chunks);
+        }
+        let chunks: Vec<Arc<[u8]>> = h264
+            .packetize(mtu, data.as_ref())?
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        if h264.is_stateless() {
+            SHARED_H264.with(|c| {
+                *c.borrow_mut() = Some(SharedH264 {
+                    frame: data.clone(),
+                    mtu,
+                    chunks: chunks.clone(),
+                })
+            });
+        }
+        Ok(chunks.into_iter().map(Payload::Shared).collect())
     }
 
     pub(crate) fn push_sample<S: PacketSink>(
@@ -78,7 +177,7 @@ impl Payloader {
             ..
         } = to_payload;
 
-        let chunks = self.pack.packetize(mtu, data.as_ref())?;
+        let chunks = self.packetize(mtu, &data)?;
         let len = chunks.len();
 
         for (idx, data) in chunks.into_iter().enumerate() {
@@ -182,7 +281,9 @@ impl PacketSink for RedSink<'_> {
     fn send(&mut self, packet: OutgoingPacket) {
         // Wrap the primary Vec before it becomes an Arc, so RED adds no extra allocation. Swap to
         // the RED payload type; everything else on the packet is preserved.
-        let payload = self.red.wrap(packet.payload, packet.rtp_time, self.budget);
+        let payload = self
+            .red
+            .wrap(packet.payload.into_vec(), packet.rtp_time, self.budget);
         self.stream.write_rtp(
             RtpWrite::new(
                 self.red.red_pt(),
