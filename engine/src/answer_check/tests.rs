@@ -97,63 +97,63 @@ fn a_good_answer_has_its_facts_and_no_violation() {
 fn each_broken_invariant_is_named() {
     let a = answer();
     let cases = [
-            (a.replace("a=ice-lite\r\n", ""), Rule::IceLite),
-            (
-                a.replace("198.18.0.1 10111", "10.0.0.1 10111"),
-                Rule::Candidates,
+        (a.replace("a=ice-lite\r\n", ""), Rule::IceLite),
+        (
+            a.replace("198.18.0.1 10111", "10.0.0.1 10111"),
+            Rule::Candidates,
+        ),
+        (a.replace("typ host", "typ srflx"), Rule::Candidates),
+        (
+            a.replace("a=fingerprint:sha-256 9B:", "a=fingerprint:sha-256 "),
+            Rule::Transport,
+        ),
+        (
+            a.replace("a=ice-pwd:abcdefghijklmnopqrstuv", "a=ice-pwd:short"),
+            Rule::Transport,
+        ),
+        (a.replace("a=setup:passive", "a=setup:actpass"), Rule::Setup),
+        (a.replace("a=mid:1", "a=mid:7"), Rule::Mids),
+        (a.replace("BUNDLE 0", "BUNDLE 0 1"), Rule::Bundle),
+        (
+            a.replace("profile-level-id=42e01f", "profile-level-id=42001f"),
+            Rule::Codec,
+        ),
+        (a.replace("102 103\r\n", "102 103 96\r\n"), Rule::Codec),
+        // VP8 answered on a payload type the offer gave H.264.
+        (
+            a.replace("a=rtpmap:102 H264/90000", "a=rtpmap:102 VP8/90000"),
+            Rule::Codec,
+        ),
+        (a.replace("a=sendonly", "a=sendrecv"), Rule::Direction),
+        // Audio accepted without Opus, outside the bundle, in no msid stream.
+        (a.replace("m=audio 0", "m=audio 9"), Rule::Audio),
+        (
+            spoken().replace("a=msid:s1 a1", "a=msid:s2 a1"),
+            Rule::Audio,
+        ),
+        (spoken().replace("BUNDLE 0 1", "BUNDLE 0"), Rule::Bundle),
+        (spoken().replace("111 opus", "111 PCMU"), Rule::Audio),
+        (
+            spoken().replace("a=mid:1\r\na=msid:s1 a1\r\na=sendonly", "a=mid:1\r\na=msid:s1 a1\r\na=sendrecv"),
+            Rule::Direction,
+        ),
+        (a.replace("a=inactive", "a=sendonly"), Rule::Rejected),
+        (a.replace("v=0\r\n", ""), Rule::Parses),
+        (a.replace("a=extmap:5 ", "a=extmap:6 "), Rule::Extensions),
+        (a.replace("102 nack pli", "102 goog-remb"), Rule::NotOffered),
+        (a.replace("a=rtcp-mux", "a=rtcp-mux\r\na=rtcp-rsize"), Rule::NotOffered),
+        (
+            spoken().replace("111 transport-cc", "111 nack"),
+            Rule::NotOffered,
+        ),
+        (
+            a.replace(
+                "a=sendonly",
+                "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\na=sendonly",
             ),
-            (a.replace("typ host", "typ srflx"), Rule::Candidates),
-            (
-                a.replace("a=fingerprint:sha-256 9B:", "a=fingerprint:sha-256 "),
-                Rule::Transport,
-            ),
-            (
-                a.replace("a=ice-pwd:abcdefghijklmnopqrstuv", "a=ice-pwd:short"),
-                Rule::Transport,
-            ),
-            (a.replace("a=setup:passive", "a=setup:actpass"), Rule::Setup),
-            (a.replace("a=mid:1", "a=mid:7"), Rule::Mids),
-            (a.replace("BUNDLE 0", "BUNDLE 0 1"), Rule::Bundle),
-            (
-                a.replace("profile-level-id=42e01f", "profile-level-id=42001f"),
-                Rule::Codec,
-            ),
-            (a.replace("102 103\r\n", "102 103 96\r\n"), Rule::Codec),
-            // VP8 answered on a payload type the offer gave H.264.
-            (
-                a.replace("a=rtpmap:102 H264/90000", "a=rtpmap:102 VP8/90000"),
-                Rule::Codec,
-            ),
-            (a.replace("a=sendonly", "a=sendrecv"), Rule::Direction),
-            // Audio accepted without Opus, outside the bundle, in no msid stream.
-            (a.replace("m=audio 0", "m=audio 9"), Rule::Audio),
-            (
-                spoken().replace("a=msid:s1 a1", "a=msid:s2 a1"),
-                Rule::Audio,
-            ),
-            (spoken().replace("BUNDLE 0 1", "BUNDLE 0"), Rule::Bundle),
-            (spoken().replace("111 opus", "111 PCMU"), Rule::Audio),
-            (
-                spoken().replace("a=mid:1\r\na=msid:s1 a1\r\na=sendonly", "a=mid:1\r\na=msid:s1 a1\r\na=sendrecv"),
-                Rule::Direction,
-            ),
-            (a.replace("a=inactive", "a=sendonly"), Rule::Rejected),
-            (a.replace("v=0\r\n", ""), Rule::Parses),
-            (a.replace("a=extmap:5 ", "a=extmap:6 "), Rule::Extensions),
-            (a.replace("102 nack pli", "102 goog-remb"), Rule::NotOffered),
-            (a.replace("a=rtcp-mux", "a=rtcp-mux\r\na=rtcp-rsize"), Rule::NotOffered),
-            (
-                spoken().replace("111 transport-cc", "111 nack"),
-                Rule::NotOffered,
-            ),
-            (
-                a.replace(
-                    "a=sendonly",
-                    "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\na=sendonly",
-                ),
-                Rule::Extensions,
-            ),
-        ];
+            Rule::Extensions,
+        ),
+    ];
     for (bad, rule) in cases {
         let got = rules(&bad);
         assert!(
