@@ -18,7 +18,7 @@ command -v cc >/dev/null || need_apt+=(build-essential)
 pkg-config --exists opus 2>/dev/null || need_apt+=(libopus-dev pkg-config)
 # The VP8 encoder (`env-libvpx-sys`) links Debian's libvpx through pkg-config.
 pkg-config --exists vpx 2>/dev/null || need_apt+=(libvpx-dev pkg-config)
-# tests/ingest.rs drives the Python ingest client (standard library only).
+# tests/ingest/ drives the Python ingest client (standard library only).
 command -v python3 >/dev/null || need_apt+=(python3)
 if [[ -z "${PORTCAST_SKIP_E2E:-}" ]]; then
   [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
