@@ -125,6 +125,14 @@ pub(crate) struct SessionSeed {
 /// each, alternating in one session).
 const VIDEO_RESEND_COPIES: u8 = 3;
 
+/// A str0m timeout this close ahead of now is taken as immediate by a drain:
+/// the pacer asks for "last handled + 1 µs" after each packet it releases.
+const IMMEDIATE_SLACK: Duration = Duration::from_micros(100);
+
+/// Timeouts one drain runs at most (a frame within the pacer's burst budget is
+/// ~10-30 packets, one timeout each).
+const MAX_DUE_PASSES: u32 = 32;
+
 /// The str0m configuration of one viewer's `Rtc`: ICE-lite with the shared
 /// certificate, the one video format chosen from the offer (and its RTX),
 /// and only the header extensions the engine uses.
@@ -147,6 +155,10 @@ pub(crate) fn rtc_config(
         // row on the loop thread: packetized once, its payloads shared
         // (vendored str0m; -15 % of the loop's time at 100 viewers).
         .set_share_h264_packets(true)
+        // The pacer asks for a timeout after each packet it releases: until
+        // anything but media falls due, those run only the packetizer and the
+        // pacer, not ICE, reports and estimation (vendored str0m).
+        .set_media_only_timeouts(true)
         // The MID header extension (BUNDLE demux in the browser), and
         // transport-cc below when estimation is on; nothing else.
         .clear_extension_map()
@@ -372,15 +384,20 @@ impl Session {
     /// Polls str0m until it is drained, turning its output into engine output.
     pub fn drain(&mut self, ctx: &mut DrainCtx<'_>) -> DrainEffects {
         let mut fx = DrainEffects::default();
-        // str0m packetizes written media on its next timeout, which is "now":
-        // run those timeouts here so a frame's packets leave in this drain,
-        // not one loop iteration later. Bounded: each pass makes progress.
+        // str0m packetizes written media on its next timeout, which is "now",
+        // and its pacer, having released a packet, asks for a timeout one
+        // microsecond later before it releases the next: run those timeouts
+        // here (at the instant asked for, when that is not yet now) so a
+        // frame's packets leave in this drain, not one loop turn each.
+        // Bounded: each pass makes progress.
         let mut due_passes = 0;
         loop {
             match self.rtc.poll_output() {
-                Ok(RtcOutput::Timeout(t)) if t <= ctx.now && due_passes < 8 => {
+                Ok(RtcOutput::Timeout(t))
+                    if t <= ctx.now + IMMEDIATE_SLACK && due_passes < MAX_DUE_PASSES =>
+                {
                     due_passes += 1;
-                    if let Err(e) = self.rtc.handle_input(Input::Timeout(ctx.now)) {
+                    if let Err(e) = self.rtc.handle_input(Input::Timeout(t.max(ctx.now))) {
                         fx.end = Some(EndReason::DtlsFailed(e.to_string()));
                         break;
                     }

@@ -118,6 +118,40 @@ fn video_and_rtx(counts: &std::collections::BTreeMap<u8, (u64, u64)>) -> (PtCoun
     (by_count[0], by_count[1])
 }
 
+#[test]
+fn a_paced_frame_leaves_whole_at_the_instant_it_is_written() {
+    // With estimation on, str0m's pacer asks for a timeout one microsecond
+    // after each packet it releases. A drain that left those for the next
+    // loop turn sent one packet per viewer per turn: a frame of ten packets
+    // took ten turns, and every turn a full str0m timeout per viewer.
+    let mut w = World::new(config(), 640, 360);
+    let v = w.add_viewer("burst", addr("127.0.0.1:40000"));
+    w.run(Duration::from_secs(3));
+    assert!(w.viewers[v].connected);
+    let frames_before = w.viewers[v].frames.len();
+    let avatar = w.source.avatar.clone();
+    w.source.force_idr = true;
+    let au = w.source.next(w.now).expect("a keyframe");
+    let now = w.now;
+    w.engine.handle_access_unit(now, &avatar, &au);
+    // Packets move, time does not.
+    w.pump();
+    let viewer = &w.viewers[v];
+    assert_eq!(
+        viewer.frames.len(),
+        frames_before + 1,
+        "the {}-byte keyframe did not arrive whole at the instant it was written",
+        au.data.len()
+    );
+    let (first, last, _, picture) = *viewer.frames.last().unwrap();
+    assert!(
+        last >= first + 2,
+        "a frame of {} packets proves nothing",
+        last - first + 1
+    );
+    assert_eq!(picture, Some((640, 360)));
+}
+
 /// A world without estimation: no padding or probes on the RTX payload
 /// type, so every RTX packet is a resend the viewer asked for.
 fn world_without_probes() -> World {

@@ -52,6 +52,7 @@ pub struct RtcConfig {
     pub(crate) send_buffer_video: usize,
     pub(crate) video_resend_copies: u8,
     pub(crate) share_h264_packets: bool,
+    pub(crate) media_only_timeouts: bool,
     pub(crate) sctp_max_buffered_amount: usize,
     pub(crate) sctp_max_message_size: u32,
     pub(crate) rtp_mode: bool,
@@ -714,6 +715,37 @@ impl RtcConfig {
         self.share_h264_packets
     }
 
+    /// Whether a timeout that falls before anything but media is due does the media work
+    /// only (portcast).
+    ///
+    /// str0m's pacer asks for a timeout one microsecond after each packet it releases, so a
+    /// frame of ten packets costs ten full timeouts (ICE, SCTP, RTCP reports, NACKs, the
+    /// bandwidth estimator, TWCC feedback, stats, then the pacer). With this on, `Rtc`
+    /// remembers, from its last [`Rtc::poll_output()`] that computed a timeout, the soonest
+    /// deadline of everything but media (packetizing, stamping queued packets, the pacer); a
+    /// timeout before it packetizes written media, stamps the send queues and runs the pacer
+    /// only. A received datagram, a full timeout and the APIs that can schedule other work
+    /// ([`Rtc::bwe()`], [`Rtc::direct_api()`], [`Rtc::sdp_api()`], [`Rtc::channel()`], adding
+    /// candidates) forget that deadline; any other change reaches it through the next poll,
+    /// which computes it anew (str0m asks drivers to poll until a timeout before each input).
+    ///
+    /// ```
+    /// # use str0m::Rtc;
+    /// let config = Rtc::builder();
+    ///
+    /// // Defaults to false.
+    /// assert!(!config.media_only_timeouts());
+    /// ```
+    pub fn set_media_only_timeouts(mut self, on: bool) -> Self {
+        self.media_only_timeouts = on;
+        self
+    }
+
+    /// Returns the setting for media-only timeouts.
+    pub fn media_only_timeouts(&self) -> bool {
+        self.media_only_timeouts
+    }
+
     /// Sets how many bytes the data channels can buffer for sending, summed over all channels.
     ///
     /// [`Channel::write()`][crate::channel::Channel::write()] does not accept a message (returns
@@ -956,6 +988,7 @@ impl Default for RtcConfig {
             send_buffer_video: 1000,
             video_resend_copies: 1,
             share_h264_packets: false,
+            media_only_timeouts: false,
             sctp_max_buffered_amount: crate::sctp::DEFAULT_MAX_BUFFERED_AMOUNT,
             sctp_max_message_size: crate::sctp::LOCAL_MAX_MESSAGE_SIZE,
             rtp_mode: false,

@@ -935,6 +935,12 @@ pub struct Rtc {
     crypto_provider: Arc<crate::crypto::CryptoProvider>,
     fingerprint_verification: bool,
     close_dtls_started: bool,
+    // portcast: `RtcConfig::set_media_only_timeouts`, and, while known, the soonest
+    // deadline of anything but media (packetizing, send queues, the pacer): before it, a
+    // timeout does the media work only. Unknown (None) after a full timeout, a received
+    // datagram or an API call that may schedule work, until the next `poll_timeout`.
+    media_only_timeouts: bool,
+    media_only_until: Option<Instant>,
     // Signals which halves of the tree may need re-polling. Written locally by
     // the components that mutate, via the `Wake` guard handed down the tree;
     // read (and cleared) by `poll_output`. See the `poll` module.
@@ -1313,6 +1319,8 @@ impl Rtc {
             crypto_provider,
             fingerprint_verification: config.fingerprint_verification,
             close_dtls_started: false,
+            media_only_timeouts: config.media_only_timeouts,
+            media_only_until: None,
             readiness: Readiness::armed(),
             cached_timeout: start,
         })
@@ -1388,6 +1396,7 @@ impl Rtc {
     ///
     /// [1]: https://www.rfc-editor.org/rfc/rfc8838.txt
     pub fn add_local_candidate(&mut self, c: Candidate) -> Option<&Candidate> {
+        self.media_only_until = None;
         // ICE is an external crate and can't take a `Wake`; adding a candidate
         // can start connectivity checks (transmits) and arm timers.
         self.wake_all();
@@ -1415,6 +1424,7 @@ impl Rtc {
     ///
     /// [1]: https://www.rfc-editor.org/rfc/rfc8838.txt
     pub fn add_remote_candidate(&mut self, c: Candidate) {
+        self.media_only_until = None;
         // ICE is an external crate and can't take a `Wake`; see above.
         self.wake_all();
         self.ice.add_remote_candidate(c);
@@ -1449,6 +1459,7 @@ impl Rtc {
     /// rtc.sdp_api().accept_answer(pending, answer).unwrap();
     /// ```
     pub fn sdp_api(&mut self) -> SdpApi {
+        self.media_only_until = None; // portcast: may schedule non-media work
         SdpApi::new(self)
     }
 
@@ -1456,6 +1467,7 @@ impl Rtc {
     ///
     /// This is a low level API. For "normal" use via SDP, see [`Rtc::sdp_api()`].
     pub fn direct_api(&mut self) -> DirectApi {
+        self.media_only_until = None; // portcast: may schedule non-media work
         DirectApi::new(self)
     }
 
@@ -1900,13 +1912,18 @@ impl Rtc {
     fn poll_timeout(&mut self) -> Instant {
         if self.readiness.wants_timeout() {
             let stats_timeout = self.stats.as_mut().and_then(|s| s.poll_timeout());
-            let time_and_reason = (None, Reason::NotHappening)
+            let (session_media, session_other) = self.session.poll_timeout_split();
+            let other = (None, Reason::NotHappening)
                 .soonest((self.next_dtls_timeout, Reason::DTLS))
                 .soonest((self.ice.poll_timeout(), Reason::Ice))
-                .soonest(self.session.poll_timeout())
+                .soonest(session_other)
                 .soonest((self.sctp.poll_timeout(), Reason::Sctp))
                 .soonest((self.chan.poll_timeout(&self.sctp), Reason::Channel))
                 .soonest((stats_timeout, Reason::Stats));
+            if self.media_only_timeouts {
+                self.media_only_until = Some(other.0.unwrap_or_else(not_happening));
+            }
+            let time_and_reason = other.soonest(session_media);
 
             let time = time_and_reason.0.unwrap_or_else(not_happening);
             self.cached_timeout = time.max(self.last_now);
@@ -2036,6 +2053,8 @@ impl Rtc {
             Input::Timeout(now) => self.do_handle_timeout(now)?,
             Input::Receive(recv_time, r) => {
                 self.do_handle_receive(recv_time, r)?;
+                // portcast: what arrived may concern any subsystem.
+                self.media_only_until = None;
                 self.do_handle_timeout(recv_time)?;
             }
         }
@@ -2106,6 +2125,15 @@ impl Rtc {
         }
 
         self.last_now = now;
+
+        // portcast: before anything but media falls due, only packetize written media,
+        // stamp queued packets and run the pacer (`RtcConfig::set_media_only_timeouts`).
+        if self.media_only_timeouts && self.media_only_until.is_some_and(|until| now < until) {
+            // Media was packetized and the pacer moved: re-poll both halves.
+            drop(self.readiness.wake());
+            return self.session.handle_timeout_media_only(now);
+        }
+        self.media_only_until = None;
 
         // Disjoint borrows so each subsystem gets its own armed `Wake` and
         // makes its own re-poll decision; the guards fold into `readiness`
@@ -2224,6 +2252,7 @@ impl Rtc {
     /// // TODO write data channel data.
     /// ```
     pub fn channel(&mut self, id: ChannelId) -> Option<Channel<'_>> {
+        self.media_only_until = None; // portcast: may schedule non-media work
         if self.state != RtcState::Alive {
             return None;
         }
@@ -2241,6 +2270,7 @@ impl Rtc {
     ///
     /// Only relevant if BWE was enabled in the [`RtcConfig::enable_bwe()`]
     pub fn bwe(&mut self) -> Bwe {
+        self.media_only_until = None; // portcast: may schedule non-media work
         Bwe::new(self)
     }
 

@@ -355,6 +355,26 @@ impl Session {
         Ok(())
     }
 
+    /// portcast: a timeout before anything but media is due (see
+    /// `RtcConfig::set_media_only_timeouts`): packetize written media, stamp what was
+    /// queued and let the pacer release the next packet.
+    pub fn handle_timeout_media_only(&mut self, now: Instant) -> Result<(), RtcError> {
+        if self.rtp_closing {
+            return Ok(());
+        }
+        self.do_payload(now)?;
+        // Stamp what was packetized: the pacer releases only stamped packets.
+        self.streams.stamp_send_queues(now, &self.medias, &self.codec_config);
+        // Only an active probe cluster uses the probe media (`update_queue_state`).
+        let probe_media = self
+            .pacer
+            .active_cluster()
+            .and(self.srtp_tx.as_ref())
+            .and_then(|_| self.probe_media());
+        self.update_queue_state(now, probe_media);
+        Ok(())
+    }
+
     fn handle_timeout_bwe(&mut self, now: Instant) -> Option<(Mid, Pt)> {
         self.bwe.as_ref()?;
 
@@ -1302,12 +1322,21 @@ impl Session {
         Some(protected.into())
     }
 
+    #[cfg(test)]
     pub fn poll_timeout(&mut self) -> (Option<Instant>, Reason) {
+        let (media, other) = self.poll_timeout_split();
+        media.soonest(other)
+    }
+
+    /// portcast: the deadlines of media work (packetizing, stamping queued packets, the
+    /// pacer: what `handle_timeout_media_only` does) and of everything else.
+    pub fn poll_timeout_split(&mut self) -> ((Option<Instant>, Reason), (Option<Instant>, Reason)) {
+        let none = (None, Reason::NotHappening);
         if self.rtp_closing {
             return if self.feedback_tx.is_empty() {
-                (None, Reason::NotHappening)
+                (none, none)
             } else {
-                (Some(already_happened()), Reason::Feedback)
+                (none, (Some(already_happened()), Reason::Feedback))
             };
         }
 
@@ -1334,16 +1363,17 @@ impl Session {
             // We should never see this reason.
             .unwrap_or((None, Reason::BweDelayControl));
 
-        (feedback_at, Reason::Feedback)
+        let media = pacing_at
+            .soonest((packetize_at, Reason::Packetize))
+            .soonest((send_stream_at, Reason::SendStream));
+        let other = (feedback_at, Reason::Feedback)
             .soonest((request_at, Reason::Feedback))
             .soonest((nack_at, Reason::Nack))
             .soonest((twcc_at, Reason::Twcc))
-            .soonest(pacing_at)
             .soonest((receive_at, Reason::ReceiveReorder))
-            .soonest((packetize_at, Reason::Packetize))
             .soonest((paused_at, Reason::PauseCheck))
-            .soonest((send_stream_at, Reason::SendStream))
-            .soonest(bwe_at)
+            .soonest(bwe_at);
+        (media, other)
     }
 
     pub fn has_mid(&self, mid: Mid) -> bool {

@@ -426,6 +426,19 @@ impl Streams {
         }
     }
 
+    /// portcast: the send-stream half of `handle_timeout` (stamps newly queued packets),
+    /// for a media-only timeout (`RtcConfig::set_media_only_timeouts`).
+    pub(crate) fn stamp_send_queues(&mut self, now: Instant, medias: &[Media], codecs: &CodecConfig) {
+        for stream in self.streams_tx.values_mut() {
+            if !stream.need_timeout() {
+                continue;
+            }
+            let mid = stream.mid();
+            let get_media = move || (medias.iter().find(|m| m.mid() == mid).unwrap(), codecs);
+            stream.handle_timeout(now, get_media);
+        }
+    }
+
     pub(crate) fn handle_timeout(
         &mut self,
         now: Instant,
