@@ -14,6 +14,7 @@ mod glass;
 mod heap;
 mod ingest;
 mod naive;
+mod rxstamp;
 mod scenarios;
 mod soak;
 mod stats;

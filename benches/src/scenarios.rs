@@ -347,12 +347,13 @@ pub fn fanout(
         }
     );
     println!(
-        "{:>5} {:>9} {:>10} {:>12} {:>9} {:>12} {:>12} {:>14}",
+        "{:>5} {:>9} {:>10} {:>12} {:>9} {:>12} {:>12} {:>12} {:>14}",
         "N",
         "connected",
         "pkts/s",
         "loop cpu/s",
         "loss %",
+        "spread p50",
         "spread p99",
         "f2p p99",
         "RSS/viewer KiB"
@@ -471,12 +472,13 @@ fn fanout_portcast(
     );
     let rss_per = rss_delta as f64 / n as f64 / 1024.0;
     println!(
-        "{:>5} {:>9} {:>10.0} {:>12.3} {:>9.3} {:>12} {:>12} {:>14.0}",
+        "{:>5} {:>9} {:>10.0} {:>12.3} {:>9.3} {:>12} {:>12} {:>12} {:>14.0}",
         n,
         connected,
         pps,
         cpu,
         loss,
+        fmt_us(spread.p50),
         fmt_us(spread.p99),
         fmt_us(f2p.p99),
         rss_per
@@ -508,12 +510,13 @@ fn fanout_naive(o: &Opts, (w, h): (u32, u32), n: usize, estimation: bool) -> Res
     let pps = run.report.clients.iter().map(|c| c.packets).sum::<u64>() as f64 / o.secs();
     let spread = spread_at(&run.report, n);
     println!(
-        "{:>5} {:>9} {:>10.0} {:>12.3} {:>9.3} {:>12} {:>12} {:>14}   (naive)",
+        "{:>5} {:>9} {:>10.0} {:>12.3} {:>9.3} {:>12} {:>12} {:>12} {:>14}   (naive)",
         n,
         connected,
         pps,
         run.loop_cpu_per_s,
         loss,
+        fmt_us(spread.p50),
         fmt_us(spread.p99),
         "-",
         "-"
@@ -524,7 +527,9 @@ fn fanout_naive(o: &Opts, (w, h): (u32, u32), n: usize, estimation: bool) -> Res
     }))
 }
 
-/// First to last viewer's arrival of each frame that all `n` viewers got, in us.
+/// First to last viewer's arrival of each frame that all `n` viewers got, in us: the
+/// kernel's receive time of the datagram that completed the frame at each viewer
+/// (`rxstamp`), so the viewer process's own backlog does not count.
 fn spread_at(report: &ViewerReport, n: usize) -> Summary {
     summarize(
         &report

@@ -1,7 +1,9 @@
 //! The viewer process: many light str0m clients doing real ICE, DTLS and SRTP
 //! over loopback, on one thread with one mio `Poll`. It records when each
-//! frame completes at each client (wall clock, comparable across processes)
-//! and the RTP sequence numbers it saw, and writes a JSON report.
+//! frame completes at each client (wall clock, comparable across processes:
+//! the kernel's receive time of the datagram that completed it, so this
+//! process's own backlog under a burst does not count) and the RTP sequence
+//! numbers it saw, and writes a JSON report.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -16,6 +18,8 @@ use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 use tungstenite::{Message, WebSocket};
+
+use crate::rxstamp;
 
 /// What the viewer process is asked to do.
 #[derive(Debug, Clone)]
@@ -63,7 +67,9 @@ pub struct ClientReport {
 pub struct ViewerReport {
     /// One per client.
     pub clients: Vec<ClientReport>,
-    /// Per (avatar, frame index): earliest and latest completion (ns since the epoch) and how many clients.
+    /// Per (avatar, frame index): earliest and latest completion (ns since the epoch: the
+    /// kernel's arrival time of the datagram that completed the frame, `rxstamp`) and how
+    /// many clients.
     pub frames: Vec<(String, u64, u128, u128, u32)>,
     /// CPU seconds used by the viewer process.
     pub cpu_seconds: f64,
@@ -110,6 +116,8 @@ struct Client {
     timeout: Instant,
     video_mid: Option<str0m::media::Mid>,
     audio_packets: u64,
+    /// When the kernel queued the datagram being handled (ns since the epoch), if stamped.
+    arrived: Option<u128>,
 }
 
 /// Runs the job and returns the report.
@@ -154,13 +162,16 @@ pub fn run(job: &ViewerJob) -> Result<ViewerReport, String> {
                 continue;
             };
             loop {
-                match c.socket.recv_from(&mut buf) {
-                    Ok((n, from)) => {
+                match rxstamp::recv(&c.socket, &mut buf) {
+                    Ok((n, from, arrived)) => {
                         let now = Instant::now();
                         if let Ok(r) = Receive::new(Protocol::Udp, from, c.local, &buf[..n]) {
                             let _ = c.rtc.handle_input(Input::Receive(now, r));
                         }
+                        // A frame this datagram completes arrived when it did.
+                        c.arrived = arrived;
                         drain(c, &mut frames, &job.avatars, ticks_per_frame);
+                        c.arrived = None;
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(_) => break,
@@ -213,6 +224,7 @@ fn connect(
         .set_nonblocking(true)
         .map_err(|e| e.to_string())?;
     let local = std_socket.local_addr().map_err(|e| e.to_string())?;
+    rxstamp::enable(&std_socket).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
     let socket = UdpSocket::from_std(std_socket);
     let now = Instant::now();
     // Offer the playout-delay extension as Chromium does (its id 5), so the
@@ -275,6 +287,7 @@ fn connect(
         timeout: now,
         video_mid: Some(video_mid),
         audio_packets: 0,
+        arrived: None,
     })
 }
 
@@ -300,9 +313,11 @@ fn drain(
                 c.audio_packets += 1;
             }
             Ok(Output::Event(Event::MediaData(m))) => {
-                let wall = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos());
+                let wall = c.arrived.unwrap_or_else(|| {
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos())
+                });
                 c.frames += 1;
                 let (first, last) = (**m.seq_range.start(), **m.seq_range.end());
                 c.packets += last.saturating_sub(first) + 1;
