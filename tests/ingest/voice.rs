@@ -31,6 +31,23 @@ fn push_av(
     }
 }
 
+/// A v2 renderer of I420 frames named `avatar` that speaks 16-bit PCM of
+/// `channels` at `sample_rate` Hz.
+fn pcm_renderer(d: &Daemon, avatar: &str, channels: u8, sample_rate: u32) -> IngestClient {
+    let mut client =
+        IngestClient::connect_v2(&d.ingest_path, avatar, format(PixelFormat::I420)).unwrap();
+    client
+        .set_audio_format(&wire::AudioFormat {
+            codec: wire::AudioCodec::PcmS16le,
+            channels,
+            sample_rate,
+            bitrate_kbps: 0,
+            frame_ms: 0,
+        })
+        .unwrap();
+    client
+}
+
 /// `n`-th 20 ms chunk of a `hz` sine at `rate` Hz, `channels` interleaved, and its pts (µs).
 fn sine_chunk(n: u64, hz: f64, rate: u32, channels: usize) -> (u64, Vec<u8>) {
     let per = rate as u64 / 50;
@@ -60,18 +77,8 @@ fn decode_opus(packets: &[(u64, Instant, Vec<u8>)]) -> Vec<i16> {
 #[test]
 fn a_renderers_pcm_voice_is_resampled_to_48k_and_reaches_the_viewer_in_step() {
     let d = Daemon::start(&[]);
-    let avatar = format(PixelFormat::I420);
-    let mut client = IngestClient::connect_v2(&d.ingest_path, "speaker", avatar).unwrap();
     // 24 kHz stereo, as some TTS engines emit: resampled and mixed down by the daemon.
-    client
-        .set_audio_format(&wire::AudioFormat {
-            codec: wire::AudioCodec::PcmS16le,
-            channels: 2,
-            sample_rate: 24_000,
-            bitrate_kbps: 0,
-            frame_ms: 0,
-        })
-        .unwrap();
+    let mut client = pcm_renderer(&d, "speaker", 2, 24_000);
     let mut pattern = TestPattern::new(W as usize, H as usize).unwrap();
     let epoch = Instant::now();
     push_av(&mut client, &mut pattern, epoch, 0..15, |n| {
@@ -118,17 +125,7 @@ fn a_renderers_pcm_voice_is_resampled_to_48k_and_reaches_the_viewer_in_step() {
 #[test]
 fn flush_drops_the_queued_utterance_at_once() {
     let d = Daemon::start(&[]);
-    let mut client =
-        IngestClient::connect_v2(&d.ingest_path, "talker", format(PixelFormat::I420)).unwrap();
-    client
-        .set_audio_format(&wire::AudioFormat {
-            codec: wire::AudioCodec::PcmS16le,
-            channels: 1,
-            sample_rate: 16_000,
-            bitrate_kbps: 0,
-            frame_ms: 0,
-        })
-        .unwrap();
+    let mut client = pcm_renderer(&d, "talker", 1, 16_000);
     let mut pattern = TestPattern::new(W as usize, H as usize).unwrap();
     let epoch = Instant::now();
     push_av(&mut client, &mut pattern, epoch, 0..10, |_| None);
@@ -358,17 +355,7 @@ fn the_python_wav_example_speaks_through_the_daemon() {
 #[test]
 fn a_renderer_that_pauses_its_voice_resumes_on_the_same_timeline() {
     let d = Daemon::start(&[]);
-    let mut client =
-        IngestClient::connect_v2(&d.ingest_path, "pauser", format(PixelFormat::I420)).unwrap();
-    client
-        .set_audio_format(&wire::AudioFormat {
-            codec: wire::AudioCodec::PcmS16le,
-            channels: 1,
-            sample_rate: 48_000,
-            bitrate_kbps: 0,
-            frame_ms: 0,
-        })
-        .unwrap();
+    let mut client = pcm_renderer(&d, "pauser", 1, 48_000);
     let mut pattern = TestPattern::new(W as usize, H as usize).unwrap();
     let epoch = Instant::now();
     push_av(&mut client, &mut pattern, epoch, 0..10, |_| None);
@@ -409,17 +396,7 @@ fn a_renderer_that_pauses_its_voice_resumes_on_the_same_timeline() {
 #[test]
 fn a_renderer_that_only_speaks_is_heard() {
     let d = Daemon::start(&[]);
-    let mut client =
-        IngestClient::connect_v2(&d.ingest_path, "voice-only", format(PixelFormat::I420)).unwrap();
-    client
-        .set_audio_format(&wire::AudioFormat {
-            codec: wire::AudioCodec::PcmS16le,
-            channels: 1,
-            sample_rate: 16_000,
-            bitrate_kbps: 0,
-            frame_ms: 0,
-        })
-        .unwrap();
+    let mut client = pcm_renderer(&d, "voice-only", 1, 16_000);
     wait_for_log(&d, "avatar voice-only speaks");
     let mut v = NetViewer::connect_with_audio(d.signal_port, "vo-1", "voice-only").expect("answer");
     // No FRAME at all: 2 s of speech in real time, on the renderer's clock.
