@@ -116,8 +116,6 @@ struct Client {
     timeout: Instant,
     video_mid: Option<str0m::media::Mid>,
     audio_packets: u64,
-    /// When the kernel queued the datagram being handled (ns since the epoch), if stamped.
-    arrived: Option<u128>,
 }
 
 /// Runs the job and returns the report.
@@ -147,7 +145,7 @@ pub fn run(job: &ViewerJob) -> Result<ViewerReport, String> {
     let ticks_per_frame = u64::from(90_000 / job.fps.max(1));
     // Drain once so every client sends its first checks.
     for c in clients.iter_mut() {
-        drain(c, &mut frames, &job.avatars, ticks_per_frame);
+        drain(c, &mut frames, &job.avatars, ticks_per_frame, None);
     }
     while Instant::now() < end {
         let next = clients.iter().map(|c| c.timeout).min().unwrap_or(end);
@@ -169,9 +167,7 @@ pub fn run(job: &ViewerJob) -> Result<ViewerReport, String> {
                             let _ = c.rtc.handle_input(Input::Receive(now, r));
                         }
                         // A frame this datagram completes arrived when it did.
-                        c.arrived = arrived;
-                        drain(c, &mut frames, &job.avatars, ticks_per_frame);
-                        c.arrived = None;
+                        drain(c, &mut frames, &job.avatars, ticks_per_frame, arrived);
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(_) => break,
@@ -182,7 +178,7 @@ pub fn run(job: &ViewerJob) -> Result<ViewerReport, String> {
         for c in clients.iter_mut() {
             if c.timeout <= now {
                 let _ = c.rtc.handle_input(Input::Timeout(now));
-                drain(c, &mut frames, &job.avatars, ticks_per_frame);
+                drain(c, &mut frames, &job.avatars, ticks_per_frame, None);
             }
         }
     }
@@ -287,15 +283,17 @@ fn connect(
         timeout: now,
         video_mid: Some(video_mid),
         audio_packets: 0,
-        arrived: None,
     })
 }
 
+/// Polls a client until its next timeout. A frame it completes is stamped
+/// `arrived` (the kernel's receive time of the datagram just handled), else now.
 fn drain(
     c: &mut Client,
     frames: &mut HashMap<(usize, u64), (u128, u128, u32)>,
     avatars: &[String],
     ticks_per_frame: u64,
+    arrived: Option<u128>,
 ) {
     loop {
         match c.rtc.poll_output() {
@@ -313,7 +311,7 @@ fn drain(
                 c.audio_packets += 1;
             }
             Ok(Output::Event(Event::MediaData(m))) => {
-                let wall = c.arrived.unwrap_or_else(|| {
+                let wall = arrived.unwrap_or_else(|| {
                     SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |d| d.as_nanos())
