@@ -16,14 +16,13 @@ use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use portcast_engine::encoder::{Encoded, EncoderSettings};
 use portcast_engine::media::annexb_has_idr;
 use portcast_engine::{AccessUnit, AvatarId, VideoCodec};
 
 use crate::encoders::Encoders;
 use crate::source::{EncoderDemand, Media};
 
-use super::convert::{i420_view, packed_to_i420, I420Buffer};
+use super::convert::I420Buffer;
 use super::slot::{RawFrame, Slot};
 use super::voice::{Chunk, Timeline, Voice};
 use super::wire::{
@@ -31,6 +30,9 @@ use super::wire::{
     HEADER_LEN, MAX_AVATAR_ID_LEN, MAX_META_BYTES, VERSION_2,
 };
 use super::{IngestCounters, Shared, Stat};
+
+mod worker;
+use worker::Worker;
 
 /// How often a blocked read wakes to check for shutdown.
 const READ_TICK: Duration = Duration::from_millis(250);
@@ -563,157 +565,11 @@ impl Reader {
     }
 }
 
-/// The encoder thread of one renderer.
-struct Worker {
-    avatar: AvatarId,
-    shared: Arc<Shared>,
-    own: Option<IngestCounters>,
-    slot: Arc<Slot>,
-    watched: Arc<EncoderDemand>,
-    passthrough: Arc<AtomicBool>,
-    writer: Writer,
-    /// Its H.264 encoder (raw formats), and its VP8 one while a viewer watches in VP8.
-    encoders: Encoders,
-    i420: I420Buffer,
-    out: Vec<u8>,
-    last_rtp: Option<u64>,
-}
-
 /// Counts on the hub and, once the renderer is registered, on its avatar.
 fn count_both(shared: &Shared, own: Option<&IngestCounters>, stat: Stat, n: u64) {
     shared.add(stat, n);
     if let Some(c) = own {
         c.add(stat, n);
-    }
-}
-
-impl Worker {
-    fn count(&self, stat: Stat) {
-        count_both(&self.shared, self.own.as_ref(), stat, 1);
-    }
-
-    fn run(mut self) {
-        // Registered: say whether anyone watches now, then on every change.
-        let mut told = None;
-        loop {
-            let work = self.slot.wait(Duration::from_millis(500));
-            let watched = self.watched.any();
-            if told != Some(watched) {
-                if send(&self.writer, &wire::watched(watched)) {
-                    log::debug!("ingest avatar {}: told watched={watched}", self.avatar);
-                }
-                told = Some(watched);
-            }
-            // Pass-through: the renderer makes the keyframe. Raw pictures: the
-            // encoders take the requests the demand holds per codec and
-            // rendition at the next picture.
-            if work.keyframe
-                && self.passthrough.load(Ordering::Relaxed)
-                && send(&self.writer, &wire::keyframe_request())
-            {
-                self.count(Stat::KeyframeRequestsSent);
-            }
-            if let Some(frame) = work.frame {
-                let result = self.encode(&frame);
-                self.slot.recycle(frame.data);
-                if let Err(e) = result {
-                    log::error!("ingest avatar {}: {e}", self.avatar);
-                    send(&self.writer, &wire::refused(e.code(), &e.to_string()));
-                    // The reader sees the socket close and cleans up.
-                    if let Ok(w) = self.writer.lock() {
-                        let _ = w.shutdown(std::net::Shutdown::Both);
-                    }
-                    return;
-                }
-            }
-            if work.closed {
-                return;
-            }
-        }
-    }
-
-    fn encode(&mut self, frame: &RawFrame) -> Result<(), WireError> {
-        let f = frame.format;
-        let settings = EncoderSettings {
-            width: f.width,
-            height: f.height,
-            fps: f.fps,
-            bitrate_bps: f.bitrate_bps(),
-            threads: self.shared.config.encoder_threads,
-        };
-        let (w, h) = (f.width as usize, f.height as usize);
-        let pic = match f.format {
-            PixelFormat::I420 => i420_view(&frame.data, w, h),
-            PixelFormat::Rgb24 | PixelFormat::Bgra => {
-                let t = Instant::now();
-                packed_to_i420(f.format, &frame.data, w, h, &mut self.i420)
-                    .map_err(WireError::Encoder)?;
-                let micros = t.elapsed().as_micros() as u64;
-                count_both(&self.shared, self.own.as_ref(), Stat::ConvertMicros, micros);
-                self.i420.view()
-            }
-            PixelFormat::H264 => return Ok(()),
-        };
-        // Rendition 0 in H.264 always (a new size or rate makes a new encoder, whose
-        // first picture is an IDR with in-band SPS); the rest only while a viewer
-        // receives them.
-        let always = |codec, r| codec == VideoCodec::H264 && r == 0;
-        let watched = &self.watched;
-        let switched = self
-            .encoders
-            .sync(settings, |codec, r| {
-                always(codec, r) || watched.get_at(codec, r)
-            })
-            .map_err(WireError::Encoder)?;
-        for s in switched.iter().filter(|s| !always(s.codec, s.rendition)) {
-            match s.started {
-                true => log::info!("ingest avatar {}: {} encoder started", self.avatar, s.label),
-                false => log::info!(
-                    "ingest avatar {}: {} encoder stopped, no viewer receives it",
-                    self.avatar,
-                    s.label
-                ),
-            }
-        }
-        // Every codec's picture goes out with the same RTP time.
-        let mut rtp_time = self.shared.rtp_time(frame.arrived_at);
-        if let Some(last) = self.last_rtp {
-            rtp_time = rtp_time.max(last + 1);
-        }
-        self.last_rtp = Some(rtp_time);
-        let (shared, own, avatar) = (&self.shared, self.own.as_ref(), &self.avatar);
-        // The hub's frame counters count rendition-0 H.264 pictures, as
-        // before VP8 and the ladder existed.
-        let count = |codec: VideoCodec, rendition: u8, stat| {
-            if codec == VideoCodec::H264 && rendition == 0 {
-                count_both(shared, own, stat, 1);
-            }
-        };
-        self.encoders
-            .encode_each(&pic, &self.watched, &mut self.out, |p| {
-                if p.kind == Encoded::Skipped {
-                    count(p.codec, p.rendition, Stat::EncoderSkips);
-                    return true;
-                }
-                count(p.codec, p.rendition, Stat::FramesEncoded);
-                let au = AccessUnit {
-                    codec: p.codec,
-                    data: Arc::from(p.data),
-                    rtp_time,
-                    keyframe: p.kind == Encoded::Keyframe,
-                    captured_at: frame.arrived_at,
-                    encoded_at: p.encoded_at,
-                    frame_index: frame.index,
-                    rendition: p.rendition,
-                    bitrate_bps: p.bitrate_bps,
-                };
-                let sent = forward(shared, own, avatar, au);
-                if sent {
-                    count(p.codec, p.rendition, Stat::FramesForwarded);
-                }
-                sent
-            })
-            .map_err(|(_, e)| WireError::Encoder(e.to_string()))
     }
 }
 
