@@ -7,9 +7,9 @@
 //! in [`client`].
 //!
 //! Threads: the mio loop accepts connections (it owns the listener) and never
-//! reads them; each renderer gets a reader thread and an encoder thread
-//! (`renderer.rs`), which hand access units to the loop through the same
-//! channel and `Waker` as the built-in sources. Registration reaches the
+//! reads them; each renderer gets a reader thread (`renderer.rs`) and an
+//! encoder thread (`renderer/worker.rs`), which hand access units to the loop
+//! through the same channel and `Waker` as the built-in sources. Registration reaches the
 //! engine through [`IngestHub::poll`], on the loop thread.
 //!
 //! An avatar id, once registered, stays known to the engine until the daemon
