@@ -53,6 +53,8 @@ pub struct EngineStats {
     pub audio_frames_written: Counter,
     /// Keyframe requests sent to encoders.
     pub keyframe_requests: Counter,
+    /// Probes of a viewer's link for more bandwidth the engine asked str0m for.
+    pub bandwidth_probes: Counter,
     /// Sessions dropped because handling them panicked (a bug, contained).
     pub session_panics: Counter,
     /// Answer sent to the session's first frame written, seconds (ICE + DTLS + the wait for a keyframe).
@@ -80,6 +82,7 @@ impl Default for EngineStats {
             frames_written: Counter::default(),
             audio_frames_written: Counter::default(),
             keyframe_requests: Counter::default(),
+            bandwidth_probes: Counter::default(),
             session_panics: Counter::default(),
             // 5 ms .. ~5 s in x2 steps.
             first_frame: Histogram::new(exponential_buckets(0.005, 2.0, 11)),
@@ -106,6 +109,11 @@ impl EngineStats {
                 "keyframe_requests",
                 "Keyframe requests sent to encoders",
                 &self.keyframe_requests,
+            ),
+            (
+                "bandwidth_probes",
+                "Probes of a viewer's link for more bandwidth asked of str0m",
+                &self.bandwidth_probes,
             ),
             (
                 "frames_written",

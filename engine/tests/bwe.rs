@@ -106,6 +106,28 @@ fn a_lossy_link_lowers_its_viewers_cap_below_a_clean_ones() {
     );
 }
 
+#[test]
+fn probes_of_a_lossy_link_that_gain_nothing_come_less_often() {
+    // One media datagram in three lost: the lone viewer's estimate stays far
+    // under what its encoder could use, so it is probed for more, and no
+    // probe raises it.
+    let mut w = World::new(config(), 256, 144);
+    let v = w.add_viewer("viewer", addr("127.0.0.1:40000"));
+    w.viewers[v].drop_every = Some(3);
+    w.run(Duration::from_secs(10));
+    let early = w.engine.stats().bandwidth_probes.get();
+    assert!(early >= 1, "the short estimate was never probed");
+    w.run(Duration::from_secs(60));
+    let late = w.engine.stats().bandwidth_probes.get() - early;
+    assert!(!w.viewers[v].counters.is_empty(), "it decodes");
+    // Every 5 s that would be 12 probes in 60 s; waits that double up to 30 s
+    // leave 3 or 4.
+    assert!(
+        (1..=5).contains(&late),
+        "{late} probes in the 60 s after the first {early}"
+    );
+}
+
 /// A payload type and its RTP datagrams: (delivered, dropped).
 type PtCount = (u8, (u64, u64));
 

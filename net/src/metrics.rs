@@ -551,6 +551,7 @@ mod tests {
             (&stats.frames_held, 9),
             (&stats.keyframe_requests, 10),
             (&stats.session_panics, 11),
+            (&stats.bandwidth_probes, 12),
         ] {
             c.inc_by(n);
         }
@@ -566,6 +567,7 @@ mod tests {
             "portcast_frames_written_total 8",
             "portcast_keyframe_requests_total 10",
             "portcast_session_panics_total 11",
+            "portcast_bandwidth_probes_total 12",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }

@@ -87,7 +87,8 @@ impl Engine {
     }
 
     /// Asks str0m for an allocation probe when a lone viewer's estimate keeps
-    /// its encoder under the most it could send, at most every [`PROBE_EVERY`].
+    /// its encoder under the most it could send: [`PROBE_EVERY`] after a probe
+    /// that raised its estimate, longer after each that did not (`next_probe_wait`).
     /// Called on each estimate event and, through `probe_check_at`, from any
     /// drain once its time comes: a loss-limited estimate can hold still for
     /// many seconds and send no event (measured: the lift bench then waited
@@ -159,6 +160,7 @@ impl Engine {
             s.probe_from_bps = s.estimate_bps;
             s.probe_low_bps = None;
             s.probe_asked = Some(now);
+            self.stats.bandwidth_probes.inc();
             s.probe_lowered = true;
             s.probe_check_at = Some(now + PROBE_LOWERED_FOR);
             let lowered = desired * 9 / 10;
