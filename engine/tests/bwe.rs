@@ -107,7 +107,7 @@ fn a_lossy_link_lowers_its_viewers_cap_below_a_clean_ones() {
 }
 
 #[test]
-fn probes_of_a_lossy_link_that_gain_nothing_come_less_often() {
+fn a_lone_viewers_probes_of_a_lossy_link_that_gain_nothing_come_less_often() {
     // One media datagram in three lost: the lone viewer's estimate stays far
     // under what its encoder could use, so it is probed for more, and no
     // probe raises it.

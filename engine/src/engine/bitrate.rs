@@ -143,7 +143,14 @@ impl Engine {
             .probe_asked
             .is_none_or(|t| now.saturating_duration_since(t) >= s.probe_every);
         if aim.is_some() && short && due && s.phase == Phase::Streaming {
-            if let (Some(from), Some(est)) = (s.probe_from_bps, s.probe_low_bps.or(s.estimate_bps))
+            // Only a lone viewer's probes back off: they are what a leap of
+            // its encoder follows. A viewer sharing its avatar switches up
+            // only after its estimate held for `ladder::UP_HOLD`, and its
+            // probes are what bring it back up after an early dip.
+            if !alone {
+                s.probe_every = PROBE_EVERY;
+            } else if let (Some(from), Some(est)) =
+                (s.probe_from_bps, s.probe_low_bps.or(s.estimate_bps))
             {
                 let wait = next_probe_wait(s.probe_every, from, est);
                 if wait != s.probe_every {
@@ -157,7 +164,13 @@ impl Engine {
                 }
                 s.probe_every = wait;
             }
-            s.probe_from_bps = s.estimate_bps;
+            // A probe asked while the estimate may still be the estimator's
+            // first guess (1 Mbit/s for a lone viewer) is not judged: a guess
+            // above the link would make it look like a failure.
+            let settled = s
+                .first_frame_at
+                .is_some_and(|t| now.saturating_duration_since(t) >= ladder::SETTLE);
+            s.probe_from_bps = s.estimate_bps.filter(|_| settled);
             s.probe_low_bps = None;
             s.probe_asked = Some(now);
             self.stats.bandwidth_probes.inc();
