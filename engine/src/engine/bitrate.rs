@@ -139,9 +139,12 @@ impl Engine {
             return;
         }
         let short = s.estimate_bps.is_some_and(|e| u64::from(e) < desired);
+        // A viewer that shares its avatar now is probed every 5 s, however
+        // long it waited while it was alone.
+        let every = if alone { s.probe_every } else { PROBE_EVERY };
         let due = s
             .probe_asked
-            .is_none_or(|t| now.saturating_duration_since(t) >= s.probe_every);
+            .is_none_or(|t| now.saturating_duration_since(t) >= every);
         if aim.is_some() && short && due && s.phase == Phase::Streaming {
             // Only a lone viewer's probes back off: they are what a leap of
             // its encoder follows. A viewer sharing its avatar switches up
