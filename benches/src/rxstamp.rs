@@ -8,8 +8,10 @@
 //! measure the sender.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+
+use socket2::SockAddr;
 
 /// Asks the kernel to stamp each datagram `socket` receives (`SO_TIMESTAMPNS`).
 pub fn enable(socket: &impl AsRawFd) -> io::Result<()> {
@@ -37,28 +39,34 @@ pub fn recv(
     socket: &impl AsRawFd,
     buf: &mut [u8],
 ) -> io::Result<(usize, SocketAddr, Option<u128>)> {
-    // SAFETY: all-zero bytes are valid for these plain C structs.
-    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     // u64s keep the control buffer aligned for cmsghdr.
     let mut control = [0u64; 16];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    // SAFETY: as above.
+    // SAFETY: all-zero bytes are valid for this plain C struct.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = &mut addr as *mut libc::sockaddr_storage as *mut libc::c_void;
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
     msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: msg points at addr, iov (into buf) and control, all alive for the call and
-    // sized as declared; the kernel writes within those sizes.
-    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: socket2 hands a zeroed address storage and its length, and reads back the
+    // length the kernel wrote; msg points at it, iov (into buf) and control, all alive for
+    // the call and sized as declared, and the kernel writes within those sizes.
+    let (n, from) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            msg.msg_name = storage as *mut libc::c_void;
+            msg.msg_namelen = *len;
+            let n = libc::recvmsg(socket.as_raw_fd(), &mut msg, 0);
+            *len = msg.msg_namelen;
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        })?
+    };
     let mut stamp = None;
     // SAFETY: the CMSG_* walk stays within msg_controllen bytes of `control`, which the
     // kernel filled; an SCM_TIMESTAMPNS message carries one timespec.
@@ -74,36 +82,10 @@ pub fn recv(
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    let from = sockaddr(&addr).ok_or_else(|| io::Error::other("datagram from no IP address"))?;
-    Ok((n as usize, from, stamp))
-}
-
-fn sockaddr(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match addr.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says it is a sockaddr_in, which fits in sockaddr_storage.
-            let a =
-                unsafe { &*(addr as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
-            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(a.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: as above, for sockaddr_in6.
-            let a =
-                unsafe { &*(addr as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
-            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
+    let from = from
+        .as_socket()
+        .ok_or_else(|| io::Error::other("datagram from no IP address"))?;
+    Ok((n, from, stamp))
 }
 
 #[cfg(test)]
