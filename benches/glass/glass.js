@@ -95,7 +95,10 @@ async function metrics() {
   return { encode: histogram(text, 'portcast_encode_seconds'),
     f2p: histogram(text, 'portcast_frame_to_packet_seconds'),
     // What the encoders aim at now (the estimate's cap, or the configured bitrate).
-    bitrate_bps: histogram(text, 'portcast_source_bitrate_bps').sum };
+    bitrate_bps: histogram(text, 'portcast_source_bitrate_bps').sum,
+    // Counters, for what happened in the window (keyframes asked and sent, probes of the link).
+    keyframe_requests: histogram(text, 'portcast_keyframe_requests_total').sum,
+    probes: histogram(text, 'portcast_bandwidth_probes_total').sum };
 }
 const meanMs = (a, b, key) => (b[key].count > a[key].count
   ? round(((b[key].sum - a[key].sum) / (b[key].count - a[key].count)) * 1000, 2) : null);
@@ -204,10 +207,13 @@ async function glass() {
       decode_ms: per('totalDecodeTime', 'framesDecoded'),
       processing_ms: per('totalProcessingDelay', 'framesDecoded'),
       frames_decoded: d('framesDecoded'), frames_dropped: d('framesDropped'), packets_lost: d('packetsLost'),
-      freezes: d('freezeCount'), rtt_ms: s && s.rtt_ms,
+      freezes: d('freezeCount'), freeze_s: round(d('totalFreezesDuration'), 2), rtt_ms: s && s.rtt_ms,
+      // What the viewer asked for and got: loss recovery and keyframes (a freeze's usual story).
+      nacks: d('nackCount'), plis: d('pliCount'), firs: d('firCount'), keyframes_decoded: d('keyFramesDecoded'),
     },
     daemon: m0 && m1 ? { encode_ms: meanMs(m0, m1, 'encode'), frame_to_packet_ms: meanMs(m0, m1, 'f2p'),
-      encoder_kbit_s_end: round(m1.bitrate_bps / 1000, 0) } : null,
+      encoder_kbit_s_end: round(m1.bitrate_bps / 1000, 0),
+      keyframe_requests: m1.keyframe_requests - m0.keyframe_requests, probes: m1.probes - m0.probes } : null,
   };
 }
 

@@ -145,6 +145,8 @@ for name in "${list[@]}"; do
       [[ $name == portcast-tcp ]] && block_udp
       [[ $name == portcast-capped* || $name == portcast-lift ]] && cap_link
       measure "$name" http://198.18.1.1:10110/ http://198.18.1.1:10110/metrics
+      # What the cap itself did over the whole run (warm-up included): sent, dropped, overlimits.
+      [[ $name == portcast-capped* ]] && ip netns exec "$P" tc -s qdisc show dev vp >"$OUT/$name.tc.txt" 2>&1
       [[ $name == portcast-tcp ]] && unblock_udp
       uncap_link
       ;;
