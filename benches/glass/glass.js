@@ -8,9 +8,11 @@
 //                requestVideoFrameCallback, same machine clock), p50/p95/p99/max in ms;
 //   split        the same frames cut at Chromium's receiveTime and presentationTime;
 //   inbound      Chromium's getStats over the same window (inbound-rtp video, deltas):
-//                jitter buffer, assembly, decode and processing delay per frame, fps, kbit/s;
+//                jitter buffer, assembly, decode and processing delay per frame, fps, kbit/s,
+//                losses, freezes and their seconds, NACKs, PLIs, FIRs, keyframes decoded;
 //   daemon       (when GLASS_METRICS is set) portcast's own encode and frame-to-packet means
-//                over the same window, from its /metrics histograms;
+//                over the same window, from its /metrics histograms, and its keyframe requests
+//                and bandwidth probes in the window;
 //   first_frame  GLASS_PAGES fresh pages: each step from the Connect to the first frame shown.
 'use strict';
 const path = require('path');

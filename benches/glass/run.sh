@@ -16,6 +16,7 @@
 #   portcast-capped      portcast (voice on) while the NAT box's link to the client is capped at
 #                        GLASS_CAP_KBIT (1000) kbit/s with tc tbf from before the page opens:
 #                        bandwidth estimation keeps the lone viewer's encoder under the cap
+#                        (the tbf's sent/dropped/overlimits counters: <out>/<server>.tc.txt)
 #   portcast-capped-off  the same with --bandwidth-estimation off (the configured bitrate
 #                        whatever the link carries)
 #   portcast-lift        portcast-capped whose cap is lifted when the window starts: glass.js
