@@ -589,7 +589,9 @@ impl Engine {
             if fx.estimate_changed {
                 self.estimate_changed(now, key);
             } else if s.probe_check_at.is_some_and(|t| now >= t) {
+                let (avatar, codec) = (s.avatar.clone(), s.codec);
                 self.probe_for_more(now, key);
+                self.update_video_cap(now, &avatar, codec);
             }
         }
         let Some(s) = self.sessions.get(&key) else {
@@ -657,7 +659,7 @@ impl Engine {
         }
         // A survivor left alone goes back to rendition 0 (its estimate caps it there).
         self.rechoose_renditions(now, &s.avatar, s.codec);
-        self.update_video_cap(&s.avatar, s.codec);
+        self.update_video_cap(now, &s.avatar, s.codec);
         if let Some(c) = self.conns.get_mut(&s.conn) {
             if c.session == Some(key) {
                 c.session = None;

@@ -107,6 +107,47 @@ fn a_lossy_link_lowers_its_viewers_cap_below_a_clean_ones() {
 }
 
 #[test]
+fn a_lone_viewers_cap_follows_a_leap_of_its_estimate_in_bounded_steps() {
+    // A clean link: str0m's start-up probes lift the estimate several-fold
+    // within a second. The encoder's cap climbs at most 15 % each 500 ms.
+    let mut w = World::new(config(), 256, 144);
+    let v = w.add_viewer("viewer", addr("127.0.0.1:40000"));
+    w.run(Duration::from_secs(10));
+    assert!(!w.viewers[v].counters.is_empty(), "it decodes");
+    let caps: Vec<_> = w
+        .bitrate_caps
+        .iter()
+        .zip(&w.bitrate_cap_times)
+        .filter(|((c, _), _)| *c == VideoCodec::H264)
+        .filter_map(|((_, cap), t)| cap.map(|c| (c, *t)))
+        .collect();
+    let (first, last) = (caps[0].0, caps[caps.len() - 1].0);
+    assert!(
+        last >= first * 2,
+        "the cap never climbed: {first} -> {last} bit/s ({caps:?})"
+    );
+    let mut rose_at = None;
+    for pair in caps.windows(2) {
+        let ((old, _), (new, at)) = (pair[0], pair[1]);
+        if new <= old {
+            continue;
+        }
+        assert!(
+            f64::from(new) <= f64::from(old) * 1.15 + 1.0,
+            "the cap leapt {old} -> {new} bit/s"
+        );
+        if let Some(before) = rose_at {
+            assert!(
+                at - before >= Duration::from_millis(500),
+                "two rises {:?} apart ({old} -> {new} bit/s)",
+                at - before
+            );
+        }
+        rose_at = Some(at);
+    }
+}
+
+#[test]
 fn a_lone_viewers_probes_of_a_lossy_link_that_gain_nothing_come_less_often() {
     // One media datagram in three lost: the lone viewer's estimate stays far
     // under what its encoder could use, so it is probed for more, and no

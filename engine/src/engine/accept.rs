@@ -164,7 +164,7 @@ impl Engine {
         }
         // A second viewer lifts the first one's cap (one link never sets
         // another's picture); from then on each gets the rendition it carries.
-        self.update_video_cap(&avatar, choice.codec);
+        self.update_video_cap(now, &avatar, choice.codec);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(key);
         }

@@ -88,7 +88,7 @@ impl Engine {
             }
         }
         for codec in VideoCodec::ALL {
-            self.update_video_cap(avatar, codec);
+            self.update_video_cap(now, avatar, codec);
         }
         for (codec, r) in wanted {
             self.request_keyframe(now, avatar, codec, r);
@@ -110,6 +110,8 @@ pub(super) struct Track {
     pub(super) gop: JoinGop,
     /// The last [`Output::VideoBitrate`] cap sent for this encoder (rendition 0 only).
     pub(super) cap_sent: Option<u32>,
+    /// When that cap last rose (each rise is bounded, see `CAP_RISE`).
+    pub(super) cap_rose_at: Option<Instant>,
     /// The highest bitrate its encoder said it aims at (caps only lower it):
     /// what a viewer's estimate must carry for this rendition. 0: unknown.
     pub(super) bitrate_bps: u32,
@@ -132,6 +134,7 @@ impl Track {
             limiter: KeyframeLimiter::new(keyframe_interval),
             gop: JoinGop::default(),
             cap_sent: None,
+            cap_rose_at: None,
             bitrate_bps,
             rate: None,
             window: None,

@@ -26,7 +26,7 @@ impl Engine {
             track.bitrate_bps = track.bitrate_bps.max(au.bitrate_bps);
         }
         if au.keyframe && !track.joining.is_empty() {
-            self.complete_switches(avatar, au.codec, au.rendition);
+            self.complete_switches(now, avatar, au.codec, au.rendition);
         }
         let Some(a) = self.avatars.get_mut(avatar) else {
             return;

@@ -197,6 +197,7 @@ impl Engine {
     /// written to its viewers).
     pub(super) fn complete_switches(
         &mut self,
+        now: Instant,
         avatar: &AvatarId,
         codec: VideoCodec,
         rendition: u8,
@@ -231,7 +232,7 @@ impl Engine {
         // A survivor that just reached rendition 0 alone: its estimate caps
         // the encoder now, not at its next estimate event (one that holds
         // still sends none).
-        self.update_video_cap(avatar, codec);
+        self.update_video_cap(now, avatar, codec);
     }
 
     /// Takes `key` off `avatar`'s `codec` rendition `rendition` (as a viewer

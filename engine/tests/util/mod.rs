@@ -539,6 +539,8 @@ pub struct World {
     pub watched_rungs: Vec<(VideoCodec, u8, bool)>,
     /// Each `Output::VideoBitrate` for the source's avatar, in order.
     pub bitrate_caps: Vec<(VideoCodec, Option<u32>)>,
+    /// When each of `bitrate_caps` was sent (the same index).
+    pub bitrate_cap_times: Vec<Instant>,
     pub closed: Vec<(ConnId, String, EndReason)>,
     pub signals: Vec<(ConnId, String)>,
     /// Datagrams the engine sent that are DTLS application data (SCTP would be; SRTP is not).
@@ -570,6 +572,7 @@ impl World {
             watched_vp8: Vec::new(),
             watched_rungs: Vec::new(),
             bitrate_caps: Vec::new(),
+            bitrate_cap_times: Vec::new(),
             closed: Vec::new(),
             signals: Vec::new(),
             dtls_app_data_from_engine: 0,
@@ -737,6 +740,7 @@ impl World {
                     } => {
                         assert_eq!(avatar, self.source.avatar);
                         self.bitrate_caps.push((codec, cap_bps));
+                        self.bitrate_cap_times.push(self.now);
                     }
                     Output::SessionClosed {
                         conn,
