@@ -69,7 +69,8 @@ async function open(query) {
   return page;
 }
 
-// Sum and count of every series of histogram `name` in a Prometheus text page (sum: also a gauge's total).
+// Sum and count of every series of histogram `name` in a Prometheus text page (sum: also a gauge's
+// or a counter's total over its series).
 function histogram(text, name) {
   let sum = 0, count = 0;
   for (const line of text.split('\n')) {

@@ -20,8 +20,8 @@ fn last_cap(w: &World) -> Option<Option<u32>> {
     w.bitrate_caps
         .iter()
         .rev()
-        .find(|(c, _)| *c == VideoCodec::H264)
-        .map(|(_, cap)| *cap)
+        .find(|(c, _, _)| *c == VideoCodec::H264)
+        .map(|(_, cap, _)| *cap)
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn a_lossy_link_lowers_its_viewers_cap_below_a_clean_ones() {
         let mut caps: Vec<u32> = w
             .bitrate_caps
             .iter()
-            .filter_map(|(c, cap)| (*c == VideoCodec::H264).then_some(*cap).flatten())
+            .filter_map(|(c, cap, _)| (*c == VideoCodec::H264).then_some(*cap).flatten())
             .collect();
         assert!(caps.len() >= 3, "too few caps: {:?}", w.bitrate_caps);
         caps.sort_unstable();
@@ -117,9 +117,8 @@ fn a_lone_viewers_cap_follows_a_leap_of_its_estimate_in_bounded_steps() {
     let caps: Vec<_> = w
         .bitrate_caps
         .iter()
-        .zip(&w.bitrate_cap_times)
-        .filter(|((c, _), _)| *c == VideoCodec::H264)
-        .filter_map(|((_, cap), t)| cap.map(|c| (c, *t)))
+        .filter(|(c, _, _)| *c == VideoCodec::H264)
+        .filter_map(|(_, cap, t)| cap.map(|c| (c, *t)))
         .collect();
     let (first, last) = (caps[0].0, caps[caps.len() - 1].0);
     assert!(

@@ -194,7 +194,7 @@ fn a_viewer_on_a_lower_rendition_left_alone_goes_back_to_rendition_0() {
     assert!(
         w.bitrate_caps
             .iter()
-            .any(|(c, cap)| *c == VideoCodec::H264 && cap.is_some()),
+            .any(|(c, cap, _)| *c == VideoCodec::H264 && cap.is_some()),
         "its estimate caps rendition 0: {:?}",
         w.bitrate_caps
     );

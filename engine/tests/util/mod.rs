@@ -537,10 +537,8 @@ pub struct World {
     pub watched_vp8: Vec<bool>,
     /// Each `Output::Watched` of a lower rendition: (codec, rendition, watched).
     pub watched_rungs: Vec<(VideoCodec, u8, bool)>,
-    /// Each `Output::VideoBitrate` for the source's avatar, in order.
-    pub bitrate_caps: Vec<(VideoCodec, Option<u32>)>,
-    /// When each of `bitrate_caps` was sent (the same index).
-    pub bitrate_cap_times: Vec<Instant>,
+    /// Each `Output::VideoBitrate` for the source's avatar, in order, with when it was sent.
+    pub bitrate_caps: Vec<(VideoCodec, Option<u32>, Instant)>,
     pub closed: Vec<(ConnId, String, EndReason)>,
     pub signals: Vec<(ConnId, String)>,
     /// Datagrams the engine sent that are DTLS application data (SCTP would be; SRTP is not).
@@ -572,7 +570,6 @@ impl World {
             watched_vp8: Vec::new(),
             watched_rungs: Vec::new(),
             bitrate_caps: Vec::new(),
-            bitrate_cap_times: Vec::new(),
             closed: Vec::new(),
             signals: Vec::new(),
             dtls_app_data_from_engine: 0,
@@ -739,8 +736,7 @@ impl World {
                         cap_bps,
                     } => {
                         assert_eq!(avatar, self.source.avatar);
-                        self.bitrate_caps.push((codec, cap_bps));
-                        self.bitrate_cap_times.push(self.now);
+                        self.bitrate_caps.push((codec, cap_bps, self.now));
                     }
                     Output::SessionClosed {
                         conn,
