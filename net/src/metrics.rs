@@ -46,6 +46,7 @@ pub struct Metrics {
     udp_out: Family<Labels, Counter>,
     udp_bytes_out: Family<Labels, Counter>,
     udp_calls: Family<Labels, Counter>,
+    udp_segmented: Family<Labels, Counter>,
     source_frames: Family<Labels, Counter>,
     source_encoding: Family<Labels, Gauge>,
     source_bitrate: Family<Labels, Gauge>,
@@ -94,6 +95,7 @@ impl Metrics {
             udp_out: Family::default(),
             udp_bytes_out: Family::default(),
             udp_calls: Family::default(),
+            udp_segmented: Family::default(),
             source_frames: Family::default(),
             source_encoding: Family::default(),
             source_bitrate: Family::default(),
@@ -164,6 +166,11 @@ impl Metrics {
                 "udp_send_calls",
                 "sendmmsg calls, per socket (datagrams_out / send_calls = batch size)",
                 &m.udp_calls,
+            ),
+            (
+                "udp_segmented_datagrams_out",
+                "Datagrams sent inside segmented messages (UDP GSO: one buffer the kernel cuts into datagrams), per socket",
+                &m.udp_segmented,
             ),
             (
                 "source_frames",
@@ -291,6 +298,7 @@ impl Metrics {
             sent: self.udp_out.get_or_create_owned(&l),
             sent_bytes: self.udp_bytes_out.get_or_create_owned(&l),
             send_calls: self.udp_calls.get_or_create_owned(&l),
+            segmented: self.udp_segmented.get_or_create_owned(&l),
             dropped_full: drop("udp_queue_full"),
             send_errors: drop("udp_send_error"),
         }
