@@ -2,8 +2,15 @@
 //! with openh264, tuned for low-latency WebRTC (VP8 is in [`crate::vp8`]).
 //!
 //! Constrained baseline, rate control by bitrate, no scene-change or periodic
-//! IDRs (an IDR only when asked, since a viewer asks when it needs one), slices
-//! capped near one RTP packet so a lost datagram costs one slice, not a frame.
+//! IDRs (an IDR only when asked, since a viewer asks when it needs one), one
+//! slice per picture on one thread. str0m cuts that slice into FU-A fragments
+//! of one size (the last shorter), so a viewer's datagrams of a picture leave
+//! the loop as one segmented send (`portcast_net::udp`); slices capped near
+//! one packet made every datagram a different size. A lost datagram costs the
+//! picture until its resend arrives, as it did before for a browser, which
+//! decodes only complete pictures. An encoder given several threads keeps
+//! size-capped slices ([`THREADED_SLICE_BYTES`]): openh264 shares a picture
+//! among its threads by slices.
 //! Pure computation: the caller decides which thread runs it.
 
 use std::fmt;
@@ -19,8 +26,9 @@ use crate::media::VideoCodec;
 use crate::pattern::I420;
 use crate::vp8::Vp8Encoder;
 
-/// Largest slice the encoder is asked to produce, in bytes (fits a 1200-byte RTP payload).
-pub const MAX_SLICE_BYTES: u32 = 1100;
+/// Largest slice an encoder with several threads is asked for, in bytes (fits a
+/// 1200-byte RTP payload); one thread encodes one slice per picture.
+pub const THREADED_SLICE_BYTES: u32 = 1100;
 
 /// How an encoder is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,8 +224,12 @@ impl H264Encoder {
             .scene_change_detect(false)
             .intra_frame_period(IntraFramePeriod::from_num_frames(0))
             .sps_pps_strategy(SpsPpsStrategy::ConstantId)
-            .max_slice_len(MAX_SLICE_BYTES)
             .num_threads(settings.threads.max(1));
+        let config = if settings.threads > 1 {
+            config.max_slice_len(THREADED_SLICE_BYTES)
+        } else {
+            config
+        };
         let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| EncoderError::OpenH264(e.to_string()))?;
         Ok(H264Encoder {
