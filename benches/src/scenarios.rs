@@ -361,7 +361,7 @@ pub fn fanout(
     let rounds = if voiced { 1 } else { naive.unwrap_or(1).max(1) };
     let mut rows = Vec::new();
     'counts: for n in counts {
-        let mut ratios = Vec::new();
+        let (mut ratios, mut bit_ratios) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             let mut row = fanout_portcast(o, (w, h), n, voiced, estimation)?;
             if rounds > 1 {
@@ -381,12 +381,18 @@ pub fn fanout(
                 // Below 1 % of a core either figure is a few clock ticks: no ratio.
                 if cpu.min(naive_cpu) >= MIN_CPU_FOR_RATIO {
                     let ratio = naive_cpu / cpu;
+                    // The naive server loops canned pictures (an IDR each lap), so
+                    // its viewers may receive a little more or less: per bit too.
+                    let bits = |r: &Value| r["received_kbit_per_s"].as_f64().unwrap_or(0.0);
+                    let per_bit = ratio * bits(&row) / bits(&row["naive"]).max(1.0);
                     println!(
-                        "{n:>5} viewers, round {}: portcast serves {ratio:.2}x the naive loop's viewers per core",
+                        "{n:>5} viewers, round {}: portcast serves {ratio:.2}x the naive loop's viewers per core ({per_bit:.2}x per bit received)",
                         round + 1
                     );
                     ratios.push(ratio);
+                    bit_ratios.push(per_bit);
                     row["naive"]["portcast_viewers_per_core_ratio"] = json!(ratio);
+                    row["naive"]["portcast_bits_per_core_ratio"] = json!(per_bit);
                 } else {
                     println!(
                         "{n:>5} viewers, round {}: too little CPU for a ratio",
@@ -404,8 +410,10 @@ pub fn fanout(
             let mut sorted = ratios.clone();
             sorted.sort_by(f64::total_cmp);
             let median = sorted[sorted.len() / 2];
+            bit_ratios.sort_by(f64::total_cmp);
+            let bit_median = bit_ratios[bit_ratios.len() / 2];
             println!(
-                "{n:>5} viewers: portcast serves {median:.2}x the naive loop's viewers per core (median of {} rounds, {:.2}-{:.2}x)",
+                "{n:>5} viewers: portcast serves {median:.2}x the naive loop's viewers per core (median of {} rounds, {:.2}-{:.2}x; per bit received {bit_median:.2}x)",
                 sorted.len(),
                 sorted[0],
                 sorted[sorted.len() - 1]
@@ -413,6 +421,7 @@ pub fn fanout(
             rows.push(json!({
                 "viewers": n, "rounds": sorted.len(), "ratio_median": median,
                 "ratio_min": sorted[0], "ratio_max": sorted[sorted.len() - 1], "ratios": ratios,
+                "bits_ratio_median": bit_median,
             }));
         }
     }
@@ -462,6 +471,7 @@ fn fanout_portcast(
     // estimation on, str0m's pacer sends most of a frame's datagrams after
     // the write that the frame probe times.
     let pps = report.clients.iter().map(|c| c.packets).sum::<u64>() as f64 / o.secs();
+    let received_kbps = received_kbps(&report, o.secs());
     let kbps = encoded_kbps(&steady);
     let spread = spread_at(&report, n);
     let f2p = summarize(
@@ -485,7 +495,7 @@ fn fanout_portcast(
     );
     Ok(json!({
         "viewers": n, "connected": connected, "packets_per_s": pps, "encoded_kbit_per_s": kbps,
-        "loop_cpu_s_per_s": cpu, "loss_percent": loss, "spread_us": spread,
+        "received_kbit_per_s": received_kbps, "loop_cpu_s_per_s": cpu, "loss_percent": loss, "spread_us": spread,
         "frame_to_packet_us": f2p, "rss_per_viewer_bytes": rss_per * 1024.0,
         "viewer_process_cpu_s": report.cpu_seconds, "audio_packets_heard": heard,
     }))
@@ -508,6 +518,7 @@ fn fanout_naive(o: &Opts, (w, h): (u32, u32), n: usize, estimation: bool) -> Res
     let run = run?;
     let (connected, loss) = run.report.connected_and_loss();
     let pps = run.report.clients.iter().map(|c| c.packets).sum::<u64>() as f64 / o.secs();
+    let received_kbps = received_kbps(&run.report, o.secs());
     let spread = spread_at(&run.report, n);
     println!(
         "{:>5} {:>9} {:>10.0} {:>12.3} {:>9.3} {:>12} {:>12} {:>12} {:>14}   (naive)",
@@ -523,8 +534,13 @@ fn fanout_naive(o: &Opts, (w, h): (u32, u32), n: usize, estimation: bool) -> Res
     );
     Ok(json!({
         "connected": connected, "packets_per_s": pps, "loop_cpu_s_per_s": run.loop_cpu_per_s,
-        "loss_percent": loss, "spread_us": spread,
+        "received_kbit_per_s": received_kbps, "loss_percent": loss, "spread_us": spread,
     }))
+}
+
+/// Video the viewers received in completed frames, kbit/s summed over them.
+fn received_kbps(report: &ViewerReport, secs: f64) -> f64 {
+    report.clients.iter().map(|c| c.frame_bytes).sum::<u64>() as f64 * 8.0 / 1000.0 / secs
 }
 
 /// First to last viewer's arrival of each frame that all `n` viewers got, in us: the

@@ -55,6 +55,9 @@ pub struct ClientReport {
     pub frames: u64,
     /// RTP packets received (in completed frames).
     pub packets: u64,
+    /// Bytes of the completed video frames (depacketized).
+    #[serde(default)]
+    pub frame_bytes: u64,
     /// RTP packets the sequence numbers say were sent in that span.
     pub expected_packets: u64,
     /// Audio packets received (when the job offered audio).
@@ -111,6 +114,7 @@ struct Client {
     connect_ms: Option<f64>,
     frames: u64,
     packets: u64,
+    frame_bytes: u64,
     first_seq: Option<u64>,
     last_seq: u64,
     timeout: Instant,
@@ -192,6 +196,7 @@ pub fn run(job: &ViewerJob) -> Result<ViewerReport, String> {
             answer_ms: c.answer_ms,
             frames: c.frames,
             packets: c.packets,
+            frame_bytes: c.frame_bytes,
             expected_packets: c.first_seq.map_or(0, |f| c.last_seq.saturating_sub(f) + 1),
             audio_packets: c.audio_packets,
         })
@@ -278,6 +283,7 @@ fn connect(
         connect_ms: None,
         frames: 0,
         packets: 0,
+        frame_bytes: 0,
         first_seq: None,
         last_seq: 0,
         timeout: now,
@@ -319,6 +325,7 @@ fn drain(
                 c.frames += 1;
                 let (first, last) = (**m.seq_range.start(), **m.seq_range.end());
                 c.packets += last.saturating_sub(first) + 1;
+                c.frame_bytes += m.data.len() as u64;
                 c.first_seq.get_or_insert(first);
                 c.last_seq = c.last_seq.max(last);
                 let index = m.time.numer() / ticks_per_frame.max(1);
