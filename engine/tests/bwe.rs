@@ -96,8 +96,8 @@ fn a_lossy_link_lowers_its_viewers_cap_below_a_clean_ones() {
                 let t = start + Duration::from_millis(100 * tenth);
                 w.bitrate_caps
                     .iter()
-                    .filter(|(c, _, at)| *c == VideoCodec::H264 && *at <= t)
-                    .last()
+                    .rev()
+                    .find(|(c, _, at)| *c == VideoCodec::H264 && *at <= t)
                     .and_then(|(_, cap, _)| *cap)
             })
             .collect();
