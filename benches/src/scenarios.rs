@@ -381,7 +381,7 @@ pub fn fanout(
                 // Below 1 % of a core either figure is a few clock ticks: no ratio.
                 if cpu.min(naive_cpu) >= MIN_CPU_FOR_RATIO {
                     let ratio = naive_cpu / cpu;
-                    // The naive server loops canned pictures (an IDR each lap), so
+                    // The naive server loops canned pictures (an IDR each second), so
                     // its viewers may receive a little more or less: per bit too.
                     let bits = |r: &Value| r["received_kbit_per_s"].as_f64().unwrap_or(0.0);
                     let per_bit = ratio * bits(&row) / bits(&row["naive"]).max(1.0);

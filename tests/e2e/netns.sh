@@ -26,6 +26,10 @@ netns_up() { # builds the topology; returns non-zero (and says why) when it cann
   ip -n "$P" link set vp up || return 1
   ip -n "$P" link set vq up || return 1
   ip -n "$D" link set vd up || return 1
+  # The daemon sends a viewer's datagrams of a picture as one UDP GSO message; a real NIC
+  # puts them on the wire one by one. So does vd (one segment per skb), so the NAT box and its
+  # tbf see datagrams, not 8 KB super-packets that a full queue would drop whole.
+  ip -n "$D" link set vd gso_max_segs 1 || return 1
   # No default routes anywhere: nothing in these namespaces can reach beyond 198.18.0.0/15.
   ip -n "$C" route add 198.18.2.0/24 via 198.18.1.1 || return 1
   ip -n "$D" route add 198.18.1.0/24 via 198.18.2.1 || return 1
