@@ -44,6 +44,11 @@ impl Server {
             });
             udp.push(port);
         }
+        if udp.iter().all(UdpPort::segments) {
+            log::info!("UDP GSO on: a viewer's datagrams of one picture leave as one message");
+        } else {
+            log::info!("UDP GSO off (the kernel has no UDP_SEGMENT): datagrams leave one by one");
+        }
         config.engine.sockets = specs;
         config.engine.avatars = config.avatars.iter().map(|a| a.name.clone()).collect();
         config.engine.audio_avatars = config
