@@ -11,6 +11,11 @@
 //! decodes only complete pictures. An encoder given several threads keeps
 //! size-capped slices ([`THREADED_SLICE_BYTES`]): openh264 shares a picture
 //! among its threads by slices.
+//!
+//! An encoder on one thread never skips a picture to hold its bitrate (it
+//! raises the quantizer instead): with one slice, openh264's frame skipping
+//! dropped 50 of 434 pictures of e2e `q`'s busy 360p at 1500 kbit/s (26.5 fps
+//! at the viewer), where the sliced encoder dropped none.
 //! Pure computation: the caller decides which thread runs it.
 
 use std::fmt;
@@ -219,7 +224,7 @@ impl H264Encoder {
             .bitrate(BitRate::from_bps(settings.bitrate_bps))
             .max_frame_rate(FrameRate::from_hz(settings.fps as f32))
             .rate_control_mode(RateControlMode::Bitrate)
-            .skip_frames(true)
+            .skip_frames(settings.threads > 1)
             .debug(false)
             .scene_change_detect(false)
             .intra_frame_period(IntraFramePeriod::from_num_frames(0))
@@ -320,5 +325,53 @@ impl H264Encoder {
             return Ok(Encoded::Skipped);
         }
         Ok(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pixel fresh noise: far more than the bitrate carries.
+    fn noise(seed: &mut u64, w: usize, h: usize) -> Vec<u8> {
+        (0..w * h * 3 / 2)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (*seed >> 56) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_thread_encodes_every_picture_of_content_beyond_its_bitrate() {
+        let (w, h) = (320, 180);
+        let settings = EncoderSettings {
+            width: w as u32,
+            height: h as u32,
+            fps: 30,
+            bitrate_bps: 100_000,
+            threads: 1,
+        };
+        let mut encoder = H264Encoder::new(settings).unwrap();
+        let (mut seed, mut out) = (7, Vec::new());
+        let mut skipped = 0;
+        for i in 0..30 {
+            let buf = noise(&mut seed, w, h);
+            let pic = I420 {
+                y: &buf[..w * h],
+                u: &buf[w * h..w * h * 5 / 4],
+                v: &buf[w * h * 5 / 4..],
+                width: w,
+                height: h,
+                strides: (w, w / 2, w / 2),
+            };
+            out.clear();
+            if encoder.encode(&pic, i == 0, &mut out).unwrap() == Encoded::Skipped {
+                skipped += 1;
+            }
+        }
+        assert_eq!(skipped, 0, "pictures skipped of 30");
     }
 }

@@ -856,7 +856,9 @@ const scenarios = [
       check(s.rtt_ms >= 30, `RTT ${s.rtt_ms} ms: is the forwarder in the path?`);
       check(d('nackCount') > 0, 'the viewer sent no NACK: was anything lost?');
       check(d('retransmittedPacketsReceived') > 0, 'nothing was retransmitted');
-      check(fps >= 25, `${fps.toFixed(1)} fps with 5 % loss`);
+      // Issue 15's figure. 26.5 fps when the one-slice encoder skipped pictures to hold its
+      // bitrate (stop 37; it no longer skips); 30.0 in every window since.
+      check(fps >= 28, `${fps.toFixed(1)} fps with 5 % loss`);
       // Each NACKed packet is resent three times (vendor/str0m/PORTCAST.md): Chromium asks again
       // for a packet whose resend was lost only after 100 ms, a freeze. One copy per loss
       // measured ~0.9 retransmissions received per packet lost (probe padding included), two
