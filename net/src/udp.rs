@@ -8,8 +8,10 @@
 //! but the last (which may be shorter), goes as one message of that batch: the
 //! kernel builds one buffer and cuts it into the datagrams, instead of routing
 //! and building each on its own. A viewer's packets of one H.264 picture are
-//! such a run (FU-A fragments of one slice). A kernel or device that refuses
-//! it (`EIO` where the device cannot checksum) turns it off for the socket.
+//! such a run (FU-A fragments of one slice). A segmented message the kernel
+//! refuses is sent again one datagram per message (a route whose MTU is below
+//! the datagrams refuses it, where single datagrams would be fragmented), and
+//! `EIO` (a device that cannot checksum) turns segmentation off for the socket.
 
 use std::collections::VecDeque;
 use std::io;
@@ -42,6 +44,9 @@ pub struct UdpPort {
     pending: VecDeque<(SocketAddr, Vec<u8>)>,
     /// Whether runs of equal datagrams go as one segmented message (`UDP_SEGMENT`).
     gso: bool,
+    /// How many datagrams at the front of the queue go one per message: those
+    /// of a segmented message the kernel refused.
+    solo: usize,
     /// Its counters (registered in `/metrics` by [`crate::metrics::Metrics::udp`]).
     pub counters: UdpCounters,
 }
@@ -78,6 +83,7 @@ impl UdpPort {
             local,
             pending: VecDeque::new(),
             gso,
+            solo: 0,
             counters: UdpCounters::default(),
         })
     }
@@ -113,6 +119,7 @@ impl UdpPort {
         while !self.pending.is_empty() {
             match self.send_batch() {
                 Ok(n) => {
+                    self.solo = self.solo.saturating_sub(n);
                     let bytes: usize = self.pending.drain(..n).map(|(_, b)| b.len()).sum();
                     self.counters.send_calls.inc();
                     self.counters.sent.inc_by(n as u64);
@@ -120,23 +127,30 @@ impl UdpPort {
                 }
                 Err((e, _)) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err((e, _)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err((e, first)) if first > 1 && e.raw_os_error() == Some(libc::EIO) => {
-                    // The device cannot checksum a segmented message: send
-                    // each datagram alone from now on (nothing is lost).
-                    log::warn!(
-                        "udp {}: segmentation offload refused ({e}); sending datagrams one by one",
-                        self.local
-                    );
-                    self.gso = false;
-                }
-                Err((e, first)) => {
-                    // The first message of the batch failed (an unreachable or
-                    // unroutable address): drop its datagrams (all to that
-                    // address) and go on. A viewer that went away is ended by
-                    // its session's consent timer.
+                Err((e, first)) if first > 1 => {
+                    // A segmented message refused: its datagrams go again one
+                    // per message (nothing is dropped for segmentation's sake).
+                    // EIO: the device cannot checksum one; stop segmenting.
                     self.counters.send_calls.inc();
-                    self.counters.send_errors.inc_by(first as u64);
-                    for (to, _) in self.pending.drain(..first) {
+                    self.solo = first;
+                    if e.raw_os_error() == Some(libc::EIO) {
+                        log::warn!(
+                            "udp {}: segmentation offload refused ({e}); sending datagrams one by one",
+                            self.local
+                        );
+                        self.gso = false;
+                    } else {
+                        log::debug!("udp {}: a segmented message was refused ({e})", self.local);
+                    }
+                }
+                Err((e, _)) => {
+                    // The first datagram of the batch failed (an unreachable or
+                    // unroutable address): drop it alone and go on. A viewer that
+                    // went away is ended by its session's consent timer.
+                    self.counters.send_calls.inc();
+                    self.counters.send_errors.inc();
+                    self.solo = self.solo.saturating_sub(1);
+                    if let Some((to, _)) = self.pending.pop_front() {
                         log::debug!("udp {}: send to {to} failed: {e}", self.local);
                     }
                 }
@@ -172,12 +186,18 @@ impl UdpPort {
                 iov_len: bytes.len(),
             };
         }
-        let segment_runs = if self.gso {
-            plan_runs(self.pending.iter().take(count), &mut runs)
+        // Those of a refused segmented message first, one per message.
+        let solo = if self.gso {
+            self.solo.min(count)
         } else {
-            runs[..count].fill(1);
             count
         };
+        runs[..solo].fill(1);
+        let segment_runs = solo
+            + plan_runs(
+                self.pending.iter().take(count).skip(solo),
+                &mut runs[solo..],
+            );
         let mut first = 0;
         for m in 0..segment_runs {
             let run = runs[m];
@@ -436,6 +456,51 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_segmented_message_goes_again_one_datagram_per_message() {
+        let r = receiver();
+        let mut port = UdpPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        if !port.segments() {
+            eprintln!("this kernel has no UDP_SEGMENT: nothing to check");
+            return;
+        }
+        // Without UDP checksums the kernel refuses a segmented message
+        // (EINVAL) but sends single datagrams.
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket and an int option value.
+        let set = unsafe {
+            use std::os::fd::AsRawFd;
+            libc::setsockopt(
+                port.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0);
+        for i in 0..3u8 {
+            port.send(r.local_addr().unwrap(), vec![i; 1000]);
+        }
+        port.flush();
+        assert_eq!(
+            (
+                port.counters.sent.get(),
+                port.counters.segmented.get(),
+                port.counters.send_errors.get(),
+                port.pending()
+            ),
+            (3, 0, 0, 0)
+        );
+        assert!(port.segments(), "EINVAL does not turn segmentation off");
+        let mut buf = [0u8; 2048];
+        for i in 0..3u8 {
+            let n = r.recv(&mut buf).unwrap();
+            assert_eq!(n, 1000);
+            assert!(buf[..n].iter().all(|&x| x == i), "datagram {i}");
+        }
+    }
+
+    #[test]
     fn a_run_ends_at_a_new_address_a_larger_or_shorter_datagram_and_its_bounds() {
         let (x, y): (SocketAddr, SocketAddr) = (
             "127.0.0.1:1".parse().unwrap(),
@@ -464,7 +529,7 @@ mod tests {
         let mut port = UdpPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         port.send(r.local_addr().unwrap(), b"one".to_vec());
         // An IPv6 destination from an IPv4 socket: the kernel refuses it
-        // (two of one size: one segmented message, dropped whole).
+        // (two of one size: one segmented message, refused, then each alone).
         port.send("[::1]:9".parse().unwrap(), b"bad".to_vec());
         port.send("[::1]:9".parse().unwrap(), b"bad".to_vec());
         port.send(r.local_addr().unwrap(), b"two".to_vec());
