@@ -16,6 +16,7 @@
 //! raises the quantizer instead): with one slice, openh264's frame skipping
 //! dropped 50 of 434 pictures of e2e `q`'s busy 360p at 1500 kbit/s (26.5 fps
 //! at the viewer), where the sliced encoder dropped none.
+//!
 //! Pure computation: the caller decides which thread runs it.
 
 use std::fmt;
