@@ -94,8 +94,10 @@ impl UdpPort {
         self.gso
     }
 
-    /// Sends each datagram as its own message from now on.
-    pub fn stop_segmenting(&mut self) {
+    /// Sends each datagram as its own message from now on (tests; the send
+    /// path turns segmentation off itself on `EIO`).
+    #[cfg(test)]
+    fn stop_segmenting(&mut self) {
         self.gso = false;
     }
 
