@@ -218,6 +218,9 @@ impl fmt::Debug for H264Encoder {
 impl H264Encoder {
     /// Creates an encoder; the first frame it encodes is an IDR.
     pub fn new(settings: EncoderSettings) -> Result<Self, EncoderError> {
+        // Several threads: sliced pictures, frames skipped to hold the bitrate
+        // (as before stop 37); one thread: one slice, nothing skipped.
+        let threaded = settings.threads > 1;
         let config = EncoderConfig::new()
             .usage_type(UsageType::CameraVideoRealTime)
             .profile(Profile::Baseline)
@@ -225,13 +228,13 @@ impl H264Encoder {
             .bitrate(BitRate::from_bps(settings.bitrate_bps))
             .max_frame_rate(FrameRate::from_hz(settings.fps as f32))
             .rate_control_mode(RateControlMode::Bitrate)
-            .skip_frames(settings.threads > 1)
+            .skip_frames(threaded)
             .debug(false)
             .scene_change_detect(false)
             .intra_frame_period(IntraFramePeriod::from_num_frames(0))
             .sps_pps_strategy(SpsPpsStrategy::ConstantId)
             .num_threads(settings.threads.max(1));
-        let config = if settings.threads > 1 {
+        let config = if threaded {
             config.max_slice_len(THREADED_SLICE_BYTES)
         } else {
             config
