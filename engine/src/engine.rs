@@ -38,7 +38,6 @@ mod fanout;
 mod ladder;
 
 use avatars::Avatar;
-pub(crate) use bitrate::PROBE_EVERY;
 pub use config::{check_ladder, BandwidthEstimation, EngineConfig, EngineError};
 pub use ladder::RenditionInfo;
 

@@ -259,13 +259,6 @@ pub(crate) struct Session {
     /// bitrate): checked on every drain, since an estimate that stops moving
     /// brings no estimate event.
     pub probe_check_at: Option<Instant>,
-    /// The estimate when the last probe was asked for: the next one is due
-    /// sooner or later depending on whether that probe raised it for good.
-    pub probe_from_bps: Option<u32>,
-    /// The lowest estimate since that probe settled (what it left behind).
-    pub probe_low_bps: Option<u32>,
-    /// How long after the last probe the next one is due.
-    pub probe_every: Duration,
     /// The rendition of its avatar it receives (0: the source's own picture).
     pub rendition: u8,
     /// The rendition it switches to at that one's next keyframe, if any.
@@ -345,9 +338,6 @@ impl Session {
             probe_asked: None,
             probe_lowered: false,
             probe_check_at: None,
-            probe_from_bps: None,
-            probe_low_bps: None,
-            probe_every: crate::engine::PROBE_EVERY,
             rendition: 0,
             switch_to: None,
             up_since: None,

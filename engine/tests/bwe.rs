@@ -155,10 +155,11 @@ fn a_lone_viewers_cap_follows_a_leap_of_its_estimate_in_bounded_steps() {
 }
 
 #[test]
-fn a_lone_viewers_probes_of_a_lossy_link_that_gain_nothing_come_less_often() {
+fn a_lone_viewer_short_of_its_encoders_bitrate_is_probed_every_5_s() {
     // One media datagram in three lost: the lone viewer's estimate stays far
-    // under what its encoder could use, so it is probed for more, and no
-    // probe raises it.
+    // under what its encoder could use, and no probe raises it. Probes keep
+    // coming every 5 s (until stop 38 they backed off up to 30 s apart, and a
+    // link lifted after a long thin spell then went unfound for 30 s).
     let mut w = World::new(config(), 256, 144);
     let v = w.add_viewer("viewer", addr("127.0.0.1:40000"));
     w.viewers[v].drop_every = Some(3);
@@ -168,10 +169,8 @@ fn a_lone_viewers_probes_of_a_lossy_link_that_gain_nothing_come_less_often() {
     w.run(Duration::from_secs(60));
     let late = w.engine.stats().bandwidth_probes.get() - early;
     assert!(!w.viewers[v].counters.is_empty(), "it decodes");
-    // Every 5 s that would be 12 probes in 60 s; waits that double up to 30 s
-    // leave 3 or 4.
     assert!(
-        (1..=5).contains(&late),
+        (11..=13).contains(&late),
         "{late} probes in the 60 s after the first {early}"
     );
 }

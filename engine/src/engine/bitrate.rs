@@ -42,31 +42,17 @@ const CAP_RISE_EVERY: Duration = Duration::from_millis(500);
 /// How often one viewer's estimate is recorded in the histogram.
 const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 
-/// How often a lone viewer whose estimate is below what its encoder could use
-/// is probed for more (see [`Engine::estimate_changed`]), while probes gain.
-/// 2 s brought a lifted cap back sooner (3.6-5.1 s against 4.4 s to over
-/// 30 s) but let a probe through a token bucket's burst lift the estimate 3x
-/// above a 600 kbit/s link, with freezes (docs/design-notes.md).
-pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(5);
-
-/// The longest wait between probes: each probe that leaves the estimate below
-/// [`PROBE_GAIN`] times what it was doubles the wait, up to this. A probe
-/// through a token bucket's burst reads the link 2-3x faster than it is; the
-/// estimate and the encoder follow, the bucket's queue fills and the picture
-/// freezes until the estimate falls back (measured: every 5-11 s on a
-/// 1 Mbit/s tbf link, docs/design-notes.md). On such a link probes stop
-/// paying; a link whose limit is lifted is found within this long.
-const PROBE_EVERY_MAX: Duration = Duration::from_secs(30);
-
-/// A probe gained when the lowest estimate from [`PROBE_SETTLE`] after it
-/// until the next is due is at least this many times what it was when the
-/// probe was asked for. Above the ~30 % sawtooth of a held link; a lifted
-/// limit raises it several-fold.
-const PROBE_GAIN: f64 = 1.5;
-
-/// How long after a probe its result is judged: an estimate a probe through
-/// a token bucket's burst raised falls back within about a second.
-const PROBE_SETTLE: Duration = Duration::from_secs(2);
+/// How often a viewer whose estimate is below what it could use is probed
+/// for more (see [`Engine::estimate_changed`]). 2 s brought a lifted cap back
+/// sooner (3.6-5.1 s against 4.4 s to over 30 s) but, before the cap climbed
+/// in steps, let a probe through a token bucket's burst lift the estimate 3x
+/// above a 600 kbit/s link, with freezes (docs/design-notes.md). Until stop
+/// 38 a lone viewer's probes that gained nothing came ever less often (up to
+/// 30 s apart), from when each probe's leap of the estimate was a leap of the
+/// encoder; since the cap climbs in steps, probing every 5 s froze no 60 s
+/// window of five on a 1 Mbit/s tbf link, and the wait had once kept a
+/// lifted link unfound for over 30 s.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// How long str0m's desired bitrate stays lowered before it is raised again
 /// (the rise starts the probe): str0m's probe controller must see the lower
@@ -82,11 +68,6 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
-        if let (Some(bps), Some(asked)) = (s.estimate_bps, s.probe_asked) {
-            if now >= asked + PROBE_SETTLE {
-                s.probe_low_bps = Some(s.probe_low_bps.map_or(bps, |low| low.min(bps)));
-            }
-        }
         if let Some(bps) = s.estimate_bps {
             if s.estimate_observed
                 .is_none_or(|t| now.saturating_duration_since(t) >= OBSERVE_EVERY)
@@ -102,8 +83,8 @@ impl Engine {
     }
 
     /// Asks str0m for an allocation probe when a lone viewer's estimate keeps
-    /// its encoder under the most it could send: [`PROBE_EVERY`] after a probe
-    /// that raised its estimate, longer after each that did not (`next_probe_wait`).
+    /// its encoder under the most it could send, or one sharing its avatar
+    /// short of the next rendition up, every [`PROBE_EVERY`].
     /// Called on each estimate event and, through `probe_check_at`, from any
     /// drain once its time comes: a loss-limited estimate can hold still for
     /// many seconds and send no event (measured: the lift bench then waited
@@ -154,42 +135,10 @@ impl Engine {
             return;
         }
         let short = s.estimate_bps.is_some_and(|e| u64::from(e) < desired);
-        // A viewer that shares its avatar now is probed every 5 s, however
-        // long it waited while it was alone.
-        let every = if alone { s.probe_every } else { PROBE_EVERY };
         let due = s
             .probe_asked
-            .is_none_or(|t| now.saturating_duration_since(t) >= every);
+            .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_EVERY);
         if aim.is_some() && short && due && s.phase == Phase::Streaming {
-            // Only a lone viewer's probes back off: they are what a leap of
-            // its encoder follows. A viewer sharing its avatar switches up
-            // only after its estimate held for `ladder::UP_HOLD`, and its
-            // probes are what bring it back up after an early dip.
-            if !alone {
-                s.probe_every = PROBE_EVERY;
-            } else if let (Some(from), Some(est)) =
-                (s.probe_from_bps, s.probe_low_bps.or(s.estimate_bps))
-            {
-                let wait = next_probe_wait(s.probe_every, from, est);
-                if wait != s.probe_every {
-                    log::debug!(
-                        "session {}: probed at {} kbit/s, at least {} kbit/s since: next probe in {} s",
-                        s.id,
-                        from / 1000,
-                        est / 1000,
-                        wait.as_secs()
-                    );
-                }
-                s.probe_every = wait;
-            }
-            // A probe asked while the estimate may still be the estimator's
-            // first guess (1 Mbit/s for a lone viewer) is not judged: a guess
-            // above the link would make it look like a failure.
-            let settled = s
-                .first_frame_at
-                .is_some_and(|t| now.saturating_duration_since(t) >= ladder::SETTLE);
-            s.probe_from_bps = s.estimate_bps.filter(|_| settled);
-            s.probe_low_bps = None;
             s.probe_asked = Some(now);
             self.stats.bandwidth_probes.inc();
             s.probe_lowered = true;
@@ -282,18 +231,6 @@ pub(super) fn estimate_for(video_bps: u32) -> u64 {
     (f64::from(video_bps) / VIDEO_SHARE) as u64
 }
 
-/// The wait before the probe after next: [`PROBE_EVERY`] when the last probe
-/// (asked for at an estimate of `from_bps`) left the estimate at `now_bps`
-/// [`PROBE_GAIN`] times higher or more, else `wait` doubled up to
-/// [`PROBE_EVERY_MAX`].
-fn next_probe_wait(wait: Duration, from_bps: u32, now_bps: u32) -> Duration {
-    if f64::from(now_bps) >= f64::from(from_bps) * PROBE_GAIN {
-        PROBE_EVERY
-    } else {
-        (wait * 2).min(PROBE_EVERY_MAX)
-    }
-}
-
 /// The video bitrate a viewer estimated at `estimate_bps` can take.
 pub(super) fn video_cap(estimate_bps: u32) -> u32 {
     (f64::from(estimate_bps) * VIDEO_SHARE) as u32
@@ -310,19 +247,5 @@ mod tests {
         assert!(video_cap(estimate_for(2_500_000) as u32) >= 2_499_999);
         assert_eq!(video_cap(0), 0);
         assert!(video_cap(u32::MAX) < u32::MAX);
-    }
-
-    #[test]
-    fn probes_that_gain_nothing_come_less_often_and_one_that_gains_resets_them() {
-        let mut wait = PROBE_EVERY;
-        let mut waits = Vec::new();
-        for _ in 0..5 {
-            // A 1 Mbit/s link: the estimate is back where it was.
-            wait = next_probe_wait(wait, 900_000, 950_000);
-            waits.push(wait.as_secs());
-        }
-        assert_eq!(waits, [10, 20, 30, 30, 30]);
-        // The limit was lifted: the estimate is several times higher.
-        assert_eq!(next_probe_wait(wait, 900_000, 3_000_000), PROBE_EVERY);
     }
 }
