@@ -28,7 +28,7 @@ pub(super) const UP_HOLD: Duration = Duration::from_secs(3);
 /// feedback before it says what the link carries. Without it a new viewer
 /// of a 1.5 Mbit/s avatar moved down at once and took 10 s to come back
 /// (e2e `r`).
-pub(super) const SETTLE: Duration = Duration::from_secs(2);
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// The share of a viewer's estimate its rendition may need before it moves
 /// down: more than video's share of a new estimate ([`bitrate::video_cap`]),
