@@ -156,6 +156,8 @@ async function glass() {
     const t0 = Date.now();
     const r = require('child_process').spawnSync('sh', ['-c', LIFT_CMD]);
     if (r.status !== 0) throw new Error(`${NAME}: ${LIFT_CMD} failed: ${r.stderr}`);
+    // The instant, to line up with the daemon's log (its cap moves are debug lines).
+    console.error(`${NAME}: link lifted at ${new Date(t0).toISOString()}`);
     lift = { seconds_to_top: null, top_bps: TOP_BPS };
     while (Date.now() - t0 < SECONDS * 1000) {
       if (((await metrics()) || {}).bitrate_bps >= TOP_BPS) {

@@ -20,7 +20,10 @@
 #   portcast-capped-off  the same with --bandwidth-estimation off (the configured bitrate
 #                        whatever the link carries)
 #   portcast-lift        portcast-capped whose cap is lifted when the window starts: glass.js
-#                        times how long until the encoder is back at 2500 kbit/s
+#                        times how long until the encoder is back at 2500 kbit/s. GLASS_LIFT says
+#                        how: `change` (default) raises the tbf's rate to 100 Mbit/s and keeps
+#                        its queue, as a link whose limit rises drops nothing; `del` removes the
+#                        tbf, which drops what it queued (a loss burst at the instant of the lift)
 #   portcast-shared-capped  two pages watch the avatar; once both decode, only the measured
 #                        page's UDP port is capped at GLASS_CAP_KBIT (tc htb class in the NAT
 #                        box): it is moved to a lower rendition while the escort keeps the top
@@ -33,7 +36,7 @@
 # GLASS_PORTCAST_ARGS (more daemon flags, split on spaces, e.g. "--encoder-threads 2"),
 # GLASS_RUST_LOG (the daemon's RUST_LOG, default info), GLASS_CAP_KBIT (the capped servers' link),
 # GLASS_CAP_WARMUP_SECS (5: for the capped servers the window starts this long after the first
-# frame, however few frames came by then).
+# frame, however few frames came by then), GLASS_LIFT (change or del, see portcast-lift).
 # `portcast-bench glass` sets them all. Needs root (ip netns), iptables, node, chromium.
 set -euo pipefail
 
@@ -49,6 +52,8 @@ OUT=${GLASS_OUT:-$ROOT/target/glass}
 T_SERVER=$((SECONDS_EACH + 20 * PAGES + 90))
 
 log() { printf '[glass] %s\n' "$*" >&2; }
+[[ ${GLASS_LIFT:-change} == change || ${GLASS_LIFT:-change} == del ]] ||
+  { log "GLASS_LIFT must be change or del, not ${GLASS_LIFT}"; exit 2; }
 
 SERVER_PID=""
 NETNS_MADE=()
@@ -81,6 +86,13 @@ unblock_udp() { ip netns exec "$C" iptables -w -D OUTPUT -p udp -j DROP 2>/dev/n
 # The NAT box's veth toward the client (vp) drains at the cap; a 100 ms queue as on a home router.
 cap_link() { ip netns exec "$P" tc qdisc add dev vp root tbf rate "${GLASS_CAP_KBIT:-1000}kbit" burst 16kb latency 100ms; }
 uncap_link() { ip netns exec "$P" tc qdisc del dev vp root 2>/dev/null || true; }
+# portcast-lift's lift, run by glass.js when its window starts (GLASS_LIFT above).
+lift_cmd() {
+  case ${GLASS_LIFT:-change} in
+    change) echo "ip netns exec $P tc qdisc change dev vp root tbf rate 100mbit burst 1mb latency 100ms" ;;
+    del) echo "ip netns exec $P tc qdisc del dev vp root" ;;
+  esac
+}
 # The same cap for one UDP destination port only ({port}, filled in by glass.js), the rest unshaped.
 cap_port_script() {
   local k=${GLASS_CAP_KBIT:-1000}
@@ -100,7 +112,7 @@ measure() { # measure NAME PAGE_URL [METRICS_URL]: glass.js in the client namesp
   [[ $name == portcast-capped* || $name == portcast-lift || $name == portcast-shared-capped ]] &&
     warm=(GLASS_WARMUP_FRAMES=0 GLASS_WARMUP_SECS="${GLASS_CAP_WARMUP_SECS:-5}")
   [[ $name == portcast-shared-capped ]] && warm+=(GLASS_CAP_PORT_CMD="ip netns exec $P sh -c '$(cap_port_script)'")
-  [[ $name == portcast-lift ]] && warm+=(GLASS_LIFT_CMD="ip netns exec $P tc qdisc del dev vp root")
+  [[ $name == portcast-lift ]] && warm+=(GLASS_LIFT_CMD="$(lift_cmd)")
   # Without estimation the capped link may show nothing at all: that is the finding (zeros in
   # its row), not a failed measurement; fresh pages would only time out on it.
   local pages=$PAGES
