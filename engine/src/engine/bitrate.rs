@@ -26,8 +26,10 @@ const CAP_STEP: f64 = 0.05;
 
 /// The most a lone viewer's encoder cap may rise at once, as a factor of
 /// the cap sent, and how long after the last rise the next may come: the cap
-/// falls with the estimate at once but climbs in steps of at most ~32 % a
-/// second (2500 from 550 kbit/s in ~5.4 s). A probe, or str0m's start-up
+/// falls with the estimate at once but climbs in steps of at most ~42 % a
+/// second (2500 from 550 kbit/s in ~4.4 s; 500 ms until stop 39, when a
+/// lifted link's climb from ~400 kbit/s took 6.5 s of its 10: 400 ms froze
+/// no more capped windows, docs/design-notes.md). A probe, or str0m's start-up
 /// probes, through a token bucket's burst lift the estimate 2-3x within ~0.8 s
 /// (measured on a 1 Mbit/s tbf link: cap 706 -> 1635 and 773 -> 1843 kbit/s,
 /// each a glass-to-glass spike of 300-450 ms), and it stays there for seconds
@@ -37,7 +39,7 @@ const CAP_STEP: f64 = 0.05;
 /// but froze on the capped link (6 freezes in 10 min against 0 in 10:
 /// docs/design-notes.md).
 const CAP_RISE: f64 = 1.15;
-const CAP_RISE_EVERY: Duration = Duration::from_millis(500);
+const CAP_RISE_EVERY: Duration = Duration::from_millis(400);
 
 /// How often one viewer's estimate is recorded in the histogram.
 const OBSERVE_EVERY: Duration = Duration::from_secs(1);
@@ -49,10 +51,12 @@ const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 /// above a 600 kbit/s link, with freezes (docs/design-notes.md). Until stop
 /// 38 a lone viewer's probes that gained nothing came ever less often (up to
 /// 30 s apart), from when each probe's leap of the estimate was a leap of the
-/// encoder; since the cap climbs in steps, probing every 5 s froze no 60 s
-/// window of five on a 1 Mbit/s tbf link, and the wait had once kept a
-/// lifted link unfound for over 30 s.
-const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// encoder. Since the cap climbs in steps a probe moves the encoder by one
+/// step at most, and the wait for the next probe is most of what a lifted
+/// link waits before its climb: 3 s brought a lifted 1 Mbit/s tbf link back
+/// to 2.5 Mbit/s in 4.4-7.7 s (6 runs) against 4.1-14.8 s (7 runs) with 5 s,
+/// and froze no capped 60 s window (stop 39, docs/design-notes.md).
+const PROBE_EVERY: Duration = Duration::from_secs(3);
 
 /// How long str0m's desired bitrate stays lowered before it is raised again
 /// (the rise starts the probe): str0m's probe controller must see the lower
