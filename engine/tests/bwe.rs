@@ -131,8 +131,8 @@ fn a_lone_viewers_cap_follows_a_leap_of_its_estimate_in_bounded_steps() {
     // The highest cap, not the last: in this world a probe can leave the
     // estimate lower (with a probe every 3 s and steps every 500 ms the cap
     // fell 1.41 -> 0.93 Mbit/s 150 ms after the probe at ~5 s; with probes
-    // every 5 s, 1.78 -> 1.52; not traced, and
-    // not seen in the glass bench: a lifted link's cap climbed after its probes).
+    // every 5 s, 1.78 -> 1.52). Not traced, and not seen in the glass bench,
+    // where a lifted link's cap climbed after each probe that found room.
     let first = caps[0].0;
     let highest = caps.iter().map(|(c, _)| *c).max().unwrap_or(first);
     assert!(

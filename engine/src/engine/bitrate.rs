@@ -28,13 +28,14 @@ const CAP_STEP: f64 = 0.05;
 /// the cap sent, and how long after the last rise the next may come: the cap
 /// falls with the estimate at once but climbs in steps of at most ~42 % a
 /// second (2500 from 550 kbit/s in ~4.4 s; 500 ms until stop 39, when a
-/// lifted link's climb from ~400 kbit/s took 6.5 s of its 10: 400 ms froze
-/// no more capped windows, docs/design-notes.md). A probe, or str0m's start-up
-/// probes, through a token bucket's burst lift the estimate 2-3x within ~0.8 s
-/// (measured on a 1 Mbit/s tbf link: cap 706 -> 1635 and 773 -> 1843 kbit/s,
-/// each a glass-to-glass spike of 300-450 ms), and it stays there for seconds
-/// while the encoder sends less than the link carries: only the encoder's own
-/// rate, climbing, finds the limit again. Taking the estimate whole once it
+/// lifted link's climb from ~400 kbit/s took 6.5 s of its 10; with 400 ms,
+/// 2 freezes in 10 capped minutes against 7 in 12: docs/design-notes.md).
+/// A probe, or str0m's start-up probes, through a token bucket's burst lift
+/// the estimate 2-3x within ~0.8 s (measured on a 1 Mbit/s tbf link: cap
+/// 706 -> 1635 and 773 -> 1843 kbit/s, each a glass-to-glass spike of
+/// 300-450 ms), and it stays there for seconds while the encoder sends less
+/// than the link carries: only the encoder's own rate, climbing, finds the
+/// limit again. Taking the estimate whole once it
 /// held 1.5 s brought a lifted link back in 4.4-7.4 s instead of 10-11.8 s
 /// but froze on the capped link (6 freezes in 10 min against 0 in 10:
 /// docs/design-notes.md).
@@ -54,8 +55,9 @@ const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 /// encoder. Since the cap climbs in steps a probe moves the encoder by one
 /// step at most, and the wait for the next probe is most of what a lifted
 /// link waits before its climb: 3 s brought a lifted 1 Mbit/s tbf link back
-/// to 2.5 Mbit/s in 4.4-7.7 s (6 runs) against 4.1-14.8 s (7 runs) with 5 s,
-/// and froze no capped 60 s window (stop 39, docs/design-notes.md).
+/// to 2.5 Mbit/s within 10 s in 11 of 13 runs (4.1-10.2 s) against 4 of 7
+/// (4.1-14.8 s) with 5 s, and the capped link's 60 s windows varied as much
+/// as before (stop 39, docs/design-notes.md).
 const PROBE_EVERY: Duration = Duration::from_secs(3);
 
 /// How long str0m's desired bitrate stays lowered before it is raised again
